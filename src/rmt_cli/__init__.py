@@ -1,0 +1,3 @@
+"""rmt: an experiment runner for the Recurrent Memory Transformer."""
+
+__version__ = "0.1.0"

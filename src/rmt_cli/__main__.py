@@ -1,0 +1,3 @@
+from rmt_cli.cli import main
+
+main()

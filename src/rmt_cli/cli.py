@@ -1,0 +1,191 @@
+"""The `rmt` command line: thin Typer commands that hand their options to Hydra as overrides.
+
+Each command that runs an experiment calls a `hydra.main` task function with a rewritten `sys.argv`, so Hydra's
+output folders, `--cfg job`, `-m` multirun sweeps and launchers all work exactly as in a plain Hydra app.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from rmt_cli.errors import RmtError, UsageError
+
+app = typer.Typer(
+    help="Recurrent Memory Transformer experiments: train, evaluate, extrapolate, count FLOPs.\n\n"
+    "Commands that run experiments take Hydra overrides after their options, e.g. "
+    "`rmt train task=reasoning memory.size=20`. Hydra flags (`--cfg job`, `-m`, `hydra.run.dir=DIR`) "
+    "come before the overrides.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
+                          "--config-dir", "-cd", "--info", "--experimental-rerun"}
+
+
+def config_dir() -> Path:
+    """conf/ ships inside the wheel as rmt_cli/conf; an editable install reads the repo's top-level conf/."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def report_errors(function: Callable[[], None]) -> None:
+    """Run `function`; a user-caused error becomes one line on stderr and its exit code, no traceback."""
+    try:
+        function()
+    except RmtError as error:
+        if debug_enabled():
+            raise
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise SystemExit(error.exit_code) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        raise SystemExit(130) from None
+
+
+def split_overrides(args: list[str]) -> tuple[list[str], bool]:
+    """The plain `key=value` overrides among Hydra's arguments, and whether this is a multirun."""
+    overrides, skip_next, multirun = [], False, False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+        elif arg in ("-m", "--multirun"):
+            multirun = True
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip_next = True
+        elif not arg.startswith("-") and not arg.startswith("hydra.") and not arg.startswith("hydra/"):
+            overrides.append(arg)
+    return overrides, multirun
+
+
+def check_composes(config_name: str, overrides: list[str]) -> None:
+    """Compose the config once before Hydra runs, so that a bad override is one clear line (exit 2)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise UsageError(one_line_hydra_error(str(error))) from None
+
+
+def one_line_hydra_error(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "invalid configuration"
+    if "Available options" in message:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Available options"))
+        options = [line for line in lines[start + 1:] if not line.startswith("Config search path")]
+        options = options[: next((i for i, o in enumerate(options) if ":" in o), len(options))]
+        return f"{first} (available: {', '.join(options)})"
+    if first.startswith("Could not override") and len(lines) > 1:
+        return f"{first} {lines[1]}"
+    return first
+
+
+def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> None:
+    """Run `task_function(cfg)` as a Hydra app named `config_name`, with `args` as its command line."""
+    import hydra
+
+    overrides, multirun = split_overrides(args)
+    if not multirun:
+        check_composes(config_name, overrides)
+    hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
+    sys.argv = [f"rmt-{config_name}", *args]
+    hydra_main(lambda cfg: report_errors(lambda: task_function(cfg)))()
+
+
+@app.command(context_settings=PASS_THROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train RMT through a curriculum of growing segment counts.
+
+    Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`,
+    presets with `experiment=smoke|paper_memorize|paper_detect|paper_reasoning`,
+    sweeps with `rmt train -m task=memorize,detect`. `rmt train --cfg job` prints the config.
+    Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
+    """
+    from rmt_cli.train import train_from_config
+
+    report_errors(lambda: run_hydra("train", train_from_config, list(ctx.args)))
+
+
+@app.command(name="eval", context_settings=PASS_THROUGH)
+def evaluate(
+    ctx: typer.Context,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or its checkpoints/ subfolder)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default: eval.yaml's samples)."),
+) -> None:
+    """Accuracy of a trained run on a fixed, seeded test set: `rmt eval --checkpoint RUN_DIR task.segments=8`.
+
+    The model (backbone, memory size, segment length) comes from the checkpoint; task and noise default to the
+    run's and take overrides (`task.segments=32`, `task=detect`).
+    """
+    from rmt_cli.evaluate import evaluate_from_config
+
+    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
+    if samples is not None:
+        args.append(f"samples={samples}")
+    report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
+
+
+def quote_override(path: Path) -> str:
+    """A path as a Hydra override value (quoted so that characters like '=' or ',' survive)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@app.callback()
+def options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as HYDRA_FULL_ERROR=1).")):
+    if debug:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+
+
+@app.command()
+def flops(
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated OPT models (default: all of "
+                                         "opt-125m ... opt-175b); with --measure: tiny-bert,tiny-opt,tiny-gpt2."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help="Comma-separated input lengths "
+                                         "(default 512 ... 2048000; with --measure: 1, 2 and 4 segments)."),
+    segment_length: int = typer.Option(512, "--segment-length", help="Positions per RMT segment."),
+    memory_size: int = typer.Option(0, "--memory-size", help="Memory vectors per segment; they take positions "
+                                    "of the segment, so each holds segment_length - memory input tokens."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="A conf/backbone NAME or a folder with "
+                                           "config.json: count (or --measure) its shape."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json (csv/json: only data on stdout)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for flops.csv and flops.png "
+                                       "(default outputs/flops/<timestamp> with --format table)."),
+    measure: bool = typer.Option(False, "--measure", help="Run tiny models under FlopCounterMode and show "
+                                 "analytic vs measured FLOPs (matmul convention)."),
+    convention: Optional[str] = typer.Option(None, "--convention", help="Terms counted: paper (default), "
+                                             "chinchilla, layers or matmul; see docs/flops.md."),
+) -> None:
+    """Forward FLOPs of full attention vs RMT for the OPT family (the paper's Figure 3), or measured on tiny models.
+
+    `rmt flops` prints the table and writes flops.csv and flops.png; `rmt flops --models opt-125m,opt-175b
+    --tokens 2048000 --format json` prints JSON only; `rmt flops --measure` checks the count against
+    torch.utils.flop_counter.
+    """
+    from rmt_cli.flops import run_command
+
+    report_errors(lambda: run_command(models=models, tokens=tokens, segment_length=segment_length,
+                                      memory_size=memory_size, backbone=backbone, fmt=fmt, out=out,
+                                      measure_flops=measure, convention_name=convention, echo=typer.echo))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

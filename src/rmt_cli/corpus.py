@@ -1,0 +1,345 @@
+"""Noise text: natural-language filler that facts are hidden in, tokenised once and cached.
+
+A corpus is split by document into train and eval parts (validation and test draw from eval), then
+every sentence is tokenised and the token ids are concatenated, remembering where each sentence
+starts. Samples are later cut from these arrays as windows that begin at a sentence start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmt_cli.austen import default_austen_dir
+from rmt_cli.errors import RuntimeFailure, UsageError
+
+MIN_SPLIT_TOKENS = 10_000
+_CACHE_FORMAT = 1  # bump when sentence splitting or the cache layout changes
+_BATCH_SENTENCES = 8192
+
+# A sentence ends at . ! or ? (plus closing quotes/brackets) followed by whitespace, except after
+# common titles, so "Mr. Bennet replied." stays one sentence.
+_SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)([.!?]+[\"'”’)\]]*)\s+")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+_SMALL_FIX = {
+    "austen": "re-fetch it with `python -m rmt_cli.austen` or change noise.eval_documents",
+    "files": "add more text to noise.paths or change noise.eval_fraction",
+    "synthetic": "raise noise.tokens",
+    "hub": "raise noise.max_documents",
+}
+
+
+@dataclass(frozen=True)
+class TokenCorpus:
+    tokens: np.ndarray  # int32, the split's documents' tokens concatenated
+    sentence_starts: np.ndarray  # int64, sorted offsets into `tokens` where a sentence begins (0 included)
+    documents: tuple[str, ...]  # names of the documents in this split
+
+    def window_starts(self, length: int) -> np.ndarray:
+        """Sentence starts s with s + length <= len(tokens): where a window of `length` tokens fits."""
+        last = len(self.tokens) - length
+        return self.sentence_starts[: np.searchsorted(self.sentence_starts, last, side="right")]
+
+
+@dataclass(frozen=True)
+class NoiseSplits:
+    train: TokenCorpus
+    eval: TokenCorpus  # validation and test sets draw from these documents (with different seeds)
+
+
+def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> NoiseSplits:
+    """Load the `noise` config node's corpus as token arrays, from the cache when possible."""
+    source = cfg.source
+    if source == "synthetic":
+        splits = _synthetic(cfg, tokenizer)
+        _check_sizes(splits, source)
+        return splits
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("RMT_CACHE_DIR") or Path.home() / ".cache" / "rmt" / "tokens")
+    if source == "austen":
+        key, build = _austen(cfg, tokenizer)
+    elif source == "files":
+        key, build = _files(cfg, tokenizer)
+    elif source == "hub":
+        key, build = _hub(cfg, tokenizer)
+    else:
+        raise UsageError(
+            f"unknown noise.source {source!r}; use noise=austen, noise=files, noise=synthetic or noise=pg19"
+        )
+    return _cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources. Each returns a cache key (everything the result depends on, besides the tokenizer)
+# and a function that builds the splits when the cache misses.
+
+_Build = Callable[[], NoiseSplits]
+
+
+def _austen(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
+    custom = cfg.get("path")
+    root = Path(custom).expanduser() if custom else default_austen_dir()
+    fix = f"run `python -m rmt_cli.austen {root}`" if custom else "run `make corpus` or `python -m rmt_cli.austen`"
+    if not root.is_dir():
+        raise RuntimeFailure(f"Austen corpus not found at {root}; {fix}")
+    files = {p.stem: p for p in sorted(root.glob("*.txt"))}
+    if not files:
+        raise RuntimeFailure(f"no .txt files in {root}; {fix}")
+    eval_names = _as_list(cfg.eval_documents)
+    missing = [name for name in eval_names if name not in files]
+    if missing:
+        raise RuntimeFailure(
+            f"noise.eval_documents {missing} not found in {root} (it has {sorted(files)}); "
+            f"fix noise.eval_documents or {fix}"
+        )
+    train_names = [name for name in files if name not in eval_names]
+    if not train_names:
+        raise UsageError("noise.eval_documents holds out every Austen novel; leave at least one for training")
+    train = [(name, files[name]) for name in train_names]
+    eval_ = [(name, files[name]) for name in eval_names]
+    return _documents_key(train, eval_), lambda: _tokenize_splits(train, eval_, tokenizer)
+
+
+def _files(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
+    roots = [Path(p).expanduser() for p in _as_list(cfg.paths)]
+    if not roots:
+        raise UsageError("noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'")
+    found: set[Path] = set()
+    for root in roots:
+        if root.is_dir():
+            found.update(root.rglob("*.txt"))
+        elif root.is_file():
+            found.add(root)
+        else:
+            raise RuntimeFailure(f"noise path {root} does not exist; fix noise.paths")
+    if not found:
+        where = ", ".join(map(str, roots))
+        raise RuntimeFailure(f"no .txt files in {where}; put UTF-8 .txt files there or fix noise.paths")
+    docs = [(str(p), p) for p in sorted(found)]
+    fraction = float(cfg.eval_fraction)
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"noise.eval_fraction must be between 0 and 1, got {fraction}")
+
+    if len(docs) == 1:
+        name, path = docs[0]
+        key = {**_documents_key(docs, []), "eval_fraction": fraction}
+        return key, lambda: _tail_split(name, path, fraction, tokenizer)
+
+    # Hold out whole documents from the end, as long as that brings eval closer to the fraction.
+    sizes = [p.stat().st_size for _, p in docs]
+    target = fraction * sum(sizes)
+    n_eval, eval_size = 1, sizes[-1]
+    while n_eval < len(docs) - 1 and abs(eval_size + sizes[-n_eval - 1] - target) < abs(eval_size - target):
+        n_eval += 1
+        eval_size += sizes[-n_eval]
+    train, eval_ = docs[:-n_eval], docs[-n_eval:]
+    return _documents_key(train, eval_), lambda: _tokenize_splits(train, eval_, tokenizer)
+
+
+def _as_list(value: Any) -> list[str]:
+    # A single item on the command line (noise.paths=/data) arrives as a plain string.
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _hub(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
+    key = {
+        "dataset": cfg.dataset,
+        "text_field": cfg.text_field,
+        "splits": [cfg.train_split, cfg.eval_split],
+        "max_documents": cfg.max_documents,
+    }
+
+    def build() -> NoiseSplits:
+        parts = []
+        for split in (cfg.train_split, cfg.eval_split):
+            names, texts = _stream_hub_documents(cfg, split)
+            tokens, starts = tokenize_documents(texts, tokenizer)
+            parts.append(TokenCorpus(tokens, starts, tuple(names)))
+        return NoiseSplits(*parts)
+
+    return key, build
+
+
+def _stream_hub_documents(cfg: Any, split: str) -> tuple[list[str], list[str]]:
+    try:
+        import datasets
+
+        stream = datasets.load_dataset(cfg.dataset, split=split, streaming=True)
+        rows = list(itertools.islice(stream, cfg.max_documents))
+    except Exception as err:  # offline, unknown dataset, auth, network: all reported the same way
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise RuntimeFailure(
+            f"dataset hub unreachable, cannot stream {cfg.dataset} split {split!r} ({detail}); "
+            "use noise=austen or noise=files noise.paths=[...]"
+        ) from None
+    if rows and cfg.text_field not in rows[0]:
+        fields = sorted(rows[0])
+        raise UsageError(f"{cfg.dataset} has no field {cfg.text_field!r} (fields: {fields}); fix noise.text_field")
+    names = [f"{cfg.dataset}/{split}/{i}" for i in range(len(rows))]
+    return names, [row[cfg.text_field] for row in rows]
+
+
+def _synthetic(cfg: Any, tokenizer: Any) -> NoiseSplits:
+    special = set(tokenizer.all_special_tokens)
+    # Plain lowercase whole words; "##" continuation pieces fail isalpha(). BPE/SentencePiece
+    # word-start markers are stripped first.
+    words = np.array(
+        sorted(i for t, i in tokenizer.get_vocab().items() if t not in special and _is_plain_word(t.lstrip("Ġ▁"))),
+        dtype=np.int32,
+    )
+    if len(words) == 0:
+        raise RuntimeFailure("the tokenizer has no plain lowercase word tokens for synthetic noise; use noise=austen")
+    period = tokenizer(".", add_special_tokens=False)["input_ids"][-1]
+    n, seed = int(cfg.tokens), int(cfg.seed)
+    train = _random_sentences(words, period, n, np.random.default_rng([seed, 0]))
+    eval_ = _random_sentences(words, period, n, np.random.default_rng([seed, 1]))
+    return NoiseSplits(
+        TokenCorpus(*train, (f"synthetic(seed={seed}, train)",)),
+        TokenCorpus(*eval_, (f"synthetic(seed={seed}, eval)",)),
+    )
+
+
+def _is_plain_word(token: str) -> bool:
+    return token.isascii() and token.isalpha() and token.islower()
+
+
+def _random_sentences(
+    words: np.ndarray, period: int, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """At least n tokens of whole sentences, each 8-24 tokens long and ending with a period."""
+    ends = np.cumsum(rng.integers(8, 25, size=n // 8 + 1))
+    ends = ends[: np.searchsorted(ends, n) + 1]
+    tokens = rng.choice(words, size=int(ends[-1]))
+    tokens[ends - 1] = period
+    return tokens, np.concatenate([[0], ends[:-1]]).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text to tokens.
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, whitespace collapsed; blank lines always end a sentence."""
+    sentences: list[str] = []
+    for paragraph in _BLANK_LINE.split(text):
+        paragraph = " ".join(paragraph.split())
+        if paragraph:
+            sentences += _SENTENCE_END.sub(r"\1\n", paragraph).split("\n")
+    return sentences
+
+
+def tokenize_documents(texts: list[str], tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All sentences of all texts, tokenised and concatenated: (tokens int32, sentence_starts int64)."""
+    sentences = [s for text in texts for s in split_sentences(text)]
+    ids: list[list[int]] = []
+    for i in range(0, len(sentences), _BATCH_SENTENCES):
+        # verbose=False: long sentences are fine here, they are never fed to the model whole.
+        batch = tokenizer(sentences[i : i + _BATCH_SENTENCES], add_special_tokens=False, verbose=False)
+        ids += [x for x in batch["input_ids"] if x]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if ids else np.zeros(0, np.int64)
+    return tokens, starts
+
+
+def _tokenize_splits(train: list[tuple[str, Path]], eval_: list[tuple[str, Path]], tokenizer: Any) -> NoiseSplits:
+    parts = []
+    for docs in (train, eval_):
+        tokens, starts = tokenize_documents([_read_text(path) for _, path in docs], tokenizer)
+        parts.append(TokenCorpus(tokens, starts, tuple(name for name, _ in docs)))
+    return NoiseSplits(*parts)
+
+
+def _tail_split(name: str, path: Path, fraction: float, tokenizer: Any) -> NoiseSplits:
+    """One document: its last `fraction` of tokens (cut at a sentence start) becomes eval."""
+    tokens, starts = tokenize_documents([_read_text(path)], tokenizer)
+    i = int(np.searchsorted(starts, (1.0 - fraction) * len(tokens)))
+    cut = int(starts[i]) if i < len(starts) else len(tokens)
+    percent = round(100 * (1 - fraction))
+    return NoiseSplits(
+        TokenCorpus(tokens[:cut], starts[:i], (f"{name} (first {percent}%)",)),
+        TokenCorpus(tokens[cut:], starts[i:] - cut, (f"{name} (last {100 - percent}%)",)),
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RuntimeFailure(
+            f"{path} is not UTF-8 text (bad byte at offset {err.start}); "
+            "convert it (e.g. `iconv -f latin1 -t utf-8`) or remove it from the corpus"
+        ) from None
+
+
+def _check_sizes(splits: NoiseSplits, source: str) -> None:
+    if len(splits.train.tokens) + len(splits.eval.tokens) == 0:
+        raise RuntimeFailure(f"the {source} noise corpus contains no text; {_SMALL_FIX[source]}")
+    for split, corpus in (("train", splits.train), ("eval", splits.eval)):
+        if len(corpus.tokens) < MIN_SPLIT_TOKENS:
+            raise RuntimeFailure(
+                f"the {split} split of the {source} noise corpus has only {len(corpus.tokens):,} tokens "
+                f"(need {MIN_SPLIT_TOKENS:,}); {_SMALL_FIX[source]}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache: one .npz per (corpus, split assignment, tokenizer).
+
+
+def _documents_key(train: list[tuple[str, Path]], eval_: list[tuple[str, Path]]) -> dict:
+    def describe(docs: list[tuple[str, Path]]) -> list[list]:
+        return [[name, (st := path.stat()).st_size, st.st_mtime_ns] for name, path in docs]
+
+    return {"train": describe(train), "eval": describe(eval_)}
+
+
+def _cached(key: dict, tokenizer: Any, cache_dir: Path, build: _Build) -> NoiseSplits:
+    full_key = {**key, "tokenizer": [str(tokenizer.name_or_path), len(tokenizer)], "format": _CACHE_FORMAT}
+    digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir / f"{key['source']}-{digest}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return NoiseSplits(*(
+                    TokenCorpus(z[f"{s}_tokens"], z[f"{s}_starts"], tuple(z[f"{s}_documents"].tolist()))
+                    for s in ("train", "eval")
+                ))
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # unreadable cache file: rebuild and overwrite it
+
+    splits = build()
+    _check_sizes(splits, key["source"])
+    arrays = {}
+    for s, corpus in (("train", splits.train), ("eval", splits.eval)):
+        arrays[f"{s}_tokens"] = corpus.tokens
+        arrays[f"{s}_starts"] = corpus.sentence_starts
+        arrays[f"{s}_documents"] = np.array(corpus.documents, dtype=str)
+    tmp: Path | None = None
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{path.stem}-", suffix=".tmp", delete=False) as f:
+            tmp = Path(f.name)
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # temp files are created private; the cache may be shared
+        os.replace(tmp, path)  # readers never see a half-written file
+    except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise RuntimeFailure(
+            f"cannot write the token cache in {cache_dir} ({err.strerror or err}); "
+            "set RMT_CACHE_DIR to a writable directory"
+        ) from None
+    return splits

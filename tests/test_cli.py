@@ -1,0 +1,110 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rmt_cli.cli import config_dir
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+ENV.pop("HYDRA_FULL_ERROR", None)
+
+
+def rmt(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    result = rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_smoke_training_writes_config_metrics_and_checkpoints(smoke_run):
+    run_dir, result = smoke_run
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [line for line in lines if line["kind"] == "train"]
+    val = [line for line in lines if line["kind"] == "val"]
+    assert {"step", "stage", "segments", "loss", "lr", "tokens_per_s"} <= set(train[0])
+    assert {line["stage"] for line in val} == {1, 2} and all(0 <= line["val_accuracy"] <= 1 for line in val)
+    for stage in (1, 2):
+        assert (run_dir / "checkpoints" / f"stage{stage}-best" / "model.safetensors").is_file()
+    assert "backbone" in (run_dir / "config.yaml").read_text()
+    assert "Curriculum finished" in result.stdout
+
+
+def test_eval_reads_the_trained_run(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    result = rmt("eval", "--checkpoint", str(run_dir), "--samples", "16", "task.segments=3",
+                 f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["segments"] == 3 and report["samples"] == 16 and 0 <= report["accuracy"] <= 1
+    assert report["checkpoint"].endswith("stage2-best")
+
+
+def test_eval_refuses_a_checkpoint_of_another_memory_size(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    result = rmt("eval", "--checkpoint", str(run_dir), "memory.size=20", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and "memory.size=10" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cfg_job_prints_the_composed_config_without_running(tmp_path):
+    result = rmt("train", "--cfg", "job", "task=detect", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "name: detect" in result.stdout and "fact_position: random" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_multirun_sweeps_with_the_basic_launcher(tmp_path):
+    result = rmt("train", "-m", "experiment=smoke", "task=memorize,detect", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert runs == ["0_memorize", "1_detect"]
+    assert all((tmp_path / run / "checkpoints" / "stage2-best").is_dir() for run in runs)
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml")))
+def test_every_preset_composes(experiment):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    assert cfg.curriculum.stages and cfg.segment.length <= 512 and cfg.memory.size > 0
+
+
+@pytest.mark.parametrize("group", ["task", "backbone", "noise", "curriculum"])
+def test_every_group_option_composes(group):
+    from hydra import compose, initialize_config_dir
+
+    for option in sorted(p.stem for p in (config_dir() / group).glob("*.yaml")):
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            assert compose("train", overrides=[f"{group}={option}"])[group] is not None
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["train", "task=nope"], 2, "Could not find 'task/nope' (available: detect, memorize, reasoning)"),
+    (["train", "experiment=smoke", "memory.size=0"], 2, "memory.size=0 must be at least 1"),
+    (["train", "experiment=smoke", "segment.length=600"], 2, "exceeds the backbone's 512 positions"),
+    (["train", "experiment=smoke", "memory.size=30"], 2, "lower memory.size or raise segment.length"),
+    (["train", "trainer.nope=1"], 2, "Could not override 'trainer.nope'"),
+    (["eval", "--checkpoint", "/no/such/run"], 1, "does not exist"),
+])
+def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
+    result = rmt(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_documents_the_commands():
+    result = rmt("train", "--help")
+    assert result.returncode == 0 and "experiment=smoke" in result.stdout
+    result = rmt("eval", "--help")
+    assert result.returncode == 0 and "--checkpoint" in result.stdout

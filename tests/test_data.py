@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
+from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, step_tokens
+
+TASKS = {
+    "memorize": TaskSpec("memorize", "qa1", "start"),
+    "detect": TaskSpec("detect", "qa1", "random"),
+    "reasoning": TaskSpec("reasoning", "qa4", "random"),
+}
+
+
+def factory(task, noise, tokenizer, content=115):
+    return SampleFactory(TASKS[task], noise.eval, tokenizer, content)
+
+
+def all_segments(f, sample):
+    return [f.segment(sample, i) for i in range(sample.n_segments)]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_same_seed_gives_identical_samples_byte_for_byte(task, synthetic_noise, tokenizer):
+    f = factory(task, synthetic_noise, tokenizer)
+    a, b = f.sample_set("test", 3, 4, 10), f.sample_set("test", 3, 4, 10)
+    for x, y in zip(a, b):
+        assert x.label == y.label
+        assert all(np.array_equal(s, t) for s, t in zip(all_segments(f, x), all_segments(f, y)))
+    other = f.sample_set("test", 4, 4, 10)
+    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, other))
+    validation = f.sample_set("validation", 3, 4, 10)
+    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, validation))
+
+
+def test_qa1_answer_is_the_place_the_person_went():
+    for seed in range(200):
+        story = single_supporting_fact(np.random.default_rng(seed))
+        person = story.question.removeprefix("Where is ").removesuffix("?")
+        assert story.facts[0].startswith(person) and story.facts[0].endswith(f"the {story.answer}.")
+
+
+def solve_relations(facts, question):
+    """An independent solver: every place the question can denote, given the facts and their inverses."""
+    relations = set()
+    for fact in facts:
+        words = fact.rstrip(".").split()  # The X is D of the Y
+        x, d, y = words[1], words[3], words[6]
+        relations |= {(x, d, y), (y, OPPOSITE[d], x)}
+    words = question.rstrip("?").split()
+    if words[2] == "the":  # What is the Y D of -> Y is D of X
+        y, d = words[3], words[4]
+        return {o for s, dd, o in relations if s == y and dd == d}
+    d, y = words[2], words[5]  # What is D of the Y -> X is D of Y
+    return {s for s, dd, o in relations if dd == d and o == y}
+
+
+def test_qa4_answers_are_unique_and_correct():
+    forms = set()
+    for seed in range(300):
+        story = two_argument_relations(np.random.default_rng(seed))
+        assert len(story.facts) == 2 and story.answer in LOCATIONS
+        assert solve_relations(story.facts, story.question) == {story.answer}
+        forms.add(story.question.split()[2] == "the")
+    assert forms == {True, False}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_facts_and_question_sit_where_requested(task, synthetic_noise, tokenizer):
+    f = factory(task, synthetic_noise, tokenizer)
+    starts = set(synthetic_noise.eval.sentence_starts.tolist())
+    for sample in f.sample_set("test", 0, 5, 20):
+        segments = all_segments(f, sample)
+        assert all(len(s) == f.content_length for s in segments)
+        assert np.array_equal(segments[-1][-len(sample.question):], sample.question)
+        for k, fact in enumerate(sample.facts):
+            if TASKS[task].fact_position == "start":
+                assert fact.segment == 0 and fact.offset == 0
+            # the fact begins at a sentence start of the noise window it was placed into
+            assert sample.noise_starts[fact.segment] + fact.offset in starts
+            shift = sum(len(g.tokens) for g in sample.facts[:k] if g.segment == fact.segment)
+            where = fact.offset + shift
+            assert np.array_equal(segments[fact.segment][where:where + len(fact.tokens)], fact.tokens)
+        question = tokenizer.decode(sample.question)
+        answer = LOCATIONS[sample.label]
+        text = " ".join(tokenizer.decode(f_.tokens) for f_ in sample.facts)
+        assert answer in text and question.endswith("?")
+
+
+def test_detect_spreads_facts_over_segments(synthetic_noise, tokenizer):
+    f = factory("detect", synthetic_noise, tokenizer)
+    segments = {s.facts[0].segment for s in f.sample_set("test", 0, 6, 60)}
+    assert len(segments) >= 5
+
+
+def test_train_and_test_noise_come_from_different_documents(tokenizer):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.corpus import load_noise
+
+    noise = load_noise(OmegaConf.create({"source": "synthetic", "tokens": 20000, "seed": 0}), tokenizer)
+    assert not set(noise.train.documents) & set(noise.eval.documents)
+
+
+def test_right_aligned_plan_puts_every_last_segment_on_the_final_step(synthetic_noise, tokenizer):
+    f = factory("memorize", synthetic_noise, tokenizer)
+    samples = [f.draw(np.random.default_rng(i), n) for i, n in enumerate([2, 5, 1, 3])]
+    plan = BatchPlan.right_aligned(samples)
+    assert [s.n_segments for s in plan.samples] == [5, 3, 2, 1]
+    assert [plan.active_rows(t) for t in range(5)] == [1, 1, 2, 3, 4]
+    final = step_tokens(f, plan, 4)
+    for row, sample in enumerate(plan.samples):
+        np.testing.assert_array_equal(final[row], f.segment(sample, sample.n_segments - 1))
+    first = step_tokens(f, plan, 0)
+    np.testing.assert_array_equal(first[0], f.segment(plan.samples[0], 0))
+    assert [samples[i] for i in plan.order] == list(plan.samples)

@@ -1,0 +1,102 @@
+import torch
+
+from conftest import tiny_bert
+from rmt_cli.engine import RecurrentMemory, content_length
+
+
+def random_steps(batch, n_steps, content, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(1000, 30000, (batch, content), generator=generator) for _ in range(n_steps)]
+
+
+def test_segment_layout_fills_512_positions_with_499_content_tokens(tokenizer):
+    assert content_length(512, 10) == 499
+    model = RecurrentMemory(tiny_bert(), memory_size=10, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id).eval()
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["inputs_embeds"].shape),
+                                             with_kwargs=True)
+    model(random_steps(2, 3, content_length(512, 10)))
+    assert seen == [torch.Size([2, 512, 32])] * 3
+
+
+def test_segment_layout_places_cls_memory_and_separators(tokenizer, tiny_engine):
+    tokens = random_steps(1, 1, 20)[0]
+    captured = []
+    tiny_engine.backbone.register_forward_pre_hook(
+        lambda mod, args, kwargs: captured.append(kwargs["inputs_embeds"]), with_kwargs=True)
+    with torch.no_grad():
+        tiny_engine([tokens])
+    embed = tiny_engine.backbone.get_input_embeddings()
+    x = captured[0][0]
+    m = tiny_engine.memory_size
+    assert torch.equal(x[0], embed.weight[tokenizer.cls_token_id])
+    assert torch.equal(x[1:1 + m], tiny_engine.initial_memory)
+    assert torch.equal(x[1 + m], embed.weight[tokenizer.sep_token_id])
+    assert torch.equal(x[2 + m:-1], embed(tokens[0]))
+    assert torch.equal(x[-1], embed.weight[tokenizer.sep_token_id])
+
+
+def test_information_flows_through_memory(tiny_engine):
+    steps = random_steps(2, 3, 16)
+    changed = [steps[0].clone(), *steps[1:]]
+    changed[0][:, :8] = torch.randint(1000, 30000, (2, 8), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        a = tiny_engine(steps).logits
+        b = tiny_engine(changed).logits
+    assert not torch.allclose(a, b, atol=1e-6)
+
+
+def embedding_grad_rows(model, steps, grad_steps):
+    model.zero_grad()
+    model(steps, grad_steps=grad_steps).logits.sum().backward()
+    memory_grad = model.initial_memory.grad
+    return model.backbone.get_input_embeddings().weight.grad, torch.zeros(1) if memory_grad is None else memory_grad
+
+
+def test_truncated_bptt_stops_gradients_before_the_last_k_segments(tiny_engine):
+    # Each step uses its own disjoint token ids, so gradient rows tell which steps were reached.
+    steps = [torch.full((2, 8), 2000 + 100 * t) + torch.arange(8) for t in range(3)]
+    rows_of = [steps[t][0] for t in range(3)]
+    grad, memory_grad = embedding_grad_rows(tiny_engine, steps, grad_steps=None)
+    assert all(grad[rows].abs().sum() > 0 for rows in rows_of) and memory_grad.abs().sum() > 0
+    grad, memory_grad = embedding_grad_rows(tiny_engine, steps, grad_steps=2)
+    assert grad[rows_of[0]].abs().sum() == 0 and memory_grad.abs().sum() == 0
+    assert grad[rows_of[1]].abs().sum() > 0 and grad[rows_of[2]].abs().sum() > 0
+    grad, _ = embedding_grad_rows(tiny_engine, steps, grad_steps=1)
+    assert grad[rows_of[1]].abs().sum() == 0 and grad[rows_of[2]].abs().sum() > 0
+
+
+def test_right_aligned_mixed_batch_equals_each_sample_alone(tiny_engine):
+    counts = [3, 2, 1]  # sorted longest first, as samples.BatchPlan orders them
+    alone = [random_steps(1, n, 12, seed=10 + i) for i, n in enumerate(counts)]
+    n_steps = max(counts)
+    batched = []
+    for t in range(n_steps):
+        rows = [alone[i][t - (n_steps - n)] for i, n in enumerate(counts) if n >= n_steps - t]
+        batched.append(torch.cat(rows))
+    with torch.no_grad():
+        together = tiny_engine(batched).logits
+        separate = torch.cat([tiny_engine(steps).logits for steps in alone])
+    torch.testing.assert_close(together, separate, atol=1e-5, rtol=1e-5)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_engine):
+    steps = random_steps(2, 3, 10)
+    tiny_engine.train()
+    tiny_engine.zero_grad()
+    tiny_engine(steps).logits.sum().backward()
+    plain = tiny_engine.initial_memory.grad.clone()
+    tiny_engine.zero_grad()
+    tiny_engine(steps, checkpoint_segments=True).logits.sum().backward()
+    torch.testing.assert_close(tiny_engine.initial_memory.grad, plain)
+
+
+def test_memory_state_can_be_carried_across_calls(tiny_engine):
+    steps = random_steps(2, 4, 10)
+    with torch.no_grad():
+        whole = tiny_engine(steps)
+        first = tiny_engine(steps[:2])
+        rest = tiny_engine(steps[2:], memory=first.memory)
+    torch.testing.assert_close(rest.logits, whole.logits)
+    torch.testing.assert_close(rest.memory, whole.memory)

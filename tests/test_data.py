@@ -113,3 +113,9 @@ def test_right_aligned_plan_puts_every_last_segment_on_the_final_step(synthetic_
     first = step_tokens(f, plan, 0)
     np.testing.assert_array_equal(first[0], f.segment(plan.samples[0], 0))
     assert [samples[i] for i in plan.order] == list(plan.samples)
+
+
+def test_whole_sample_gather_equals_segment_by_segment(synthetic_noise, tokenizer):
+    f = factory("reasoning", synthetic_noise, tokenizer)
+    for sample in f.sample_set("test", 1, 7, 5):
+        np.testing.assert_array_equal(f.all_segments(sample), np.stack(all_segments(f, sample)))

@@ -100,3 +100,50 @@ def test_memory_state_can_be_carried_across_calls(tiny_engine):
         rest = tiny_engine(steps[2:], memory=first.memory)
     torch.testing.assert_close(rest.logits, whole.logits)
     torch.testing.assert_close(rest.memory, whole.memory)
+
+
+def mixed_batch_steps(counts, content=12):
+    """Right-aligned steps of samples with `counts` segments each (longest first), as samples.BatchPlan builds."""
+    alone = [random_steps(1, n, content, seed=20 + i) for i, n in enumerate(counts)]
+    n_steps = max(counts)
+    return [torch.cat([alone[i][t - (n_steps - n)] for i, n in enumerate(counts) if n >= n_steps - t])
+            for t in range(n_steps)]
+
+
+def test_cuda_graphs_flag_on_cpu_runs_the_eager_path(tiny_engine):
+    steps = mixed_batch_steps([4, 3, 3])
+    with torch.inference_mode():
+        plain = tiny_engine(steps)
+        flagged = tiny_engine(steps, cuda_graphs=True)
+    assert tiny_engine.segment_graphs == {}
+    assert torch.equal(flagged.logits, plain.logits) and torch.equal(flagged.memory, plain.memory)
+
+
+def test_static_segment_step_equals_forward(tiny_engine):
+    # The path a CUDA graph replays, run eagerly on CPU: full-batch steps copy tokens and memory into static
+    # buffers, steps with fewer rows run as before, and the returned memory is not the reused buffer.
+    tiny_engine.graph_devices = ("cpu",)
+    steps = mixed_batch_steps([5, 5, 3, 2])
+    with torch.inference_mode():
+        plain = tiny_engine(steps)
+        static = tiny_engine(steps, cuda_graphs=True)
+        assert len(tiny_engine.segment_graphs) == 1
+        (graph,) = tiny_engine.segment_graphs.values()
+        assert graph.graph is None and static.memory.data_ptr() != graph.memory.data_ptr()
+        torch.testing.assert_close(static.logits, plain.logits)
+        torch.testing.assert_close(static.memory, plain.memory)
+        kept = static.memory.clone()
+        again = tiny_engine(random_steps(4, 3, 12, seed=5), cuda_graphs=True)  # same shape: reuses the buffers
+        assert len(tiny_engine.segment_graphs) == 1 and torch.equal(static.memory, kept)
+        torch.testing.assert_close(again.logits, tiny_engine(random_steps(4, 3, 12, seed=5)).logits)
+
+
+def test_static_segment_step_is_off_while_training_or_with_grad(tiny_engine):
+    tiny_engine.graph_devices = ("cpu",)
+    steps = random_steps(2, 2, 10)
+    with torch.no_grad():
+        tiny_engine.train()
+        tiny_engine(steps, cuda_graphs=True)
+    tiny_engine.eval()
+    tiny_engine(steps, cuda_graphs=True).logits.sum().backward()
+    assert tiny_engine.segment_graphs == {} and tiny_engine.initial_memory.grad is not None

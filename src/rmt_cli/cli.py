@@ -140,6 +140,34 @@ def evaluate(
     report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def extrapolate(
+    ctx: typer.Context,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Longest input in segments "
+                                               "(default 512; 4096 segments of 512 positions = 2,043,904 tokens)."),
+    segments: Optional[str] = typer.Option(None, "--segments", help="Explicit lengths, e.g. 1,2,4,16 "
+                                           "(default: powers of two up to --max-segments, and it)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test samples per length (default 200)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples evaluated together (default 200)."),
+) -> None:
+    """Accuracy at growing input lengths: a live table, CSV/JSON rows and a PNG plot in the run folder.
+
+    `rmt extrapolate --checkpoint RUN_DIR --max-segments 4096`. Ctrl-C keeps the rows already measured.
+    """
+    from rmt_cli.extrapolate import extrapolate_from_config
+
+    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
+    if max_segments is not None:
+        args.append(f"max_segments={max_segments}")
+    if segments is not None:
+        args.append(f"segments=[{segments}]")
+    for key, value in (("samples", samples), ("batch_size", batch_size)):
+        if value is not None:
+            args.append(f"{key}={value}")
+    report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
+
+
 def quote_override(path: Path) -> str:
     """A path as a Hydra override value (quoted so that characters like '=' or ',' survive)."""
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"

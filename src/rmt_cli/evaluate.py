@@ -14,43 +14,60 @@ from rmt_cli.samples import BatchPlan, SampleFactory, step_tokens
 
 
 @torch.inference_mode()
-def predict(experiment, factory: SampleFactory, samples: list, batch_size: int) -> np.ndarray:
-    """Predicted label per sample. Only the memory and the current segment live on the device at any time."""
+def predict(experiment, factory: SampleFactory, samples: list, batch_size: int,
+            cuda_graphs: bool = False) -> np.ndarray:
+    """Predicted label per sample. Only the memory and the current segment live on the device at any time.
+
+    cuda_graphs: on GPU, replay each full-batch segment step as a CUDA graph (see engine.SegmentGraph).
+    """
     model, device = experiment.model, experiment.device
     was_training = model.training
     model.eval()
     predictions = np.empty(len(samples), dtype=np.int64)
     for first in range(0, len(samples), batch_size):
         plan = BatchPlan.right_aligned(samples[first:first + batch_size])
-        steps = (torch.from_numpy(step_tokens(factory, plan, t)).to(device, non_blocking=True)
-                 for t in range(plan.n_steps))
+        steps = (to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps))
         with experiment.autocast():
-            out = model(steps, batch=len(plan.samples), n_steps=plan.n_steps)
+            out = model(steps, batch=len(plan.samples), n_steps=plan.n_steps, cuda_graphs=cuda_graphs)
         predictions[first + plan.order] = out.logits.argmax(-1).cpu().numpy()
     model.train(was_training)
     return predictions
 
 
-def accuracy(experiment, factory: SampleFactory, samples: list, batch_size: int) -> float:
+def to_device(tokens: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Copy a step's tokens without making the host wait for the GPU: pinned memory, asynchronous copy.
+
+    The host assembles the next segments while the GPU still runs the previous ones; PyTorch's caching host
+    allocator keeps each pinned block alive until its copy has finished.
+    """
+    tensor = torch.from_numpy(tokens)
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def accuracy(experiment, factory: SampleFactory, samples: list, batch_size: int, cuda_graphs: bool = False) -> float:
     labels = np.array([s.label for s in samples])
-    return float(np.mean(predict(experiment, factory, samples, batch_size) == labels))
+    return float(np.mean(predict(experiment, factory, samples, batch_size, cuda_graphs) == labels))
+
+
+RUN_NODES = ("backbone", "task", "noise", "memory", "segment")  # what a checkpoint's own run config decides
 
 
 def checkpoint_config(cfg, checkpoint_meta: dict):
     """The run's config, with what the user overrode on this command line applied on top.
 
     Nodes the user re-selected (`task=detect`) come from the fresh composition; single keys (`task.segments=8`)
-    are copied onto the run's node; everything else is the run's.
+    are copied onto the run's node; the command's own keys (checkpoint, samples, ...) come from `cfg`.
     """
     from hydra.core.hydra_config import HydraConfig
 
-    run = OmegaConf.create(checkpoint_meta["config"])
-    merged = OmegaConf.merge(run, {k: cfg[k] for k in ("checkpoint", "samples", "batch_size", "device")})
+    merged = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
+    merged = OmegaConf.merge(merged, {k: cfg[k] for k in cfg if k not in RUN_NODES})
     for override in HydraConfig.get().overrides.task:
         key = override.lstrip("+~").split("=", 1)[0]
-        if key in ("checkpoint", "samples", "batch_size", "device"):
-            continue
-        OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+        if key.split(".")[0] in RUN_NODES:
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
     return merged
 
 
@@ -80,7 +97,8 @@ def evaluate_from_config(cfg) -> None:
     segments = int(cfg.task.segments or meta["max_segments"])
     samples = experiment.eval_data.sample_set("test", int(cfg.task.eval_seed), segments, int(cfg.samples))
     start = time.perf_counter()
-    acc = accuracy(experiment, experiment.eval_data, samples, int(cfg.batch_size))
+    acc = accuracy(experiment, experiment.eval_data, samples, int(cfg.batch_size),
+                   cuda_graphs=bool(cfg.get("cuda_graphs", False)))
     seconds = time.perf_counter() - start
     result = {"checkpoint": str(folder), "task": cfg.task.name, "segments": segments, "samples": len(samples),
               "accuracy": acc, "seconds": round(seconds, 3),

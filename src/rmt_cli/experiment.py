@@ -65,7 +65,7 @@ def pick_device(name: str) -> torch.device:
 def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experiment:
     content = check_sizes(cfg)
     device = pick_device(device_name)
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(int(cfg.get("seed", 0)))
     backbone = load_backbone(cfg.backbone)
     tokenizer = backbone.tokenizer
     task = task_spec(cfg)

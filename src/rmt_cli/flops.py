@@ -519,7 +519,10 @@ def build_model(config, encoder: bool, pooler: bool = False):
     config._attn_implementation = "eager"  # CPU SDPA kernels are invisible to FlopCounterMode
     torch.manual_seed(0)
     if encoder:
-        model = AutoModel.from_config(config, add_pooling_layer=pooler)
+        try:
+            model = AutoModel.from_config(config, add_pooling_layer=pooler)
+        except TypeError:  # encoders without a pooler option
+            model = AutoModel.from_config(config)
     else:
         model = AutoModelForCausalLM.from_config(config)
     return model.eval()

@@ -112,6 +112,13 @@ class SampleFactory:
         window = self.corpus.tokens[sample.noise_starts[index] + self._offsets]
         return self.compose(sample, index, window)
 
+    def all_segments(self, sample: Sample) -> np.ndarray:
+        """[n_segments, content_length] tokens of a whole sample in one gather (for short inputs and benchmarks)."""
+        tokens = self.corpus.tokens[sample.noise_starts[:, None] + self._offsets[None, :]]
+        for index in {f.segment for f in sample.facts} | {sample.n_segments - 1}:
+            tokens[index] = self.compose(sample, index, tokens[index])
+        return tokens
+
     def compose(self, sample: Sample, index: int, window: np.ndarray) -> np.ndarray:
         facts = [f for f in sample.facts if f.segment == index]
         is_last = index == sample.n_segments - 1

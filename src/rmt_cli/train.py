@@ -20,7 +20,7 @@ from transformers import get_scheduler
 
 from rmt_cli.checkpoint import load_weights, save_checkpoint
 from rmt_cli.errors import RuntimeFailure, UsageError
-from rmt_cli.evaluate import accuracy
+from rmt_cli.evaluate import accuracy, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import MetricsLog, Reporter
 from rmt_cli.samples import BatchPlan, step_tokens
@@ -91,9 +91,14 @@ class Trainer:
 
     def run(self) -> None:
         started = time.perf_counter()
+        limit = self.cfg.trainer.time_limit_minutes
+        self.deadline = None if limit is None else started + 60 * float(limit)
         best = None
         with self.reporter:
             for stage in self.stages:
+                if self.out_of_time():
+                    self.reporter.note(f"time limit of {limit} minutes reached before stage {stage.number}")
+                    break
                 if best is not None:
                     load_weights(best, self.model)
                 best, row = self.run_stage(stage)
@@ -119,7 +124,8 @@ class Trainer:
             if step % int(trainer.log_every) == 0 or step == 1:
                 self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
                                    lr=scheduler.get_last_lr()[0], tokens_per_s=round(tokens_per_s, 1))
-            if step % int(trainer.eval_every) == 0 or step == stage.steps:
+            out_of_time = self.out_of_time()
+            if step % int(trainer.eval_every) == 0 or step == stage.steps or out_of_time:
                 val = accuracy(experiment, experiment.eval_data, val_samples, int(trainer.eval_batch_size))
                 self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.segments[1],
                                    val_accuracy=val)
@@ -128,11 +134,14 @@ class Trainer:
                 if val > best_accuracy:
                     best_accuracy = val
                     save_checkpoint(best_folder, self.model, self.meta(stage, step, val))
-                if val >= float(self.cfg.curriculum.advance_at):
+                if val >= float(self.cfg.curriculum.advance_at) or out_of_time:
                     break
         row = {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
                "seconds": round(time.perf_counter() - stage_start, 1)}
         return best_folder, row
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
 
     def train_step(self, stage: Stage, optimizer, scheduler) -> tuple[float, int]:
         trainer, experiment = self.cfg.trainer, self.experiment
@@ -142,8 +151,7 @@ class Trainer:
         self.next_sample += batch
         plan = BatchPlan.right_aligned(samples)
         device = experiment.device
-        steps = [torch.from_numpy(step_tokens(experiment.train_data, plan, t)).to(device, non_blocking=True)
-                 for t in range(plan.n_steps)]
+        steps = [to_device(step_tokens(experiment.train_data, plan, t), device) for t in range(plan.n_steps)]
         labels = torch.from_numpy(plan.labels()).to(device)
         with experiment.autocast():
             out = self.model(steps, grad_steps=trainer.bptt_segments, checkpoint_segments=trainer.checkpoint_segments)

@@ -1,0 +1,137 @@
+"""`rmt extrapolate`: accuracy of a trained model at a schedule of input lengths, up to millions of tokens.
+
+Each length has its own fixed, seeded test set; samples stream segment by segment, so memory stays flat in
+length. Rows are written to CSV/JSON as soon as they finish, so an interrupted run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from rmt_cli.errors import UsageError
+from rmt_cli.evaluate import check_model_matches, checkpoint_config, predict
+
+COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
+           "peak_gpu_mb", "rss_mb")
+
+
+def length_schedule(max_segments: int, explicit=None) -> list[int]:
+    """Powers of two up to max_segments, and max_segments itself; or the explicit list, sorted."""
+    if explicit:
+        try:
+            lengths = sorted({int(n) for n in explicit})
+        except ValueError:
+            raise UsageError(f"segments={list(explicit)}: give whole numbers, e.g. --segments 1,2,4,16") from None
+        if lengths[0] < 1:
+            raise UsageError(f"segments={list(explicit)}: every length must be at least 1 segment")
+        return lengths
+    if max_segments < 1:
+        raise UsageError(f"--max-segments {max_segments}: the longest input must be at least 1 segment")
+    lengths, n = [], 1
+    while n < max_segments:
+        lengths.append(n)
+        n *= 2
+    return lengths + [max_segments]
+
+
+def resident_memory_mb() -> float:
+    """Current (not peak) resident set size of this process."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure_length(experiment, n_segments: int, cfg) -> dict:
+    data = experiment.eval_data
+    samples = data.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
+    labels = [s.label for s in samples]
+    cuda = experiment.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    graphs = bool(cfg.get("cuda_graphs", False))
+    predictions = predict(experiment, data, samples, int(cfg.batch_size), graphs)  # ends with a device-to-host copy
+    seconds = time.perf_counter() - start
+    tokens = n_segments * data.content_length
+    return {"segments": n_segments, "tokens": tokens,
+            "accuracy": float(sum(int(p == y) for p, y in zip(predictions, labels)) / len(samples)),
+            "samples": len(samples), "seconds": round(seconds, 4),
+            "samples_per_s": round(len(samples) / seconds, 2),
+            "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+            "rss_mb": round(resident_memory_mb(), 1)}
+
+
+def write_rows(rows: list[dict], run_dir: Path) -> None:
+    with (run_dir / "extrapolation.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (run_dir / "extrapolation.json").write_text(json.dumps(rows, indent=2))
+
+
+def render(rows: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("segments", "tokens", "accuracy", "samples/s", "tokens/s", "peak GPU MB", "RSS MB"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(f"{row['segments']:,}", f"{row['tokens']:,}", f"{row['accuracy']:.1%}",
+                      f"{row['samples_per_s']:,.1f}", f"{row['tokens_per_s']:,}",
+                      "-" if row["peak_gpu_mb"] is None else f"{row['peak_gpu_mb']:,.0f}", f"{row['rss_mb']:,.0f}")
+    return table
+
+
+def trained_segments(meta: dict) -> int:
+    return int(meta["max_segments"])
+
+
+def extrapolate_from_config(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.plots import plot_extrapolation
+
+    lengths = length_schedule(int(cfg.max_segments), cfg.segments)
+    if int(cfg.samples) < 1 or int(cfg.batch_size) < 1:
+        raise UsageError(f"samples={cfg.samples} and batch_size={cfg.batch_size} must be at least 1")
+    folder = find_checkpoint(Path(cfg.checkpoint))
+    meta = read_meta(folder)
+    cfg = checkpoint_config(cfg, meta)
+    check_model_matches(cfg, meta)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    experiment = build_experiment(cfg, cfg.device, with_training_data=False)
+    load_weights(folder, experiment.model)
+    title = f"{cfg.task.name}: {folder}"
+    rows: list[dict] = []
+    console = Console()
+    try:
+        with Live(render(rows, title), console=console, auto_refresh=False,
+                  transient=not console.is_terminal) as live:
+            for n_segments in lengths:
+                rows.append(measure_length(experiment, n_segments, cfg))
+                write_rows(rows, run_dir)
+                live.update(render(rows, title), refresh=True)
+                if not console.is_terminal:
+                    row = rows[-1]
+                    print(f"{row['segments']} segments ({row['tokens']:,} tokens): accuracy {row['accuracy']:.1%}, "
+                          f"{row['tokens_per_s']:,} tokens/s, peak GPU {row['peak_gpu_mb']} MB, "
+                          f"RSS {row['rss_mb']} MB", flush=True)
+    finally:
+        if rows:
+            plot_extrapolation(rows, trained_segments(meta), experiment.eval_data.content_length,
+                               run_dir / "extrapolation.png", title=f"{cfg.task.name}, trained on "
+                               f"≤ {trained_segments(meta)} segments", chance=1 / len(experiment.task.labels))
+            console.print(f"wrote {len(rows)} rows to {run_dir}/extrapolation.csv, .json and .png")

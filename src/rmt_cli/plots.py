@@ -1,0 +1,31 @@
+"""Figures people would rather look at than read: accuracy against input length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_extrapolation(rows: list[dict], trained_segments: int, content_per_segment: int, path: Path,
+                       title: str, chance: float) -> None:
+    """Accuracy (%) against input tokens on a log axis; the trained lengths shaded, chance dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tokens = [row["tokens"] for row in rows]
+    ax.plot(tokens, [100 * row["accuracy"] for row in rows], marker="o")
+    ax.axvspan(min(tokens + [content_per_segment]), trained_segments * content_per_segment, color="tab:green",
+               alpha=0.12, label=f"trained (≤ {trained_segments} segments)")
+    ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("input length, content tokens (log)")
+    ax.set_ylabel("accuracy, %")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

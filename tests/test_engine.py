@@ -147,3 +147,13 @@ def test_static_segment_step_is_off_while_training_or_with_grad(tiny_engine):
     tiny_engine.eval()
     tiny_engine(steps, cuda_graphs=True).logits.sum().backward()
     assert tiny_engine.segment_graphs == {} and tiny_engine.initial_memory.grad is not None
+
+
+def test_cuda_graphs_are_skipped_for_large_batches(tiny_engine):
+    tiny_engine.graph_devices = ("cpu",)
+    tiny_engine.graph_max_rows = 2
+    with torch.no_grad():
+        tiny_engine(random_steps(4, 2, 12), cuda_graphs=True)
+        assert tiny_engine.segment_graphs == {}
+        tiny_engine(random_steps(2, 2, 12), cuda_graphs=True)
+    assert len(tiny_engine.segment_graphs) == 1

@@ -94,6 +94,11 @@ def test_every_group_option_composes(group):
     (["train", "experiment=smoke", "memory.size=30"], 2, "lower memory.size or raise segment.length"),
     (["train", "trainer.nope=1"], 2, "Could not override 'trainer.nope'"),
     (["eval", "--checkpoint", "/no/such/run"], 1, "does not exist"),
+    (["train", "experiment=smoke", "trainer.batch_size=0"], 2, "trainer.batch_size=0 must be at least 1"),
+    (["train", "experiment=smoke", "trainer.lr=-1e-4"], 2, "trainer.lr=-0.0001 must be positive"),
+    (["train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:0}]"], 2, "every stage needs at least 1"),
+    (["train", "experiment=smoke", "curriculum.stages=[{segments:0,steps:5}]"], 2, "use a count ≥ 1"),
+    (["extrapolate", "--checkpoint", "/tmp", "--max-segments", "0"], 2, "must be at least 1 segment"),
 ])
 def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     result = rmt(*args, f"hydra.run.dir={tmp_path / 'run'}")

@@ -17,3 +17,9 @@ class RuntimeFailure(RmtError):
     """Something went wrong while running: missing files, bad checkpoint, diverged loss (exit code 1)."""
 
     exit_code = 1
+
+
+class Interrupted(RmtError):
+    """Stopped on request (Ctrl-C, SIGTERM) after saving; the same command resumes (exit code 130)."""
+
+    exit_code = 130

@@ -21,11 +21,19 @@ class MetricsLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.started = time.time()
+        self.lines = 0
 
     def write(self, **fields) -> None:
         fields = {"time": round(time.time() - self.started, 3), **fields}
         with self.path.open("a") as file:
             file.write(json.dumps(fields) + "\n")
+        self.lines += 1
+
+    def truncate(self, lines: int) -> None:
+        """Keep the first `lines` lines: a resumed run rewrites what came after its checkpoint."""
+        kept = self.path.read_text().splitlines(keepends=True)[:lines] if self.path.exists() else []
+        self.path.write_text("".join(kept))
+        self.lines = len(kept)
 
 
 class Reporter:

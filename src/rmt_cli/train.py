@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
-from rmt_cli.checkpoint import load_weights, save_checkpoint
-from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.checkpoint import load_trainer_state, load_weights, save_checkpoint
+from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.evaluate import accuracy, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import MetricsLog, Reporter
@@ -81,43 +83,67 @@ def train_from_config(cfg) -> None:
 
 
 class Trainer:
+    """Runs the curriculum; `checkpoints/last` (weights, optimizer, scheduler, RNG, stage, step, data position) is
+    rewritten after every validation, so running the same command on the same run folder resumes exactly."""
+
     def __init__(self, cfg, experiment: Experiment, stages: list[Stage], run_dir: Path):
         self.cfg, self.experiment, self.stages, self.run_dir = cfg, experiment, stages, run_dir
         self.model = experiment.model
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages))
+        self.last_folder = run_dir / "checkpoints" / "last"
         self.next_sample = 0  # index of the next training sample: the data position
         self.summary: list[dict] = []
+        self.stop_requested = False
 
     def run(self) -> None:
         started = time.perf_counter()
         limit = self.cfg.trainer.time_limit_minutes
         self.deadline = None if limit is None else started + 60 * float(limit)
-        best = None
-        with self.reporter:
+        state = self.restore()
+        if state is not None and state["finished"]:
+            self.reporter.note(f"{self.run_dir} has finished its curriculum already; nothing to resume")
+            return
+        completed = True
+        with self.reporter, self.stop_on_signals():
             for stage in self.stages:
+                if state is not None and (stage.number < state["stage"] or
+                                          (stage.number == state["stage"] and state["stage_done"])):
+                    continue  # finished before the restart
                 if self.out_of_time():
-                    self.reporter.note(f"time limit of {limit} minutes reached before stage {stage.number}")
+                    self.reporter.note(f"time limit of {limit} minutes reached before stage {stage.number}; "
+                                       "rerun the same command to continue")
+                    completed = False
                     break
-                if best is not None:
-                    load_weights(best, self.model)
-                best, row = self.run_stage(stage)
-                self.summary.append(row)
+                resuming = state is not None and stage.number == state["stage"]
+                if not resuming and stage.number > 1:
+                    load_weights(self.best_folder(stage.number - 1), self.model)
+                self.summary.append(self.run_stage(stage, state if resuming else None))
+                state = None
+        if completed:
+            self.save_last(self.stages[-1], 0, None, None, -1.0, stage_done=True, finished=True)
         self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
 
-    def run_stage(self, stage: Stage) -> tuple[Path, dict]:
+    def best_folder(self, stage_number: int) -> Path:
+        return self.run_dir / "checkpoints" / f"stage{stage_number}-best"
+
+    def run_stage(self, stage: Stage, state: dict | None) -> dict:
         trainer, experiment = self.cfg.trainer, self.experiment
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=float(trainer.weight_decay))
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
                                   num_training_steps=stage.steps)
+        best_accuracy, first_step = -1.0, 1
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            best_accuracy, first_step = state["best_accuracy"], state["step"] + 1
         val_samples = experiment.eval_data.sample_set("validation", int(self.cfg.task.eval_seed),
                                                       stage.segments[1], int(trainer.val_samples))
-        best_folder = self.run_dir / "checkpoints" / f"stage{stage.number}-best"
-        best_accuracy, step, stage_start = -1.0, 0, time.perf_counter()
+        step, stage_start = first_step - 1, time.perf_counter()
         self.model.train()
-        for step in range(1, stage.steps + 1):
+        for step in range(first_step, stage.steps + 1):
             tick = time.perf_counter()
-            loss, tokens = self.train_step(stage, optimizer, scheduler)
+            loss, tokens = self.train_step(stage, step, optimizer, scheduler)
             tokens_per_s = tokens / (time.perf_counter() - tick)
             self.reporter.advance(f"stage {stage.number} ({stage.label} seg) step {step}/{stage.steps} "
                                   f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
@@ -133,17 +159,64 @@ class Trainer:
                                    f"on {len(val_samples)} samples of {stage.segments[1]} segments")
                 if val > best_accuracy:
                     best_accuracy = val
-                    save_checkpoint(best_folder, self.model, self.meta(stage, step, val))
-                if val >= float(self.cfg.curriculum.advance_at) or out_of_time:
+                    save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
+                done = val >= float(self.cfg.curriculum.advance_at) or out_of_time or step == stage.steps
+                self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=done)
+                if done:
                     break
-        row = {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
-               "seconds": round(time.perf_counter() - stage_start, 1)}
-        return best_folder, row
+            if self.stop_requested:
+                self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
+                raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {self.last_folder} - "
+                                  "run the same command again to resume")
+        return {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
+                "seconds": round(time.perf_counter() - stage_start, 1)}
+
+    def save_last(self, stage: Stage, step: int, optimizer, scheduler, best_accuracy: float, stage_done: bool,
+                  finished: bool = False) -> None:
+        state = {"stage": stage.number, "step": step, "stage_done": stage_done, "finished": finished,
+                 "best_accuracy": best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
+                 "metrics_lines": self.metrics.lines, "torch_rng": torch.get_rng_state(),
+                 "optimizer": optimizer.state_dict() if optimizer else {},
+                 "scheduler": scheduler.state_dict() if scheduler else {}}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        save_checkpoint(self.last_folder, self.model, self.meta(stage, step, best_accuracy), trainer_state=state)
+
+    def restore(self) -> dict | None:
+        """Load `checkpoints/last` of this run folder, if any: weights, data position, RNG, metrics so far."""
+        if not (self.last_folder / "trainer.pt").is_file():
+            return None
+        state = load_trainer_state(self.last_folder)
+        load_weights(self.last_folder, self.model)
+        self.next_sample, self.summary = state["next_sample"], state["summary"]
+        self.metrics.truncate(state["metrics_lines"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if not state["finished"]:
+            self.reporter.note(f"resuming {self.run_dir} at stage {state['stage']} step {state['step']}")
+        return state
+
+    @contextmanager
+    def stop_on_signals(self):
+        """Ctrl-C or SIGTERM: finish the current step, save, stop. A second signal interrupts at once."""
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            self.reporter.note("stopping after this step (signal again to abort at once)")
+
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
-    def train_step(self, stage: Stage, optimizer, scheduler) -> tuple[float, int]:
+    def train_step(self, stage: Stage, step: int, optimizer, scheduler) -> tuple[float, int]:
         trainer, experiment = self.cfg.trainer, self.experiment
         batch = int(trainer.batch_size)
         samples = [experiment.train_data.training_sample(int(self.cfg.seed), self.next_sample + i, stage.segments)
@@ -158,7 +231,8 @@ class Trainer:
         loss = F.cross_entropy(out.logits, labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number}; lower trainer.lr or check data")
+            raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; the last good "
+                                 f"state is in {self.last_folder} (rerun resumes from it): lower trainer.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(trainer.grad_clip))

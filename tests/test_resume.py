@@ -1,0 +1,80 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_cli import ENV, rmt
+
+STAGES = "curriculum.stages=[{segments:1,steps:12},{segments:2,steps:12},{segments:3,steps:12}]"
+
+
+def metrics(run_dir):
+    """metrics.jsonl without wall-clock fields, which differ between any two runs."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s")}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    result = rmt("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return metrics(run_dir)
+
+
+def start_and_wait(run_dir, marker):
+    process = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", STAGES,
+                                f"hydra.run.dir={run_dir}"], env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / marker).exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    return process
+
+
+def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_and_wait(run_dir, "checkpoints/stage2-best")
+    process.kill()
+    process.wait()
+    assert len(metrics(run_dir)) < len(uninterrupted), "the run finished before it could be killed"
+    result = rmt("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout
+    assert metrics(run_dir) == uninterrupted
+
+
+def test_ctrl_c_saves_and_the_same_command_resumes(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_and_wait(run_dir, "checkpoints/last")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert process.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    result = rmt("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert metrics(run_dir) == uninterrupted
+
+
+def test_a_finished_run_is_left_alone(tmp_path):
+    run_dir = tmp_path / "run"
+    assert rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}").returncode == 0
+    before = (run_dir / "metrics.jsonl").read_text()
+    result = rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0 and "nothing to resume" in result.stdout
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_last_checkpoint_holds_optimizer_scheduler_rng_and_position(tmp_path):
+    from rmt_cli.checkpoint import load_trainer_state
+
+    run_dir = tmp_path / "run"
+    assert rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}").returncode == 0
+    state = load_trainer_state(run_dir / "checkpoints" / "last")
+    assert state["finished"] and state["next_sample"] == 2 * 4 * 4  # two stages of 4 steps, batch 4
+    assert {"torch_rng", "summary", "metrics_lines", "optimizer", "scheduler"} <= set(state)

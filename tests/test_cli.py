@@ -88,7 +88,7 @@ def test_every_group_option_composes(group):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["train", "task=nope"], 2, "Could not find 'task/nope' (available: detect, memorize, reasoning)"),
+    (["train", "task=nope"], 2, "Could not find 'task/nope' (available: babilong, detect, memorize, qa2, qa3, qa5, reasoning)"),
     (["train", "experiment=smoke", "memory.size=0"], 2, "memory.size=0 must be at least 1"),
     (["train", "experiment=smoke", "segment.length=600"], 2, "exceeds the backbone's 512 positions"),
     (["train", "experiment=smoke", "memory.size=30"], 2, "lower memory.size or raise segment.length"),

@@ -57,6 +57,13 @@ def load_backbone(cfg) -> Backbone:
     return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings))
 
 
+def load_tokenizer(cfg):
+    """The backbone's tokenizer alone (a tiny backbone's comes from its `tokenizer` entry), without weights."""
+    from transformers import AutoTokenizer
+
+    return load_pretrained(AutoTokenizer, resolve_path(cfg.tokenizer if cfg.get("config") else cfg), cfg)
+
+
 def load_pretrained(loader, path: str, cfg, **kwargs):
     try:
         return loader.from_pretrained(path, trust_remote_code=bool(cfg.get("trust_remote_code", False)), **kwargs)

@@ -168,6 +168,29 @@ def extrapolate(
     report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
 
 
+@app.command(context_settings=PASS_THROUGH)
+def attention(
+    ctx: typer.Context,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test samples to run (default 1)."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Encoder layer to show, from 0 (default: mean of all)."),
+    head: Optional[int] = typer.Option(None, "--head", help="Attention head to show, from 0 (default: mean of all)."),
+) -> None:
+    """Where memory is written, kept and read (the paper's Figure 6): attention maps and memory change per segment.
+
+    `rmt attention --checkpoint RUN_DIR task=reasoning task.segments=4` writes attention.png (write, keep and read
+    segments, attention between [CLS], memory, facts, other tokens and [SEP]), attention_tokens.png,
+    memory_change.png and attention.json to its run folder, and prints a summary.
+    """
+    from rmt_cli.attention import attention_from_config
+
+    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
+    for key, value in (("samples", samples), ("layer", layer), ("head", head)):
+        if value is not None:
+            args.append(f"{key}={value}")
+    report_errors(lambda: run_hydra("attention", attention_from_config, [*args, *ctx.args]))
+
+
 def quote_override(path: Path) -> str:
     """A path as a Hydra override value (quoted so that characters like '=' or ',' survive)."""
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -209,6 +232,23 @@ def flops(
     report_errors(lambda: run_command(models=models, tokens=tokens, segment_length=segment_length,
                                       memory_size=memory_size, backbone=backbone, fmt=fmt, out=out,
                                       measure_flops=measure, convention_name=convention, echo=typer.echo))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def preview(
+    ctx: typer.Context,
+    segments: int = typer.Option(1, "--segments", help="Segments in the sample."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample (test sample 0 of the set with this seed)."),
+) -> None:
+    """Print one sample of a task, decoded, with its facts, question and answer highlighted.
+
+    `rmt preview task=qa3 --segments 2 noise=synthetic`: only the tokenizer and the noise are loaded.
+    Groups: backbone, task, noise, memory; `segment.length=512` changes the segment size.
+    """
+    from rmt_cli.preview import preview_from_config
+
+    args = [f"segments={segments}", f"seed={seed}"]
+    report_errors(lambda: run_hydra("preview", preview_from_config, [*args, *ctx.args]))
 
 
 def main() -> None:

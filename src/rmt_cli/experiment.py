@@ -11,6 +11,7 @@ from rmt_cli.backbones import load_backbone, max_positions
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import SPECIAL_TOKENS_PER_SEGMENT, RecurrentMemory, content_length
 from rmt_cli.errors import UsageError
+from rmt_cli.facts import GENERATORS
 from rmt_cli.samples import SampleFactory, TaskSpec
 
 # Room a segment needs besides noise: the longest question plus the facts of the longest story.
@@ -34,7 +35,24 @@ class Experiment:
 
 
 def task_spec(cfg) -> TaskSpec:
-    return TaskSpec(name=cfg.task.name, generator=cfg.task.generator, fact_position=cfg.task.fact_position)
+    """The task config as a TaskSpec: a story generator, a bAbI file (task.facts_file) or BABILong (source)."""
+    task = cfg.task
+    source, facts_file = task.get("source") or "generator", task.get("facts_file")
+    if source not in ("generator", "babilong"):
+        raise UsageError(f"task.source={source} is unknown; use generator or babilong")
+    if facts_file is not None and source == "babilong":
+        raise UsageError("task.facts_file does not apply to task=babilong; use task=qa1 (or another) with it")
+    babilong = None
+    if source == "babilong":
+        if str(task.length) != "0k":
+            raise UsageError(f"task.length={task.length}: BABILong's longer configs carry their own PG-19 text; "
+                             "this tool places the 0k stories into its own noise (noise=pg19 for the same "
+                             "books): use task.length=0k")
+        babilong = (str(task.length), str(task.split))
+    elif facts_file is None and task.generator not in GENERATORS:
+        raise UsageError(f"task.generator={task.generator} is unknown (available: {', '.join(GENERATORS)})")
+    return TaskSpec(name=task.name, generator=str(task.get("generator") or ""), fact_position=task.fact_position,
+                    facts_file=None if facts_file is None else str(facts_file), babilong=babilong)
 
 
 def check_sizes(cfg) -> int:

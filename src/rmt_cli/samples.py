@@ -14,7 +14,8 @@ from functools import cache
 import numpy as np
 
 from rmt_cli.corpus import TokenCorpus
-from rmt_cli.facts import GENERATORS, LOCATIONS
+from rmt_cli.errors import UsageError
+from rmt_cli.facts import GENERATORS, LABELS, ORDER_FREE, Story, StoryPool, babi_split_files, load_babilong, read_babi
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
@@ -26,10 +27,44 @@ class TaskSpec:
     name: str
     generator: str  # key of facts.GENERATORS
     fact_position: str  # "start": first fact opens the input; "random": each fact at a random sentence start
+    facts_file: str | None = None  # a bAbI text file: its stories replace the generator's
+    babilong: tuple[str, str] | None = None  # (length config, split), e.g. ("0k", "qa1"): BABILong's stories
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return LOCATIONS
+        """The answer vocabulary: the generator's, or every answer found in the task's data (sorted)."""
+        if self.facts_file is None and self.babilong is None:
+            return LABELS[self.generator]
+        return _data_labels(self.facts_file, self.babilong)
+
+    def stories(self, split: str):
+        """Where the stories of a split come from: a callable rng -> Story (a generator or a StoryPool).
+
+        A bAbI file trains on its *_train.txt and validates and tests on the *_test.txt beside it (if any; see
+        facts.babi_split_files). BABILong publishes test rows only: every split draws from them.
+        """
+        if self.facts_file is None and self.babilong is None:
+            return GENERATORS[self.generator]
+        return _data_pool(self.facts_file, self.babilong, split == "train")
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the facts must appear in story order (all but qa4's order-free relations)."""
+        return self.facts_file is not None or self.babilong is not None or self.generator not in ORDER_FREE
+
+
+@cache
+def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: bool) -> StoryPool:
+    if facts_file is not None:
+        train_file, test_file = babi_split_files(facts_file)
+        return StoryPool(read_babi(train_file if train else test_file))
+    return StoryPool(load_babilong(*babilong))
+
+
+@cache
+def _data_labels(facts_file: str | None, babilong: tuple[str, str] | None) -> tuple[str, ...]:
+    pools = (_data_pool(facts_file, babilong, True), _data_pool(facts_file, babilong, False))
+    return tuple(sorted({story.answer for pool in pools for story in pool.stories}))
 
 
 @dataclass(frozen=True)
@@ -68,14 +103,16 @@ class SampleFactory:
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
 
-    def draw(self, rng: np.random.Generator, n_segments: int) -> Sample:
-        story = GENERATORS[self.task.generator](rng)
+    def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train") -> Sample:
+        story: Story = self.task.stories(split)(rng)
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
         if budget < 0:
-            raise ValueError(f"segments of {self.content_length} content tokens cannot hold the facts and question")
+            raise UsageError(f"a {self.task.name} story and its question take {self.content_length - budget} tokens, "
+                             f"more than the {self.content_length} content tokens of a segment; raise segment.length "
+                             "or lower memory.size")
         if self.task.fact_position == "start":
             segments = np.zeros(len(fact_tokens), dtype=np.int64)
         else:
@@ -88,6 +125,8 @@ class SampleFactory:
             offset = 0 if self.task.fact_position == "start" else sentence_starts[rng.integers(len(sentence_starts))]
             facts.append(PlacedFact(int(segment), int(offset), tokens))
         facts.sort(key=lambda f: (f.segment, f.offset))
+        if self.task.ordered:  # the drawn places, in input order, take the facts in story order
+            facts = [PlacedFact(f.segment, f.offset, tokens) for f, tokens in zip(facts, fact_tokens)]
         return Sample(noise_starts, tuple(facts), question, self.task.labels.index(story.answer))
 
     def sentence_offsets(self, window_start: int, limit: int) -> np.ndarray:
@@ -100,7 +139,7 @@ class SampleFactory:
     def sample_set(self, split: str, seed: int, n_segments: int, size: int) -> list[Sample]:
         """A fixed set: sample i comes from its own generator seeded by (seed, split, n_segments, i)."""
         code = SPLIT_CODES[split]
-        return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments) for i in range(size)]
+        return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments, split) for i in range(size)]
 
     def training_sample(self, seed: int, index: int, segments: tuple[int, int]) -> Sample:
         """Training sample number `index`; its segment count is drawn uniformly from segments=(lo, hi)."""

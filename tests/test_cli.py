@@ -108,6 +108,12 @@ def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unwritable_run_folder_is_one_clear_line():
+    result = rmt("train", "experiment=smoke", "hydra.run.dir=/proc/rmt-run")
+    assert result.returncode == 2 and "cannot write the run folder /proc/rmt-run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_help_documents_the_commands():
     result = rmt("train", "--help")
     assert result.returncode == 0 and "experiment=smoke" in result.stdout

@@ -82,6 +82,23 @@ def check_composes(config_name: str, overrides: list[str]) -> None:
         raise UsageError(one_line_hydra_error(str(error))) from None
 
 
+def check_writable(args: list[str], multirun: bool) -> None:
+    """The run folder (hydra.run.dir / hydra.sweep.dir, default under outputs/ here) must be writable."""
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    given = next((a[len(key):] for a in reversed(args) if a.startswith(key)), None)  # the last one wins
+    try:
+        if given is None:
+            writable = os.access(Path.cwd(), os.W_OK | os.X_OK)
+        else:  # Hydra creates it next anyway; creating it here turns a failure into one clear line
+            Path(given).mkdir(parents=True, exist_ok=True)
+            writable = os.access(given, os.W_OK | os.X_OK)
+    except OSError as error:
+        writable, given = False, f"{given} ({error.strerror})"
+    if not writable:
+        raise UsageError(f"cannot write the run folder {given or Path.cwd() / 'outputs'}; "
+                         f"choose another with {key}DIR")
+
+
 def one_line_hydra_error(message: str) -> str:
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     first = lines[0] if lines else "invalid configuration"
@@ -102,6 +119,7 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     overrides, multirun = split_overrides(args)
     if not multirun:
         check_composes(config_name, overrides)
+    check_writable(args, multirun)
     hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     sys.argv = [f"rmt-{config_name}", *args]
     hydra_main(lambda cfg: report_errors(lambda: task_function(cfg)))()

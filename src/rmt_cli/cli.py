@@ -152,9 +152,7 @@ def evaluate(
     """
     from rmt_cli.evaluate import evaluate_from_config
 
-    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
-    if samples is not None:
-        args.append(f"samples={samples}")
+    args = checkpoint_overrides(checkpoint, samples=samples)
     report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
 
 
@@ -175,14 +173,8 @@ def extrapolate(
     """
     from rmt_cli.extrapolate import extrapolate_from_config
 
-    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
-    if max_segments is not None:
-        args.append(f"max_segments={max_segments}")
-    if segments is not None:
-        args.append(f"segments=[{segments}]")
-    for key, value in (("samples", samples), ("batch_size", batch_size)):
-        if value is not None:
-            args.append(f"{key}={value}")
+    args = checkpoint_overrides(checkpoint, max_segments=max_segments, samples=samples, batch_size=batch_size,
+                                segments=None if segments is None else f"[{segments}]")
     report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
 
 
@@ -202,11 +194,14 @@ def attention(
     """
     from rmt_cli.attention import attention_from_config
 
-    args = [f"checkpoint={quote_override(checkpoint.resolve())}"]
-    for key, value in (("samples", samples), ("layer", layer), ("head", head)):
-        if value is not None:
-            args.append(f"{key}={value}")
+    args = checkpoint_overrides(checkpoint, samples=samples, layer=layer, head=head)
     report_errors(lambda: run_hydra("attention", attention_from_config, [*args, *ctx.args]))
+
+
+def checkpoint_overrides(checkpoint: Path, **options) -> list[str]:
+    """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed)."""
+    return [f"checkpoint={quote_override(checkpoint.resolve())}",
+            *(f"{key}={value}" for key, value in options.items() if value is not None)]
 
 
 def quote_override(path: Path) -> str:

@@ -55,18 +55,16 @@ def two_argument_relations(rng: np.random.Generator) -> Story:
         relations = [(left, d1, hub), (right, d2, hub)]  # (x, d, y): x is d of y
         facts = tuple(f"The {x} is {d} of the {y}." for x, d, y in relations)
         known = set(relations) | {(y, OPPOSITE[d], x) for x, d, y in relations}
-        x, d, y = relations[rng.integers(2)]
+        x, d, y = relations[rng.integers(2)]  # the question's answer is x
         if rng.integers(2):
             question, answers = f"What is {d} of the {y}?", {s for s, dd, o in known if dd == d and o == y}
-            answer = x
         else:
             # "What is the Y <opposite d> of?": Y is OPPOSITE[d] of X.
             question = f"What is the {y} {OPPOSITE[d]} of?"
             answers = {o for s, dd, o in known if s == y and dd == OPPOSITE[d]}
-            answer = x
-        if answers == {answer}:
+        if answers == {x}:
             order = rng.permutation(2)
-            return Story(facts=tuple(facts[i] for i in order), question=question, answer=answer)
+            return Story(facts=tuple(facts[i] for i in order), question=question, answer=x)
 
 
 

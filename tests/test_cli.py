@@ -96,6 +96,7 @@ def test_every_group_option_composes(group):
     (["eval", "--checkpoint", "/no/such/run"], 1, "does not exist"),
     (["train", "experiment=smoke", "trainer.batch_size=0"], 2, "trainer.batch_size=0 must be at least 1"),
     (["train", "experiment=smoke", "trainer.lr=-1e-4"], 2, "trainer.lr=-0.0001 must be positive"),
+    (["train", "experiment=smoke", "trainer.keep_last=0"], 2, "trainer.keep_last=0 must be at least 1"),
     (["train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:0}]"], 2, "every stage needs at least 1"),
     (["train", "experiment=smoke", "curriculum.stages=[{segments:0,steps:5}]"], 2, "use a count ≥ 1"),
     (["extrapolate", "--checkpoint", "/tmp", "--max-segments", "0"], 2, "must be at least 1 segment"),

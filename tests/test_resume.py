@@ -25,12 +25,12 @@ def uninterrupted(tmp_path_factory):
     return metrics(run_dir)
 
 
-def start_and_wait(run_dir, marker):
+def start_and_wait(run_dir, pattern):
     process = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", STAGES,
                                 f"hydra.run.dir={run_dir}"], env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (run_dir / marker).exists() and process.poll() is None and time.time() < deadline:
+    while not list(run_dir.glob(pattern)) and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     return process
 
@@ -49,7 +49,7 @@ def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, 
 
 def test_ctrl_c_saves_and_the_same_command_resumes(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
-    process = start_and_wait(run_dir, "checkpoints/last")
+    process = start_and_wait(run_dir, "checkpoints/last-*")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     if process.returncode == 0:
@@ -71,10 +71,26 @@ def test_a_finished_run_is_left_alone(tmp_path):
 
 
 def test_last_checkpoint_holds_optimizer_scheduler_rng_and_position(tmp_path):
-    from rmt_cli.checkpoint import load_trainer_state
+    from rmt_cli.checkpoint import load_trainer_state, resume_points
 
     run_dir = tmp_path / "run"
     assert rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}").returncode == 0
-    state = load_trainer_state(run_dir / "checkpoints" / "last")
+    kept = resume_points(run_dir / "checkpoints")
+    assert len(kept) == 2  # trainer.keep_last
+    state = load_trainer_state(kept[0])
     assert state["finished"] and state["next_sample"] == 2 * 4 * 4  # two stages of 4 steps, batch 4
     assert {"torch_rng", "summary", "metrics_lines", "optimizer", "scheduler"} <= set(state)
+
+
+def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(uninterrupted, tmp_path):
+    from rmt_cli.checkpoint import resume_points
+
+    run_dir = tmp_path / "run"
+    assert rmt("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}").returncode == 0
+    newest = resume_points(run_dir / "checkpoints")[0] / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
+    result = rmt("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "is damaged (model.safetensors does not match its checksum); using the one before it" in result.stdout
+    assert "resuming" in result.stdout and "Traceback" not in result.stderr
+    assert metrics(run_dir) == uninterrupted

@@ -4,13 +4,16 @@ Layout of a run folder:
     config.yaml                      resolved config of the run
     metrics.jsonl
     checkpoints/stage3-best/         model.safetensors + meta.json (the stage's best validation accuracy)
-    checkpoints/last/                model.safetensors + meta.json + trainer.pt (optimizer, scheduler, RNG, position)
+    checkpoints/last-000001234/      model.safetensors + meta.json + trainer.pt (optimizer, scheduler, RNG, position);
+                                     the newest `trainer.keep_last` of them are kept, numbered by data position
 Each checkpoint folder is written under a temporary name and renamed into place, so a crash never leaves a
-half-written checkpoint behind its final name.
+half-written checkpoint behind its final name; its manifest.json holds the SHA-256 of every file, so a checkpoint
+damaged later (truncated, edited, disk error) is detected and the previous one is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,7 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from rmt_cli.errors import RuntimeFailure
 
-WEIGHTS, META, TRAINER = "model.safetensors", "meta.json", "trainer.pt"
+WEIGHTS, META, TRAINER, MANIFEST = "model.safetensors", "meta.json", "trainer.pt", "manifest.json"
+RESUME_PREFIX = "last-"
 
 
 def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_state: dict | None = None) -> None:
@@ -35,11 +39,61 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_st
     (staging / META).write_text(json.dumps(meta, indent=2))
     if trainer_state is not None:
         torch.save(trainer_state, staging / TRAINER)
+    checksums = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+    (staging / MANIFEST).write_text(json.dumps(checksums, indent=2))
     previous = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, previous)
     os.replace(staging, folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder according to its manifest, or None when every file checks out."""
+    try:
+        checksums = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"no readable {MANIFEST}"
+    for name, expected in checksums.items():
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if sha256(folder / name) != expected:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def save_resume_point(checkpoints: Path, position: int, model: torch.nn.Module, meta: dict, trainer_state: dict,
+                      keep: int) -> Path:
+    """Write checkpoints/last-POSITION and delete all but the newest `keep` of them."""
+    folder = Path(checkpoints) / f"{RESUME_PREFIX}{position:09d}"
+    save_checkpoint(folder, model, meta, trainer_state)
+    for old in resume_points(checkpoints)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resume_points(checkpoints: Path) -> list[Path]:
+    """Resume checkpoints, newest first."""
+    folders = [p for p in Path(checkpoints).glob(f"{RESUME_PREFIX}*") if p.name[len(RESUME_PREFIX):].isdigit()]
+    return sorted(folders, reverse=True)
+
+
+def latest_resume_point(checkpoints: Path, warn) -> Path | None:
+    """The newest resume checkpoint that passes its manifest; damaged ones are reported through `warn`."""
+    for folder in resume_points(checkpoints):
+        problem = damage(folder)
+        if problem is None:
+            return folder
+        warn(f"checkpoint {folder} is damaged ({problem}); using the one before it")
+    return None
 
 
 def stage_number(path: Path) -> int:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
-from rmt_cli.checkpoint import load_trainer_state, load_weights, save_checkpoint
+from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, save_checkpoint,
+                                 save_resume_point)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.evaluate import accuracy, to_device
 from rmt_cli.experiment import Experiment, build_experiment
@@ -67,6 +68,8 @@ def check_trainer(cfg) -> None:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} must be at least 1")
     if float(trainer.lr) <= 0:
         raise UsageError(f"trainer.lr={trainer.lr} must be positive")
+    if int(trainer.keep_last) < 1:
+        raise UsageError(f"trainer.keep_last={trainer.keep_last} must be at least 1 (resume checkpoints to keep)")
     if trainer.bptt_segments is not None and int(trainer.bptt_segments) < 1:
         raise UsageError(f"trainer.bptt_segments={trainer.bptt_segments} must be ≥ 1 (or null for full BPTT)")
 
@@ -83,15 +86,16 @@ def train_from_config(cfg) -> None:
 
 
 class Trainer:
-    """Runs the curriculum; `checkpoints/last` (weights, optimizer, scheduler, RNG, stage, step, data position) is
-    rewritten after every validation, so running the same command on the same run folder resumes exactly."""
+    """Runs the curriculum; a resume checkpoint `checkpoints/last-N` (weights, optimizer, scheduler, RNG, stage,
+    step, data position N) is written after every validation, so the same command on the same run folder resumes
+    exactly."""
 
     def __init__(self, cfg, experiment: Experiment, stages: list[Stage], run_dir: Path):
         self.cfg, self.experiment, self.stages, self.run_dir = cfg, experiment, stages, run_dir
         self.model = experiment.model
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages))
-        self.last_folder = run_dir / "checkpoints" / "last"
+        self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample: the data position
         self.summary: list[dict] = []
         self.stop_requested = False
@@ -165,14 +169,14 @@ class Trainer:
                 if done:
                     break
             if self.stop_requested:
-                self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
-                raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {self.last_folder} - "
+                saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
+                raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
         return {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
                 "seconds": round(time.perf_counter() - stage_start, 1)}
 
     def save_last(self, stage: Stage, step: int, optimizer, scheduler, best_accuracy: float, stage_done: bool,
-                  finished: bool = False) -> None:
+                  finished: bool = False) -> Path:
         state = {"stage": stage.number, "step": step, "stage_done": stage_done, "finished": finished,
                  "best_accuracy": best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
                  "metrics_lines": self.metrics.lines, "torch_rng": torch.get_rng_state(),
@@ -180,14 +184,16 @@ class Trainer:
                  "scheduler": scheduler.state_dict() if scheduler else {}}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        save_checkpoint(self.last_folder, self.model, self.meta(stage, step, best_accuracy), trainer_state=state)
+        return save_resume_point(self.checkpoints, self.next_sample, self.model, self.meta(stage, step, best_accuracy),
+                                 state, keep=int(self.cfg.trainer.keep_last))
 
     def restore(self) -> dict | None:
-        """Load `checkpoints/last` of this run folder, if any: weights, data position, RNG, metrics so far."""
-        if not (self.last_folder / "trainer.pt").is_file():
+        """Load the newest sound resume checkpoint of this run folder, if any: weights, position, RNG, metrics."""
+        folder = latest_resume_point(self.checkpoints, self.reporter.note)
+        if folder is None:
             return None
-        state = load_trainer_state(self.last_folder)
-        load_weights(self.last_folder, self.model)
+        state = load_trainer_state(folder)
+        load_weights(folder, self.model)
         self.next_sample, self.summary = state["next_sample"], state["summary"]
         self.metrics.truncate(state["metrics_lines"])
         torch.set_rng_state(state["torch_rng"])
@@ -232,7 +238,8 @@ class Trainer:
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; the last good "
-                                 f"state is in {self.last_folder} (rerun resumes from it): lower trainer.lr")
+                                 f"state is the newest {self.checkpoints}/last-* (rerun resumes from it): "
+                                 "lower trainer.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(trainer.grad_clip))

@@ -109,6 +109,14 @@ def test_bad_input_is_one_clear_line(args, code, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_diverging_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+    result = rmt("train", "experiment=smoke", "trainer.lr=1e30", "curriculum.stages=[{segments:1,steps:20}]",
+                 f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "loss became nan at stage 1 step" in result.stderr and "lower trainer.lr" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_an_unwritable_run_folder_is_one_clear_line():
     result = rmt("train", "experiment=smoke", "hydra.run.dir=/proc/rmt-run")
     assert result.returncode == 2 and "cannot write the run folder /proc/rmt-run" in result.stderr

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
-from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, save_checkpoint,
-                                 save_resume_point)
+from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, resume_points,
+                                 save_checkpoint, save_resume_point)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.evaluate import accuracy, to_device
 from rmt_cli.experiment import Experiment, build_experiment
@@ -237,8 +237,9 @@ class Trainer:
         loss = F.cross_entropy(out.logits, labels)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; the last good "
-                                 f"state is the newest {self.checkpoints}/last-* (rerun resumes from it): "
+            saved = resume_points(self.checkpoints)
+            kept = f"the last good state is {saved[0]} (rerun resumes from it)" if saved else "nothing was saved yet"
+            raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -14,7 +14,7 @@ from functools import cache
 import numpy as np
 
 from rmt_cli.corpus import TokenCorpus
-from rmt_cli.errors import UsageError
+from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.facts import GENERATORS, LABELS, ORDER_FREE, Story, StoryPool, babi_split_files, load_babilong, read_babi
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
@@ -96,7 +96,8 @@ class SampleFactory:
         self.tokenizer = tokenizer
         self.window_starts = corpus.window_starts(content_length)
         if len(self.window_starts) == 0:
-            raise ValueError(f"noise corpus is shorter than one segment of {content_length} tokens")
+            raise RuntimeFailure(f"the noise split {', '.join(corpus.documents)} is shorter than one segment of "
+                                 f"{content_length} tokens; add text to the corpus or lower segment.length")
         self._offsets = np.arange(content_length)
 
     @cache

@@ -128,3 +128,27 @@ def test_help_documents_the_commands():
     assert result.returncode == 0 and "experiment=smoke" in result.stdout
     result = rmt("eval", "--help")
     assert result.returncode == 0 and "--checkpoint" in result.stdout
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("missing corpus", 1, "noise path"),
+    ("corpus not utf-8", 1, "is not UTF-8 text"),
+    ("empty corpus", 1, "contains no text"),
+    ("malformed facts file", 1, "line 2: expected 'ID text'"),
+    ("not a checkpoint", 1, "holds no checkpoint"),
+])
+def test_bad_files_are_one_clear_line(case, code, message, tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait. ".encode("latin-1") * 10)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "qa1_bad_train.txt").write_text("1 Mary went to the kitchen.\nbroken line\n")
+    args = {
+        "missing corpus": ["train", "experiment=smoke", "noise=files", f"noise.paths=[{tmp_path}/nothing]"],
+        "corpus not utf-8": ["train", "experiment=smoke", "noise=files", f"noise.paths=[{tmp_path}/latin1.txt]"],
+        "empty corpus": ["train", "experiment=smoke", "noise=files", f"noise.paths=[{tmp_path}/empty.txt]"],
+        "malformed facts file": ["train", "experiment=smoke", f"task.facts_file={tmp_path}/qa1_bad_train.txt"],
+        "not a checkpoint": ["eval", "--checkpoint", str(tmp_path)],
+    }[case]
+    result = rmt(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1

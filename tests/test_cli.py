@@ -152,3 +152,22 @@ def test_bad_files_are_one_clear_line(case, code, message, tmp_path):
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_multirun_through_the_submitit_local_launcher(tmp_path):
+    result = rmt("train", "-m", "experiment=smoke", "task=memorize,detect", "cluster=local",
+                 f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    for run in ("0_memorize", "1_detect"):
+        assert (tmp_path / run / "metrics.jsonl").is_file()
+        assert (tmp_path / run / "checkpoints" / "stage2-best" / "model.safetensors").is_file()
+
+
+def test_slurm_preset_configures_the_submitit_slurm_launcher():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["cluster=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.tasks_per_node == launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0

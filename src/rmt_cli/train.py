@@ -129,7 +129,7 @@ class Trainer:
         self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
 
     def best_folder(self, stage_number: int) -> Path:
-        return self.run_dir / "checkpoints" / f"stage{stage_number}-best"
+        return self.checkpoints / f"stage{stage_number}-best"
 
     def run_stage(self, stage: Stage, state: dict | None) -> dict:
         trainer, experiment = self.cfg.trainer, self.experiment

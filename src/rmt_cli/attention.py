@@ -477,29 +477,22 @@ def attention_from_config(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
-    from rmt_cli.evaluate import check_model_matches, checkpoint_config
-    from rmt_cli.experiment import build_experiment
+    from rmt_cli.evaluate import load_trained
 
     if int(cfg.samples) < 1:
         raise UsageError(f"--samples {cfg.samples}: need at least 1 sample")
-    folder = find_checkpoint(Path(cfg.checkpoint))
-    meta = read_meta(folder)
-    cfg = checkpoint_config(cfg, meta)
-    check_model_matches(cfg, meta)
+    cfg, meta, folder, experiment = load_trained(cfg)
     segments = cfg.task.get("segments")
     n_segments = DEFAULT_SEGMENTS if segments is None else int(segments)
     if n_segments < 1:
         raise UsageError(f"task.segments={n_segments}: the input must be at least 1 segment")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    experiment = build_experiment(cfg, cfg.device, with_training_data=False)
     backbone_config = experiment.model.backbone.config
     layers, heads = int(backbone_config.num_hidden_layers), int(backbone_config.num_attention_heads)
     layer = None if cfg.get("layer") is None else int(cfg.layer)
     head = None if cfg.get("head") is None else int(cfg.head)
     check_range("layer", layer, layers, "layers")
     check_range("head", head, heads, "attention heads")
-    load_weights(folder, experiment.model)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     factory = experiment.eval_data

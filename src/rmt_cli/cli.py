@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import typer
 
+from rmt_cli import config_dir
 from rmt_cli.errors import RmtError, UsageError
 
 app = typer.Typer(
@@ -28,12 +29,6 @@ app = typer.Typer(
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
-
-
-def config_dir() -> Path:
-    """conf/ ships inside the wheel as rmt_cli/conf; an editable install reads the repo's top-level conf/."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
 
 
 def debug_enabled() -> bool:

@@ -81,9 +81,12 @@ def check_model_matches(cfg, meta: dict) -> None:
                              f"not {OmegaConf.select(cfg, key)}; drop that override to evaluate it")
 
 
-def evaluate_from_config(cfg) -> None:
-    from hydra.core.hydra_config import HydraConfig
+def load_trained(cfg):
+    """What every command that reads a checkpoint starts with: its folder and metadata, the run's config with this
+    command line's overrides, and the experiment with the trained weights loaded.
 
+    Returns (cfg, meta, folder, experiment).
+    """
     from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
     from rmt_cli.experiment import build_experiment
 
@@ -91,9 +94,16 @@ def evaluate_from_config(cfg) -> None:
     meta = read_meta(folder)
     cfg = checkpoint_config(cfg, meta)
     check_model_matches(cfg, meta)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
     experiment = build_experiment(cfg, cfg.device, with_training_data=False)
     load_weights(folder, experiment.model)
+    return cfg, meta, folder, experiment
+
+
+def evaluate_from_config(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg, meta, folder, experiment = load_trained(cfg)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     segments = int(cfg.task.segments or meta["max_segments"])
     samples = experiment.eval_data.sample_set("test", int(cfg.task.eval_seed), segments, int(cfg.samples))
     start = time.perf_counter()

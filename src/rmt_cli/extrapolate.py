@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
-from rmt_cli.evaluate import check_model_matches, checkpoint_config, predict
+from rmt_cli.evaluate import load_trained, predict
 
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
            "peak_gpu_mb", "rss_mb")
@@ -99,21 +99,14 @@ def trained_segments(meta: dict) -> int:
 def extrapolate_from_config(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
-    from rmt_cli.experiment import build_experiment
     from rmt_cli.plots import plot_extrapolation
 
     lengths = length_schedule(int(cfg.max_segments), cfg.segments)
     if int(cfg.samples) < 1 or int(cfg.batch_size) < 1:
         raise UsageError(f"samples={cfg.samples} and batch_size={cfg.batch_size} must be at least 1")
-    folder = find_checkpoint(Path(cfg.checkpoint))
-    meta = read_meta(folder)
-    cfg = checkpoint_config(cfg, meta)
-    check_model_matches(cfg, meta)
+    cfg, meta, folder, experiment = load_trained(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    experiment = build_experiment(cfg, cfg.device, with_training_data=False)
-    load_weights(folder, experiment.model)
     title = f"{cfg.task.name}: {folder}"
     rows: list[dict] = []
     console = Console()

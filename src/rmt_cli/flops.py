@@ -31,6 +31,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from rmt_cli import config_dir
+from rmt_cli.engine import SPECIAL_TOKENS_PER_SEGMENT
 from rmt_cli.errors import UsageError
 
 BASE_TOKENS = 512  # the "512-token cost" every multiple is relative to (the paper's Figure 3)
@@ -40,7 +42,6 @@ PAPER_TOKENS = 2_048_000
 PAPER_RATIOS = {"opt-125m": 295.0, "opt-175b": 29.0}  # "x295" and "x29" fewer FLOPs than full attention
 PANEL_SPLIT = 32768  # Figure 3: (a) up to 32K tokens, (b) 32K to 2M tokens
 FORMATS = ("table", "csv", "json")
-ENCODER_SPECIAL_TOKENS = 3  # [CLS], [SEP] after the memory, final [SEP]; equals engine.SPECIAL_TOKENS_PER_SEGMENT
 
 # Measurement: real forwards under torch.utils.flop_counter.FlopCounterMode.
 MEASURE_LABELS = 6  # classes of the engine's head in measured encoder runs
@@ -77,7 +78,7 @@ class ModelShape:
 
     @property
     def special_tokens(self) -> int:
-        return ENCODER_SPECIAL_TOKENS if self.encoder else 0
+        return SPECIAL_TOKENS_PER_SEGMENT if self.encoder else 0
 
 
 def _opt(name: str, layers: int, d_model: int, heads: int) -> ModelShape:
@@ -144,12 +145,6 @@ def shape_from_hf_config(config, name: Optional[str] = None) -> ModelShape:
     )
 
 
-def _config_dir() -> Path:
-    """conf/ (same lookup as cli.config_dir): inside the wheel as rmt_cli/conf, else the repo's top-level conf/."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
-
-
 def backbone_hf_config(spec: str, conf_dir: Optional[Path] = None):
     """The transformers config of `--backbone`: a conf/backbone/NAME.yaml, or a folder (or file) with config.json."""
     from transformers import AutoConfig
@@ -161,9 +156,9 @@ def backbone_hf_config(spec: str, conf_dir: Optional[Path] = None):
             raise UsageError(f"--backbone folder '{spec}' has no config.json; pass a Hugging Face model folder")
         return AutoConfig.from_pretrained(str(folder)), folder.name
     yaml_path = path if path.suffix in (".yaml", ".yml") and path.is_file() else \
-        (conf_dir or _config_dir()) / "backbone" / f"{spec}.yaml"
+        (conf_dir or config_dir()) / "backbone" / f"{spec}.yaml"
     if not yaml_path.is_file():
-        known = sorted(p.stem for p in ((conf_dir or _config_dir()) / "backbone").glob("*.yaml"))
+        known = sorted(p.stem for p in ((conf_dir or config_dir()) / "backbone").glob("*.yaml"))
         raise UsageError(f"unknown backbone '{spec}': use one of conf/backbone ({', '.join(known) or 'none found'}) "
                          "or a folder with config.json")
     from omegaconf import OmegaConf

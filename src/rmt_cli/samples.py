@@ -185,19 +185,17 @@ class BatchPlan:
 
     samples: tuple[Sample, ...]  # sorted, longest first
     order: np.ndarray  # order[j] = position in the caller's list of sorted row j
+    counts: np.ndarray  # segments of each sorted row
 
     @classmethod
     def right_aligned(cls, samples: list[Sample]) -> "BatchPlan":
         order = np.argsort([-s.n_segments for s in samples], kind="stable")
-        return cls(tuple(samples[i] for i in order), order)
+        ordered = tuple(samples[i] for i in order)
+        return cls(ordered, order, np.array([s.n_segments for s in ordered]))
 
     @property
     def n_steps(self) -> int:
-        return self.samples[0].n_segments
-
-    @property
-    def counts(self) -> np.ndarray:
-        return np.array([s.n_segments for s in self.samples])
+        return int(self.counts[0])
 
     def active_rows(self, step: int) -> int:
         return int(np.sum(self.counts >= self.n_steps - step))

@@ -6,6 +6,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 
@@ -51,7 +53,9 @@ def load_backbone(cfg) -> Backbone:
         tokenizer_path = resolve_path(cfg.tokenizer)
     else:
         tokenizer_path = resolve_path(cfg)
-        model = load_pretrained(AutoModel, tokenizer_path, cfg, add_pooling_layer=False,
+        # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and AdamW
+        # steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs the matmuls in bf16 on GPU.
+        model = load_pretrained(AutoModel, tokenizer_path, cfg, add_pooling_layer=False, dtype=torch.float32,
                                 attn_implementation=cfg.get("attn_implementation", "sdpa"))
     tokenizer = load_pretrained(AutoTokenizer, tokenizer_path, cfg)
     return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings))

@@ -76,6 +76,9 @@ def main() -> None:
     parser.add_argument("--card", required=True)
     parser.add_argument("--preset", default="minilm")
     parser.add_argument("--dest", type=Path, required=True)
+    parser.add_argument("--command", help="the run.sh command line as run (default: PRESET=... run.sh OUT_DIR)")
+    parser.add_argument("--weights", default="fp32 master weights, bf16 autocast",
+                        help="how the backbone was trained (attempts 1-3: bf16 weights)")
     args = parser.parse_args()
     args.dest.mkdir(parents=True, exist_ok=True)
     results, summary = {}, {}
@@ -92,10 +95,10 @@ def main() -> None:
     plot_tasks(results, args.dest / "accuracy_vs_length.png")
     samples = {r["samples"] for rows in results.values() for r in rows}
     summary["meta"] = {
-        "backbone": "all-MiniLM-L6-v2 (22.7M parameters, bf16 weights), memory 10, 512-position segments",
+        "backbone": f"all-MiniLM-L6-v2 (22.7M parameters, {args.weights}), memory 10, 512-position segments",
         "card": args.card, "samples_per_length": min(samples), "seed": 0,
         "training_seconds": {task: training_seconds(args.run, task) for task in results},
-        "commands": [f"PRESET={args.preset} results/paper/run.sh OUT_DIR"]
+        "commands": [args.command or f"PRESET={args.preset} results/paper/run.sh OUT_DIR"]
                     + [f"rmt train experiment={args.preset}_{t} seed=0" for t in results]
                     + ["rmt extrapolate --checkpoint OUT_DIR/train_TASK --max-segments 4096 --samples 200"],
     }

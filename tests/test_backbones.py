@@ -54,8 +54,8 @@ def test_gguf_backbone_resolves_to_its_package_folder_without_importing_it():
     assert cfg.offline_package not in sys.modules
 
 
-@pytest.mark.slow
 def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
+    # About 14 s on 2 CPU cores, mostly de-quantising the 4-bit GGUF weights.
     from rmt_cli.backbones import load_backbone
     from rmt_cli.engine import RecurrentMemory
 
@@ -69,3 +69,13 @@ def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
     with torch.no_grad():
         out = engine([tokens])
     assert out.memory.shape == (1, 4, 576) and torch.isfinite(out.logits).all()
+
+
+def test_a_decoder_declared_an_encoder_is_one_line():
+    from rmt_cli.backbones import load_backbone
+    from rmt_cli.errors import UsageError
+
+    cfg = OmegaConf.load(config_dir() / "backbone" / "tiny-gpt2.yaml")
+    cfg.layout = "encoder"
+    with pytest.raises(UsageError, match="set backbone.layout=decoder"):
+        load_backbone(cfg)

@@ -116,6 +116,20 @@ def test_bad_decoder_sizes_and_options_are_usage_errors(overrides, message):
         assert check_sizes(cfg) == 64 - 2 * 12  # the smallest content a segment may hold: 40 tokens
 
 
+def test_a_segment_that_leaves_no_room_for_the_answer_is_a_usage_error():
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.errors import UsageError
+    from rmt_cli.experiment import build_experiment
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "backbone=tiny-gpt2", "task.head=generate",
+                                          "segment.length=512"])
+    with pytest.raises(UsageError, match=r"\(1 token read after the question\).*use segment.length=511 or less"):
+        build_experiment(cfg, "cpu", with_training_data=False)
+
+
 def test_flops_measure_runs_a_decoder_preset_through_the_engine():
     from rmt_cli import flops
 

@@ -85,18 +85,26 @@ def load_backbone(cfg) -> Backbone:
     from transformers import AutoModel, AutoModelForCausalLM
 
     kind = layout(cfg)
+    tokenizer = load_tokenizer(cfg)
+    not_encoder = UsageError(f"backbone {cfg.name} is no BERT-family encoder (no [CLS]/[SEP], or no base model of "
+                             "that kind): set backbone.layout=decoder for a GPT-2, OPT or Llama family model")
+    if kind == "encoder" and None in (tokenizer.cls_token_id, tokenizer.sep_token_id):
+        raise not_encoder
     loader = AutoModelForCausalLM if kind == "decoder" else AutoModel
     options = {} if kind == "decoder" else {"add_pooling_layer": False}
-    if cfg.get("config"):
-        # A randomly initialised model for tests and benchmarks; tokenizer from a real (offline) backbone.
-        model = loader.from_config(inline_config(cfg), **options)
-    else:
-        # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and AdamW
-        # steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs the matmuls in bf16 on GPU.
-        model = load_pretrained(loader, resolve_path(cfg), cfg, dtype=torch.float32,
-                                attn_implementation=cfg.get("attn_implementation", "sdpa"), **options)
-    return Backbone(model=model, tokenizer=load_tokenizer(cfg),
-                    max_positions=int(model.config.max_position_embeddings), layout=kind)
+    try:
+        if cfg.get("config"):
+            # A randomly initialised model for tests and benchmarks; tokenizer from a real (offline) backbone.
+            model = loader.from_config(inline_config(cfg), **options)
+        else:
+            # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and
+            # AdamW steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs matmuls in bf16 on GPU.
+            model = load_pretrained(loader, resolve_path(cfg), cfg, dtype=torch.float32,
+                                    attn_implementation=cfg.get("attn_implementation", "sdpa"), **options)
+    except TypeError:  # only BERT-like base models take add_pooling_layer
+        raise not_encoder from None
+    return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings),
+                    layout=kind)
 
 
 def load_tokenizer(cfg):

@@ -80,7 +80,6 @@ class RecurrentMemory(nn.Module):
         self.backbone = backbone
         self.memory_size = memory_size
         self.layout = layout
-        self.head_kind = head
         embeddings = backbone.get_input_embeddings()
         hidden = embeddings.embedding_dim  # OPT's project_in/out keep hidden states at the embedding width
         # Start memory at the scale of the token embeddings the backbone was trained on.
@@ -93,10 +92,6 @@ class RecurrentMemory(nn.Module):
 
     def start_memory(self, batch: int) -> Tensor:
         return self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
-
-    def content_start(self) -> int:
-        """Position of the first content token in a segment."""
-        return self.memory_size + (2 if self.layout == "encoder" else 0)
 
     def read_segment(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None,
                      output_attentions: bool = False):

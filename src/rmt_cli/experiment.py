@@ -102,15 +102,13 @@ def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experim
     torch.manual_seed(int(cfg.get("seed", 0)))
     backbone = load_backbone(cfg.backbone)
     tokenizer = backbone.tokenizer
-    if backbone.layout == "encoder" and None in (tokenizer.cls_token_id, tokenizer.sep_token_id):
-        raise UsageError(f"backbone {cfg.backbone.name} has no [CLS]/[SEP] tokens, so it is no encoder: "
-                         "set backbone.layout=decoder for a GPT-2, OPT or Llama family model")
     task = task_spec(cfg)
     head = build_head(head_kind(cfg), tokenizer, task.labels)
     length = int(cfg.segment.length)
     if length + head.answer_positions > backbone.max_positions:
-        raise UsageError(f"segment.length={length} leaves no room for the answer ({head.answer_positions} tokens "
-                         f"read after the question) in the backbone's {backbone.max_positions} positions; "
+        raise UsageError(f"segment.length={length} leaves no room for the answer ({head.answer_positions} "
+                         f"token{'s' * (head.answer_positions != 1)} read after the question) in the backbone's "
+                         f"{backbone.max_positions} positions; "
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
     model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,

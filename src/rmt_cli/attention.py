@@ -3,11 +3,16 @@
 A few test samples run through the engine one segment at a time with the backbone on eager attention, so every
 layer returns its attention weights. Positions of a segment fall into groups,
 
-    [CLS] | memory ×m | [SEP] | content: facts, question (last segment), other tokens | [SEP]
+    encoder:  [CLS] | memory ×m | [SEP] | content: facts, question (last segment), other tokens | [SEP]
+    decoder:  memory ×m (read slots) | content: facts, question, question end, other tokens | memory write ×m
 
 and the attention between groups is summarised for three segments of each sample: one that holds a fact (write),
-one without facts between it and the question (keep) and the last one (read). Next to it, how far each segment
-moves the memory: the L2 distance between consecutive memory states over the norm of the earlier one.
+one without facts between it and the question (keep) and the last one (read). The positions that play the paper's
+parts are the ones whose outputs the engine uses: the writer is the memory (encoder) or the write slots (decoder),
+whose last hidden states become the next memory; the reader is [CLS] (encoder) or the question's last token
+(decoder: the answer is read there), and what it reads is the memory (a decoder's read slots). The JSON keys keep
+the encoder's names (`write_memory_*`: the writer's attention, `read_cls_*`: the reader's). Next to it, how far each
+segment moves the memory: the L2 distance between consecutive memory states over the norm of the earlier one.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ import torch
 from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.samples import PlacedFact, Sample, SampleFactory
 
-CLS, MEMORY, FACT, QUESTION, OTHER, SEP = "[CLS]", "memory", "fact", "question", "other", "[SEP]"
-GROUPS = (CLS, MEMORY, FACT, QUESTION, OTHER, SEP)
+CLS, MEMORY, WRITE, FACT, QUESTION, QUESTION_END, OTHER, SEP = (
+    "[CLS]", "memory", "memory write", "fact", "question", "question end", "other", "[SEP]")
+GROUPS = (CLS, MEMORY, WRITE, FACT, QUESTION, QUESTION_END, OTHER, SEP)
+CONTENT = (FACT, QUESTION, QUESTION_END, OTHER)
+WRITER = {"encoder": MEMORY, "decoder": WRITE}  # positions whose outputs become the next memory
+READER = {"encoder": CLS, "decoder": QUESTION_END}  # the position the answer is read from
 ROLES = ("write", "keep", "read")
 DEFAULT_SEGMENTS = 4
 TOKEN_PAD = 12  # content tokens shown on each side of the facts in the token-level map
@@ -58,8 +67,9 @@ def fact_spans(facts: Sequence[PlacedFact], content_length: int) -> list[tuple[i
 
 
 def position_groups(memory_size: int, content_length: int, facts: Sequence[PlacedFact] = (),
-                    question_length: int = 0) -> list[str]:
-    """The group of every position of `[CLS] mem×m [SEP] content [SEP]`.
+                    question_length: int = 0, layout: str = "encoder") -> list[str]:
+    """The group of every position of `[CLS] mem×m [SEP] content [SEP]` (encoder) or `mem×m content mem×m`
+    (decoder, whose last question token, where the answer is read, is the group QUESTION_END).
 
     facts: the PlacedFacts of this segment; question_length: tokens of the question at the end of the content
     (the last segment only).
@@ -69,12 +79,16 @@ def position_groups(memory_size: int, content_length: int, facts: Sequence[Place
         content[start:end] = [FACT] * (end - start)
     if question_length:
         content[content_length - question_length:] = [QUESTION] * question_length
+        if layout == "decoder":
+            content[-1] = QUESTION_END
+    if layout == "decoder":
+        return [*[MEMORY] * memory_size, *content, *[WRITE] * memory_size]
     return [CLS, *[MEMORY] * memory_size, SEP, *content, SEP]
 
 
-def content_offset(memory_size: int) -> int:
-    """Position of the first content token in a segment."""
-    return memory_size + 2
+def positions_of(labels: Sequence[str], groups: Sequence[str]) -> np.ndarray:
+    """Indices of the positions whose group is one of `groups`."""
+    return np.flatnonzero(np.isin(np.asarray(labels), groups))
 
 
 def group_attention(attn: np.ndarray, labels: Sequence[str], mode: str = "share") -> np.ndarray:
@@ -191,7 +205,6 @@ class SampleCapture:
     maps: list[np.ndarray]  # [L, L] per segment (selected layer/head, or averaged)
     memories: list[np.ndarray]  # [m, hidden]: the initial memory, then the memory after each segment
     tokens: list[np.ndarray]  # content token ids per segment
-    prediction: int = -1
     labels: list[list[str]] = field(default_factory=list)  # position groups per segment
 
 
@@ -211,7 +224,7 @@ def capture_sample(model, factory: SampleFactory, sample: Sample, layer: Optiona
             for index in range(sample.n_segments):
                 tokens = factory.segment(sample, index)
                 batch = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None].to(device)
-                memory, cls, out = model.read_segment(memory, batch, output_attentions=True)
+                memory, _, out = model.read_segment(memory, batch, output_attentions=True)
                 if not out.attentions:
                     raise RuntimeFailure("the backbone returned no attention weights even with eager attention; "
                                          "`rmt attention` needs a backbone that supports output_attentions")
@@ -220,8 +233,7 @@ def capture_sample(model, factory: SampleFactory, sample: Sample, layer: Optiona
                 capture.tokens.append(np.asarray(tokens))
                 facts = [f for f in sample.facts if f.segment == index]
                 capture.labels.append(position_groups(model.memory_size, len(tokens), facts,
-                                                      len(sample.question) if index == last else 0))
-            capture.prediction = int(model.head(cls).argmax(-1)[0])
+                                                      len(sample.question) if index == last else 0, model.layout))
     finally:
         model.train(was_training)
     return capture
@@ -239,7 +251,9 @@ def to_json(matrix: np.ndarray) -> list:
     return [[None if math.isnan(v) else round(float(v), 6) for v in row] for row in matrix]
 
 
-def sample_report(index: int, sample: Sample, capture: SampleCapture, labels: Sequence[str]) -> dict:
+def sample_report(index: int, sample: Sample, capture: SampleCapture, prediction: int, labels: Sequence[str],
+                  layout: str = "encoder") -> dict:
+    """prediction: the label index the model answered (-1: a generated answer that is no label)."""
     changes = memory_change(capture.memories)
     facts_at = fact_segments(sample)
     top, ranked_facts = ranked_segments(changes, facts_at)
@@ -251,8 +265,10 @@ def sample_report(index: int, sample: Sample, capture: SampleCapture, labels: Se
         roles[role] = {"segment": segment, "share": group_attention(attn, groups, "share"),
                        "per_token": group_attention(attn, groups, "per_token")}
     write, read = roles.get("write"), roles["read"]
+    writer, reader = WRITER[layout], READER[layout]
     return {
-        "index": index, "label": labels[sample.label], "prediction": labels[capture.prediction],
+        "index": index, "label": labels[sample.label],
+        "prediction": labels[prediction] if prediction >= 0 else "(no label)",
         "fact_segments": facts_at,
         "facts": [{"segment": seg, "start": start, "end": end}
                   for seg in facts_at
@@ -263,20 +279,20 @@ def sample_report(index: int, sample: Sample, capture: SampleCapture, labels: Se
         "ranked_fact_segments": ranked_facts,
         "top_change_hold_facts": sum(s in facts_at for s in top),
         "roles": roles,
-        "write_memory_to_fact": pair(write["per_token"], MEMORY, FACT) if write else None,
-        "write_memory_to_other": pair(write["per_token"], MEMORY, OTHER) if write else None,
-        "write_memory_share_fact": pair(write["share"], MEMORY, FACT) if write else None,
-        "read_cls_share_memory": pair(read["share"], CLS, MEMORY),
-        "read_cls_to_memory": pair(read["per_token"], CLS, MEMORY),
-        "read_cls_to_content": cls_to_content(capture.maps[-1], capture.labels[-1]),
+        "write_memory_to_fact": pair(write["per_token"], writer, FACT) if write else None,
+        "write_memory_to_other": pair(write["per_token"], writer, OTHER) if write else None,
+        "write_memory_share_fact": pair(write["share"], writer, FACT) if write else None,
+        "read_cls_share_memory": pair(read["share"], reader, MEMORY),
+        "read_cls_to_memory": pair(read["per_token"], reader, MEMORY),
+        "read_cls_to_content": reader_to_content(capture.maps[-1], capture.labels[-1], reader),
     }
 
 
-def cls_to_content(attn: np.ndarray, labels: Sequence[str]) -> float:
-    """Average weight [CLS] gives one content token (facts, question and other tokens together)."""
-    labels = np.asarray(labels)
-    cols = np.isin(labels, (FACT, QUESTION, OTHER))
-    return float(np.asarray(attn)[labels == CLS][:, cols].mean())
+def reader_to_content(attn: np.ndarray, labels: Sequence[str], reader: str = CLS) -> float:
+    """Average weight the reader gives one content token (facts, question and other tokens together; a decoder's
+    reader, the question's last token, not counting itself)."""
+    cols = positions_of(labels, (FACT, QUESTION, OTHER))
+    return float(np.asarray(attn)[positions_of(labels, (reader,))][:, cols].mean())
 
 
 def mean_matrix(reports: list[dict], role: str, mode: str) -> Optional[np.ndarray]:
@@ -295,7 +311,9 @@ def mean_of(reports: list[dict], key: str) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
-def summary_lines(reports: list[dict], n_segments: int) -> list[str]:
+def summary_lines(reports: list[dict], n_segments: int, layout: str = "encoder") -> list[str]:
+    writer = "memory rows" if layout == "encoder" else "write slots"
+    reader = "[CLS]" if layout == "encoder" else "the question's last token"
     lines = []
     for r in reports[:3]:
         marks = "  ".join(f"{i}: {c:.3f}{'*' if i in r['fact_segments'] else ''}"
@@ -321,19 +339,19 @@ def summary_lines(reports: list[dict], n_segments: int) -> list[str]:
                          "hold facts")
     if n_segments > 1:
         lines.append("  (segment 0 is ranked apart: it replaces the learned initial memory, at token-embedding "
-                     "scale, by encoder outputs)")
+                     "scale, by backbone outputs)")
     to_fact, to_other = mean_of(reports, "write_memory_to_fact"), mean_of(reports, "write_memory_to_other")
     if to_fact is not None and to_other is not None:
         ratio = f" ({to_fact / to_other:.2f}×)" if to_other > 0 else ""
         written = sorted({r["roles"]["write"]["segment"] for r in reports if "write" in r["roles"]})
-        lines.append(f"write (segment {', '.join(map(str, written))}): memory rows give {to_fact:.4f} per fact "
+        lines.append(f"write (segment {', '.join(map(str, written))}): {writer} give {to_fact:.4f} per fact "
                      f"token vs {to_other:.4f} per other token{ratio}; "
                      f"{mean_of(reports, 'write_memory_share_fact'):.1%} of their attention on facts")
     else:
         lines.append("write: no sample holds a fact")
     share, per_memory = mean_of(reports, "read_cls_share_memory"), mean_of(reports, "read_cls_to_memory")
     per_content = mean_of(reports, "read_cls_to_content")
-    lines.append(f"read (segment {n_segments - 1}): [CLS] puts {share:.1%} of its attention on memory, "
+    lines.append(f"read (segment {n_segments - 1}): {reader} puts {share:.1%} of its attention on memory, "
                  f"{per_memory:.4f} per memory position vs {per_content:.4f} per content token")
     return lines
 
@@ -383,9 +401,9 @@ def plot_groups(matrices: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def token_window(labels: Sequence[str], memory_size: int) -> tuple[int, int]:
+def token_window(labels: Sequence[str]) -> tuple[int, int]:
     """[start, end) content positions around the facts of a segment, at most TOKEN_WINDOW long."""
-    content = list(labels[content_offset(memory_size):-1])
+    content = [labels[i] for i in positions_of(labels, CONTENT)]
     facts = [i for i, g in enumerate(content) if g == FACT]
     if not facts:
         return 0, min(len(content), TOKEN_WINDOW)
@@ -394,9 +412,10 @@ def token_window(labels: Sequence[str], memory_size: int) -> tuple[int, int]:
     return start, min(end, start + TOKEN_WINDOW)
 
 
-def plot_tokens(attn: np.ndarray, labels: Sequence[str], tokens: Sequence[str], memory_size: int,
+def plot_tokens(attn: np.ndarray, labels: Sequence[str], tokens: Sequence[str], writer: str,
                 window: tuple[int, int], path: Path, title: str) -> None:
-    """Full token-level map of one segment, and memory rows × content tokens around the facts."""
+    """Full token-level map of one segment, and the writer's rows (memory, or a decoder's write slots) × content
+    tokens around the facts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -417,17 +436,18 @@ def plot_tokens(attn: np.ndarray, labels: Sequence[str], tokens: Sequence[str], 
     full.set_yticks(boundaries, names, fontsize=6)
     full.set_title("all positions (query rows, key columns)", fontsize=9)
 
-    offset = content_offset(memory_size)
+    offset = int(positions_of(labels, CONTENT)[0])
     cols = slice(offset + window[0], offset + window[1])
-    block = attn[1:1 + memory_size, cols]
+    rows = positions_of(labels, (writer,))
+    block = attn[rows, cols]
     image = zoom.imshow(block, cmap="viridis", aspect="auto")  # own colour range: differences show
     zoom.set_xticks(range(window[1] - window[0]), tokens[window[0]:window[1]], rotation=90, fontsize=7)
     for tick, group in zip(zoom.get_xticklabels(), labels[cols]):
         if group == FACT:
             tick.set_color("tab:red")
             tick.set_fontweight("bold")
-    zoom.set_yticks(range(memory_size), [f"mem {i}" for i in range(memory_size)], fontsize=7)
-    zoom.set_title(f"memory rows × content tokens {window[0]}-{window[1] - 1} (facts in red)", fontsize=9)
+    zoom.set_yticks(range(len(rows)), [f"mem {i}" for i in range(len(rows))], fontsize=7)
+    zoom.set_title(f"{writer} rows × content tokens {window[0]}-{window[1] - 1} (facts in red)", fontsize=9)
     fig.colorbar(image, ax=zoom, fraction=0.03, pad=0.02)
     fig.suptitle(title)
     fig.tight_layout()
@@ -477,7 +497,7 @@ def attention_from_config(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from rmt_cli.evaluate import load_trained
+    from rmt_cli.evaluate import load_trained, predict
 
     if int(cfg.samples) < 1:
         raise UsageError(f"--samples {cfg.samples}: need at least 1 sample")
@@ -499,8 +519,11 @@ def attention_from_config(cfg) -> None:
     memory_size = experiment.model.memory_size
     samples = factory.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
     captures = [capture_sample(experiment.model, factory, s, layer, head, experiment.autocast) for s in samples]
+    predictions = predict(experiment, factory, samples, batch_size=len(samples))
     labels = list(experiment.task.labels)
-    reports = [sample_report(i, s, c, labels) for i, (s, c) in enumerate(zip(samples, captures))]
+    layout = experiment.model.layout
+    reports = [sample_report(i, s, c, int(p), labels, layout)
+               for i, (s, c, p) in enumerate(zip(samples, captures, predictions))]
 
     which = (f"layer {layer}" if layer is not None else f"mean of {layers} layers") + ", " + \
             (f"head {head}" if head is not None else f"mean of {heads} heads")
@@ -521,9 +544,9 @@ def attention_from_config(cfg) -> None:
     token_segment = first["roles"].get("write", first["roles"]["read"])["segment"]
     capture = captures[0]
     token_labels = capture.labels[token_segment]
-    window = token_window(token_labels, memory_size)
+    window = token_window(token_labels)
     decoded = experiment.tokenizer.convert_ids_to_tokens([int(t) for t in capture.tokens[token_segment]])
-    plot_tokens(capture.maps[token_segment], token_labels, decoded, memory_size, window,
+    plot_tokens(capture.maps[token_segment], token_labels, decoded, WRITER[layout], window,
                 run_dir / "attention_tokens.png", f"sample 0, segment {token_segment} — {which}")
     plot_memory_change(reports, run_dir / "memory_change.png", f"memory change per segment — {cfg.task.name}")
 
@@ -531,6 +554,7 @@ def attention_from_config(cfg) -> None:
         "checkpoint": str(folder), "task": cfg.task.name, "segments": n_segments,
         "content_length": factory.content_length, "memory_size": memory_size,
         "layer": layer, "head": head, "layers": layers, "heads": heads, "groups": list(GROUPS),
+        "layout": layout, "writer": WRITER[layout], "reader": READER[layout],
         "mean": {
             **{role: {"segments": m["segments"], "samples": m["samples"], "share": to_json(m["share"]),
                       "per_token": to_json(m["per_token"])} for role, m in means.items()},
@@ -552,6 +576,6 @@ def attention_from_config(cfg) -> None:
 
     print(f"attention: {cfg.task.name}, {plural(len(samples), 'test sample')} of {plural(n_segments, 'segment')} "
           f"({factory.content_length} content tokens each), {which} — {folder}")
-    for line in summary_lines(reports, n_segments):
+    for line in summary_lines(reports, n_segments, layout):
         print(line)
     print(f"wrote attention.png, attention_tokens.png, memory_change.png and attention.json to {run_dir}")

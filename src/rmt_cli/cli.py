@@ -126,7 +126,9 @@ def train(ctx: typer.Context) -> None:
 
     Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`,
     presets with `experiment=smoke|paper_memorize|paper_detect|paper_reasoning`,
-    sweeps with `rmt train -m task=memorize,detect`. `rmt train --cfg job` prints the config.
+    decoders with `backbone=tiny-gpt2|tiny-opt|tiny-llama|smollm2-135m|gpt2|opt-125m` (answers generated as text
+    with `task.head=generate`), sweeps with `rmt train -m task=memorize,detect`. `rmt train --cfg job` prints the
+    config.
     Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
     """
     from rmt_cli.train import train_from_config
@@ -178,13 +180,14 @@ def attention(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test samples to run (default 1)."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Encoder layer to show, from 0 (default: mean of all)."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Backbone layer to show, from 0 (default: mean of all)."),
     head: Optional[int] = typer.Option(None, "--head", help="Attention head to show, from 0 (default: mean of all)."),
 ) -> None:
     """Where memory is written, kept and read (the paper's Figure 6): attention maps and memory change per segment.
 
     `rmt attention --checkpoint RUN_DIR task=reasoning task.segments=4` writes attention.png (write, keep and read
-    segments, attention between [CLS], memory, facts, other tokens and [SEP]), attention_tokens.png,
+    segments, attention between [CLS], memory, facts, other tokens and [SEP]; for a decoder between memory read
+    slots, facts, the question's last token, other tokens and memory write slots), attention_tokens.png,
     memory_change.png and attention.json to its run folder, and prints a summary.
     """
     from rmt_cli.attention import attention_from_config
@@ -218,7 +221,8 @@ def flops(
                                          "(default 512 ... 2048000; with --measure: 1, 2 and 4 segments)."),
     segment_length: int = typer.Option(512, "--segment-length", help="Positions per RMT segment."),
     memory_size: int = typer.Option(0, "--memory-size", help="Memory vectors per segment; they take positions "
-                                    "of the segment, so each holds segment_length - memory input tokens."),
+                                    "of the segment: a decoder's holds segment_length - 2 x memory input tokens "
+                                    "(memory read and written), an encoder's segment_length - memory - 3."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="A conf/backbone NAME or a folder with "
                                            "config.json: count (or --measure) its shape."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json (csv/json: only data on stdout)."),

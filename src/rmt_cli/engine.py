@@ -1,14 +1,27 @@
-"""The recurrent segment engine: one pretrained encoder, a few memory vectors carried from segment to segment.
+"""The recurrent segment engine: one pretrained transformer, a few memory vectors carried from segment to segment.
 
-Encoder layout of every segment (BERT family, as in the RMT paper):
+Two layouts of a segment, picked by the backbone (`backbone.layout` in its preset):
 
-    [CLS] mem_1 .. mem_m [SEP] content_1 .. content_c [SEP]        positions restart at 0 in every segment
+    encoder (BERT family, as in the RMT paper):   [CLS] mem_1 .. mem_m [SEP] content_1 .. content_c [SEP]
+    decoder (GPT-2, OPT, Llama families):          mem_1 .. mem_m content_1 .. content_c mem_1 .. mem_m
 
-The hidden states of the last layer at the memory positions become the memory of the next segment; the answer is
-read from the [CLS] of the last segment. Memory is an explicit value passed in and out, so callers can stream
-segments, save the state, or truncate backpropagation. Every command (train, eval, extrapolate, attention, flops)
-runs through `RecurrentMemory.forward`. At inference on a GPU each segment step can be replayed as a CUDA graph
-(`SegmentGraph`): a batch of one sample is otherwise bound by launching the encoder's kernels from Python.
+Positions restart at 0 in every segment, in both layouts: a decoder segment is one sequence of positions
+0 .. 2m + c - 1, the read slots first, the write slots last. An encoder's new memory is the last hidden layer at its
+memory positions; a decoder reads the memory through its first m positions and, attending causally, writes the next
+memory at the last m positions (the same m memory vectors again), which see the whole segment.
+
+The answer comes from the last segment, through one of two heads:
+- classify: a linear layer over the task's labels, on the [CLS] hidden state (encoder) or on the hidden state of the
+  last content position, the end of the question (decoder).
+- generate (decoders): the backbone's LM head. The answer tokens follow the question directly, before the write
+  slots: `mem content answer mem`; the logit at the question's last token predicts the first answer token, each
+  answer token predicts the next (teacher forcing). Greedy decoding reads the last segment with the answer so far,
+  one token at a time.
+
+Memory is an explicit value passed in and out, so callers can stream segments, save the state, or truncate
+backpropagation. Every command (train, eval, extrapolate, attention, flops) runs through `RecurrentMemory.forward`.
+At inference on a GPU each segment step can be replayed as a CUDA graph (`SegmentGraph`): a batch of one sample is
+otherwise bound by launching the backbone's kernels from Python.
 """
 
 from __future__ import annotations
@@ -20,58 +33,105 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-SPECIAL_TOKENS_PER_SEGMENT = 3  # [CLS], [SEP] after memory, final [SEP]
+LAYOUTS = ("encoder", "decoder")
+HEADS = ("classify", "generate")
+SPECIAL_TOKENS_PER_SEGMENT = 3  # encoder layout: [CLS], [SEP] after memory, final [SEP]
 
 
-def content_length(segment_length: int, memory_size: int) -> int:
-    """Content tokens per segment: 512 positions with 10 memory vectors leave 499."""
-    return segment_length - memory_size - SPECIAL_TOKENS_PER_SEGMENT
+def non_content_positions(memory_size: int, layout: str = "encoder") -> int:
+    """Positions of a segment that do not hold content: memory and [CLS]/[SEP] (encoder), read and write slots
+    (decoder)."""
+    if layout == "encoder":
+        return memory_size + SPECIAL_TOKENS_PER_SEGMENT
+    if layout == "decoder":
+        return 2 * memory_size
+    raise ValueError(f"unknown segment layout {layout!r}; use one of {LAYOUTS}")
+
+
+def content_length(segment_length: int, memory_size: int, layout: str = "encoder") -> int:
+    """Content tokens per segment: 512 positions with 10 memory vectors leave 499 (encoder) or 492 (decoder)."""
+    return segment_length - non_content_positions(memory_size, layout)
 
 
 @dataclass
 class EngineOutput:
-    logits: Tensor  # [batch, num_labels], from the last segment's [CLS]
+    logits: Tensor  # classify: [batch, num_labels]; generate: [batch, 1 + answer tokens read, vocab]
     memory: Tensor  # [batch, memory_size, hidden], the memory after the last segment
+    last_read: Optional[tuple[Tensor, Tensor]] = None  # generate: (memory, tokens) the last segment read
 
 
 class RecurrentMemory(nn.Module):
-    """Wraps an encoder (`BertModel`-like: `.embeddings.word_embeddings`, accepts `inputs_embeds`)."""
+    """Wraps a backbone that accepts `inputs_embeds`: an encoder (`BertModel`-like) or a causal LM (`*ForCausalLM`,
+    whose base model gives the hidden states and whose LM head the generate head uses)."""
 
     graph_devices = ("cuda",)  # device types where `cuda_graphs` applies; tests add "cpu" to run the path eagerly
     # Graphs remove launch overhead, which dominates small batches only. Measured on an H100 (bert-base geometry):
     # batch 1 went from 5.5 to 2.5 ms per segment, but batch 128 ran 4x slower than eager; see docs/performance.md.
     graph_max_rows = 8
 
-    def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: int, sep_id: int,
-                 dropout: float = 0.1):
+    def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
+                 sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
+                 head: str = "classify"):
         super().__init__()
+        if layout not in LAYOUTS or head not in HEADS:
+            raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
+        if head == "generate" and layout != "decoder":
+            raise ValueError("the generate head needs a decoder backbone (its LM head)")
         self.backbone = backbone
         self.memory_size = memory_size
-        hidden = backbone.config.hidden_size
+        self.layout = layout
         embeddings = backbone.get_input_embeddings()
-        # Start memory at the scale of the token embeddings the encoder was trained on.
+        hidden = embeddings.embedding_dim  # OPT's project_in/out keep hidden states at the embedding width
+        # Start memory at the scale of the token embeddings the backbone was trained on.
         std = embeddings.weight.detach().float().std().item()
         self.initial_memory = nn.Parameter(torch.randn(memory_size, hidden) * std)
-        self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        if layout == "encoder":
+            self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels)) if head == "classify" else None
         self.segment_graphs: dict[tuple, SegmentGraph] = {}  # a plain attribute: not module state
 
     def start_memory(self, batch: int) -> Tensor:
         return self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
 
-    def read_segment(self, memory: Tensor, tokens: Tensor, output_attentions: bool = False):
-        """One segment for a batch of rows: returns (new memory, [CLS] hidden state, backbone outputs)."""
+    def read_segment(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None,
+                     output_attentions: bool = False):
+        """One segment for a batch of rows: returns (new memory, readout hidden state, backbone outputs).
+
+        The readout is [rows, hidden] at [CLS] (encoder) or at the last content position (decoder); with `answer`
+        tokens (decoder, [rows, a]) read after the content, it is [rows, 1 + a, hidden]: the last content position
+        and every answer position.
+        """
         embed = self.backbone.get_input_embeddings()
-        batch = tokens.shape[0]
-        cls, sep = embed(self.special_ids).unsqueeze(0).expand(batch, -1, -1).unbind(1)
-        inputs = torch.cat([cls[:, None], memory.to(cls.dtype), sep[:, None], embed(tokens), sep[:, None]], dim=1)
-        out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
+        m = self.memory_size
+        if self.layout == "encoder":
+            batch = tokens.shape[0]
+            cls, sep = embed(self.special_ids).unsqueeze(0).expand(batch, -1, -1).unbind(1)
+            inputs = torch.cat([cls[:, None], memory.to(cls.dtype), sep[:, None], embed(tokens), sep[:, None]], dim=1)
+            out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
+            hidden = out.last_hidden_state
+            return hidden[:, 1:1 + m], hidden[:, 0], out
+        content = embed(tokens)
+        memory = memory.to(content.dtype)
+        parts = [memory, content] + ([embed(answer)] if answer is not None else []) + [memory]
+        inputs = torch.cat(parts, dim=1)
+        positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)
+        out = self.backbone.base_model(inputs_embeds=inputs, position_ids=positions, use_cache=False,
+                                       output_attentions=output_attentions)
         hidden = out.last_hidden_state
-        return hidden[:, 1:1 + self.memory_size], hidden[:, 0], out
+        last = m + tokens.shape[1] - 1  # the last content position: the end of the question in the last segment
+        readout = hidden[:, last] if answer is None else hidden[:, last:last + 1 + answer.shape[1]]
+        return hidden[:, hidden.shape[1] - m:], readout, out
+
+    def answer_logits(self, readout: Tensor) -> Tensor:
+        """Label logits (classify) or next-token logits over the vocabulary (generate), in fp32."""
+        if self.head is None:
+            return self.backbone.get_output_embeddings()(readout).float()
+        return self.head(readout).float()
 
     def forward(self, steps: Iterable[Tensor], memory: Optional[Tensor] = None, batch: Optional[int] = None,
                 grad_steps: Optional[int] = None, n_steps: Optional[int] = None,
-                checkpoint_segments: bool = False, cuda_graphs: bool = False) -> EngineOutput:
+                checkpoint_segments: bool = False, cuda_graphs: bool = False,
+                answer: Optional[Tensor] = None) -> EngineOutput:
         """Run a right-aligned batch segment by segment.
 
         steps: token ids [rows_t, content] per step; rows_t is non-decreasing and the rows of step t are the first
@@ -80,10 +140,12 @@ class RecurrentMemory(nn.Module):
         batch, n_steps: needed only when `steps` is an iterator rather than a list.
         grad_steps: truncated BPTT, gradients flow through the last `grad_steps` steps only.
         checkpoint_segments: recompute each segment's activations in backward (memory grows with segments
-            by one memory state instead of a whole encoder's activations).
+            by one memory state instead of a whole backbone's activations).
         cuda_graphs: at inference (eval mode, no grad) on CUDA, for batches of at most `graph_max_rows`, run each
             step that holds every row as a replayed CUDA graph (`SegmentGraph`, cached per shape); other steps
             run eagerly.
+        answer: generate head: [batch, a] answer tokens the last segment reads after the question (a may be 0);
+            the logits are the LM's next-token predictions at the question's last token and at each of them.
         """
         if isinstance(steps, (list, tuple)):
             batch, n_steps = steps[-1].shape[0], len(steps)
@@ -91,30 +153,58 @@ class RecurrentMemory(nn.Module):
             if batch is None:
                 raise ValueError("pass batch= (or memory=) when steps is an iterator")
             memory = self.start_memory(batch)
-        if grad_steps is not None and n_steps is None:
-            raise ValueError("truncated BPTT needs n_steps= when steps is an iterator")
+        if (grad_steps is not None or answer is not None) and n_steps is None:
+            raise ValueError("truncated BPTT and answers need n_steps= when steps is an iterator")
+        if (answer is None) != (self.head is not None):
+            raise ValueError("the generate head reads answer tokens (answer=); the classify head takes none")
         detach_before = None if grad_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
                   and memory.shape[0] <= self.graph_max_rows)
-        cls, static = None, None
+        readout, static, last_read = None, None, None
         for step, tokens in enumerate(steps):
             if detach_before is not None and step == detach_before:
                 memory = memory.detach()
             rows = tokens.shape[0]
-            if graphs and rows == memory.shape[0] and tokens.device.type in self.graph_devices:
+            step_answer = answer if step == n_steps - 1 else None
+            if step_answer is not None:
+                last_read = (memory.clone() if static is not None else memory, tokens)
+            elif graphs and rows == memory.shape[0] and tokens.device.type in self.graph_devices:
                 static = self.segment_graph(tokens, memory)
-                cls = static.run(tokens, memory)  # [CLS] and the new memory live in the graph's static buffers
+                readout = static.run(tokens, memory)  # the readout and new memory live in static buffers
                 memory = static.memory
                 continue
             if checkpoint_segments and torch.is_grad_enabled():
-                new_memory, cls = checkpoint(self._read_states, memory[:rows], tokens, use_reentrant=False)
+                new_memory, readout = checkpoint(self._read_states, memory[:rows], tokens, step_answer,
+                                                 use_reentrant=False)
             else:
-                new_memory, cls = self._read_states(memory[:rows], tokens)
+                new_memory, readout = self._read_states(memory[:rows], tokens, step_answer)
             # Rows that have not started yet keep their initial memory.
             memory = new_memory if rows == memory.shape[0] else torch.cat([new_memory.to(memory.dtype), memory[rows:]])
-        if static is not None:  # the static buffer is overwritten by the next call that replays this graph
+        if static is not None and memory is static.memory:  # overwritten by the next call that replays this graph
             memory = memory.clone()
-        return EngineOutput(logits=self.head(cls).float(), memory=memory)
+        return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read)
+
+    def generate(self, steps: Iterable[Tensor], answer_length: int, memory: Optional[Tensor] = None,
+                 batch: Optional[int] = None, n_steps: Optional[int] = None, cuda_graphs: bool = False) -> Tensor:
+        """Greedy answer tokens [batch, answer_length] of the generate head.
+
+        The segments run as in `forward`, the last one with no answer token yet; each further token re-reads the
+        last segment (its memory and content) with the answer so far. Answers are a few tokens, so this costs a
+        few extra reads of one segment.
+        """
+        if isinstance(steps, (list, tuple)):
+            batch = steps[-1].shape[0]
+        rows = memory.shape[0] if memory is not None else batch
+        if rows is None:
+            raise ValueError("pass batch= (or memory=) when steps is an iterator")
+        empty = torch.zeros(rows, 0, dtype=torch.long, device=self.initial_memory.device)
+        out = self(steps, memory=memory, batch=batch, n_steps=n_steps, cuda_graphs=cuda_graphs, answer=empty)
+        answer = out.logits[:, -1].argmax(-1, keepdim=True)
+        last_memory, last_tokens = out.last_read
+        while answer.shape[1] < answer_length:
+            _, readout, _ = self.read_segment(last_memory, last_tokens, answer)
+            answer = torch.cat([answer, self.answer_logits(readout[:, -1]).argmax(-1, keepdim=True)], dim=1)
+        return answer
 
     def segment_graph(self, tokens: Tensor, memory: Tensor) -> SegmentGraph:
         """The cached static segment step for this batch shape, dtype, autocast and inference mode."""
@@ -125,16 +215,16 @@ class RecurrentMemory(nn.Module):
             self.segment_graphs[key] = SegmentGraph(self, tokens.shape[0], tokens.shape[1], memory.dtype, device)
         return self.segment_graphs[key]
 
-    def _read_states(self, memory: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        new_memory, cls, _ = self.read_segment(memory, tokens)
-        return new_memory, cls
+    def _read_states(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        new_memory, readout, _ = self.read_segment(memory, tokens, answer)
+        return new_memory, readout
 
 
 class SegmentGraph:
-    """One inference segment step on static buffers: `tokens` and `memory` in, new memory and [CLS] hidden out.
+    """One inference segment step on static buffers: `tokens` and `memory` in, new memory and readout hidden out.
 
     On CUDA the step is captured once as a CUDA graph and each `run` replays it: one launch instead of the
-    encoder's hundreds of kernel launches from Python. On other devices `run` calls the same step eagerly, so the
+    backbone's hundreds of kernel launches from Python. On other devices `run` calls the same step eagerly, so the
     copy-in/copy-out logic is the same everywhere. Capture happens under the caller's inference mode and autocast
     dtype, with autocast's weight-cast cache off: cached casts made outside the graph would be freed when the
     caller's autocast region ends, while the graph kept reading them.
@@ -167,15 +257,15 @@ class SegmentGraph:
             self.outputs = self._step()
 
     def run(self, tokens: Tensor, memory: Tensor) -> Tensor:
-        """Read one segment. The new memory lands in `self.memory`; the returned [CLS] hidden state is a static
+        """Read one segment. The new memory lands in `self.memory`; the returned readout hidden state is a static
         buffer too. Both are overwritten by the next `run`."""
         self.tokens.copy_(tokens)
         if memory is not self.memory:
             self.memory.copy_(memory)
         if self.graph is None:
-            new_memory, cls = self._step()
+            new_memory, readout = self._step()
         else:
             self.graph.replay()
-            new_memory, cls = self.outputs
+            new_memory, readout = self.outputs
         self.memory.copy_(new_memory)  # the step's inputs were read in full before this copy
-        return cls
+        return readout

@@ -16,7 +16,8 @@ from rmt_cli.samples import BatchPlan, SampleFactory, step_tokens
 @torch.inference_mode()
 def predict(experiment, factory: SampleFactory, samples: list, batch_size: int,
             cuda_graphs: bool = False) -> np.ndarray:
-    """Predicted label per sample. Only the memory and the current segment live on the device at any time.
+    """Predicted label per sample (-1: a generated answer that is no label). Only the memory and the current
+    segment live on the device at any time.
 
     cuda_graphs: on GPU, replay each full-batch segment step as a CUDA graph (see engine.SegmentGraph).
     """
@@ -28,8 +29,9 @@ def predict(experiment, factory: SampleFactory, samples: list, batch_size: int,
         plan = BatchPlan.right_aligned(samples[first:first + batch_size])
         steps = (to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps))
         with experiment.autocast():
-            out = model(steps, batch=len(plan.samples), n_steps=plan.n_steps, cuda_graphs=cuda_graphs)
-        predictions[first + plan.order] = out.logits.argmax(-1).cpu().numpy()
+            predicted = experiment.head.predict(model, steps, batch=len(plan.samples), n_steps=plan.n_steps,
+                                                cuda_graphs=cuda_graphs)
+        predictions[first + plan.order] = predicted.cpu().numpy()
     model.train(was_training)
     return predictions
 
@@ -75,10 +77,12 @@ def check_model_matches(cfg, meta: dict) -> None:
     from rmt_cli.errors import UsageError
 
     trained = OmegaConf.create(meta["config"])
-    for key in ("memory.size", "segment.length", "backbone.name"):
-        if OmegaConf.select(cfg, key) != OmegaConf.select(trained, key):
-            raise UsageError(f"the checkpoint was trained with {key}={OmegaConf.select(trained, key)}, "
-                             f"not {OmegaConf.select(cfg, key)}; drop that override to evaluate it")
+    for key, default in (("memory.size", None), ("segment.length", None), ("backbone.name", None),
+                         ("task.head", "classify")):
+        wanted, used = OmegaConf.select(cfg, key, default=default), OmegaConf.select(trained, key, default=default)
+        if wanted != used:
+            raise UsageError(f"the checkpoint was trained with {key}={used}, not {wanted}; "
+                             "drop that override to evaluate it")
 
 
 def load_trained(cfg):

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
-from rmt_cli.backbones import load_backbone, max_positions
+from rmt_cli.backbones import layout, load_backbone, max_positions
 from rmt_cli.corpus import load_noise
-from rmt_cli.engine import SPECIAL_TOKENS_PER_SEGMENT, RecurrentMemory, content_length
+from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
 from rmt_cli.facts import GENERATORS
+from rmt_cli.heads import ClassifyHead, GenerateHead, build_head
 from rmt_cli.samples import SampleFactory, TaskSpec
 
 # Room a segment needs besides noise: the longest question plus the facts of the longest story.
@@ -23,6 +24,7 @@ class Experiment:
     model: RecurrentMemory
     tokenizer: object
     task: TaskSpec
+    head: ClassifyHead | GenerateHead
     train_data: SampleFactory | None
     eval_data: SampleFactory
     device: torch.device
@@ -55,20 +57,34 @@ def task_spec(cfg) -> TaskSpec:
                     facts_file=None if facts_file is None else str(facts_file), babilong=babilong)
 
 
+def head_kind(cfg) -> str:
+    """`task.head` (runs saved before it existed classified), checked against the backbone's layout."""
+    kind = cfg.task.get("head") or "classify"
+    if kind not in HEADS:
+        raise UsageError(f"task.head={kind} is unknown; use classify or generate")
+    if kind == "generate" and layout(cfg.backbone) != "decoder":
+        raise UsageError(f"task.head=generate needs a decoder backbone (its LM head); backbone "
+                         f"{cfg.backbone.name} is an encoder: use task.head=classify or e.g. backbone=tiny-gpt2")
+    return kind
+
+
 def check_sizes(cfg) -> int:
     """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
     memory, length = int(cfg.memory.size), int(cfg.segment.length)
     if memory <= 0:
         raise UsageError(f"memory.size={memory} must be at least 1")
+    head_kind(cfg)
     positions = max_positions(cfg.backbone)
     if length > positions:
         raise UsageError(f"segment.length={length} exceeds the backbone's {positions} positions; "
                          f"use segment.length={positions} or less")
-    content = content_length(length, memory)
+    kind = layout(cfg.backbone)
+    content = content_length(length, memory, kind)
     if content < MIN_CONTENT_TOKENS:
+        taken = (f"{non_content_positions(memory, kind) - memory} go to [CLS]/[SEP]" if kind == "encoder" else
+                 f"memory is read and written: {non_content_positions(memory, kind)} positions")
         raise UsageError(f"memory.size={memory} leaves {content} content tokens in a {length}-position segment "
-                         f"({SPECIAL_TOKENS_PER_SEGMENT} go to [CLS]/[SEP]); need at least {MIN_CONTENT_TOKENS}: "
-                         f"lower memory.size or raise segment.length")
+                         f"({taken}); need at least {MIN_CONTENT_TOKENS}: lower memory.size or raise segment.length")
     return content
 
 
@@ -87,9 +103,17 @@ def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experim
     backbone = load_backbone(cfg.backbone)
     tokenizer = backbone.tokenizer
     task = task_spec(cfg)
+    head = build_head(head_kind(cfg), tokenizer, task.labels)
+    length = int(cfg.segment.length)
+    if length + head.answer_positions > backbone.max_positions:
+        raise UsageError(f"segment.length={length} leaves no room for the answer ({head.answer_positions} "
+                         f"token{'s' * (head.answer_positions != 1)} read after the question) in the backbone's "
+                         f"{backbone.max_positions} positions; "
+                         f"use segment.length={backbone.max_positions - head.answer_positions} or less")
     model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
-                            cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id).to(device)
+                            cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
+                            head=head.kind).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)
-    return Experiment(model, tokenizer, task, train_data, eval_data, device)
+    return Experiment(model, tokenizer, task, head, train_data, eval_data, device)

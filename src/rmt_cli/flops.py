@@ -15,9 +15,9 @@ Counting follows Hoffmann et al. 2022 (Chinchilla), appendix F. For one forward 
     forward = embeddings + layers * (attention + dense) + logits
 
 Full attention on N tokens is one forward with seq = N. RMT on N tokens is ceil(N / content) forwards with
-seq = segment_length, where content = segment_length - memory_size (decoders) or segment_length - memory_size - 3
-(encoders: [CLS] mem [SEP] content [SEP], the layout of `rmt_cli.engine`). A last partial segment is padded to a full
-one. Conventions (which of the terms are counted) are listed in CONVENTIONS; docs/flops.md explains the choice.
+seq = segment_length, where content = segment_length - 2 * memory_size (decoders: mem content mem, memory read at
+the start and written at the end) or segment_length - memory_size - 3 (encoders: [CLS] mem [SEP] content [SEP]), the
+layouts of `rmt_cli.engine`. A last partial segment is padded to a full one. Conventions (which of the terms are counted) are listed in CONVENTIONS; docs/flops.md explains the choice.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from rmt_cli import config_dir
-from rmt_cli.engine import SPECIAL_TOKENS_PER_SEGMENT
+from rmt_cli.engine import content_length, non_content_positions
 from rmt_cli.errors import UsageError
 
 BASE_TOKENS = 512  # the "512-token cost" every multiple is relative to (the paper's Figure 3)
@@ -44,7 +44,7 @@ PANEL_SPLIT = 32768  # Figure 3: (a) up to 32K tokens, (b) 32K to 2M tokens
 FORMATS = ("table", "csv", "json")
 
 # Measurement: real forwards under torch.utils.flop_counter.FlopCounterMode.
-MEASURE_LABELS = 6  # classes of the engine's head in measured encoder runs
+MEASURE_LABELS = 6  # classes of the engine's classification head in measured runs
 MEASURE_MAX_FULL_TOKENS = 8192  # eager attention materialises heads x N x N scores; beyond this only RMT is run
 MEASURE_MAX_TOKENS = 65536
 
@@ -68,7 +68,7 @@ class ModelShape:
     head_dim: Optional[int] = None  # None: d_model // heads
     ffn_matrices: int = 2  # 3 for gated MLPs (Llama: gate, up, down)
     embed_proj: Optional[int] = None  # OPT's word_embed_proj_dim when it differs from d_model (project_in/out)
-    encoder: bool = False  # BERT family: engine layout with 3 special tokens per segment
+    encoder: bool = False  # BERT family: the engine's encoder layout ([CLS] mem [SEP] content [SEP])
     lm_head: bool = True  # the model ends in a vocabulary projection (causal LMs); BertModel does not
     pooler: bool = False  # BertModel's pooler (a d x d linear on [CLS])
 
@@ -77,8 +77,13 @@ class ModelShape:
         return self.head_dim if self.head_dim else self.d_model // self.heads
 
     @property
-    def special_tokens(self) -> int:
-        return SPECIAL_TOKENS_PER_SEGMENT if self.encoder else 0
+    def layout(self) -> str:
+        return "encoder" if self.encoder else "decoder"
+
+    @property
+    def embed_width(self) -> int:
+        """Width of token embeddings and of the hidden states a model returns (OPT's project_out maps back)."""
+        return self.embed_proj or self.d_model
 
 
 def _opt(name: str, layers: int, d_model: int, heads: int) -> ModelShape:
@@ -163,17 +168,17 @@ def backbone_hf_config(spec: str, conf_dir: Optional[Path] = None):
                          "or a folder with config.json")
     from omegaconf import OmegaConf
 
+    from rmt_cli.backbones import backbone_config, inline_config, resolve_path
+
     cfg = OmegaConf.load(yaml_path)
     name = yaml_path.stem
     if cfg.get("config"):
-        inline = OmegaConf.to_container(cfg.config, resolve=True)
-        model_type = inline.pop("model_type", "bert")  # backbones.load_backbone builds inline configs as BERT
-        return AutoConfig.for_model(model_type, **inline), name
+        return inline_config(cfg), name
     if OmegaConf.is_missing(cfg, "name_or_path"):
         raise UsageError(f"backbone '{name}' has no name_or_path set; pass the model folder itself: --backbone PATH")
-    from rmt_cli.backbones import resolve_path
-
     folder = Path(resolve_path(cfg)).expanduser()
+    if cfg.get("gguf_file") and (folder / str(cfg.gguf_file)).is_file():
+        return backbone_config(cfg), name
     if not (folder / "config.json").is_file():
         raise UsageError(f"backbone '{name}' points at '{folder}', which is not a local folder with config.json; "
                          "set its name_or_path to a downloaded model folder or pass --backbone PATH")
@@ -224,8 +229,9 @@ def parse_tokens(text: Optional[str], default: Sequence[int] = DEFAULT_TOKENS) -
 
 
 def segment_content(shape: ModelShape, segment_length: int, memory_size: int) -> int:
-    """Input tokens one RMT segment holds: segment_length less memory (and special tokens for encoders)."""
-    return segment_length - memory_size - shape.special_tokens
+    """Input tokens one RMT segment holds: segment_length less memory read and write slots (decoders) or less
+    memory and [CLS]/[SEP] (encoders), as the engine lays out a segment."""
+    return content_length(segment_length, memory_size, shape.layout)
 
 
 def validate(shapes: Iterable[ModelShape], tokens: Sequence[int], segment_length: int, memory_size: int) -> None:
@@ -244,7 +250,8 @@ def validate(shapes: Iterable[ModelShape], tokens: Sequence[int], segment_length
                              "(memory takes positions of each segment)")
         if segment_content(shape, segment_length, memory_size) < 1:
             raise UsageError(f"--memory-size {memory_size} leaves no room for input in a {segment_length}-token "
-                             f"segment of {shape.name} ({shape.special_tokens} special tokens); lower --memory-size")
+                             f"segment of {shape.name} ({non_content_positions(memory_size, shape.layout)} positions "
+                             "go to memory and special tokens); lower --memory-size")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -328,7 +335,7 @@ def rmt_flops(shape: ModelShape, tokens: int, segment_length: int = DEFAULT_SEGM
               conv: Convention | str = "paper", head_labels: int = 0) -> int:
     """ceil(tokens / content) forwards over one segment each; plus a classification head on the last segment."""
     segments = segment_count(shape, tokens, segment_length, memory_size)
-    return segments * forward_flops(shape, segment_length, conv) + 2 * shape.d_model * head_labels
+    return segments * forward_flops(shape, segment_length, conv) + 2 * shape.embed_width * head_labels
 
 
 def compare(shapes: Sequence[ModelShape], tokens: Sequence[int], segment_length: int = DEFAULT_SEGMENT_LENGTH,
@@ -527,33 +534,28 @@ def measure_model(config, shape: ModelShape, tokens: Sequence[int], segment_leng
                   measure_full: Optional[Callable[[int], bool]] = None) -> list[dict]:
     """Analytic (matmul convention) vs FlopCounterMode for full attention and for RMT, batch 1.
 
-    Decoders: the plain causal LM run on each segment of `segment_length` ids (memory positions, if any, are
-    ordinary positions of the segment, which costs the same). Encoders: `rmt_cli.engine.RecurrentMemory` around the
-    BertModel, `[CLS] mem [SEP] content [SEP]` per segment, plus its classification head once at the end.
-    Full attention: one forward of the plain model over all tokens.
+    RMT: `rmt_cli.engine.RecurrentMemory` around the model in its layout (`[CLS] mem [SEP] content [SEP]` for
+    encoders, `mem content mem` for decoders) with a classification head read once at the end. The engine reads a
+    decoder's hidden states from its base model, so its LM head (vocabulary projection) is not run per segment.
+    Full attention: one forward of the plain model (a decoder with its LM head) over all tokens.
     """
     import torch
+
+    from rmt_cli.engine import RecurrentMemory
 
     model = build_model(config, shape.encoder, pooler=shape.pooler)
     content = segment_content(shape, segment_length, memory_size)
     generator = torch.Generator().manual_seed(0)
+    special = {"cls_id": min(101, shape.vocab - 1), "sep_id": min(102, shape.vocab - 1)} if shape.encoder else {}
+    engine = RecurrentMemory(backbone=model, memory_size=memory_size, num_labels=MEASURE_LABELS, layout=shape.layout,
+                             **special).eval()
+    engine_shape = replace(shape, lm_head=False)
     rows = []
-    if shape.encoder:
-        from rmt_cli.engine import RecurrentMemory
-
-        engine = RecurrentMemory(backbone=model, memory_size=memory_size, num_labels=MEASURE_LABELS,
-                                 cls_id=min(101, shape.vocab - 1), sep_id=min(102, shape.vocab - 1)).eval()
     for n in tokens:
         segments = segment_count(shape, n, segment_length, memory_size)
-        if shape.encoder:
-            steps = [torch.randint(0, shape.vocab, (1, content), generator=generator) for _ in range(segments)]
-            rmt_measured = count_flops(lambda: engine(steps))
-            rmt_analytic = rmt_flops(shape, n, segment_length, memory_size, "matmul", head_labels=MEASURE_LABELS)
-        else:
-            pieces = [torch.randint(0, shape.vocab, (1, segment_length), generator=generator)
-                      for _ in range(segments)]
-            rmt_measured = count_flops(lambda: [model(input_ids=p, use_cache=False) for p in pieces])
-            rmt_analytic = rmt_flops(shape, n, segment_length, memory_size, "matmul")
+        steps = [torch.randint(0, shape.vocab, (1, content), generator=generator) for _ in range(segments)]
+        rmt_measured = count_flops(lambda: engine(steps))
+        rmt_analytic = rmt_flops(engine_shape, n, segment_length, memory_size, "matmul", head_labels=MEASURE_LABELS)
         full_analytic = full_attention_flops(shape, n, "matmul")
         full_measured = None
         if n <= shape.max_positions and (measure_full is None or measure_full(n)):
@@ -617,8 +619,8 @@ def render_measure_table(rows: Sequence[dict]):
 
     table = Table(title="Analytic (matmul convention) vs FlopCounterMode, batch 1",
                   caption="full: one forward over all tokens (— where longer than the model's positions or "
-                          f"{MEASURE_MAX_FULL_TOKENS:,} tokens); RMT: one forward per segment (encoders through the "
-                          f"engine with a {MEASURE_LABELS}-class head)")
+                          f"{MEASURE_MAX_FULL_TOKENS:,} tokens); RMT: one forward per segment through the engine, "
+                          f"with a {MEASURE_LABELS}-class head")
     for header in ("model", "tokens", "segments", "full analytic", "full measured", "error", "RMT analytic",
                    "RMT measured", "error"):
         table.add_column(header, justify="left" if header == "model" else "right")

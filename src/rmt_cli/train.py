@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
@@ -233,8 +232,8 @@ class Trainer:
         steps = [to_device(step_tokens(experiment.train_data, plan, t), device) for t in range(plan.n_steps)]
         labels = torch.from_numpy(plan.labels()).to(device)
         with experiment.autocast():
-            out = self.model(steps, grad_steps=trainer.bptt_segments, checkpoint_segments=trainer.checkpoint_segments)
-        loss = F.cross_entropy(out.logits, labels)
+            loss = experiment.head.loss(self.model, steps, labels, grad_steps=trainer.bptt_segments,
+                                        checkpoint_segments=trainer.checkpoint_segments)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             saved = resume_points(self.checkpoints)

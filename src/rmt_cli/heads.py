@@ -1,0 +1,72 @@
+"""The two ways of answering from the last segment, picked by `task.head`: a loss for training and label predictions.
+
+classify: the engine's linear head over the task's labels (cross-entropy on the label).
+generate: the answer is generated as text by the backbone's LM head (decoders; BABILong style). Each label's target
+    is the tokens of " " + label followed by an end token (the tokenizer's EOS, or [SEP] for a tokenizer without
+    one), so that "bedroom" does not match a longer answer that starts with it. Training is cross-entropy on the
+    answer tokens only, teacher-forced; a prediction is greedy decoding, scored by exact match: the label whose
+    target tokens the generated tokens reproduce (-1, never correct, when they reproduce none).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rmt_cli.errors import UsageError
+
+IGNORE = -100  # target padding, skipped by the loss
+
+
+class ClassifyHead:
+    kind = "classify"
+    answer_positions = 0  # positions the last segment reads after its content
+
+    def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
+        return F.cross_entropy(model(steps, **loop).logits, labels)
+
+    def predict(self, model, steps, **loop) -> Tensor:
+        return model(steps, **loop).logits.argmax(-1)
+
+
+class GenerateHead:
+    kind = "generate"
+
+    def __init__(self, tokenizer, labels: tuple[str, ...]):
+        end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        if end is None:
+            raise UsageError("task.head=generate needs an end-of-answer token, and this tokenizer has neither EOS "
+                             "nor [SEP]; use task.head=classify")
+        targets = [tokenizer(" " + label, add_special_tokens=False)["input_ids"] + [end] for label in labels]
+        if len({tuple(t) for t in targets}) < len(targets):
+            raise UsageError("two answers of this task have the same tokens under this tokenizer; "
+                             "use task.head=classify")
+        self.end = end
+        self.answer_length = max(len(t) for t in targets)  # tokens generated per answer
+        self.answer_positions = self.answer_length - 1  # all but the last are read back while generating
+        self.targets = torch.full((len(labels), self.answer_length), IGNORE, dtype=torch.long)
+        for row, target in enumerate(targets):
+            self.targets[row, :len(target)] = torch.tensor(target)
+
+    def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
+        targets = self.targets.to(labels.device)[labels]  # [batch, answer_length]
+        # Teacher forcing: the segment reads every target token but the last; padding after an answer's end token
+        # is read as more end tokens, which causal attention hides from the answer's own predictions.
+        answer = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, self.end)
+        logits = model(steps, answer=answer, **loop).logits
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+
+    def predict(self, model, steps, **loop) -> Tensor:
+        return self.match(model.generate(steps, self.answer_length, **loop))
+
+    def match(self, generated: Tensor) -> Tensor:
+        """[batch] label whose target tokens equal the generated ones up to the target's end token, else -1."""
+        targets = self.targets.to(generated.device)
+        same = (generated[:, None, :] == targets[None]) | (targets[None] == IGNORE)
+        hits = same.all(-1)  # [batch, labels]; end tokens make at most one label match
+        return torch.where(hits.any(-1), hits.int().argmax(-1), -1)
+
+
+def build_head(kind: str, tokenizer, labels: tuple[str, ...]):
+    return ClassifyHead() if kind == "classify" else GenerateHead(tokenizer, labels)

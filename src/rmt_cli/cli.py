@@ -77,6 +77,34 @@ def check_composes(config_name: str, overrides: list[str]) -> None:
         raise UsageError(one_line_hydra_error(str(error))) from None
 
 
+def data_parallel_arguments(args: list[str], overrides: list[str]) -> list[str]:
+    """Under torchrun every rank runs this same command: all must use one run folder (rank 0's), and only rank 0
+    keeps Hydra's files and log there."""
+    from rmt_cli import distributed
+
+    ranks = distributed.environment()
+    if ranks.world == 1:
+        return args
+    extra = []
+    if not any(arg.startswith("hydra.run.dir=") for arg in args):
+        distributed.join(ranks)
+        proposed = resolved_run_dir("train", overrides) if ranks.writer else ""
+        extra.append(f"hydra.run.dir={distributed.share_string(proposed)}")
+    if ranks.rank:
+        extra += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
+    return [*args, *extra]
+
+
+def resolved_run_dir(config_name: str, overrides: list[str]) -> str:
+    """The run folder Hydra would create for this command now (hydra.run.dir, resolved)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    return str(OmegaConf.select(cfg, "hydra.run.dir"))
+
+
 def check_writable(args: list[str], multirun: bool) -> None:
     """The run folder (hydra.run.dir / hydra.sweep.dir, default under outputs/ here) must be writable."""
     key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
@@ -114,6 +142,8 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     overrides, multirun = split_overrides(args)
     if not multirun:
         check_composes(config_name, overrides)
+        if config_name == "train":
+            args = data_parallel_arguments(args, overrides)
     check_writable(args, multirun)
     hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     sys.argv = [f"rmt-{config_name}", *args]

@@ -16,32 +16,43 @@ log = logging.getLogger("rmt")
 
 
 class MetricsLog:
-    """Appends one JSON object per line; each line carries the wall time since the log was opened."""
+    """Appends one JSON object per line; each line carries the wall time since the log was opened.
 
-    def __init__(self, path: Path):
+    enabled=False (data-parallel ranks other than 0) counts the lines without touching the file.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = Path(path)
+        self.enabled = enabled
         self.started = time.time()
         self.lines = 0
 
     def write(self, **fields) -> None:
         fields = {"time": round(time.time() - self.started, 3), **fields}
-        with self.path.open("a") as file:
-            file.write(json.dumps(fields) + "\n")
+        if self.enabled:
+            with self.path.open("a") as file:
+                file.write(json.dumps(fields) + "\n")
         self.lines += 1
 
     def truncate(self, lines: int) -> None:
         """Keep the first `lines` lines: a resumed run rewrites what came after its checkpoint."""
+        if not self.enabled:
+            self.lines = lines
+            return
         kept = self.path.read_text().splitlines(keepends=True)[:lines] if self.path.exists() else []
         self.path.write_text("".join(kept))
         self.lines = len(kept)
 
 
 class Reporter:
-    """Progress for a person: a rich bar on a TTY; one line every `plain_every` steps otherwise."""
+    """Progress for a person: a rich bar on a TTY; one line every `plain_every` steps otherwise; nothing when
+    quiet (data-parallel ranks other than 0)."""
 
-    def __init__(self, total_steps: int, plain_every: int = 10, console: Console | None = None):
+    def __init__(self, total_steps: int, plain_every: int = 10, console: Console | None = None,
+                 quiet: bool = False):
         self.console = console or Console()
-        self.interactive = sys.stdout.isatty()
+        self.quiet = quiet
+        self.interactive = sys.stdout.isatty() and not quiet
         self.total, self.done, self.plain_every = total_steps, 0, plain_every
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=False)
@@ -61,7 +72,7 @@ class Reporter:
         self.done += 1
         if self.interactive:
             self.progress.update(self.task, advance=1, description=description)
-        elif self.done % self.plain_every == 0 or self.done == 1:
+        elif not self.quiet and (self.done % self.plain_every == 0 or self.done == 1):
             print(description, flush=True)
         log.debug(description)
 
@@ -69,7 +80,7 @@ class Reporter:
         log.info(line)
         if self.interactive:
             self.progress.console.print(line)
-        else:
+        elif not self.quiet:
             print(line, flush=True)
 
     def final_table(self, rows: list[dict], seconds: float, run_dir: Path) -> None:

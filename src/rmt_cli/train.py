@@ -3,6 +3,10 @@
 Read top to bottom: build the experiment, then for every stage draw batches of fresh training samples, run them
 through the recurrent engine with backpropagation through the segments, validate on a fixed set every
 `eval_every` steps, keep the stage's best weights, and move on early once validation reaches `advance_at`.
+
+Data-parallel (`trainer.devices=N` or torchrun, see distributed.py): the whole recurrent loop of a step is one
+DistributedDataParallel forward; each rank reads its own slice of the global batch and of the validation set, and
+every decision (stop, time limit, best checkpoint, next stage) is taken on numbers summed over all ranks.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import torch
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
+from rmt_cli import distributed
 from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, resume_points,
                                  save_checkpoint, save_resume_point)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
-from rmt_cli.evaluate import accuracy, to_device
+from rmt_cli.evaluate import predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import MetricsLog, Reporter
 from rmt_cli.samples import BatchPlan, step_tokens
@@ -71,6 +76,16 @@ def check_trainer(cfg) -> None:
         raise UsageError(f"trainer.keep_last={trainer.keep_last} must be at least 1 (resume checkpoints to keep)")
     if trainer.bptt_segments is not None and int(trainer.bptt_segments) < 1:
         raise UsageError(f"trainer.bptt_segments={trainer.bptt_segments} must be ≥ 1 (or null for full BPTT)")
+    devices = int(trainer.get("devices", 1))
+    if devices < 1:
+        raise UsageError(f"trainer.devices={devices} must be at least 1")
+    world = max(devices, distributed.environment().world)
+    if int(trainer.batch_size) % world:
+        raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
+                         f"{world} processes; use a multiple of {world}")
+    if world > 1 and str(trainer.device).startswith("cuda") and world > torch.cuda.device_count():
+        raise UsageError(f"{world} processes need {world} GPUs, {torch.cuda.device_count()} visible; "
+                         f"lower trainer.devices or use trainer.device=cpu")
 
 
 def train_from_config(cfg) -> None:
@@ -79,9 +94,22 @@ def train_from_config(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     check_trainer(cfg)
     stages = curriculum_stages(cfg)
-    experiment = build_experiment(cfg, cfg.trainer.device, with_training_data=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    Trainer(cfg, experiment, stages, run_dir).run()
+    ranks = distributed.environment()
+    devices = int(cfg.trainer.get("devices", 1))
+    if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
+        distributed.launch_workers(devices, [*HydraConfig.get().overrides.task, f"hydra.run.dir={run_dir}"])
+        return
+    distributed.join(ranks)
+    try:
+        experiment = build_experiment(cfg, distributed.device_name(str(cfg.trainer.device), ranks),
+                                      with_training_data=True)
+        if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(int(cfg.seed) + ranks.rank)
+        if ranks.writer:
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        Trainer(cfg, experiment, stages, run_dir, ranks).run()
+    finally:
+        distributed.leave()
 
 
 class Trainer:
@@ -89,15 +117,26 @@ class Trainer:
     step, data position N) is written after every validation, so the same command on the same run folder resumes
     exactly."""
 
-    def __init__(self, cfg, experiment: Experiment, stages: list[Stage], run_dir: Path):
-        self.cfg, self.experiment, self.stages, self.run_dir = cfg, experiment, stages, run_dir
-        self.model = experiment.model
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
-        self.reporter = Reporter(total_steps=sum(s.steps for s in stages))
+    def __init__(self, cfg, experiment: Experiment, stages: list[Stage], run_dir: Path,
+                 ranks: distributed.Ranks = distributed.Ranks()):
+        self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
+        self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
+        self.step_model = self.model  # what a training step calls: the model, or its DDP wrapper
+        if ranks.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = experiment.device
+            # Truncated BPTT leaves the initial memory out of some steps' graphs; DDP must then look for it.
+            self.step_model = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=cfg.trainer.bptt_segments is not None)
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=ranks.writer)
+        self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
-        self.next_sample = 0  # index of the next training sample: the data position
+        self.next_sample = 0  # index of the next training sample (of the global batch): the data position
         self.summary: list[dict] = []
-        self.stop_requested = False
+        self.stop_signal = None  # the signal that asked this run to stop, once one has
+        self.previous_handlers: dict = {}
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -113,19 +152,21 @@ class Trainer:
                 if state is not None and (stage.number < state["stage"] or
                                           (stage.number == state["stage"] and state["stage_done"])):
                     continue  # finished before the restart
-                if self.out_of_time():
+                if distributed.any_rank([self.out_of_time()], self.experiment.device)[0]:
                     self.reporter.note(f"time limit of {limit} minutes reached before stage {stage.number}; "
                                        "rerun the same command to continue")
                     completed = False
                     break
                 resuming = state is not None and stage.number == state["stage"]
                 if not resuming and stage.number > 1:
+                    distributed.barrier()  # rank 0 has written the previous stage's best
                     load_weights(self.best_folder(stage.number - 1), self.model)
                 self.summary.append(self.run_stage(stage, state if resuming else None))
                 state = None
         if completed:
             self.save_last(self.stages[-1], 0, None, None, -1.0, stage_done=True, finished=True)
-        self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
+        if self.ranks.writer:
+            self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
 
     def best_folder(self, stage_number: int) -> Path:
         return self.checkpoints / f"stage{stage_number}-best"
@@ -153,38 +194,64 @@ class Trainer:
             if step % int(trainer.log_every) == 0 or step == 1:
                 self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
                                    lr=scheduler.get_last_lr()[0], tokens_per_s=round(tokens_per_s, 1))
-            out_of_time = self.out_of_time()
+            stop_requested, out_of_time = distributed.any_rank([self.stop_signal is not None, self.out_of_time()],
+                                                               experiment.device)
             if step % int(trainer.eval_every) == 0 or step == stage.steps or out_of_time:
-                val = accuracy(experiment, experiment.eval_data, val_samples, int(trainer.eval_batch_size))
+                val = self.validate(val_samples)
                 self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.segments[1],
                                    val_accuracy=val)
                 self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
                                    f"on {len(val_samples)} samples of {stage.segments[1]} segments")
                 if val > best_accuracy:
                     best_accuracy = val
-                    save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
+                    if self.ranks.writer:
+                        save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
                 done = val >= float(self.cfg.curriculum.advance_at) or out_of_time or step == stage.steps
                 self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=done)
                 if done:
                     break
-            if self.stop_requested:
+            if stop_requested:
                 saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
+                self.hand_over_signal()
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
         return {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
                 "seconds": round(time.perf_counter() - stage_start, 1)}
 
+    def validate(self, samples: list) -> float:
+        """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""
+        share = samples[self.ranks.rank::self.ranks.world]
+        correct = 0.0
+        if share:
+            predictions = predict(self.experiment, self.experiment.eval_data, share,
+                                  int(self.cfg.trainer.eval_batch_size))
+            correct = float((predictions == [s.label for s in share]).sum())
+        return distributed.total([correct], self.experiment.device)[0] / len(samples)
+
     def save_last(self, stage: Stage, step: int, optimizer, scheduler, best_accuracy: float, stage_done: bool,
                   finished: bool = False) -> Path:
-        state = {"stage": stage.number, "step": step, "stage_done": stage_done, "finished": finished,
-                 "best_accuracy": best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
-                 "metrics_lines": self.metrics.lines, "torch_rng": torch.get_rng_state(),
-                 "optimizer": optimizer.state_dict() if optimizer else {},
-                 "scheduler": scheduler.state_dict() if scheduler else {}}
+        """Write the resume checkpoint (rank 0; every rank must call it, as it gathers their RNG states)."""
+        rng = distributed.gather(self.rng_state())
+        saved = ""
+        if self.ranks.writer:
+            state = {"stage": stage.number, "step": step, "stage_done": stage_done, "finished": finished,
+                     "best_accuracy": best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
+                     "metrics_lines": self.metrics.lines, **rng[0],
+                     "optimizer": optimizer.state_dict() if optimizer else {},
+                     "scheduler": scheduler.state_dict() if scheduler else {}}
+            if self.ranks.world > 1:
+                state["rank_rng"] = rng
+            saved = str(save_resume_point(self.checkpoints, self.next_sample, self.model,
+                                          self.meta(stage, step, best_accuracy), state,
+                                          keep=int(self.cfg.trainer.keep_last)))
+        return Path(distributed.share_string(saved))
+
+    @staticmethod
+    def rng_state() -> dict:
+        state = {"torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return save_resume_point(self.checkpoints, self.next_sample, self.model, self.meta(stage, step, best_accuracy),
-                                 state, keep=int(self.cfg.trainer.keep_last))
+        return state
 
     def restore(self) -> dict | None:
         """Load the newest sound resume checkpoint of this run folder, if any: weights, position, RNG, metrics."""
@@ -195,58 +262,81 @@ class Trainer:
         load_weights(folder, self.model)
         self.next_sample, self.summary = state["next_sample"], state["summary"]
         self.metrics.truncate(state["metrics_lines"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rng = state
+        if self.ranks.world > 1 and len(state.get("rank_rng", [])) == self.ranks.world:
+            rng = state["rank_rng"][self.ranks.rank]
+        torch.set_rng_state(rng["torch_rng"])
+        if "cuda_rng" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda_rng"])
         if not state["finished"]:
             self.reporter.note(f"resuming {self.run_dir} at stage {state['stage']} step {state['step']}")
         return state
 
     @contextmanager
     def stop_on_signals(self):
-        """Ctrl-C or SIGTERM: finish the current step, save, stop. A second signal interrupts at once."""
+        """Ctrl-C, SIGTERM, or SIGUSR2 (Slurm's warning before a time limit or preemption): finish the current
+        step, save, stop. A second signal interrupts at once."""
         def request_stop(signum, frame):
-            if self.stop_requested:
+            if self.stop_signal is not None:
                 raise KeyboardInterrupt
-            self.stop_requested = True
-            self.reporter.note("stopping after this step (signal again to abort at once)")
+            self.stop_signal = signum
+            self.reporter.note(f"{signal.Signals(signum).name}: stopping after this step (signal again to abort)")
 
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.previous_handlers = {sig: signal.signal(sig, request_stop)
+                                  for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
         try:
             yield
         finally:
-            for sig, handler in previous.items():
+            for sig, handler in self.previous_handlers.items():
                 signal.signal(sig, handler)
+
+    def hand_over_signal(self) -> None:
+        """After saving, give the signal to the handler that was there before ours, if it was a Python function:
+        under submitit that handler requeues the job (and exits); the requeued job resumes from the save."""
+        previous = self.previous_handlers.get(self.stop_signal)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(self.stop_signal, None)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
     def train_step(self, stage: Stage, step: int, optimizer, scheduler) -> tuple[float, int]:
+        """One optimizer step on the global batch; returns its mean loss and the tokens all ranks read."""
+        optimizer.zero_grad(set_to_none=True)
+        loss, tokens = self.accumulate_gradients(stage, step)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.trainer.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        return loss, tokens
+
+    def accumulate_gradients(self, stage: Stage, step: int) -> tuple[float, int]:
+        """Forward and backward of this rank's slice of the next global batch (all of it for a lone process).
+
+        Rank r reads samples next_sample + r * local + i, so N ranks together read exactly the samples one process
+        would; DDP averages the gradients of equal slices, which equals the gradient of the global batch's mean loss.
+        """
         trainer, experiment = self.cfg.trainer, self.experiment
-        batch = int(trainer.batch_size)
-        samples = [experiment.train_data.training_sample(int(self.cfg.seed), self.next_sample + i, stage.segments)
-                   for i in range(batch)]
-        self.next_sample += batch
+        local = int(trainer.batch_size) // self.ranks.world
+        first = self.next_sample + self.ranks.rank * local
+        samples = [experiment.train_data.training_sample(int(self.cfg.seed), first + i, stage.segments)
+                   for i in range(local)]
+        self.next_sample += int(trainer.batch_size)
         plan = BatchPlan.right_aligned(samples)
         device = experiment.device
         steps = [to_device(step_tokens(experiment.train_data, plan, t), device) for t in range(plan.n_steps)]
         labels = torch.from_numpy(plan.labels()).to(device)
         with experiment.autocast():
-            loss = experiment.head.loss(self.model, steps, labels, grad_steps=trainer.bptt_segments,
+            loss = experiment.head.loss(self.step_model, steps, labels, grad_steps=trainer.bptt_segments,
                                         checkpoint_segments=trainer.checkpoint_segments)
-        loss_value = loss.item()
+        loss.backward()
+        loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)
+        loss_value = loss_sum / self.ranks.world
         if not math.isfinite(loss_value):
             saved = resume_points(self.checkpoints)
             kept = f"the last good state is {saved[0]} (rerun resumes from it)" if saved else "nothing was saved yet"
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(trainer.grad_clip))
-        optimizer.step()
-        scheduler.step()
-        tokens = int(plan.counts.sum()) * int(self.cfg.segment.length)
-        return loss_value, tokens
+        return loss_value, int(token_sum) * int(self.cfg.segment.length)
 
     def meta(self, stage: Stage, step: int, val: float) -> dict:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "stage": stage.number, "step": step,

@@ -1,0 +1,144 @@
+"""Data-parallel training over several processes: where this process stands, the process group, collectives.
+
+`torchrun --nproc_per_node N -m rmt_cli train ...` starts N processes (ranks); `trainer.devices=N` makes `rmt train`
+start them itself through torchrun; a submitit job with N tasks (`hydra.launcher.tasks_per_node=N`) is read the
+same way. Every rank builds the same model and draws its own share of each batch; DistributedDataParallel averages
+the gradients, so one step of N ranks equals one step of a single process over the whole global batch. Rank 0 alone
+writes the run folder. With one process every helper here is a no-op, so the trainer has a single code path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local: int = 0  # rank within this host: the GPU it uses
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+
+def environment() -> Ranks:
+    """This process's place in a torchrun job or a multi-task submitit job; a lone process otherwise."""
+    if "WORLD_SIZE" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
+        from submitit import JobEnvironment
+        from submitit.helpers import TorchDistributedEnvironment
+
+        if JobEnvironment().num_tasks > 1:  # sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT for env://
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    if "WORLD_SIZE" not in os.environ:
+        return Ranks()
+    return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def join(ranks: Ranks) -> None:
+    """Join the process group (once per process): gloo for CPU tensors, and NCCL for CUDA tensors when a GPU
+    is visible."""
+    if ranks.world == 1 or dist.is_initialized():
+        return
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(ranks.local)
+    dist.init_process_group(backend, timeout=timedelta(minutes=30))
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def device_name(requested: str, ranks: Ranks) -> str:
+    """The device of this rank: its own GPU (cuda:LOCAL_RANK) when the config asks for CUDA (or auto finds one)."""
+    if ranks.world == 1:
+        return requested
+    cuda = requested.startswith("cuda") or (requested == "auto" and torch.cuda.is_available())
+    return f"cuda:{ranks.local}" if cuda else "cpu"
+
+
+def share_string(value: str) -> str:
+    """Rank 0's `value`, on every rank."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def total(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums over all ranks."""
+    if not dist.is_initialized():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
+    """Element-wise: is the flag set on at least one rank? (Every rank then acts on the same decision.)"""
+    return [value > 0 for value in total([float(f) for f in flags], device)]
+
+
+def gather(value) -> list:
+    """Every rank's `value` (any picklable object), in rank order; [value] for a lone process."""
+    if not dist.is_initialized():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def launch_workers(devices: int, arguments: list[str]) -> None:
+    """Run `rmt train ARGUMENTS` as `devices` data-parallel processes through torchrun, and wait for them.
+
+    The workers receive Ctrl-C from the terminal themselves; SIGTERM sent to this process is passed on to torchrun,
+    which passes it to the workers: each finishes its step, rank 0 saves, and the same command resumes.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+               "-m", "rmt_cli", "train", *arguments]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as torchrun:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: torchrun.send_signal(signum))
+        try:
+            stderr = wait_for(torchrun)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if torchrun.returncode == 0:
+        return
+    # The workers' own one-line errors; torchrun's failure report around them is noise to the user.
+    errors = list(dict.fromkeys(line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")))
+    codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
+    code = codes[0] if codes else torchrun.returncode
+    if errors or code == 130:
+        kind = {2: UsageError, 130: Interrupted}.get(code, RuntimeFailure)
+        raise kind(errors[0] if errors else "training stopped; run the same command again to resume")
+    tail = " | ".join(stderr.strip().splitlines()[-5:])
+    raise RuntimeFailure(f"data-parallel workers failed (torchrun exit code {torchrun.returncode}): {tail}")
+
+
+def wait_for(process: subprocess.Popen) -> str:
+    """Its stderr once it exits; a Ctrl-C here waits on, since the workers got it too and are saving."""
+    while True:
+        try:
+            return process.communicate()[1]
+        except KeyboardInterrupt:
+            continue

@@ -1,0 +1,108 @@
+"""Data-parallel training (gloo processes on the CPU) and requeue through submitit."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from test_cli import ENV, rmt
+
+HELPERS = Path(__file__).parent / "helpers"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+WALL_CLOCK = {"time", "tokens_per_s"}
+
+
+def metric_lines(run_dir: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in WALL_CLOCK} for line in lines]
+
+
+def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_batch(tmp_path):
+    script = str(HELPERS / "first_step_gradients.py")
+    alone = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")], env=ENV, capture_output=True,
+                           text=True, timeout=300)
+    assert alone.returncode == 0, alone.stderr
+    pair = subprocess.run([*TORCHRUN, script, str(tmp_path / "two.pt")], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert pair.returncode == 0, pair.stderr
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one["tokens"] == two["tokens"] and one["next_sample"] == two["next_sample"] == 8
+    assert abs(one["loss"] - two["loss"]) < 1e-5
+    assert one["grads"].keys() == two["grads"].keys() and len(one["grads"]) > 10
+    for name, grad in one["grads"].items():
+        # fp32 sums in another order: agreement to 1e-5 of each tensor's largest gradient (measured: 4e-7)
+        assert torch.allclose(grad, two["grads"][name], rtol=0, atol=1e-5 * grad.abs().max().item() + 1e-12), name
+
+
+def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    result = rmt("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Curriculum finished") == 1  # rank 0 alone reports
+    lines = metric_lines(run_dir)
+    val = [line for line in lines if line["kind"] == "val"]
+    assert [(line["stage"], line["step"]) for line in val] == [(1, 2), (1, 4), (2, 2), (2, 4)]  # written once
+    assert (run_dir / "checkpoints" / "stage2-best" / "model.safetensors").is_file()
+    assert len(list((run_dir / "checkpoints").glob("last-*"))) == 2
+
+
+def test_ranks_started_by_torchrun_write_to_rank_zeros_run_folder(tmp_path):
+    result = subprocess.run([*TORCHRUN, "-m", "rmt_cli", "train", "experiment=smoke", "trainer.device=cpu"],
+                            env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    runs = list((tmp_path / "outputs" / "train").iterdir())
+    assert len(runs) == 1 and (runs[0] / "metrics.jsonl").is_file() and (runs[0] / ".hydra").is_dir()
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_one_line(tmp_path):
+    result = rmt("train", "experiment=smoke", "trainer.devices=3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: trainer.batch_size=4 is the global batch and must divide evenly "
+                                     "over 3 processes; use a multiple of 3")
+
+
+LONGER_SMOKE = ["experiment=smoke", "curriculum.stages=[{segments:1,steps:150},{segments:2,steps:150}]",
+                "trainer.eval_every=50"]
+
+
+def submitit_tasks() -> list[int]:
+    """PIDs of running submitit job processes (the ones that run `rmt train`)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"submitit.core._submit" in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
+    import os
+    import signal
+    import time
+
+    plain = rmt("train", *LONGER_SMOKE, f"hydra.run.dir={tmp_path / 'plain'}")
+    assert plain.returncode == 0, plain.stderr
+
+    sweep = tmp_path / "sweep"
+    job = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "-m", *LONGER_SMOKE, "cluster=local",
+                            f"hydra.sweep.dir={sweep}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    metrics = sweep / "0_memorize" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 40):  # mid-way through stage 1
+        assert job.poll() is None and time.time() < deadline, job.communicate()
+        time.sleep(0.05)
+    tasks = submitit_tasks()
+    assert len(tasks) == 1
+    os.kill(tasks[0], signal.SIGUSR2)  # what Slurm (or submitit locally) sends before the time limit
+    out, err = job.communicate(timeout=240)
+    assert job.returncode == 0, err
+
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.out"))
+    logs += "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
+    assert "SIGUSR2: stopping after this step" in logs and "Requeued job" in logs and "resuming" in logs
+    assert metric_lines(sweep / "0_memorize") == metric_lines(tmp_path / "plain")

@@ -106,3 +106,14 @@ def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_en
     logs += "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
     assert "SIGUSR2: stopping after this step" in logs and "Requeued job" in logs and "resuming" in logs
     assert metric_lines(sweep / "0_memorize") == metric_lines(tmp_path / "plain")
+
+
+def test_data_parallel_settings_that_cannot_work_are_one_line(tmp_path):
+    for args, message in [(["trainer.devices=0"], "error: trainer.devices=0 must be at least 1"),
+                          (["trainer.devices=2", "trainer.device=cuda"],
+                           "error: trainer.devices=2 needs 2 GPUs, 0 visible; lower trainer.devices or use "
+                           "trainer.device=cpu")]:
+        if "trainer.device=cuda" in args and torch.cuda.is_available():
+            continue
+        result = rmt("train", "experiment=smoke", *args, f"hydra.run.dir={tmp_path / 'run'}")
+        assert result.returncode == 2 and result.stderr.strip() == message

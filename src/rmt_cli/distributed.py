@@ -111,34 +111,32 @@ def barrier() -> None:
 def launch_workers(devices: int, arguments: list[str]) -> None:
     """Run `rmt train ARGUMENTS` as `devices` data-parallel processes through torchrun, and wait for them.
 
-    The workers receive Ctrl-C from the terminal themselves; SIGTERM sent to this process is passed on to torchrun,
-    which passes it to the workers: each finishes its step, rank 0 saves, and the same command resumes.
+    Ctrl-C reaches the workers from the terminal; SIGTERM sent to this process is passed on to torchrun, which
+    passes it to the workers. Either way each worker finishes its step, rank 0 saves, and the same command resumes.
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
                "-m", "rmt_cli", "train", *arguments]
+    received = []
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as torchrun:
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: torchrun.send_signal(signum))
+        def note(signum, frame):
+            received.append(signum)
+            if signum == signal.SIGTERM:
+                torchrun.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            stderr = wait_for(torchrun)
+            stderr = torchrun.communicate()[1]
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if torchrun.returncode == 0:
         return
     # The workers' own one-line errors; torchrun's failure report around them is noise to the user.
     errors = list(dict.fromkeys(line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")))
     codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
-    code = codes[0] if codes else torchrun.returncode
+    code = 130 if received else codes[0] if codes else torchrun.returncode
     if errors or code == 130:
         kind = {2: UsageError, 130: Interrupted}.get(code, RuntimeFailure)
         raise kind(errors[0] if errors else "training stopped; run the same command again to resume")
     tail = " | ".join(stderr.strip().splitlines()[-5:])
     raise RuntimeFailure(f"data-parallel workers failed (torchrun exit code {torchrun.returncode}): {tail}")
-
-
-def wait_for(process: subprocess.Popen) -> str:
-    """Its stderr once it exits; a Ctrl-C here waits on, since the workers got it too and are saving."""
-    while True:
-        try:
-            return process.communicate()[1]
-        except KeyboardInterrupt:
-            continue

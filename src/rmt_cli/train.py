@@ -83,8 +83,9 @@ def check_trainer(cfg) -> None:
     if int(trainer.batch_size) % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
                          f"{world} processes; use a multiple of {world}")
-    if world > 1 and str(trainer.device).startswith("cuda") and world > torch.cuda.device_count():
-        raise UsageError(f"{world} processes need {world} GPUs, {torch.cuda.device_count()} visible; "
+    if devices > 1 and distributed.device_name(str(trainer.device), distributed.Ranks(world=devices)) != "cpu" \
+            and devices > torch.cuda.device_count():
+        raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
 
 
@@ -275,10 +276,13 @@ class Trainer:
     @contextmanager
     def stop_on_signals(self):
         """Ctrl-C, SIGTERM, or SIGUSR2 (Slurm's warning before a time limit or preemption): finish the current
-        step, save, stop. A second signal interrupts at once."""
+        step, save, stop. A second signal interrupts at once, except in a data-parallel worker: torchrun follows a
+        Ctrl-C with its own SIGTERM, and the workers must still save."""
         def request_stop(signum, frame):
             if self.stop_signal is not None:
-                raise KeyboardInterrupt
+                if self.ranks.world == 1:
+                    raise KeyboardInterrupt
+                return
             self.stop_signal = signum
             self.reporter.note(f"{signal.Signals(signum).name}: stopping after this step (signal again to abort)")
 

@@ -154,12 +154,18 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
 def train(ctx: typer.Context) -> None:
     """Train RMT through a curriculum of growing segment counts.
 
-    Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`,
-    presets with `experiment=smoke|paper_memorize|paper_detect|paper_reasoning`,
-    decoders with `backbone=tiny-gpt2|tiny-opt|tiny-llama|smollm2-135m|gpt2|opt-125m` (answers generated as text
-    with `task.head=generate`), sweeps with `rmt train -m task=memorize,detect`. `rmt train --cfg job` prints the
-    config.
-    Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
+    Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`.
+
+    Presets: `experiment=smoke|minilm_fixed_memorize|minilm_detect_16|paper_memorize|...`.
+
+    Decoders: `backbone=tiny-gpt2|tiny-opt|tiny-llama|smollm2-135m|gpt2|opt-125m`, answers generated as text with
+    `task.head=generate`.
+
+    Sweeps: `rmt train -m task=memorize,detect` (on Slurm: add `cluster=slurm`). Several GPUs: `trainer.devices=N`,
+    or `torchrun --nproc_per_node N -m rmt_cli train ...`.
+
+    Ctrl-C, SIGTERM and SIGUSR2 save and stop; the same command on the same run folder resumes.
+    `rmt train --cfg job` prints the config. Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
     """
     from rmt_cli.train import train_from_config
 

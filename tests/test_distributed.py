@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from test_cli import ENV, rmt
@@ -79,16 +80,20 @@ def submitit_tasks() -> list[int]:
     return pids
 
 
-def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_ends_as_if_uninterrupted(tmp_path):
+@pytest.mark.parametrize("devices", [1, 2])
+def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_ends_as_if_uninterrupted(tmp_path,
+                                                                                                        devices):
+    """With trainer.devices=2 the job's process passes the signal to its two workers through torchrun."""
     import os
     import signal
     import time
 
-    plain = rmt("train", *LONGER_SMOKE, f"hydra.run.dir={tmp_path / 'plain'}")
+    args = [*LONGER_SMOKE, f"trainer.devices={devices}", "trainer.device=cpu"]
+    plain = rmt("train", *args, f"hydra.run.dir={tmp_path / 'plain'}")
     assert plain.returncode == 0, plain.stderr
 
     sweep = tmp_path / "sweep"
-    job = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "-m", *LONGER_SMOKE, "cluster=local",
+    job = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "-m", *args, "cluster=local",
                             f"hydra.sweep.dir={sweep}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
     metrics = sweep / "0_memorize" / "metrics.jsonl"

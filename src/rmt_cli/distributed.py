@@ -23,6 +23,9 @@ import torch.distributed as dist
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 
 
+SHUTDOWN_SECONDS = 300  # how long torchrun lets a signalled worker finish its step and save before killing it
+
+
 @dataclass(frozen=True)
 class Ranks:
     rank: int = 0
@@ -111,19 +114,21 @@ def barrier() -> None:
 def launch_workers(devices: int, arguments: list[str]) -> None:
     """Run `rmt train ARGUMENTS` as `devices` data-parallel processes through torchrun, and wait for them.
 
-    Ctrl-C reaches the workers from the terminal; SIGTERM sent to this process is passed on to torchrun, which
-    passes it to the workers. Either way each worker finishes its step, rank 0 saves, and the same command resumes.
+    Ctrl-C reaches the workers from the terminal; SIGTERM and SIGUSR2 sent to this process go to torchrun, which
+    passes them on. Either way each worker finishes its step, rank 0 saves, and the same command resumes. A SIGUSR2
+    is then handed to the handler this process had before (under submitit: requeue the job).
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+               "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR2", f"--shutdown-timeout={SHUTDOWN_SECONDS}",
                "-m", "rmt_cli", "train", *arguments]
     received = []
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as torchrun:
         def note(signum, frame):
             received.append(signum)
-            if signum == signal.SIGTERM:
+            if signum != signal.SIGINT:  # the terminal sends Ctrl-C to torchrun and the workers already
                 torchrun.send_signal(signum)
 
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
         try:
             stderr = torchrun.communicate()[1]
         finally:
@@ -133,8 +138,13 @@ def launch_workers(devices: int, arguments: list[str]) -> None:
         return
     # The workers' own one-line errors; torchrun's failure report around them is noise to the user.
     errors = list(dict.fromkeys(line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")))
+    if received:
+        handler = previous[received[0]]
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(received[0], None)
+        raise Interrupted(errors[0] if errors else "training stopped; run the same command again to resume")
     codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
-    code = 130 if received else codes[0] if codes else torchrun.returncode
+    code = codes[0] if codes else torchrun.returncode
     if errors or code == 130:
         kind = {2: UsageError, 130: Interrupted}.get(code, RuntimeFailure)
         raise kind(errors[0] if errors else "training stopped; run the same command again to resume")

@@ -66,12 +66,16 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def wants_cuda(requested: str) -> bool:
+    """Does a `trainer.device` setting mean GPUs (cuda, cuda:N, or auto with one visible)?"""
+    return requested.startswith("cuda") or (requested == "auto" and torch.cuda.is_available())
+
+
 def device_name(requested: str, ranks: Ranks) -> str:
     """The device of this rank: its own GPU (cuda:LOCAL_RANK) when the config asks for CUDA (or auto finds one)."""
     if ranks.world == 1:
         return requested
-    cuda = requested.startswith("cuda") or (requested == "auto" and torch.cuda.is_available())
-    return f"cuda:{ranks.local}" if cuda else "cpu"
+    return f"cuda:{ranks.local}" if wants_cuda(requested) else "cpu"
 
 
 def share_string(value: str) -> str:
@@ -111,6 +115,13 @@ def barrier() -> None:
         dist.barrier()
 
 
+def pass_on(signum: int, handler) -> None:
+    """After a stop on `signum` was saved, call the handler that was installed before ours, if it is a Python
+    function: under submitit it requeues the job (and exits), and the requeued job resumes from the save."""
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signum, None)
+
+
 def launch_workers(devices: int, arguments: list[str]) -> None:
     """Run `rmt train ARGUMENTS` as `devices` data-parallel processes through torchrun, and wait for them.
 
@@ -139,9 +150,7 @@ def launch_workers(devices: int, arguments: list[str]) -> None:
     # The workers' own one-line errors; torchrun's failure report around them is noise to the user.
     errors = list(dict.fromkeys(line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")))
     if received:
-        handler = previous[received[0]]
-        if callable(handler) and handler is not signal.default_int_handler:
-            handler(received[0], None)
+        pass_on(received[0], previous[received[0]])
         raise Interrupted(errors[0] if errors else "training stopped; run the same command again to resume")
     codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
     code = codes[0] if codes else torchrun.returncode

@@ -48,9 +48,12 @@ def to_device(tokens: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def correct_answers(predictions: np.ndarray, samples: list) -> int:
+    return int(np.sum(predictions == np.array([s.label for s in samples])))
+
+
 def accuracy(experiment, factory: SampleFactory, samples: list, batch_size: int, cuda_graphs: bool = False) -> float:
-    labels = np.array([s.label for s in samples])
-    return float(np.mean(predict(experiment, factory, samples, batch_size, cuda_graphs) == labels))
+    return correct_answers(predict(experiment, factory, samples, batch_size, cuda_graphs), samples) / len(samples)
 
 
 RUN_NODES = ("backbone", "task", "noise", "memory", "segment")  # what a checkpoint's own run config decides

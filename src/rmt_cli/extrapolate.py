@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
-from rmt_cli.evaluate import load_trained, predict
+from rmt_cli.evaluate import correct_answers, load_trained, predict
 
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
            "peak_gpu_mb", "rss_mb")
@@ -54,7 +54,6 @@ def resident_memory_mb() -> float:
 def measure_length(experiment, n_segments: int, cfg) -> dict:
     data = experiment.eval_data
     samples = data.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
-    labels = [s.label for s in samples]
     cuda = experiment.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -65,7 +64,7 @@ def measure_length(experiment, n_segments: int, cfg) -> dict:
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
     return {"segments": n_segments, "tokens": tokens,
-            "accuracy": float(sum(int(p == y) for p, y in zip(predictions, labels)) / len(samples)),
+            "accuracy": correct_answers(predictions, samples) / len(samples),
             "samples": len(samples), "seconds": round(seconds, 4),
             "samples_per_s": round(len(samples) / seconds, 2),
             "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),

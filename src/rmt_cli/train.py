@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 from transformers import get_scheduler
 
 from rmt_cli import distributed
-from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, resume_points,
-                                 save_checkpoint, save_resume_point)
+from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, resume_folder,
+                                 resume_points, save_checkpoint, save_resume_point)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
-from rmt_cli.evaluate import predict, to_device
+from rmt_cli.evaluate import correct_answers, predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import MetricsLog, Reporter
 from rmt_cli.samples import BatchPlan, step_tokens
@@ -66,7 +66,7 @@ def curriculum_stages(cfg) -> list[Stage]:
     return stages
 
 
-def check_trainer(cfg) -> None:
+def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     trainer = cfg.trainer
     if int(trainer.batch_size) < 1:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} must be at least 1")
@@ -79,12 +79,11 @@ def check_trainer(cfg) -> None:
     devices = int(trainer.get("devices", 1))
     if devices < 1:
         raise UsageError(f"trainer.devices={devices} must be at least 1")
-    world = max(devices, distributed.environment().world)
+    world = max(devices, ranks.world)
     if int(trainer.batch_size) % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
                          f"{world} processes; use a multiple of {world}")
-    if devices > 1 and distributed.device_name(str(trainer.device), distributed.Ranks(world=devices)) != "cpu" \
-            and devices > torch.cuda.device_count():
+    if devices > 1 and distributed.wants_cuda(str(trainer.device)) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
 
@@ -93,9 +92,9 @@ def train_from_config(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    check_trainer(cfg)
-    stages = curriculum_stages(cfg)
     ranks = distributed.environment()
+    check_trainer(cfg, ranks)
+    stages = curriculum_stages(cfg)
     devices = int(cfg.trainer.get("devices", 1))
     if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
         distributed.launch_workers(devices, [*HydraConfig.get().overrides.task, f"hydra.run.dir={run_dir}"])
@@ -213,7 +212,7 @@ class Trainer:
                     break
             if stop_requested:
                 saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
-                self.hand_over_signal()
+                distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
         return {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
@@ -222,18 +221,17 @@ class Trainer:
     def validate(self, samples: list) -> float:
         """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""
         share = samples[self.ranks.rank::self.ranks.world]
-        correct = 0.0
+        correct = 0
         if share:
             predictions = predict(self.experiment, self.experiment.eval_data, share,
                                   int(self.cfg.trainer.eval_batch_size))
-            correct = float((predictions == [s.label for s in share]).sum())
+            correct = correct_answers(predictions, share)
         return distributed.total([correct], self.experiment.device)[0] / len(samples)
 
     def save_last(self, stage: Stage, step: int, optimizer, scheduler, best_accuracy: float, stage_done: bool,
                   finished: bool = False) -> Path:
         """Write the resume checkpoint (rank 0; every rank must call it, as it gathers their RNG states)."""
         rng = distributed.gather(self.rng_state())
-        saved = ""
         if self.ranks.writer:
             state = {"stage": stage.number, "step": step, "stage_done": stage_done, "finished": finished,
                      "best_accuracy": best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
@@ -242,10 +240,9 @@ class Trainer:
                      "scheduler": scheduler.state_dict() if scheduler else {}}
             if self.ranks.world > 1:
                 state["rank_rng"] = rng
-            saved = str(save_resume_point(self.checkpoints, self.next_sample, self.model,
-                                          self.meta(stage, step, best_accuracy), state,
-                                          keep=int(self.cfg.trainer.keep_last)))
-        return Path(distributed.share_string(saved))
+            save_resume_point(self.checkpoints, self.next_sample, self.model, self.meta(stage, step, best_accuracy),
+                              state, keep=int(self.cfg.trainer.keep_last))
+        return resume_folder(self.checkpoints, self.next_sample)
 
     @staticmethod
     def rng_state() -> dict:
@@ -293,13 +290,6 @@ class Trainer:
         finally:
             for sig, handler in self.previous_handlers.items():
                 signal.signal(sig, handler)
-
-    def hand_over_signal(self) -> None:
-        """After saving, give the signal to the handler that was there before ours, if it was a Python function:
-        under submitit that handler requeues the job (and exits); the requeued job resumes from the save."""
-        previous = self.previous_handlers.get(self.stop_signal)
-        if callable(previous) and previous is not signal.default_int_handler:
-            previous(self.stop_signal, None)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline

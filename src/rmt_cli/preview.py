@@ -6,7 +6,6 @@ the eval split of the noise. Only the tokenizer and the noise are loaded, so thi
 
 from __future__ import annotations
 
-import numpy as np
 from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
@@ -15,35 +14,9 @@ from rmt_cli.backbones import load_tokenizer
 from rmt_cli.corpus import load_noise
 from rmt_cli.errors import UsageError
 from rmt_cli.experiment import check_sizes, task_spec
-from rmt_cli.samples import Sample, SampleFactory
+from rmt_cli.samples import SampleFactory
 
 STYLES = {"noise": "dim", "fact": "bold green", "question": "bold yellow", "answer": "bold black on green"}
-
-
-def pieces(factory: SampleFactory, sample: Sample, index: int) -> list[tuple[str, np.ndarray]]:
-    """Segment `index` of `sample` as (kind, tokens) runs: noise, facts and, in the last segment, the question.
-
-    Mirrors SampleFactory.compose; their concatenation is checked against it, so what is highlighted is exactly
-    what the model reads.
-    """
-    window = factory.corpus.tokens[sample.noise_starts[index] + factory._offsets]
-    runs, cursor = [], 0
-    for fact in (f for f in sample.facts if f.segment == index):
-        runs += [("noise", window[cursor:fact.offset]), ("fact", fact.tokens)]
-        cursor = fact.offset
-    runs.append(("noise", window[cursor:]))
-    last = index == sample.n_segments - 1
-    room = factory.content_length - (len(sample.question) if last else 0)
-    kept = []
-    for kind, tokens in runs:
-        tokens = tokens[:room]
-        room -= len(tokens)
-        if len(tokens):
-            kept.append((kind, tokens))
-    if last:
-        kept.append(("question", sample.question))
-    assert np.array_equal(np.concatenate([t for _, t in kept]), factory.segment(sample, index))
-    return kept
 
 
 def segment_text(runs, tokenizer, answer: str) -> Text:
@@ -78,7 +51,7 @@ def preview_from_config(cfg, console: Console | None = None) -> None:
     for index in range(n_segments):
         facts = sum(f.segment == index for f in sample.facts)
         title = f"segment {index + 1}/{n_segments}" + (f", {facts} fact{'s' * (facts > 1)}" if facts else "")
-        console.print(Panel(segment_text(pieces(factory, sample, index), tokenizer, answer), title=title,
+        console.print(Panel(segment_text(factory.runs(sample, index), tokenizer, answer), title=title,
                             title_align="left"))
     console.print(Text.assemble("answer: ", (answer, STYLES["answer"]),
                                 f"  (label {sample.label} of {len(task.labels)}: {', '.join(task.labels)})"))

@@ -160,19 +160,31 @@ class SampleFactory:
         return tokens
 
     def compose(self, sample: Sample, index: int, window: np.ndarray) -> np.ndarray:
-        facts = [f for f in sample.facts if f.segment == index]
-        is_last = index == sample.n_segments - 1
-        if not facts and not is_last:
+        """Content tokens of segment `index`, given its noise window."""
+        if index != sample.n_segments - 1 and all(f.segment != index for f in sample.facts):
             return window
-        pieces, cursor = [], 0
-        for fact in facts:
-            pieces += [window[cursor:fact.offset], fact.tokens]
-            cursor = fact.offset
-        pieces.append(window[cursor:])
-        tokens = np.concatenate(pieces)
-        if is_last:
-            tokens = np.concatenate([tokens[: self.content_length - len(sample.question)], sample.question])
-        return tokens[: self.content_length]
+        return np.concatenate([tokens for _, tokens in self.runs(sample, index, window)])
+
+    def runs(self, sample: Sample, index: int, window: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
+        """Segment `index` as ("noise" | "fact" | "question", tokens) runs: the facts inserted into the noise window
+        at their offsets, cut to the content length, the question ending the last segment."""
+        if window is None:
+            window = self.corpus.tokens[sample.noise_starts[index] + self._offsets]
+        runs, cursor = [], 0
+        for fact in sample.facts:
+            if fact.segment == index:
+                runs += [("noise", window[cursor:fact.offset]), ("fact", fact.tokens)]
+                cursor = fact.offset
+        runs.append(("noise", window[cursor:]))
+        last = index == sample.n_segments - 1
+        room = self.content_length - (len(sample.question) if last else 0)
+        kept = []
+        for kind, tokens in runs:
+            tokens = tokens[:room]
+            room -= len(tokens)
+            if len(tokens):
+                kept.append((kind, tokens))
+        return kept + [("question", sample.question)] if last else kept
 
 
 @dataclass(frozen=True)

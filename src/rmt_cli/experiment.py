@@ -61,10 +61,13 @@ def head_kind(cfg) -> str:
     """`task.head` (runs saved before it existed classified), checked against the backbone's layout."""
     kind = cfg.task.get("head") or "classify"
     if kind not in HEADS:
-        raise UsageError(f"task.head={kind} is unknown; use classify or generate")
+        raise UsageError(f"task.head={kind} is unknown; use classify, pooler or generate")
     if kind == "generate" and layout(cfg.backbone) != "decoder":
         raise UsageError(f"task.head=generate needs a decoder backbone (its LM head); backbone "
                          f"{cfg.backbone.name} is an encoder: use task.head=classify or e.g. backbone=tiny-gpt2")
+    if kind == "pooler" and layout(cfg.backbone) != "encoder":
+        raise UsageError(f"task.head=pooler reads an encoder's pooler; backbone {cfg.backbone.name} is a decoder: "
+                         "use task.head=classify or generate")
     return kind
 
 
@@ -100,7 +103,7 @@ def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experim
     content = check_sizes(cfg)
     device = pick_device(device_name)
     torch.manual_seed(int(cfg.get("seed", 0)))
-    backbone = load_backbone(cfg.backbone)
+    backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")
     tokenizer = backbone.tokenizer
     task = task_spec(cfg)
     head = build_head(head_kind(cfg), tokenizer, task.labels)
@@ -112,7 +115,7 @@ def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experim
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
     model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
-                            head=head.kind).to(device)
+                            head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

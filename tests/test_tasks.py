@@ -105,6 +105,20 @@ def test_a_story_of_40_facts_spreads_over_8_segments_in_order(position, syntheti
     assert used == set(range(8 if position == "random" else f.segments_needed(story)))
 
 
+def test_facts_in_last_keeps_a_long_story_in_the_last_segments(synthetic_noise, tokenizer, tmp_path):
+    path = long_story_file(tmp_path)
+    f = SampleFactory(TaskSpec("long", "", "random", facts_file=str(path)), synthetic_noise.eval, tokenizer, 64)
+    facts = [f.encode(t) for t in read_babi(str(path))[0].facts]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        sample = f.draw(rng, 12, facts_in_last=8)
+        check_placement(f, sample, facts)
+        assert min(sample.fact_segments) >= 4
+    squeezed = f.draw(rng, 12, facts_in_last=2)  # too long for 2 segments: it reaches back as far as it must
+    check_placement(f, squeezed, facts)
+    assert max(squeezed.fact_segments) == 11 and min(squeezed.fact_segments) < 10
+
+
 def test_a_story_longer_than_the_input_is_one_line_with_the_segments_it_needs(synthetic_noise, tokenizer, tmp_path):
     path = long_story_file(tmp_path)
     f = SampleFactory(TaskSpec("qa1", "", "random", facts_file=str(path)), synthetic_noise.eval, tokenizer, 64)
@@ -240,7 +254,7 @@ def test_a_relative_facts_file_is_stored_resolved_and_a_lone_file_is_announced(t
     spec = task_spec(cfg)
     assert spec.facts_file == cfg.task.facts_file == str(alone)
     note = capsys.readouterr().err
-    assert f"{alone} has no *_test.txt partner" in note and "validation and test draw from" in note
+    assert f"{alone} has no qa2_alone_test.txt beside it" in note and "validation and test draw from" in note
     task_spec(task_cfg(generator="qa2", facts_file=str(TRAIN_FILE)))
     assert capsys.readouterr().err == ""  # a pair: nothing to say
 

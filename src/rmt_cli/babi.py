@@ -107,8 +107,12 @@ def babi_split_files(path: str) -> tuple[str, str]:
 
 @cache
 def note_single_file(path: str) -> None:
-    """Say once per file that validation and test come from the training file when it has no partner."""
+    """Say once per file when it has no partner, so that training, validation and test draw from it alone."""
     train, test = babi_split_files(path)
     if train == test:
-        print(f"note: {path} has no *_test.txt partner beside it; validation and test draw from the same file as "
-              "training", file=sys.stderr)
+        name = Path(path).name
+        partner = next((name[: -len(own)] + other for own, other in (("_train.txt", "_test.txt"),
+                                                                     ("_test.txt", "_train.txt"))
+                        if name.endswith(own)), "NAME_train.txt / NAME_test.txt")
+        print(f"note: {path} has no {partner} beside it; validation and test draw from the same file as training",
+              file=sys.stderr)

@@ -75,7 +75,8 @@ class World:
         people whose place is not told yet only with probability `blind`."""
         told = [p for p in self.people if p in self.place or self.rng.random() < self.blind]
         return [(p, o) for p in told for o in OBJECTS if o not in self.holder
-                and (o not in self.lying and not self.trail[o] or p in self.place and self.lying.get(o) == self.place[p])]
+                and (o not in self.lying and not self.trail[o]
+                     or p in self.place and self.lying.get(o) == self.place[p])]
 
     def can_drop(self) -> list[str]:
         return [o for o, p in self.holder.items() if p in self.place]
@@ -184,12 +185,12 @@ def three_supporting_facts(rng: np.random.Generator) -> Story:
     return simulate(rng, PEOPLE, {"move": 0.6, "get": 0.25, "drop": 0.15}, Pace(4, 12.5, 5), questions, blind=0.2)
 
 
-QA5_FORMS = (  # (question, share of questions); the answer is read off the latest transfer the question matches
-    ("What did {g} give to {r}?", 0.35),
-    ("Who gave the {o} to {r}?", 0.1625),
-    ("Who gave the {o}?", 0.1625),
-    ("Who received the {o}?", 0.1625),
-    ("Who did {g} give the {o} to?", 0.1625),
+QA5_FORMS = (  # (question, what it asks: g(iver), o(bject) or r(eceiver), share of questions)
+    ("What did {g} give to {r}?", "o", 0.35),
+    ("Who gave the {o} to {r}?", "g", 0.1625),
+    ("Who gave the {o}?", "g", 0.1625),
+    ("Who received the {o}?", "r", 0.1625),
+    ("Who did {g} give the {o} to?", "r", 0.1625),
 )
 
 
@@ -199,14 +200,13 @@ def three_argument_relations(rng: np.random.Generator) -> Story:
     People pass what they carry to someone in the same place. The question is asked of the latest transfer, in
     one of five forms (QA5_FORMS); when earlier transfers match it too, the latest one answers.
     """
-    form = QA5_FORMS[rng.choice(len(QA5_FORMS), p=[share for _, share in QA5_FORMS])][0]
+    form, asked, _ = QA5_FORMS[rng.choice(len(QA5_FORMS), p=[share for *_, share in QA5_FORMS])]
 
     def questions(world: World):
         if not world.gifts:
             return []
-        g, o, r = world.gifts[-1]
-        answer = {"What": o, "Who gave": g, "Who received": r, "Who did": r}[
-            next(key for key in ("What", "Who gave", "Who received", "Who did") if form.startswith(key))]
-        return [(form.format(g=g, o=o, r=r), answer)]
+        gift = dict(zip("gor", world.gifts[-1]))
+        return [(form.format(**gift), gift[asked])]
 
-    return simulate(rng, GIVERS, {"move": 0.35, "get": 0.2, "drop": 0.1, "give": 0.35}, Pace(2, 3.3, 4), questions, blind=0.2)
+    return simulate(rng, GIVERS, {"move": 0.35, "get": 0.2, "drop": 0.1, "give": 0.35}, Pace(2, 3.3, 4), questions,
+                    blind=0.2)

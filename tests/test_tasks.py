@@ -154,6 +154,14 @@ def test_the_fixture_file_parses_to_its_stories():
     assert all(solve(s)[0] == s.answer for s in stories)  # the hand-written stories are consistent
 
 
+def write_babi(path: Path, stories) -> None:
+    lines = []
+    for story in stories:
+        lines += [f"{i} {fact}" for i, fact in enumerate(story.facts, 1)]
+        lines.append(f"{len(story.facts) + 1} {story.question} \t{story.answer}\t1")
+    path.write_text("\n".join(lines) + "\n")
+
+
 @pytest.mark.parametrize("generator", ["qa1-world", "qa2", "qa3", "qa5"])
 def test_generated_stories_round_trip_through_the_babi_format(generator, tmp_path):
     stories = [GENERATORS[generator](np.random.default_rng(seed)) for seed in range(50)]
@@ -315,14 +323,6 @@ def test_preview_takes_segments_and_seed(tmp_path, tokenizer):
 
 # ---------------------------------------------------------------------------------------------
 # Labels by name.
-
-def write_babi(path: Path, stories) -> None:
-    lines = []
-    for story in stories:
-        lines += [f"{i} {fact}" for i, fact in enumerate(story.facts, 1)]
-        lines.append(f"{len(story.facts) + 1} {story.question} \t{story.answer}\t1")
-    path.write_text("\n".join(lines) + "\n")
-
 
 def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, tokenizer, tmp_path):
     import torch

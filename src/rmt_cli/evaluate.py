@@ -101,7 +101,7 @@ def load_trained(cfg):
     meta = read_meta(folder)
     cfg = checkpoint_config(cfg, meta)
     check_model_matches(cfg, meta)
-    experiment = build_experiment(cfg, cfg.device, with_training_data=False)
+    experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
     load_weights(folder, experiment.model)
     return cfg, meta, folder, experiment
 

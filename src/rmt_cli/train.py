@@ -279,7 +279,7 @@ class Trainer:
         if folder is None:
             return None
         state = load_trainer_state(folder)
-        load_weights(folder, self.model)
+        load_weights(folder, self.model, verified=True)
         self.next_sample, self.summary = state["next_sample"], state["summary"]
         self.metrics.truncate(state["metrics_lines"])
         rng = state

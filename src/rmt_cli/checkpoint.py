@@ -34,18 +34,51 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_st
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_model(model, str(staging / WEIGHTS))  # tied weights (a decoder's LM head and embeddings) stored once
-    (staging / META).write_text(json.dumps(meta, indent=2))
-    if trainer_state is not None:
-        torch.save(trainer_state, staging / TRAINER)
-    checksums = {p.name: sha256(p) for p in sorted(staging.iterdir())}
-    (staging / MANIFEST).write_text(json.dumps(checksums, indent=2))
+    try:
+        staging.mkdir(parents=True)
+        save_model(model, str(staging / WEIGHTS))  # tied weights (a decoder's LM head and embeddings) stored once
+        (staging / META).write_text(json.dumps(meta, indent=2))
+        if trainer_state is not None:
+            torch.save(trainer_state, staging / TRAINER)
+        checksums = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+        (staging / MANIFEST).write_text(json.dumps(checksums, indent=2))
+        for path in staging.iterdir():  # safetensors writes its file readable by its owner alone
+            path.chmod(FILE_MODE)
+    except Exception as error:  # torch and safetensors report a full disk as their own error types
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip()
+        reason = reason.splitlines()[0] if reason else type(error).__name__
+        raise RuntimeFailure(f"cannot write checkpoint {folder} ({reason}); "
+                             "free disk space, then run the same command again to resume from the last checkpoint"
+                             ) from None
     previous = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, previous)
     os.replace(staging, folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def tidy(checkpoints: Path) -> None:
+    """Undo what a run stopped in the middle of save_checkpoint left: a half-written `.tmp` folder is removed; an
+    `.old` folder is the checkpoint itself when the new one had not been renamed into place yet."""
+    for leftover in Path(checkpoints).glob("*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for previous in Path(checkpoints).glob("*.old"):
+        folder = previous.with_suffix("")
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(previous, folder)
+
+
+def default_file_mode() -> int:
+    """rw for everyone the umask lets read and write (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = default_file_mode()
 
 
 def sha256(path: Path) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -64,51 +66,71 @@ def split_overrides(args: list[str]) -> tuple[list[str], bool]:
     return overrides, multirun
 
 
-def check_composes(config_name: str, overrides: list[str]) -> None:
-    """Compose the config once before Hydra runs, so that a bad override is one clear line (exit 2)."""
+PRINT_ONLY_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+
+
+def check_composes(config_name: str, overrides: list[str]):
+    """Compose the config once before Hydra runs, so that a bad override is one clear line (exit 2).
+    Returns the composed config, Hydra's node included."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise UsageError(one_line_hydra_error(str(error))) from None
 
 
-def data_parallel_arguments(args: list[str], overrides: list[str]) -> list[str]:
-    """Under torchrun every rank runs this same command: all must use one run folder (rank 0's), and only rank 0
-    keeps Hydra's files and log there."""
-    from rmt_cli import distributed
-
-    ranks = distributed.environment()
-    if ranks.world == 1:
-        return args
-    extra = []
-    if not any(arg.startswith("hydra.run.dir=") for arg in args):
-        distributed.join(ranks)
-        proposed = resolved_run_dir("train", overrides) if ranks.writer else ""
-        extra.append(f"hydra.run.dir={distributed.share_string(proposed)}")
-    if ranks.rank:
-        extra += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
-    return [*args, *extra]
+def given_folder(args: list[str], key: str) -> str | None:
+    """The value of the last `key=VALUE` among Hydra's arguments (the last one wins), or None."""
+    return next((a[len(key) + 1:] for a in reversed(args) if a.startswith(key + "=")), None)
 
 
-def resolved_run_dir(config_name: str, overrides: list[str]) -> str:
-    """The run folder Hydra would create for this command now (hydra.run.dir, resolved)."""
-    from hydra import compose, initialize_config_dir
+def own_folder(config_name: str, args: list[str], composed, multirun: bool) -> tuple[list[str], Path | None]:
+    """Give a run (or sweep) that names no folder a new one of its own, created now: two runs started in the same
+    second would otherwise share Hydra's default, stamped to the second. Returns the arguments and the folder."""
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    return str(OmegaConf.select(cfg, "hydra.run.dir"))
+    from rmt_cli.run_folder import new_run_dir
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = given_folder(args, key)
+    if given == "":
+        raise UsageError(f"{key} is empty; give the folder for this run, e.g. {key}=outputs/my-run")
+    if given is not None:
+        return args, Path(given)
+    if composed is None:
+        composed = check_composes(config_name, [])  # a sweep's folder does not depend on the swept values
+    default = Path(str(OmegaConf.select(composed, key)))
+    if default == Path("."):  # a command that writes no run folder (preview)
+        return args, None
+    if config_name == "train":
+        from rmt_cli import distributed
+
+        ranks = distributed.environment()
+        if ranks.world > 1:  # every torchrun rank runs this command: all use rank 0's folder
+            distributed.join(ranks)
+            folder = Path(distributed.share_string(str(new_run_dir(default)) if ranks.writer else ""))
+            return [*args, f"{key}={folder}"], folder
+    folder = new_run_dir(default)
+    return [*args, f"{key}={folder}"], folder
+
+
+def data_parallel_arguments(args: list[str]) -> list[str]:
+    """Under torchrun only rank 0 keeps Hydra's files and log in the run folder."""
+    from rmt_cli import distributed
+
+    if distributed.environment().rank:
+        return [*args, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
+    return args
 
 
 def check_writable(args: list[str], multirun: bool) -> None:
     """The run folder (hydra.run.dir / hydra.sweep.dir, default under outputs/ here) must be writable."""
-    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    given = next((a[len(key):] for a in reversed(args) if a.startswith(key)), None)  # the last one wins
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = given_folder(args, key)
     try:
         if given is None:
             writable = os.access(Path.cwd(), os.W_OK | os.X_OK)
@@ -119,7 +141,7 @@ def check_writable(args: list[str], multirun: bool) -> None:
         writable, given = False, f"{given} ({error.strerror})"
     if not writable:
         raise UsageError(f"cannot write the run folder {given or Path.cwd() / 'outputs'}; "
-                         f"choose another with {key}DIR")
+                         f"choose another with {key}=DIR")
 
 
 def one_line_hydra_error(message: str) -> str:
@@ -139,15 +161,74 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     """Run `task_function(cfg)` as a Hydra app named `config_name`, with `args` as its command line."""
     import hydra
 
-    overrides, multirun = split_overrides(args)
-    if not multirun:
-        check_composes(config_name, overrides)
-        if config_name == "train":
-            args = data_parallel_arguments(args, overrides)
-    check_writable(args, multirun)
+    from rmt_cli import run_folder, sweep
+
     hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
+    overrides, multirun = split_overrides(args)
+    if PRINT_ONLY_FLAGS & set(args):  # Hydra prints and runs nothing
+        sys.argv = [f"rmt-{config_name}", *args]
+        hydra_main(lambda cfg: None)()
+        return
+    composed = None
+    if not multirun:
+        composed = check_composes(config_name, overrides)
+    given = given_folder(args, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    before = run_folder.snapshot(Path(given)) if given else None
+    args, folder = own_folder(config_name, args, composed, multirun)
+    if config_name == "train" and not multirun:
+        args = data_parallel_arguments(args)
+    check_writable(args, multirun)
     sys.argv = [f"rmt-{config_name}", *args]
-    hydra_main(lambda cfg: report_errors(lambda: task_function(cfg)))()
+    task = partial(run_task, config_name, task_function, multirun)
+    if multirun:
+        hydra_main(task)()
+        sweep.report_failures(folder)
+        return
+    try:
+        with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
+            hydra_main(task)()
+    except SystemExit as exit_:
+        if exit_.code and writes_run(config_name):
+            run_folder.remove_if_unused(folder, before)
+        raise
+
+
+def writes_run(config_name: str) -> bool:
+    """Whether this process writes a run folder: every command but preview, except on data-parallel ranks other
+    than 0."""
+    if config_name == "preview":
+        return False
+    if config_name != "train":
+        return True
+    from rmt_cli import distributed
+
+    return distributed.environment().writer
+
+
+def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> None:
+    """One run of a command (or one point of a sweep): its config checked, its run folder locked, its errors one
+    line each. In a sweep a point's error is recorded, and the next point runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rmt_cli import run_folder, sweep
+
+    folder = Path(HydraConfig.get().runtime.output_dir)
+
+    def run():
+        with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
+            task_function(cfg)
+
+    if not multirun:
+        report_errors(run)
+        return
+    try:
+        run()
+    except RmtError as error:
+        if debug_enabled():
+            raise
+        sweep.record_failure(Path(HydraConfig.get().sweep.dir), list(HydraConfig.get().overrides.task), error)
+        if writes_run(config_name):
+            run_folder.remove_if_unused(folder, None)
 
 
 @app.command(context_settings=PASS_THROUGH)

@@ -26,9 +26,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's panels show flags such as --debug as if they took a value
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+WITH_OVERRIDES = "[OPTIONS] [HYDRA FLAGS] [OVERRIDES]..."  # the usage line of commands that take overrides
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
 
@@ -79,7 +81,7 @@ def check_composes(config_name: str, overrides: list[str]):
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             return compose(config_name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as error:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as error:
         raise UsageError(one_line_hydra_error(str(error))) from None
 
 
@@ -172,6 +174,7 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     composed = None
     if not multirun:
         composed = check_composes(config_name, overrides)
+        check_config(composed, config_name)
     given = given_folder(args, "hydra.sweep.dir" if multirun else "hydra.run.dir")
     before = run_folder.snapshot(Path(given)) if given else None
     args, folder = own_folder(config_name, args, composed, multirun)
@@ -191,6 +194,13 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
         if exit_.code and writes_run(config_name):
             run_folder.remove_if_unused(folder, before)
         raise
+
+
+def check_config(cfg, config_name: str) -> None:
+    """Types, ranges and allowed values of the keys a command reads, before anything runs."""
+    from rmt_cli.config_check import check
+
+    check(cfg, config_name)
 
 
 def writes_run(config_name: str) -> bool:
@@ -215,6 +225,7 @@ def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> 
     folder = Path(HydraConfig.get().runtime.output_dir)
 
     def run():
+        check_config(cfg, config_name)
         with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
             task_function(cfg)
 
@@ -231,11 +242,13 @@ def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> 
             run_folder.remove_if_unused(folder, None)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def train(ctx: typer.Context) -> None:
     """Train RMT through a curriculum of growing segment counts.
 
-    Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`.
+    OVERRIDES set any config key in Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper
+    trainer.lr=1e-4`; `rmt train --cfg job` prints every key with its value. HYDRA FLAGS (`--cfg job`, `-m`) come
+    before the overrides; `hydra.run.dir=DIR` chooses the run folder.
 
     Presets: `experiment=smoke|minilm_fixed_memorize|minilm_detect_16|paper_memorize|...`.
 
@@ -245,37 +258,41 @@ def train(ctx: typer.Context) -> None:
     Sweeps: `rmt train -m task=memorize,detect` (on Slurm: add `cluster=slurm`). Several GPUs: `trainer.devices=N`,
     or `torchrun --nproc_per_node N -m rmt_cli train ...`.
 
-    Ctrl-C, SIGTERM and SIGUSR2 save and stop; the same command on the same run folder resumes.
-    `rmt train --cfg job` prints the config. Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
+    Ctrl-C, SIGTERM and SIGUSR2 save and stop; the same command on the same run folder resumes (a changed config
+    is refused: add `resume=force` to continue anyway). Groups: backbone, task, noise, memory, curriculum, trainer,
+    experiment.
     """
     from rmt_cli.train import train_from_config
 
     report_errors(lambda: run_hydra("train", train_from_config, list(ctx.args)))
 
 
-@app.command(name="eval", context_settings=PASS_THROUGH)
+@app.command(name="eval", context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def evaluate(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or its checkpoints/ subfolder)."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default: eval.yaml's samples)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default 200)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples evaluated together (default 32)."),
 ) -> None:
     """Accuracy of a trained run on a fixed, seeded test set: `rmt eval --checkpoint RUN_DIR task.segments=8`.
 
     The model (backbone, memory size, segment length) comes from the checkpoint; task and noise default to the
-    run's and take overrides (`task.segments=32`, `task=detect`).
+    run's and take overrides (`task.segments=32`, `task=detect`). A checkpoint cannot turn on
+    `backbone.trust_remote_code` or choose the model folder or package to load: give those on the command line.
     """
     from rmt_cli.evaluate import evaluate_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples)
+    args = checkpoint_overrides(checkpoint, samples=samples, batch_size=batch_size)
     report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def extrapolate(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
     max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Longest input in segments "
-                                               "(default 512; 4096 segments of 512 positions = 2,043,904 tokens)."),
+                                               "(default 512); its tokens are segments x the content of a segment "
+                                               "(segment.length less memory and special tokens)."),
     segments: Optional[str] = typer.Option(None, "--segments", help="Explicit lengths, e.g. 1,2,4,16 "
                                            "(default: powers of two up to --max-segments, and it)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test samples per length (default 200)."),
@@ -292,7 +309,7 @@ def extrapolate(
     report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def attention(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
@@ -363,7 +380,7 @@ def flops(
                                       measure_flops=measure, convention_name=convention, echo=typer.echo))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def preview(
     ctx: typer.Context,
     segments: int = typer.Option(1, "--segments", help="Segments in the sample."),

@@ -102,10 +102,12 @@ def load_trained(cfg):
 
     from rmt_cli.checkpoint import load_weights, open_checkpoint
     from rmt_cli.code_trust import check_checkpoint_backbone
+    from rmt_cli.config_check import check
     from rmt_cli.experiment import build_experiment
 
     folder, meta = open_checkpoint(Path(cfg.checkpoint))
     cfg = checkpoint_config(cfg, meta)
+    check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
     user_keys = command_line_keys(HydraConfig.get().overrides.task)
     check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
     check_model_matches(cfg, meta)

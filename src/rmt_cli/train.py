@@ -84,18 +84,9 @@ def setting(stage, key: str, default):
 
 
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
+    """What config_check cannot know: the processes and GPUs of this job (the values are checked already)."""
     trainer = cfg.trainer
-    if int(trainer.batch_size) < 1:
-        raise UsageError(f"trainer.batch_size={trainer.batch_size} must be at least 1")
-    if float(trainer.lr) <= 0:
-        raise UsageError(f"trainer.lr={trainer.lr} must be positive")
-    if int(trainer.keep_last) < 1:
-        raise UsageError(f"trainer.keep_last={trainer.keep_last} must be at least 1 (resume checkpoints to keep)")
-    if trainer.bptt_segments is not None and int(trainer.bptt_segments) < 1:
-        raise UsageError(f"trainer.bptt_segments={trainer.bptt_segments} must be ≥ 1 (or null for full BPTT)")
     devices = int(trainer.get("devices", 1))
-    if devices < 1:
-        raise UsageError(f"trainer.devices={devices} must be at least 1")
     world = max(devices, ranks.world)
     if int(trainer.batch_size) % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "

@@ -251,6 +251,20 @@ def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(command, co
     assert {p: sorted(os.listdir(p)) for p in (places["RUN"], places["FILES"])} == before
 
 
+def test_keys_the_code_is_gaining_are_accepted():
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.config_check import check
+
+    overrides = ["curriculum.advance_at=null", "curriculum.stages=[{segments:1,steps:5,bptt_segments:1},"
+                 "{segments:[1,2],steps:5,bptt_segments:null,facts_in_last:1,lr:1e-4,warmup_ratio:0}]"]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    check(cfg, "train")
+    check({**cfg, "cluster": {"partition": "gpu"}}, "train")  # a config group's node is left to its code
+
+
 def markdown_table() -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|")

@@ -44,6 +44,16 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
                                                          proposed.with_name(proposed.name + "-3")]
 
 
+def test_commands_started_together_without_a_run_folder_each_get_one(tmp_path, monkeypatch):
+    from rmt_cli.cli import check_composes, own_folder
+
+    monkeypatch.chdir(tmp_path)
+    composed = check_composes("train", ["experiment=smoke"])
+    (args_a, first), (args_b, second) = (own_folder("train", [], composed, False) for _ in range(2))
+    assert first != second and first.is_dir() and second.is_dir()
+    assert args_a == [f"hydra.run.dir={first}"] and args_b == [f"hydra.run.dir={second}"]
+
+
 def test_a_run_folder_in_use_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -218,6 +218,8 @@ def check(cfg, command: str, unknown_keys: bool = True) -> None:
         if source not in NOISE:
             raise UsageError(f"noise.source={shown(source)} is unknown; use noise=austen, files, pg19 or synthetic")
         schema["noise"] = NOISE[source]
+    for group in (config_groups() & set(values)) - set(schema):  # a group without a schema here: its code checks it
+        schema[group] = None
     check_node("", values, schema, unknown_keys, names=OPTIONS if command != "train" else None)
     if command == "train":
         check_curriculum(values.get("curriculum"))
@@ -227,6 +229,13 @@ def check(cfg, command: str, unknown_keys: bool = True) -> None:
         gpu_visible("device", values["device"])
     if command == "extrapolate":
         check_lengths(values)
+
+
+def config_groups() -> set[str]:
+    """The config groups conf/ declares (one folder each)."""
+    from rmt_cli import config_dir
+
+    return {path.name for path in config_dir().iterdir() if path.is_dir()}
 
 
 def check_node(prefix: str, values: dict, schema: dict, unknown_keys: bool, names: dict | None = None) -> None:

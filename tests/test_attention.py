@@ -140,7 +140,7 @@ def test_attention_command_writes_plots_and_numbers(smoke_run, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--layer", "2"], "--layer 2: the backbone has 2 layers"),
     (["--head", "5"], "--head 5: the backbone has 2 attention heads"),
-    (["task.segments=0"], "task.segments=0: the input must be at least 1 segment"),
+    (["task.segments=0"], "task.segments=0 must be at least 1"),
 ])
 def test_bad_options_are_one_line(smoke_run, tmp_path, args, message):
     result = rmt("attention", "--checkpoint", str(smoke_run), *args, f"hydra.run.dir={tmp_path}")

@@ -499,13 +499,9 @@ def attention_from_config(cfg) -> None:
 
     from rmt_cli.evaluate import load_trained, predict
 
-    if int(cfg.samples) < 1:
-        raise UsageError(f"--samples {cfg.samples}: need at least 1 sample")
     cfg, meta, folder, experiment = load_trained(cfg)
     segments = cfg.task.get("segments")
     n_segments = DEFAULT_SEGMENTS if segments is None else int(segments)
-    if n_segments < 1:
-        raise UsageError(f"task.segments={n_segments}: the input must be at least 1 segment")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     backbone_config = experiment.model.backbone.config
     layers, heads = int(backbone_config.num_hidden_layers), int(backbone_config.num_attention_heads)

@@ -21,9 +21,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
-from rmt_cli.errors import RuntimeFailure
+from rmt_cli.errors import RuntimeFailure, UsageError
 
 WEIGHTS, META, TRAINER, MANIFEST = "model.safetensors", "meta.json", "trainer.pt", "manifest.json"
 RESUME_PREFIX = "last-"
@@ -33,18 +34,51 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_st
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_model(model, str(staging / WEIGHTS))  # tied weights (a decoder's LM head and embeddings) stored once
-    (staging / META).write_text(json.dumps(meta, indent=2))
-    if trainer_state is not None:
-        torch.save(trainer_state, staging / TRAINER)
-    checksums = {p.name: sha256(p) for p in sorted(staging.iterdir())}
-    (staging / MANIFEST).write_text(json.dumps(checksums, indent=2))
+    try:
+        staging.mkdir(parents=True)
+        save_model(model, str(staging / WEIGHTS))  # tied weights (a decoder's LM head and embeddings) stored once
+        (staging / META).write_text(json.dumps(meta, indent=2))
+        if trainer_state is not None:
+            torch.save(trainer_state, staging / TRAINER)
+        checksums = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+        (staging / MANIFEST).write_text(json.dumps(checksums, indent=2))
+        for path in staging.iterdir():  # safetensors writes its file readable by its owner alone
+            path.chmod(FILE_MODE)
+    except Exception as error:  # torch and safetensors report a full disk as their own error types
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip()
+        reason = reason.splitlines()[0] if reason else type(error).__name__
+        raise RuntimeFailure(f"cannot write checkpoint {folder} ({reason}); "
+                             "free disk space, then run the same command again to resume from the last checkpoint"
+                             ) from None
     previous = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, previous)
     os.replace(staging, folder)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def tidy(checkpoints: Path) -> None:
+    """Undo what a run stopped in the middle of save_checkpoint left: a half-written `.tmp` folder is removed; an
+    `.old` folder is the checkpoint itself when the new one had not been renamed into place yet."""
+    for leftover in Path(checkpoints).glob("*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for previous in Path(checkpoints).glob("*.old"):
+        folder = previous.with_suffix("")
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(previous, folder)
+
+
+def default_file_mode() -> int:
+    """rw for everyone the umask lets read and write (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = default_file_mode()
 
 
 def sha256(path: Path) -> str:
@@ -57,10 +91,13 @@ def sha256(path: Path) -> str:
 
 def damage(folder: Path) -> str | None:
     """What is wrong with a checkpoint folder according to its manifest, or None when every file checks out."""
+    folder = Path(folder)
     try:
         checksums = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return f"no readable {MANIFEST}"
+    if not isinstance(checksums, dict) or not {WEIGHTS, META} <= set(checksums):
+        return f"{MANIFEST} does not list {WEIGHTS} and {META}"
     for name, expected in checksums.items():
         if not (folder / name).is_file():
             return f"{name} is missing"
@@ -120,15 +157,47 @@ def find_checkpoint(path: Path) -> Path:
     return stages[-1]
 
 
+def verify(folder: Path) -> None:
+    """Every file of the checkpoint matches its manifest, or one line saying which does not."""
+    problem = damage(folder)
+    if problem is not None:
+        raise RuntimeFailure(f"checkpoint {folder} is damaged ({problem}); use another checkpoint "
+                             "(an earlier stageN-best) or train again")
+
+
+# What every command that reads a checkpoint needs from its meta.json.
+META_KEYS = {"config": dict, "max_segments": int, "labels": list}
+CONFIG_NODES = ("backbone", "task", "noise", "memory", "segment")
+
+
 def read_meta(folder: Path) -> dict:
     try:
-        return json.loads((Path(folder) / META).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise RuntimeFailure(f"checkpoint {folder} has no readable {META} ({error.__class__.__name__}); "
-                             "it is not a checkpoint of `rmt train`") from None
+        meta = json.loads((Path(folder) / META).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"checkpoint {folder} has no readable {META} ({error.__class__.__name__}); "
+                         "it is not a checkpoint of `rmt train`") from None
+    missing = [key for key, kind in META_KEYS.items() if not isinstance(meta, dict) or
+               not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool)]
+    if not missing:
+        missing = [f"config.{node}" for node in CONFIG_NODES if not isinstance(meta["config"].get(node), dict)]
+    if missing:
+        raise UsageError(f"checkpoint {folder}: {META} lacks {', '.join(missing)}; "
+                         "it is not a checkpoint of `rmt train` (pass a run folder it wrote)")
+    return meta
 
 
-def load_weights(folder: Path, model: torch.nn.Module) -> None:
+def open_checkpoint(path: Path) -> tuple[Path, dict]:
+    """The checkpoint folder for `path` (see find_checkpoint), checked against its manifest, and its metadata."""
+    folder = find_checkpoint(path)
+    verify(folder)
+    return folder, read_meta(folder)
+
+
+def load_weights(folder: Path, model: torch.nn.Module, verified: bool = False) -> None:
+    """Load a checkpoint's weights into `model`; unless `verified`, its manifest is checked first."""
+    if not verified:
+        verify(folder)
+    check_shapes(folder, model)
     try:
         missing, unexpected = load_model(model, Path(folder) / WEIGHTS, strict=False)
     except Exception as error:  # safetensors raises its own error types for truncated or foreign files
@@ -138,6 +207,26 @@ def load_weights(folder: Path, model: torch.nn.Module) -> None:
         raise RuntimeFailure(f"checkpoint {folder} does not fit this model "
                              f"(missing {len(missing)}, unexpected {len(unexpected)} tensors, e.g. "
                              f"{(missing + unexpected)[0]}); was it trained with another backbone?")
+
+
+def check_shapes(folder: Path, model: torch.nn.Module) -> None:
+    """A tensor the checkpoint stores in another shape than this model's: the model was built differently."""
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    try:
+        with safe_open(str(Path(folder) / WEIGHTS), framework="pt") as weights:
+            stored = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+    except Exception as error:  # safetensors raises its own error types for truncated or foreign files
+        raise RuntimeFailure(f"cannot read {Path(folder) / WEIGHTS}: {' '.join(str(error).split())}") from None
+    for name, shape in stored.items():
+        if name in expected and expected[name] != shape:
+            raise UsageError(f"checkpoint {folder} does not fit this model: {name} is {list(shape)} there and "
+                             f"{list(expected[name])} here ({SHAPE_CAUSES.get(name, 'another backbone')}); "
+                             "evaluate it with the settings it was trained with")
+
+
+# Which setting a tensor's shape follows, for the message when a checkpoint does not fit.
+SHAPE_CAUSES = {"initial_memory": "another memory.size", "head.1.weight": "a task with another number of answers",
+                "head.1.bias": "a task with another number of answers"}
 
 
 def load_trainer_state(folder: Path) -> dict:

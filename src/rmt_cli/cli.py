@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,9 +26,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's panels show flags such as --debug as if they took a value
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+WITH_OVERRIDES = "[OPTIONS] [HYDRA FLAGS] [OVERRIDES]..."  # the usage line of commands that take overrides
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
 
@@ -64,51 +68,71 @@ def split_overrides(args: list[str]) -> tuple[list[str], bool]:
     return overrides, multirun
 
 
-def check_composes(config_name: str, overrides: list[str]) -> None:
-    """Compose the config once before Hydra runs, so that a bad override is one clear line (exit 2)."""
+PRINT_ONLY_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+
+
+def check_composes(config_name: str, overrides: list[str]):
+    """Compose the config once before Hydra runs, so that a bad override is one clear line (exit 2).
+    Returns the composed config, Hydra's node included."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            compose(config_name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as error:
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as error:
         raise UsageError(one_line_hydra_error(str(error))) from None
 
 
-def data_parallel_arguments(args: list[str], overrides: list[str]) -> list[str]:
-    """Under torchrun every rank runs this same command: all must use one run folder (rank 0's), and only rank 0
-    keeps Hydra's files and log there."""
-    from rmt_cli import distributed
-
-    ranks = distributed.environment()
-    if ranks.world == 1:
-        return args
-    extra = []
-    if not any(arg.startswith("hydra.run.dir=") for arg in args):
-        distributed.join(ranks)
-        proposed = resolved_run_dir("train", overrides) if ranks.writer else ""
-        extra.append(f"hydra.run.dir={distributed.share_string(proposed)}")
-    if ranks.rank:
-        extra += ["hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
-    return [*args, *extra]
+def given_folder(args: list[str], key: str) -> str | None:
+    """The value of the last `key=VALUE` among Hydra's arguments (the last one wins), or None."""
+    return next((a[len(key) + 1:] for a in reversed(args) if a.startswith(key + "=")), None)
 
 
-def resolved_run_dir(config_name: str, overrides: list[str]) -> str:
-    """The run folder Hydra would create for this command now (hydra.run.dir, resolved)."""
-    from hydra import compose, initialize_config_dir
+def own_folder(config_name: str, args: list[str], composed, multirun: bool) -> tuple[list[str], Path | None]:
+    """Give a run (or sweep) that names no folder a new one of its own, created now: two runs started in the same
+    second would otherwise share Hydra's default, stamped to the second. Returns the arguments and the folder."""
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    return str(OmegaConf.select(cfg, "hydra.run.dir"))
+    from rmt_cli.run_folder import new_run_dir
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = given_folder(args, key)
+    if given == "":
+        raise UsageError(f"{key} is empty; give the folder for this run, e.g. {key}=outputs/my-run")
+    if given is not None:
+        return args, Path(given)
+    if composed is None:
+        composed = check_composes(config_name, [])  # a sweep's folder does not depend on the swept values
+    default = Path(str(OmegaConf.select(composed, key)))
+    if default == Path("."):  # a command that writes no run folder (preview)
+        return args, None
+    if config_name == "train":
+        from rmt_cli import distributed
+
+        ranks = distributed.environment()
+        if ranks.world > 1:  # every torchrun rank runs this command: all use rank 0's folder
+            distributed.join(ranks)
+            folder = Path(distributed.share_string(str(new_run_dir(default)) if ranks.writer else ""))
+            return [*args, f"{key}={folder}"], folder
+    folder = new_run_dir(default)
+    return [*args, f"{key}={folder}"], folder
+
+
+def data_parallel_arguments(args: list[str]) -> list[str]:
+    """Under torchrun only rank 0 keeps Hydra's files and log in the run folder."""
+    from rmt_cli import distributed
+
+    if distributed.environment().rank:
+        return [*args, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
+    return args
 
 
 def check_writable(args: list[str], multirun: bool) -> None:
     """The run folder (hydra.run.dir / hydra.sweep.dir, default under outputs/ here) must be writable."""
-    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
-    given = next((a[len(key):] for a in reversed(args) if a.startswith(key)), None)  # the last one wins
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = given_folder(args, key)
     try:
         if given is None:
             writable = os.access(Path.cwd(), os.W_OK | os.X_OK)
@@ -119,7 +143,7 @@ def check_writable(args: list[str], multirun: bool) -> None:
         writable, given = False, f"{given} ({error.strerror})"
     if not writable:
         raise UsageError(f"cannot write the run folder {given or Path.cwd() / 'outputs'}; "
-                         f"choose another with {key}DIR")
+                         f"choose another with {key}=DIR")
 
 
 def one_line_hydra_error(message: str) -> str:
@@ -139,22 +163,92 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     """Run `task_function(cfg)` as a Hydra app named `config_name`, with `args` as its command line."""
     import hydra
 
-    overrides, multirun = split_overrides(args)
-    if not multirun:
-        check_composes(config_name, overrides)
-        if config_name == "train":
-            args = data_parallel_arguments(args, overrides)
-    check_writable(args, multirun)
+    from rmt_cli import run_folder, sweep
+
     hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
+    overrides, multirun = split_overrides(args)
+    if PRINT_ONLY_FLAGS & set(args):  # Hydra prints and runs nothing
+        sys.argv = [f"rmt-{config_name}", *args]
+        hydra_main(lambda cfg: None)()
+        return
+    composed = None
+    if not multirun:
+        composed = check_composes(config_name, overrides)
+        check_config(composed, config_name)
+    given = given_folder(args, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    before = run_folder.snapshot(Path(given)) if given else None
+    args, folder = own_folder(config_name, args, composed, multirun)
+    if config_name == "train" and not multirun:
+        args = data_parallel_arguments(args)
+    check_writable(args, multirun)
     sys.argv = [f"rmt-{config_name}", *args]
-    hydra_main(lambda cfg: report_errors(lambda: task_function(cfg)))()
+    task = partial(run_task, config_name, task_function, multirun)
+    if multirun:
+        hydra_main(task)()
+        sweep.report_failures(folder)
+        return
+    try:
+        with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
+            hydra_main(task)()
+    except SystemExit as exit_:
+        if exit_.code and writes_run(config_name):
+            run_folder.remove_if_unused(folder, before)
+        raise
 
 
-@app.command(context_settings=PASS_THROUGH)
+def check_config(cfg, config_name: str) -> None:
+    """Types, ranges and allowed values of the keys a command reads, before anything runs."""
+    from rmt_cli.config_check import check
+
+    check(cfg, config_name)
+
+
+def writes_run(config_name: str) -> bool:
+    """Whether this process writes a run folder: every command but preview, except on data-parallel ranks other
+    than 0."""
+    if config_name == "preview":
+        return False
+    if config_name != "train":
+        return True
+    from rmt_cli import distributed
+
+    return distributed.environment().writer
+
+
+def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> None:
+    """One run of a command (or one point of a sweep): its config checked, its run folder locked, its errors one
+    line each. In a sweep a point's error is recorded, and the next point runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rmt_cli import run_folder, sweep
+
+    folder = Path(HydraConfig.get().runtime.output_dir)
+
+    def run():
+        check_config(cfg, config_name)
+        with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
+            task_function(cfg)
+
+    if not multirun:
+        report_errors(run)
+        return
+    try:
+        run()
+    except RmtError as error:
+        if debug_enabled():
+            raise
+        sweep.record_failure(Path(HydraConfig.get().sweep.dir), list(HydraConfig.get().overrides.task), error)
+        if writes_run(config_name):
+            run_folder.remove_if_unused(folder, None)
+
+
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def train(ctx: typer.Context) -> None:
     """Train RMT through a curriculum of growing segment counts.
 
-    Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`.
+    OVERRIDES set any config key in Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper
+    trainer.lr=1e-4`; `rmt train --cfg job` prints every key with its value. HYDRA FLAGS (`--cfg job`, `-m`) come
+    before the overrides; `hydra.run.dir=DIR` chooses the run folder.
 
     Presets: `experiment=smoke|paper_minilm_memorize|paper_minilm_detect|paper_minilm_reasoning|paper_memorize|...`.
 
@@ -164,37 +258,41 @@ def train(ctx: typer.Context) -> None:
     Sweeps: `rmt train -m task=memorize,detect` (on Slurm: add `cluster=slurm`). Several GPUs: `trainer.devices=N`,
     or `torchrun --nproc_per_node N -m rmt_cli train ...`.
 
-    Ctrl-C, SIGTERM and SIGUSR2 save and stop; the same command on the same run folder resumes.
-    `rmt train --cfg job` prints the config. Groups: backbone, task, noise, memory, curriculum, trainer, experiment.
+    Ctrl-C, SIGTERM and SIGUSR2 save and stop; the same command on the same run folder resumes (a changed config
+    is refused: add `resume=force` to continue anyway). Groups: backbone, task, noise, memory, curriculum, trainer,
+    experiment.
     """
     from rmt_cli.train import train_from_config
 
     report_errors(lambda: run_hydra("train", train_from_config, list(ctx.args)))
 
 
-@app.command(name="eval", context_settings=PASS_THROUGH)
+@app.command(name="eval", context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def evaluate(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or its checkpoints/ subfolder)."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default: eval.yaml's samples)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default 200)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples evaluated together (default 32)."),
 ) -> None:
     """Accuracy of a trained run on a fixed, seeded test set: `rmt eval --checkpoint RUN_DIR task.segments=8`.
 
     The model (backbone, memory size, segment length) comes from the checkpoint; task and noise default to the
-    run's and take overrides (`task.segments=32`, `task=detect`).
+    run's and take overrides (`task.segments=32`, `task=detect`). A checkpoint cannot turn on
+    `backbone.trust_remote_code` or choose the model folder or package to load: give those on the command line.
     """
     from rmt_cli.evaluate import evaluate_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples)
+    args = checkpoint_overrides(checkpoint, samples=samples, batch_size=batch_size)
     report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def extrapolate(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
     max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Longest input in segments "
-                                               "(default 512; 4096 segments of 512 positions = 2,043,904 tokens)."),
+                                               "(default 512); its tokens are segments x the content of a segment "
+                                               "(segment.length less memory and special tokens)."),
     segments: Optional[str] = typer.Option(None, "--segments", help="Explicit lengths, e.g. 1,2,4,16 "
                                            "(default: powers of two up to --max-segments, and it)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test samples per length (default 200)."),
@@ -211,7 +309,7 @@ def extrapolate(
     report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def attention(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
@@ -282,7 +380,7 @@ def flops(
                                       measure_flops=measure, convention_name=convention, echo=typer.echo))
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def preview(
     ctx: typer.Context,
     segments: int = typer.Option(1, "--segments", help="Segments in the sample."),

@@ -120,10 +120,14 @@ def _files(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
     for root in roots:
         if root.is_dir():
             found.update(root.rglob("*.txt"))
-        elif root.is_file():
+        elif root.exists():
             found.add(root)
         else:
             raise RuntimeFailure(f"noise path {root} does not exist; fix noise.paths")
+    for path in found:
+        if not path.is_file():  # reading a named pipe would wait for a writer forever
+            raise UsageError(f"noise file {path} is not a regular file (a named pipe, socket or device); "
+                             "remove it or fix noise.paths")
     if not found:
         where = ", ".join(map(str, roots))
         raise RuntimeFailure(f"no .txt files in {where}; put UTF-8 .txt files there or fix noise.paths")
@@ -266,6 +270,12 @@ def _tail_split(name: str, path: Path, fraction: float, tokenizer: Any) -> Noise
     """One document: its last `fraction` of tokens (cut at a sentence start) becomes eval."""
     tokens, starts = tokenize_documents([_read_text(path)], tokenizer)
     i = int(np.searchsorted(starts, (1.0 - fraction) * len(tokens)))
+    if len(tokens) >= 2 * MIN_SPLIT_TOKENS and i >= len(starts):
+        raise RuntimeFailure(
+            f"{path} holds {len(tokens):,} tokens in {len(starts):,} sentence(s), none starting in its last "
+            f"{round(100 * fraction)}% (held out for evaluation): noise is cut at sentence starts, so give text "
+            "with sentence ends (. ! ?) or blank lines"
+        )
     cut = int(starts[i]) if i < len(starts) else len(tokens)
     percent = round(100 * (1 - fraction))
     return NoiseSplits(

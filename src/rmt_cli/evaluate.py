@@ -69,11 +69,15 @@ def checkpoint_config(cfg, checkpoint_meta: dict):
 
     merged = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
     merged = OmegaConf.merge(merged, {k: cfg[k] for k in cfg if k not in RUN_NODES})
-    for override in HydraConfig.get().overrides.task:
-        key = override.lstrip("+~").split("=", 1)[0]
+    for key in command_line_keys(HydraConfig.get().overrides.task):
         if key.split(".")[0] in RUN_NODES:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
     return merged
+
+
+def command_line_keys(overrides) -> set[str]:
+    """The config keys a list of Hydra overrides sets (`+a.b=1` and `a.b=1` both set `a.b`)."""
+    return {override.lstrip("+~").split("=", 1)[0] for override in overrides}
 
 
 def check_model_matches(cfg, meta: dict) -> None:
@@ -94,15 +98,21 @@ def load_trained(cfg):
 
     Returns (cfg, meta, folder, experiment).
     """
-    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
+    from hydra.core.hydra_config import HydraConfig
+
+    from rmt_cli.checkpoint import load_weights, open_checkpoint
+    from rmt_cli.code_trust import check_checkpoint_backbone
+    from rmt_cli.config_check import check
     from rmt_cli.experiment import build_experiment
 
-    folder = find_checkpoint(Path(cfg.checkpoint))
-    meta = read_meta(folder)
+    folder, meta = open_checkpoint(Path(cfg.checkpoint))
     cfg = checkpoint_config(cfg, meta)
+    check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
+    user_keys = command_line_keys(HydraConfig.get().overrides.task)
+    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
     check_model_matches(cfg, meta)
     experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
-    load_weights(folder, experiment.model)
+    load_weights(folder, experiment.model, verified=True)
     return cfg, meta, folder, experiment
 
 

@@ -101,8 +101,6 @@ def extrapolate_from_config(cfg) -> None:
     from rmt_cli.plots import plot_extrapolation
 
     lengths = length_schedule(int(cfg.max_segments), cfg.segments)
-    if int(cfg.samples) < 1 or int(cfg.batch_size) < 1:
-        raise UsageError(f"samples={cfg.samples} and batch_size={cfg.batch_size} must be at least 1")
     cfg, meta, folder, experiment = load_trained(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)

@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from rmt_cli import config_dir
 from rmt_cli.engine import content_length, non_content_positions
-from rmt_cli.errors import UsageError
+from rmt_cli.errors import RuntimeFailure, UsageError
 
 BASE_TOKENS = 512  # the "512-token cost" every multiple is relative to (the paper's Figure 3)
 DEFAULT_SEGMENT_LENGTH = 512
@@ -647,6 +648,8 @@ def run_command(models: Optional[str] = None, tokens: Optional[str] = None,
     leave folders behind. Status lines go to stderr; stdout carries only the table, CSV or JSON.
     """
     fmt = check_format(fmt)
+    if out is not None:
+        check_out_folder(Path(out))
     lengths = parse_tokens(tokens) if tokens is not None else None
     if measure_flops:
         if convention_name and convention(convention_name).name != "matmul":
@@ -672,16 +675,31 @@ def run_command(models: Optional[str] = None, tokens: Optional[str] = None,
     return rows
 
 
+def check_out_folder(out: Path) -> None:
+    """--out must be a folder this process can create or write to; checked before anything is computed."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder; give a folder for flops.csv and flops.png")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write to {existing}; choose a folder you can write to")
+
+
 def write_outputs(rows: Sequence[dict], out: Path, plot: bool = True) -> list[Path]:
     import sys
 
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    csv_path = out / ("flops.csv" if plot else "flops_measured.csv")
-    csv_path.write_text(to_csv(rows))
-    written.append(csv_path)
-    if plot:
-        written.append(plot_figure(rows, out / "flops.png"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path = out / ("flops.csv" if plot else "flops_measured.csv")
+        csv_path.write_text(to_csv(rows))
+        written.append(csv_path)
+        if plot:
+            written.append(plot_figure(rows, out / "flops.png"))
+    except OSError as error:
+        raise RuntimeFailure(f"cannot write {error.filename or out} ({error.strerror}); "
+                             "choose another folder with --out DIR") from None
     print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
     return written
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -24,12 +25,13 @@ from omegaconf import OmegaConf
 from transformers import get_scheduler
 
 from rmt_cli import distributed
-from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, resume_folder,
-                                 resume_points, save_checkpoint, save_resume_point)
+from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, read_meta, resume_folder,
+                                 resume_points, save_checkpoint, save_resume_point, tidy)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.evaluate import correct_answers, predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import MetricsLog, Reporter
+from rmt_cli.run_changes import check_same_run
 from rmt_cli.samples import BatchPlan, step_tokens
 
 log = logging.getLogger(__name__)
@@ -82,18 +84,9 @@ def setting(stage, key: str, default):
 
 
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
+    """What config_check cannot know: the processes and GPUs of this job (the values are checked already)."""
     trainer = cfg.trainer
-    if int(trainer.batch_size) < 1:
-        raise UsageError(f"trainer.batch_size={trainer.batch_size} must be at least 1")
-    if float(trainer.lr) <= 0:
-        raise UsageError(f"trainer.lr={trainer.lr} must be positive")
-    if int(trainer.keep_last) < 1:
-        raise UsageError(f"trainer.keep_last={trainer.keep_last} must be at least 1 (resume checkpoints to keep)")
-    if trainer.bptt_segments is not None and int(trainer.bptt_segments) < 1:
-        raise UsageError(f"trainer.bptt_segments={trainer.bptt_segments} must be ≥ 1 (or null for full BPTT)")
     devices = int(trainer.get("devices", 1))
-    if devices < 1:
-        raise UsageError(f"trainer.devices={devices} must be at least 1")
     world = max(devices, ranks.world)
     if int(trainer.batch_size) % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
@@ -120,8 +113,6 @@ def train_from_config(cfg) -> None:
                                       with_training_data=True)
         if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
             torch.manual_seed(int(cfg.seed) + ranks.rank)
-        if ranks.writer:
-            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         Trainer(cfg, experiment, stages, run_dir, ranks).run()
     finally:
         distributed.leave()
@@ -159,8 +150,13 @@ class Trainer:
         self.deadline = None if limit is None else started + 60 * float(limit)
         state = self.restore()
         if state is not None and state["finished"]:
-            self.reporter.note(f"{self.run_dir} has finished its curriculum already; nothing to resume")
-            return
+            if state["stage"] >= len(self.stages):
+                self.reporter.note(f"{self.run_dir} has finished its curriculum already; nothing to resume")
+                return
+            self.reporter.note(f"continuing {self.run_dir} into stage {state['stage'] + 1}, added to its curriculum")
+            self.metrics.truncate(self.metrics.lines - 1)  # the summary line of the shorter curriculum, written last
+        if self.ranks.writer:
+            OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
         completed = True
         with self.reporter, self.stop_on_signals():
             for stage in self.stages:
@@ -287,11 +283,16 @@ class Trainer:
 
     def restore(self) -> dict | None:
         """Load the newest sound resume checkpoint of this run folder, if any: weights, position, RNG, metrics."""
+        if self.ranks.writer:
+            tidy(self.checkpoints)
+        distributed.barrier()
         folder = latest_resume_point(self.checkpoints, self.reporter.note)
         if folder is None:
+            self.start_fresh()
             return None
+        check_same_run(read_meta(folder)["config"], self.cfg, self.run_dir)
         state = load_trainer_state(folder)
-        load_weights(folder, self.model)
+        load_weights(folder, self.model, verified=True)
         self.next_sample, self.summary = state["next_sample"], state["summary"]
         self.metrics.truncate(state["metrics_lines"])
         rng = state
@@ -303,6 +304,13 @@ class Trainer:
         if not state["finished"]:
             self.reporter.note(f"resuming {self.run_dir} at stage {state['stage']} step {state['step']}")
         return state
+
+    def start_fresh(self) -> None:
+        """No resume point: whatever a run killed before its first one left (metrics, stage bests) is dropped."""
+        self.metrics.truncate(0)
+        if self.ranks.writer:
+            for folder in self.checkpoints.glob("stage*-best"):
+                shutil.rmtree(folder)
 
     @contextmanager
     def stop_on_signals(self):

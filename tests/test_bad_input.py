@@ -57,7 +57,7 @@ CASES = [
     ("rmt train backbone.attn_implementation=kernels-community/flash", 2,
      "backbone.attn_implementation=kernels-community/flash is unknown; use sdpa, eager, flash_attention_2, "
      "flash_attention_3 or flex_attention"),
-    ("rmt train task.head=answer", 2, "task.head=answer is unknown; use classify or generate"),
+    ("rmt train task.head=answer", 2, "task.head=answer is unknown; use classify, pooler or generate"),
     ("rmt train task.head=generate", 2,
      "task.head=generate needs a decoder backbone (its LM head); backbone minilm is an encoder: use "
      "task.head=classify or e.g. backbone=tiny-gpt2"),
@@ -65,7 +65,7 @@ CASES = [
      "segment.length=512 leaves no room for the answer (1 token read after the question) in the backbone's 512 "
      "positions; use segment.length=511 or less"),
     ("rmt train task.fact_position=middle", 2, "task.fact_position=middle is unknown; use start or random"),
-    ("rmt train task.generator=qa9", 2, "task.generator=qa9 is unknown; use qa1, qa2, qa3, qa4 or qa5"),
+    ("rmt train task.generator=qa9", 2, "task.generator=qa9 is unknown; use qa1, qa1-world, qa2, qa3, qa4 or qa5"),
     ("rmt train curriculum.stages=5", 2, "curriculum.stages=5 must be a list like [{segments: 1, steps: 100}]"),
     ("rmt train curriculum.stages=[]", 2,
      "the curriculum has no stages; give curriculum.stages a list like [{segments: 1, steps: 100}]"),
@@ -125,8 +125,24 @@ CASES = [
     ("rmt train experiment=smoke noise=files noise.paths=[FILES/one-line.txt]", 1,
      "FILES/one-line.txt holds 30,000 tokens in 1 sentence(s), none starting in its last 10% (held out for "
      "evaluation): noise is cut at sentence starts, so give text with sentence ends (. ! ?) or blank lines"),
-    ("rmt train experiment=smoke task.facts_file=FILES/qa1_bad_train.txt", 1,
+    ("rmt train experiment=smoke task.facts_file=FILES/qa1_bad_train.txt", 2,
      "FILES/qa1_bad_train.txt line 2: expected 'ID text' (a number, one space, the text), got 'broken line'"),
+    ("rmt train experiment=smoke task=qa2 task.facts_file=FILES/qa8_lists_train.txt", 2,
+     "FILES/qa8_lists_train.txt line 3: answer 'apple,milk' is not one of the task's labels (bathroom, bedroom, "
+     "garden, hallway, kitchen, office); is this a file of another bAbI task? Pick the matching task, or set "
+     "task.generator=null to take the labels from the file"),
+    ("rmt train experiment=smoke task=qa1 task.facts_file=FILES/bad_case_train.txt", 2,
+     "FILES/bad_case_train.txt line 2: answer 'Bathroom' differs from the label 'bathroom' only in case; write it "
+     "'bathroom'"),
+    ("rmt train experiment=smoke task=qa1 task.facts_file=FILES/tabbed_train.txt", 2,
+     "FILES/tabbed_train.txt line 1: a TAB inside a statement (only question lines hold TABs, as "
+     "'ID question?<TAB>answer<TAB>supporting IDs'); got '1 Mary went\\tto the kitchen.'"),
+    ("rmt train experiment=smoke task=qa1 task.facts_file=FILES/untabbed_train.txt", 2,
+     "FILES/untabbed_train.txt line 2: a question without its answer; expected 'ID question?<TAB>answer<TAB>"
+     "supporting IDs'"),
+    ("rmt eval --checkpoint RUN task=qa5", 2,
+     "task qa5 answers Mary, Jeff, Fred, Bill, football, apple, milk, which the checkpoint's labels (bathroom, "
+     "bedroom, garden, hallway, kitchen, office) do not include; evaluate it on the task it was trained for"),
     # Checkpoints.
     ("rmt eval --checkpoint /no/such/run", 1,
      "checkpoint path /no/such/run does not exist; pass the run folder written by `rmt train`"),
@@ -192,6 +208,11 @@ def places(tmp_path_factory):
     os.mkfifo(files / "pipes" / "fifo.txt")
     (files / "one-line.txt").write_text(" ".join(["river"] * 30_000))  # one sentence, no end
     (files / "qa1_bad_train.txt").write_text("1 Mary went to the kitchen.\nbroken line\n")
+    (files / "qa8_lists_train.txt").write_text("1 Mary got the milk there.\n2 Mary took the apple there.\n"
+                                               "3 What is Mary carrying?\tapple,milk\t1 2\n")
+    (files / "bad_case_train.txt").write_text("1 Mary went to the kitchen.\n2 Where is Mary?\tBathroom\t1\n")
+    (files / "tabbed_train.txt").write_text("1 Mary went\tto the kitchen.\n2 Where is Mary?\tkitchen\t1\n")
+    (files / "untabbed_train.txt").write_text("1 Mary went to the kitchen.\n2 Where is Mary?\n")
     places = {"FILES": files}
     for name, overrides in (("RUN", []), ("GENERATE_RUN", ["backbone=tiny-gpt2", "task.head=generate"])):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):

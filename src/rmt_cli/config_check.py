@@ -131,7 +131,7 @@ STEPS_ON_A_METRIC = ("reduce_lr_on_plateau", "greedy")
 
 
 def generator(key, value) -> None:
-    from rmt_cli.facts import GENERATORS
+    from rmt_cli.stories import GENERATORS
 
     if value is not None and value not in GENERATORS:
         raise UsageError(f"{key}={shown(value)} is unknown; use {alternatives(GENERATORS)}")

@@ -232,6 +232,29 @@ def attention(
     report_errors(lambda: run_hydra("attention", attention_from_config, [*args, *ctx.args]))
 
 
+@app.command(name="export")
+def export_command(
+    run: Path = typer.Argument(..., help="Run folder of `rmt train` (its last stage's best) or one checkpoint folder."),
+    out_dir: Path = typer.Argument(..., help="New folder to write the model to."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload it to this Hugging Face Hub "
+                                              "repository (user/name); needs huggingface_hub and a login."),
+) -> None:
+    """Write a trained model as a folder to share: backbone and tokenizer (save_pretrained), RMT settings
+    (rmt_config.json), memory and head weights (rmt_weights.safetensors) and a model card (README.md).
+
+    `rmt_cli.load_run(OUT_DIR)` reads it back; `rmt eval --checkpoint OUT_DIR` evaluates it.
+    """
+    from rmt_cli.export import export_run, push_to_hub as push
+
+    def run_export():
+        folder = export_run(run, out_dir)
+        typer.echo(f"exported {run} to {folder}")
+        if push_to_hub:
+            typer.echo(f"pushed to {push(folder, push_to_hub)}")
+
+    report_errors(run_export)
+
+
 def checkpoint_overrides(checkpoint: Path, **options) -> list[str]:
     """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed)."""
     return [f"checkpoint={quote_override(checkpoint.resolve())}",

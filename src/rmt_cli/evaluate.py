@@ -89,20 +89,22 @@ def check_model_matches(cfg, meta: dict) -> None:
 
 
 def load_trained(cfg):
-    """What every command that reads a checkpoint starts with: its folder and metadata, the run's config with this
-    command line's overrides, and the experiment with the trained weights loaded.
+    """What every command that reads a checkpoint (or an `rmt export` folder) starts with: its folder and metadata,
+    the run's config with this command line's overrides, and the experiment with the trained weights loaded.
 
     Returns (cfg, meta, folder, experiment).
     """
+    from rmt_cli import export
     from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
     from rmt_cli.experiment import build_experiment
 
-    folder = find_checkpoint(Path(cfg.checkpoint))
-    meta = read_meta(folder)
+    exported = export.is_export(cfg.checkpoint)
+    folder = Path(cfg.checkpoint) if exported else find_checkpoint(Path(cfg.checkpoint))
+    meta = export.checkpoint_meta(folder) if exported else read_meta(folder)
     cfg = checkpoint_config(cfg, meta)
     check_model_matches(cfg, meta)
     experiment = build_experiment(cfg, cfg.device, with_training_data=False)
-    load_weights(folder, experiment.model)
+    (export.load_rmt_weights if exported else load_weights)(folder, experiment.model)
     return cfg, meta, folder, experiment
 
 

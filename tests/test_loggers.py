@@ -20,6 +20,7 @@ def lines(run_dir, kind):
 def test_training_logs_gradient_norms_and_records_where_it_ran(smoke_run_dir):
     train = lines(smoke_run_dir, "train")
     assert all({"loss", "lr", "grad_norm", "tokens_per_s"} <= set(row) and row["grad_norm"] > 0 for row in train)
+    assert all(row["model_tflops_per_s"] > 0 and "mfu" not in row and "peak_gpu_mb" not in row for row in train)
     info = json.loads((smoke_run_dir / "run_info.json").read_text())
     assert len(info["git"]["commit"]) == 40  # the tests run from a checkout
     assert info["packages"]["torch"] and info["packages"]["transformers"] and info["packages"]["rmt"]
@@ -32,8 +33,8 @@ def test_tensorboard_event_file_reads_back(smoke_run_dir):
 
     events = EventAccumulator(str(smoke_run_dir / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/accuracy",
-            "val/accuracy_stage1", "val/accuracy_stage2"} <= tags
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "train/model_tflops_per_s",
+            "val/accuracy", "val/accuracy_stage1", "val/accuracy_stage2"} <= tags
     train = lines(smoke_run_dir, "train")
     losses = events.Scalars("train/loss")
     assert [event.value for event in losses] == pytest.approx([row["loss"] for row in train])
@@ -62,3 +63,20 @@ def test_a_logger_without_its_package_is_one_clear_line(monkeypatch):
     with pytest.raises(UsageError, match=r"logger=wandb needs the wandb package: pip install 'rmt-cli\[wandb\]'"):
         loggers.chosen(composed("logger=[jsonl,wandb]"))
     assert set(loggers.chosen(composed())) == {"jsonl"}
+
+
+def test_model_flops_and_mfu_follow_the_tokens_per_second():
+    import torch
+    from transformers import BertConfig
+
+    from rmt_cli.flops import forward_flops, shape_from_hf_config
+    from rmt_cli.throughput import TrainingFlops, peak_flops
+
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12 and peak_flops("NVIDIA H200") == 989.4e12
+    assert peak_flops("NVIDIA GeForce RTX 4090") is None
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    flops = TrainingFlops(config, 512, torch.device("cpu"))
+    per_position = 3 * forward_flops(shape_from_hf_config(config), 512, "layers") / 512
+    assert flops.fields(1e6) == {"model_tflops_per_s": round(per_position * 1e6 / 1e12, 6)}
+    flops.peak = 2 * peak_flops("NVIDIA H200")  # two processes on H200s
+    assert flops.fields(1e6)["mfu"] == round(per_position * 1e6 / (2 * 989.4e12), 4)

@@ -245,7 +245,8 @@ def export_command(
     """Write a trained model as a Hugging Face-shaped folder to share, with a model card.
 
     The folder holds the backbone and tokenizer (save_pretrained), the RMT settings (rmt_config.json), the memory
-    and head weights (rmt_weights.safetensors) and a model card (README.md). `rmt_cli.load_run(OUT_DIR)` reads it back; `rmt eval --checkpoint OUT_DIR` evaluates it.
+    and head weights (rmt_weights.safetensors) and a model card (README.md). `rmt_cli.load_run(OUT_DIR)` reads it
+    back; `rmt eval --checkpoint OUT_DIR` evaluates it.
     """
     from rmt_cli.export import export_run, push_to_hub as push
 

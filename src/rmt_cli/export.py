@@ -99,6 +99,7 @@ def validation_by_stage(metrics: Path) -> list[dict]:
 def model_card(settings: dict, validation: list[dict]) -> str:
     config = settings["run_config"]
     task = config.get("task", {})
+    default_lr = config.get("trainer", {}).get("lr", "")
     stages = config.get("curriculum", {}).get("stages", [])
     lines = [
         "---", "library_name: rmt", "tags:", "- recurrent-memory-transformer", "- long-context", "---", "",
@@ -113,7 +114,7 @@ def model_card(settings: dict, validation: list[dict]) -> str:
         f"answers: {', '.join(settings['labels'])}.", "",
         "## Training curriculum", "",
         "| stage | segments | steps | learning rate |", "| --: | --: | --: | --: |",
-        *(f"| {n} | {stage['segments']} | {stage['steps']} | {stage.get('lr') or config.get('trainer', {}).get('lr', '')} |"
+        *(f"| {n} | {stage['segments']} | {stage['steps']} | {stage.get('lr') or default_lr} |"
           for n, stage in enumerate(stages, start=1)), "",
         "## Validation accuracy", "",
         "| stage | segments | step | accuracy |", "| --: | --: | --: | --: |",

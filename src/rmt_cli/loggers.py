@@ -18,6 +18,8 @@ from rmt_cli.metrics import MetricsLog
 
 BACKENDS = ("jsonl", "tensorboard", "wandb")
 NOT_SCALARS = ("kind", "time", "stage", "step", "segments")  # position in the run, not measurements
+# Fields of a metrics line that depend on the wall clock: they differ between two runs that are otherwise the same.
+WALL_CLOCK = ("time", "tokens_per_s", "model_tflops_per_s", "mfu", "peak_gpu_mb")
 
 
 def chosen(cfg) -> dict:

@@ -31,6 +31,7 @@ from rmt_cli.evaluate import correct_answers, predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.metrics import Reporter
 from rmt_cli.samples import BatchPlan, step_tokens
+from rmt_cli.throughput import TrainingFlops
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class Trainer:
             run_info.write(run_dir, {**self.info, "finished": False})
         self.metrics = loggers.open_metrics(cfg, run_dir, [s.steps for s in stages], self.info,
                                             enabled=ranks.writer)
+        self.flops = TrainingFlops(self.model.backbone.config, int(cfg.segment.length), experiment.device, ranks.world)
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample (of the global batch): the data position
@@ -201,7 +203,8 @@ class Trainer:
             if step % int(trainer.log_every) == 0 or step == 1:
                 self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
                                    lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
-                                   tokens_per_s=round(tokens_per_s, 1), **loggers.peak_gpu_memory(experiment.device))
+                                   tokens_per_s=round(tokens_per_s, 1), **self.flops.fields(tokens_per_s),
+                                   **loggers.peak_gpu_memory(experiment.device))
             stop_requested, out_of_time = distributed.any_rank([self.stop_signal is not None, self.out_of_time()],
                                                                experiment.device)
             if step % int(trainer.eval_every) == 0 or step == stage.steps or out_of_time:

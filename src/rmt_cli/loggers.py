@@ -75,7 +75,7 @@ class Metrics(MetricsLog):
 
     def write(self, **fields) -> None:
         super().write(**fields)
-        if not (self.enabled and self.backends):
+        if not (self.enabled and self.backends and "step" in fields):  # lines of no step (a summary) stay in jsonl
             return
         kind = fields["kind"]
         scalars = {f"{kind}/{'accuracy' if key == 'val_accuracy' else key}": float(value)

@@ -64,6 +64,34 @@ def test_qa4_answers_are_unique_and_correct():
     assert forms == {True, False}
 
 
+def qa4_shape(facts) -> str:
+    (a, _, b), (c, _, e) = ((f.split()[1], f.split()[3], f.split()[6].rstrip(".")) for f in facts)
+    if b == e:
+        return "shared place"
+    return "shared subject" if a == c else "chain"
+
+
+def test_qa4_keeps_one_axis_and_bAbIs_shapes_in_their_proportions():
+    from rmt_cli.facts import QA4_SHAPES
+
+    stories = [two_argument_relations(np.random.default_rng(seed)) for seed in range(3000)]
+    shapes = [qa4_shape(story.facts) for story in stories]
+    for shape, share in QA4_SHAPES.items():
+        assert abs(shapes.count(shape) / len(stories) - share) < 0.03, shape
+    for story in stories:
+        axis = {f.split()[3] for f in story.facts} | {w for w in story.question.split() if w in OPPOSITE}
+        assert axis <= {"north", "south"} or axis <= {"east", "west"}
+    # A forward question restates a fact; an inverse one reads it the other way round ("What is east of X?").
+    def restated(story):
+        words = story.question.rstrip("?").split()
+        if words[2] == "the":  # What is the X R of -> The X is R of the <answer>.
+            return f"The {words[3]} is {words[4]} of the {story.answer}." in story.facts
+        return f"The {story.answer} is {words[2]} of the {words[5]}." in story.facts  # What is R of the Y
+
+    inverse = sum(not restated(story) for story in stories)
+    assert 0.4 < inverse / len(stories) < 0.6
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_facts_and_question_sit_where_requested(task, synthetic_noise, tokenizer):
     f = factory(task, synthetic_noise, tokenizer)
@@ -119,3 +147,25 @@ def test_whole_sample_gather_equals_segment_by_segment(synthetic_noise, tokenize
     f = factory("reasoning", synthetic_noise, tokenizer)
     for sample in f.sample_set("test", 1, 7, 5):
         np.testing.assert_array_equal(f.all_segments(sample), np.stack(all_segments(f, sample)))
+
+
+def test_facts_in_last_places_training_facts_in_the_last_segments(synthetic_noise, tokenizer):
+    f = factory("detect", synthetic_noise, tokenizer)
+    samples = [f.training_sample(0, i, (20, 20), facts_in_last=3) for i in range(50)]
+    assert {fact.segment for s in samples for fact in s.facts} == {17, 18, 19}
+    anywhere = [f.training_sample(0, i, (20, 20)) for i in range(50)]
+    assert min(fact.segment for s in anywhere for fact in s.facts) < 17
+
+
+def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
+    from omegaconf import OmegaConf
+
+    from rmt_cli.train import curriculum_stages
+
+    cfg = OmegaConf.create({"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None},
+                            "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
+                                                      {"segments": 64, "steps": 5, "bptt_segments": 8,
+                                                       "facts_in_last": 8, "lr": 2e-5}]}})
+    first, last = curriculum_stages(cfg)
+    assert (first.warmup_ratio, first.bptt_segments, first.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
+    assert (last.bptt_segments, last.facts_in_last, last.lr) == (8, 8, 2e-5)

@@ -67,6 +67,41 @@ def test_truncated_bptt_stops_gradients_before_the_last_k_segments(tiny_engine):
     assert grad[rows_of[1]].abs().sum() == 0 and grad[rows_of[2]].abs().sum() > 0
 
 
+def test_truncated_bptt_runs_the_segments_before_the_window_without_autograd(tiny_engine):
+    steps = random_steps(2, 4, 8)
+    grad_enabled = []
+    tiny_engine.backbone.register_forward_pre_hook(lambda *_: grad_enabled.append(torch.is_grad_enabled()))
+    tiny_engine(steps, grad_steps=1)
+    assert grad_enabled == [False, False, False, True]
+
+
+def test_truncated_bptt_gradients_equal_a_detached_prefix(tiny_engine):
+    steps = random_steps(2, 4, 8)
+    tiny_engine.zero_grad()
+    tiny_engine(steps, grad_steps=2).logits.sum().backward()
+    truncated = {n: p.grad.clone() for n, p in tiny_engine.named_parameters() if p.grad is not None}
+    tiny_engine.zero_grad()
+    prefix = tiny_engine(steps[:2]).memory.detach()
+    tiny_engine(steps[2:], memory=prefix).logits.sum().backward()
+    reference = {n: p.grad for n, p in tiny_engine.named_parameters() if p.grad is not None}
+    assert truncated.keys() == reference.keys()
+    for name, grad in truncated.items():
+        torch.testing.assert_close(grad, reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_truncated_bptt_trains_the_initial_memory_of_samples_that_start_inside_the_window(tiny_engine):
+    # Sample 0 reads 3 segments, sample 1 only the last: with a window of 1, only sample 1 reaches the initial memory.
+    long, short = random_steps(1, 3, 8, seed=1), random_steps(1, 1, 8, seed=2)
+    steps = [long[0], long[1], torch.cat([long[2], short[0]])]
+    tiny_engine.zero_grad()
+    tiny_engine(steps, grad_steps=1).logits[1].sum().backward()
+    alone = tiny_engine.initial_memory.grad.clone()
+    assert alone.abs().sum() > 0
+    tiny_engine.zero_grad()
+    tiny_engine(short).logits.sum().backward()
+    torch.testing.assert_close(alone, tiny_engine.initial_memory.grad)
+
+
 def test_right_aligned_mixed_batch_equals_each_sample_alone(tiny_engine):
     counts = [3, 2, 1]  # sorted longest first, as samples.BatchPlan orders them
     alone = [random_steps(1, n, 12, seed=10 + i) for i, n in enumerate(counts)]

@@ -358,6 +358,53 @@ def preview(
     report_errors(lambda: run_hydra("preview", preview_from_config, [*args, *ctx.args]))
 
 
+reproduce_app = typer.Typer(
+    help="The results protocol: train a preset for every task and seed, extrapolate each run, and summarise "
+    "mean, min and max over seeds (results/paper).", no_args_is_help=True)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+@reproduce_app.command("run")
+def reproduce_run(
+    out: Path = typer.Argument(..., help="Folder for every run of the protocol (must not hold one already)."),
+    preset: str = typer.Option("paper_minilm", "--preset", help="Presets experiment=PRESET_TASK are trained."),
+    tasks: str = typer.Option("memorize,detect,reasoning", "--tasks", help="Comma-separated tasks."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds; each task is trained once per seed."),
+    segments: str = typer.Option("1,8,32,128,512,4096", "--segments", help="Lengths every run is evaluated at."),
+    samples: int = typer.Option(200, "--samples", help="Test samples per length (fixed, seeded sets)."),
+    batch_size: int = typer.Option(200, "--batch-size", help="Samples evaluated together."),
+    override: list[str] = typer.Option([], "--override", help="A Hydra override for every `rmt train`, e.g. "
+                                       "--override backbone.name_or_path=/models/minilm (repeatable)."),
+) -> None:
+    """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
+    write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
+    from rmt_cli.reproduce import parse_list, run_protocol, table, write_summary
+
+    def run() -> None:
+        task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
+        lengths = parse_list(segments, "segments", int)
+        if samples < 1 or batch_size < 1:
+            raise UsageError(f"--samples {samples} and --batch-size {batch_size} must be at least 1")
+        run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo)
+        typer.echo(table(write_summary(out, out / "summary")))
+        typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
+
+    report_errors(run)
+
+
+@reproduce_app.command("summarize")
+def reproduce_summarize(
+    out: Path = typer.Argument(..., help="Folder of `rmt reproduce run`."),
+    into: Path = typer.Option(Path("results/paper"), "--into", help="Where summary.json, the plot and each seed's "
+                              "config, metrics and rows go."),
+) -> None:
+    """Mean, min and max over seeds per task and length: summary.json, accuracy_vs_length.png and a Markdown
+    table (what the README shows)."""
+    from rmt_cli.reproduce import table, write_summary
+
+    report_errors(lambda: typer.echo(table(write_summary(out, into))))
+
+
 def main() -> None:
     app()
 

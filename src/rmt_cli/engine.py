@@ -138,7 +138,8 @@ class RecurrentMemory(nn.Module):
             rows_t samples of the batch (see samples.BatchPlan). The last step holds every row.
         memory: [batch, m, hidden] state to continue from (default: the learned initial memory).
         batch, n_steps: needed only when `steps` is an iterator rather than a list.
-        grad_steps: truncated BPTT, gradients flow through the last `grad_steps` steps only.
+        grad_steps: truncated BPTT, gradients flow through the last `grad_steps` steps only; the steps before them
+            run without autograd (no activations kept, a forward's cost).
         checkpoint_segments: recompute each segment's activations in backward (memory grows with segments
             by one memory state instead of a whole backbone's activations).
         cuda_graphs: at inference (eval mode, no grad) on CUDA, for batches of at most `graph_max_rows`, run each
@@ -160,11 +161,22 @@ class RecurrentMemory(nn.Module):
         detach_before = None if grad_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
                   and memory.shape[0] <= self.graph_max_rows)
+        start, rows = memory, 0
         readout, static, last_read = None, None, None
         for step, tokens in enumerate(steps):
             if detach_before is not None and step == detach_before:
-                memory = memory.detach()
+                # Rows that have read a segment continue from a memory without history; rows that start inside the
+                # window still start from the (trainable) initial memory.
+                if rows == memory.shape[0]:
+                    memory = memory.detach()
+                elif rows:
+                    memory = torch.cat([memory[:rows].detach(), start[rows:].to(memory.dtype)])
             rows = tokens.shape[0]
+            if detach_before is not None and step < detach_before:
+                # Truncated BPTT: the segments before the window keep no activations for a backward pass.
+                with torch.no_grad():
+                    memory, readout = self._prefix_step(memory, tokens, rows)
+                continue
             step_answer = answer if step == n_steps - 1 else None
             if step_answer is not None:
                 last_read = (memory.clone() if static is not None else memory, tokens)
@@ -183,6 +195,12 @@ class RecurrentMemory(nn.Module):
         if static is not None and memory is static.memory:  # overwritten by the next call that replays this graph
             memory = memory.clone()
         return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read)
+
+    def _prefix_step(self, memory: Tensor, tokens: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+        new_memory, readout = self._read_states(memory[:rows], tokens)
+        if rows == memory.shape[0]:
+            return new_memory, readout
+        return torch.cat([new_memory.to(memory.dtype), memory[rows:]]), readout
 
     def generate(self, steps: Iterable[Tensor], answer_length: int, memory: Optional[Tensor] = None,
                  batch: Optional[int] = None, n_steps: Optional[int] = None, cuda_graphs: bool = False) -> Tensor:

@@ -38,34 +38,40 @@ def single_supporting_fact(rng: np.random.Generator) -> Story:
     return Story(facts=(f"{person} {move} to the {place}.",), question=f"Where is {person}?", answer=place)
 
 
+# qa4's story shapes over three places in a line on one axis, P0 -d- P1 -d- P2 (P0 is d of P1, P1 is d of P2), with
+# bAbI's proportions: both facts relate a shared place (P0 is d of P1, P2 is opposite-d of P1), chain (P0 is d of
+# P1, P1 is d of P2), or share their subject (P1 is opposite-d of P0, P1 is d of P2).
+QA4_SHAPES = {"shared place": 0.44, "chain": 0.45, "shared subject": 0.11}
+AXES = (("north", "south"), ("east", "west"))
+
+
 def two_argument_relations(rng: np.random.Generator) -> Story:
-    """qa4: two relations over three places, one question that exactly one place answers.
+    """qa4 as bAbI writes it: two relations between three places on one axis, one question about one of them.
 
-    "The hallway is east of the bathroom." "The bedroom is west of the bathroom."
-    "What is the bathroom east of?" -> bedroom.
-    Questions take bAbI's two forms, "What is D of P?" and "What is P D of?", and count inverse relations: a
-    question is only kept if its answer is unique given both facts.
+    "The bedroom is west of the kitchen." "The hallway is west of the bedroom." "What is west of the kitchen?"
+    -> bedroom. The question reads one relation in one of four ways: forward ("What is west of the kitchen?",
+    "What is the bedroom west of?") or inverted ("What is east of the bedroom?" -> kitchen, "What is the kitchen
+    east of?" -> bedroom); only direct relations count (the hallway is west of the kitchen too, but no fact says so),
+    so every question has exactly one answer. The facts come in random order (qa4 is order-free).
     """
-    while True:
-        a, b, c = rng.choice(len(LOCATIONS), size=3, replace=False)
-        hub, left, right = LOCATIONS[a], LOCATIONS[b], LOCATIONS[c]
-        directions = list(OPPOSITE)
-        d1 = directions[rng.integers(4)]
-        d2 = directions[rng.integers(4)]
-        relations = [(left, d1, hub), (right, d2, hub)]  # (x, d, y): x is d of y
-        facts = tuple(f"The {x} is {d} of the {y}." for x, d, y in relations)
-        known = set(relations) | {(y, OPPOSITE[d], x) for x, d, y in relations}
-        x, d, y = relations[rng.integers(2)]  # the question's answer is x
-        if rng.integers(2):
-            question, answers = f"What is {d} of the {y}?", {s for s, dd, o in known if dd == d and o == y}
-        else:
-            # "What is the Y <opposite d> of?": Y is OPPOSITE[d] of X.
-            question = f"What is the {y} {OPPOSITE[d]} of?"
-            answers = {o for s, dd, o in known if s == y and dd == OPPOSITE[d]}
-        if answers == {x}:
-            order = rng.permutation(2)
-            return Story(facts=tuple(facts[i] for i in order), question=question, answer=x)
-
+    p0, p1, p2 = (LOCATIONS[i] for i in rng.choice(len(LOCATIONS), size=3, replace=False))
+    d = AXES[rng.integers(2)][rng.integers(2)]
+    back = OPPOSITE[d]
+    shapes = list(QA4_SHAPES)
+    shape = shapes[rng.choice(len(shapes), p=list(QA4_SHAPES.values()))]
+    if shape == "shared place":
+        relations = [(p0, d, p1), (p2, back, p1)]
+    elif shape == "chain":
+        relations = [(p0, d, p1), (p1, d, p2)] if rng.integers(2) else [(p2, back, p1), (p1, back, p0)]
+    else:
+        relations = [(p1, back, p0), (p1, d, p2)]
+    x, r, y = relations[rng.integers(2)]  # the relation asked about: x is r of y
+    if rng.integers(2):  # inverted: y is OPPOSITE[r] of x
+        x, r, y = y, OPPOSITE[r], x
+    question, answer = (f"What is {r} of the {y}?", x) if rng.integers(2) else (f"What is the {x} {r} of?", y)
+    order = rng.permutation(2)
+    return Story(facts=tuple(f"The {a} is {b} of the {c}." for a, b, c in (relations[i] for i in order)),
+                 question=question, answer=answer)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,7 +104,9 @@ class SampleFactory:
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
 
-    def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train") -> Sample:
+    def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
+             facts_in_last: int | None = None) -> Sample:
+        """One sample of n_segments; with `facts_in_last`, randomly placed facts fall in the last k segments."""
         story: Story = self.task.stories(split)(rng)
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
         question = self.encode(story.question)
@@ -117,7 +119,8 @@ class SampleFactory:
         if self.task.fact_position == "start":
             segments = np.zeros(len(fact_tokens), dtype=np.int64)
         else:
-            segments = rng.integers(n_segments, size=len(fact_tokens))
+            first = 0 if facts_in_last is None else max(0, n_segments - facts_in_last)
+            segments = rng.integers(first, n_segments, size=len(fact_tokens))
         facts = []
         for segment, tokens in zip(segments, fact_tokens):
             # A sentence start in this window that leaves room for every fact and the question after it.
@@ -142,10 +145,11 @@ class SampleFactory:
         code = SPLIT_CODES[split]
         return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments, split) for i in range(size)]
 
-    def training_sample(self, seed: int, index: int, segments: tuple[int, int]) -> Sample:
+    def training_sample(self, seed: int, index: int, segments: tuple[int, int],
+                        facts_in_last: int | None = None) -> Sample:
         """Training sample number `index`; its segment count is drawn uniformly from segments=(lo, hi)."""
         rng = np.random.default_rng((seed, SPLIT_CODES["train"], index))
-        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)))
+        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)), facts_in_last=facts_in_last)
 
     def segment(self, sample: Sample, index: int) -> np.ndarray:
         """Content tokens of one segment of one sample (noise with facts inserted; the question ends the last)."""

@@ -43,6 +43,8 @@ class Stage:
     steps: int
     lr: float
     warmup_ratio: float
+    bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
+    facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
 
     @property
     def label(self) -> str:
@@ -60,11 +62,24 @@ def curriculum_stages(cfg) -> list[Stage]:
             raise UsageError(f"curriculum stage {number} has segments={segments}; use a count ≥ 1 or a range [lo, hi]")
         if steps < 1:
             raise UsageError(f"curriculum stage {number} has steps={steps}; every stage needs at least 1 step")
-        stages.append(Stage(number, (lo, hi), steps, float(stage.get("lr") or cfg.trainer.lr),
-                            float(stage.get("warmup_ratio") or cfg.trainer.warmup_ratio)))
+        bptt = stage.get("bptt_segments", cfg.trainer.bptt_segments)
+        facts_in_last = stage.get("facts_in_last")
+        for key, value in (("bptt_segments", bptt), ("facts_in_last", facts_in_last)):
+            if value is not None and int(value) < 1:
+                raise UsageError(f"curriculum stage {number} has {key}={value}; use a count ≥ 1 or null")
+        stages.append(Stage(number, (lo, hi), steps, float(setting(stage, "lr", cfg.trainer.lr)),
+                            float(setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio)),
+                            None if bptt is None else int(bptt),
+                            None if facts_in_last is None else int(facts_in_last)))
     if not stages:
         raise UsageError("the curriculum has no stages; give curriculum.stages a list like [{segments: 1, steps: 100}]")
     return stages
+
+
+def setting(stage, key: str, default):
+    """A stage's own value of `key`, else the trainer's (an explicit 0 counts, unlike an `or` fallback)."""
+    value = stage.get(key)
+    return default if value is None else value
 
 
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
@@ -131,13 +146,14 @@ class Trainer:
             # Truncated BPTT leaves the initial memory out of some steps' graphs; DDP must then look for it.
             self.step_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=cfg.trainer.bptt_segments is not None)
+                find_unused_parameters=any(stage.bptt_segments is not None for stage in stages))
         self.info = run_info.collect(experiment.device)
         if ranks.writer:
             run_info.write(run_dir, {**self.info, "finished": False})
         self.metrics = loggers.open_metrics(cfg, run_dir, [s.steps for s in stages], self.info,
                                             enabled=ranks.writer)
-        self.flops = TrainingFlops(self.model.backbone.config, int(cfg.segment.length), experiment.device, ranks.world)
+        self.flops = TrainingFlops(self.model.backbone.config, int(cfg.segment.length), experiment.device,
+                                   ranks.world)
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample (of the global batch): the data position
@@ -168,8 +184,11 @@ class Trainer:
                 if not resuming and stage.number > 1:
                     distributed.barrier()  # rank 0 has written the previous stage's best
                     load_weights(self.best_folder(stage.number - 1), self.model)
-                self.summary.append(self.run_stage(stage, state if resuming else None))
+                self.run_stage(stage, state if resuming else None)
                 state = None
+        # Before the final resume point, which then keeps this line when a finished run is started again.
+        self.metrics.write(kind="summary", completed=completed,
+                           best_val_accuracy={row["stage"]: row["best_val_accuracy"] for row in self.summary})
         if completed:
             self.save_last(self.stages[-1], 0, None, None, -1.0, stage_done=True, finished=True)
             if self.ranks.writer:
@@ -180,7 +199,8 @@ class Trainer:
     def best_folder(self, stage_number: int) -> Path:
         return self.checkpoints / f"stage{stage_number}-best"
 
-    def run_stage(self, stage: Stage, state: dict | None) -> dict:
+    def run_stage(self, stage: Stage, state: dict | None) -> None:
+        """Train one stage; once it is done its row joins `summary` before the resume point that marks it done."""
         trainer, experiment = self.cfg.trainer, self.experiment
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=float(trainer.weight_decay))
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
@@ -217,7 +237,12 @@ class Trainer:
                     best_accuracy = val
                     if self.ranks.writer:
                         save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
-                done = val >= float(self.cfg.curriculum.advance_at) or out_of_time or step == stage.steps
+                advance_at = self.cfg.curriculum.get("advance_at")
+                done = (advance_at is not None and val >= float(advance_at)) or out_of_time or step == stage.steps
+                if done:
+                    self.summary.append({"stage": stage.number, "segments": stage.label, "steps": step,
+                                         "best_val_accuracy": best_accuracy,
+                                         "seconds": round(time.perf_counter() - stage_start, 1)})
                 self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=done)
                 if done:
                     break
@@ -226,8 +251,6 @@ class Trainer:
                 distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
-        return {"stage": stage.number, "segments": stage.label, "steps": step, "best_val_accuracy": best_accuracy,
-                "seconds": round(time.perf_counter() - stage_start, 1)}
 
     def validate(self, samples: list) -> float:
         """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""
@@ -324,7 +347,8 @@ class Trainer:
         trainer, experiment = self.cfg.trainer, self.experiment
         local = int(trainer.batch_size) // self.ranks.world
         first = self.next_sample + self.ranks.rank * local
-        samples = [experiment.train_data.training_sample(int(self.cfg.seed), first + i, stage.segments)
+        samples = [experiment.train_data.training_sample(int(self.cfg.seed), first + i, stage.segments,
+                                                         stage.facts_in_last)
                    for i in range(local)]
         self.next_sample += int(trainer.batch_size)
         plan = BatchPlan.right_aligned(samples)
@@ -332,7 +356,7 @@ class Trainer:
         steps = [to_device(step_tokens(experiment.train_data, plan, t), device) for t in range(plan.n_steps)]
         labels = torch.from_numpy(plan.labels()).to(device)
         with experiment.autocast():
-            loss = experiment.head.loss(self.step_model, steps, labels, grad_steps=trainer.bptt_segments,
+            loss = experiment.head.loss(self.step_model, steps, labels, grad_steps=stage.bptt_segments,
                                         checkpoint_segments=trainer.checkpoint_segments)
         loss.backward()
         loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)

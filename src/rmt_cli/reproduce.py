@@ -1,0 +1,254 @@
+"""`rmt reproduce`: the results protocol. Train a preset for every task and seed, extrapolate every run on the fixed
+test sets, and summarise them as mean, min and max over seeds, never the best of several attempts.
+
+    rmt reproduce run OUT --tasks memorize,detect,reasoning --seeds 0,1,2     (one GPU: all runs side by side)
+    rmt reproduce summarize OUT --into results/paper                          (summary.json + plot)
+
+A run folder OUT holds plan.json (what was asked, the card), and OUT/TASK/seedN/{train,extrapolate} with each
+command's output, wall time and exit code, so a summary can always be traced back to the commands that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import mean
+
+from rmt_cli.errors import RuntimeFailure, UsageError
+
+PLAN = "plan.json"
+# The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
+PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
+         "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
+# Per-seed files copied next to the summary: small, and enough to rerun or re-plot any seed.
+KEPT_FILES = {"train": ("config.yaml", "metrics.jsonl", "train.out"),
+              "extrapolate": ("extrapolation.csv", "extrapolation.json")}
+
+
+def seed_folder(out: Path, task: str, seed: int) -> Path:
+    return out / task / f"seed{seed}"
+
+
+def parse_list(text: str, what: str, cast=str) -> list:
+    try:
+        values = [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--{what} {text!r}: give a comma-separated list, e.g. --{what} "
+                         f"{'0,1,2' if cast is int else 'memorize,detect'}") from None
+    if not values:
+        raise UsageError(f"--{what} is empty; give at least one")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Running: every training run at once (one GPU holds many MiniLM runs), each extrapolation as soon as its training
+# ends.
+
+def rmt_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rmt_cli", *args]
+
+
+def train_command(preset: str, task: str, seed: int, folder: Path, overrides: list[str]) -> list[str]:
+    return rmt_command("train", f"experiment={preset}_{task}", f"seed={seed}", f"hydra.run.dir={folder / 'train'}",
+                       *overrides)
+
+
+def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_size: int) -> list[str]:
+    """Task, noise and model come from the trained run's checkpoint."""
+    return rmt_command("extrapolate", "--checkpoint", str(folder / "train"),
+                       "--segments", ",".join(map(str, segments)), "--samples", str(samples),
+                       "--batch-size", str(batch_size), f"hydra.run.dir={folder / 'extrapolate'}")
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+class Job:
+    """One command of one (task, seed), its output in `log`, its exit code and wall time in `status`."""
+
+    def __init__(self, command: list[str], log: Path, status: Path):
+        self.command, self.log, self.status = command, log, status
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        with log.open("w") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is not None and not self.status.exists():
+            self.status.write_text(json.dumps({"command": self.command, "exit_code": code,
+                                               "seconds": round(time.time() - self.started, 1)}, indent=1))
+        return code
+
+
+def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
+                 batch_size: int, train_overrides: list[str], echo=print) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    plan = {"preset": preset, "tasks": tasks, "seeds": seeds, "segments": segments, "samples": samples,
+            "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                            time.gmtime())}
+    (out / PLAN).write_text(json.dumps(plan, indent=1))
+    training = {}
+    for task in tasks:
+        for seed in seeds:
+            folder = seed_folder(out, task, seed)
+            if (folder / "train.status.json").exists():
+                raise UsageError(f"{folder} holds a finished training already; use a new OUT folder")
+            training[task, seed] = Job(train_command(preset, task, seed, folder, train_overrides),
+                                       folder / "train.out", folder / "train.status.json")
+            echo(f"started training {task} seed {seed}")
+    evaluating = {}
+    while training or evaluating:
+        time.sleep(5)
+        for key, job in list(training.items()):
+            code = job.poll()
+            if code is None:
+                continue
+            del training[key]
+            folder = seed_folder(out, *key)
+            echo(f"training {key[0]} seed {key[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")
+            if code == 0:
+                evaluating[key] = Job(extrapolate_command(folder, segments, samples, batch_size),
+                                      folder / "extrapolate.out", folder / "extrapolate.status.json")
+        for key, job in list(evaluating.items()):
+            code = job.poll()
+            if code is not None:
+                del evaluating[key]
+                echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
+                     f"{time.time() - job.started:.0f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Summarising: mean, min and max over seeds of every length, from the run folders alone.
+
+def read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{what}: {path} is missing") from None
+    except json.JSONDecodeError as error:
+        raise RuntimeFailure(f"{what}: {path} is not valid JSON ({error.msg})") from None
+
+
+def seed_result(folder: Path, task: str, seed: int) -> dict:
+    """One seed's accuracy per length, training wall time and whether its curriculum ran to the end."""
+    what = f"{task} seed {seed}"
+    train = read_json(folder / "train.status.json", f"{what} has no finished training")
+    if train["exit_code"] != 0:
+        raise RuntimeFailure(f"{what}: training exited with {train['exit_code']}; see {folder / 'train.out'}")
+    rows = read_json(folder / "extrapolate" / "extrapolation.json", f"{what} was not extrapolated")
+    return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
+            "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
+            "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
+            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train" / "metrics.jsonl")}
+
+
+def curriculum_completed(metrics: Path) -> bool:
+    """Whether the run's final summary line says every stage ran (a time limit or a stop ends it early)."""
+    if not metrics.exists():
+        return False
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    summary = [line for line in lines if line.get("kind") == "summary"]
+    return bool(summary) and bool(summary[-1].get("completed", True))
+
+
+def summarize(out: Path) -> dict:
+    plan = read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")
+    summary = {key: plan[key] for key in ("preset", "card", "command", "samples", "started")}
+    summary["tasks"] = {}
+    for task in plan["tasks"]:
+        results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
+        lengths = sorted(set.intersection(*(set(r["accuracy"]) for r in results.values())))
+        missing = {seed: sorted(set(plan["segments"]) - set(r["accuracy"])) for seed, r in results.items()}
+        missing = {seed: gap for seed, gap in missing.items() if gap}
+        if missing:
+            seed, gap = next(iter(missing.items()))
+            raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation stopped "
+                                 f"early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
+        any_seed = next(iter(results.values()))
+        summary["tasks"][task] = {
+            "preset": f"{plan['preset']}_{task}",
+            "seeds": plan["seeds"],
+            "lengths": {str(n): {"segments": n, "tokens": any_seed["tokens"][n],
+                                 "samples": any_seed["samples"][n],
+                                 "mean": round(mean(r["accuracy"][n] for r in results.values()), 2),
+                                 "min": round(min(r["accuracy"][n] for r in results.values()), 2),
+                                 "max": round(max(r["accuracy"][n] for r in results.values()), 2),
+                                 "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()}}
+                        for n in lengths},
+            "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
+            "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
+        }
+    return summary
+
+
+def plot_summary(summary: dict, path: Path) -> None:
+    from rmt_cli.plots import plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
+    for color, (task, result) in zip(colors, summary["tasks"].items()):
+        rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
+        tokens = [row["tokens"] for row in rows]
+        seeds = len(result["seeds"])
+        ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color,
+                label=f"{task}: mean of {seeds} seeds")
+        ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=color, alpha=0.2)
+        if task in PAPER:
+            per_segment = rows[0]["tokens"] // rows[0]["segments"]
+            ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
+                       color=color, label=f"{task}: paper (bert-base)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("input length, content tokens (log)")
+    ax.set_ylabel("accuracy, % (band: min to max over seeds)")
+    ax.set_title(f"{summary['preset']} presets, {summary['card']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_summary(out: Path, into: Path) -> dict:
+    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them."""
+    summary = summarize(out)
+    into.mkdir(parents=True, exist_ok=True)
+    for task, result in summary["tasks"].items():
+        for seed in result["seeds"]:
+            source, target = seed_folder(out, task, seed), into / task / f"seed{seed}"
+            target.mkdir(parents=True, exist_ok=True)
+            for step, names in KEPT_FILES.items():
+                for name in names:
+                    path = source / step / name if (source / step / name).exists() else source / name
+                    if path.exists():
+                        shutil.copyfile(path, target / (name if name.endswith(".out") else f"{step}_{name}"))
+            for name in ("train.status.json", "extrapolate.status.json", "extrapolate.out"):
+                if (source / name).exists():
+                    shutil.copyfile(source / name, target / name)
+    (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot_summary(summary, into / "accuracy_vs_length.png")
+    return summary
+
+
+def table(summary: dict) -> str:
+    """The summary as a Markdown table: mean (min–max) per task and length."""
+    lengths = sorted({int(n) for result in summary["tasks"].values() for n in result["lengths"]})
+    lines = ["| task | " + " | ".join(f"{n:,}" for n in lengths) + " | training (mean) |",
+             "| --- | " + " | ".join("--:" for _ in lengths) + " | --: |"]
+    for task, result in summary["tasks"].items():
+        cells = []
+        for n in lengths:
+            row = result["lengths"].get(str(n))
+            cells.append("-" if row is None else f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
+        minutes = mean(result["train_seconds"].values()) / 60
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
+    return "\n".join(lines)

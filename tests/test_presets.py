@@ -1,0 +1,40 @@
+"""The paper presets are what users run: each composes, and its curriculum trains at a tiny scale in-process."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from rmt_cli import config_dir
+from rmt_cli.experiment import build_experiment
+from rmt_cli.train import Trainer, curriculum_stages
+
+PAPER_PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("paper_minilm_*.yaml"))
+SHRINK = ["backbone=tiny", "noise=synthetic", "segment.length=64", "trainer.batch_size=2",
+          "trainer.eval_batch_size=4", "trainer.val_samples=4", "trainer.eval_every=1", "trainer.device=cpu"]
+
+
+def shrunk(preset: str):
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={preset}", *SHRINK])
+    stages = OmegaConf.to_container(cfg.curriculum.stages)
+    # The first and the last stage, one step each: the last stage carries each preset's special settings.
+    cfg.curriculum.stages = [{**stages[0], "steps": 1}, {**stages[-1], "steps": 1}]
+    return cfg, stages
+
+
+def test_there_is_a_paper_preset_per_task():
+    assert PAPER_PRESETS == ["paper_minilm_detect", "paper_minilm_memorize", "paper_minilm_reasoning"]
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
+def test_paper_preset_trains_two_steps_at_tiny_scale(preset, tmp_path):
+    cfg, full_stages = shrunk(preset)
+    assert all(stage["steps"] >= 100 for stage in full_stages)  # the shipped recipe, not a shrunk one
+    experiment = build_experiment(cfg, "cpu", with_training_data=True)
+    Trainer(cfg, experiment, curriculum_stages(cfg), tmp_path).run()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["stage"] for line in lines if line["kind"] == "train"] == [1, 2]
+    assert lines[-1]["kind"] == "summary" and lines[-1]["completed"] is True
+    assert (tmp_path / "checkpoints" / "stage2-best" / "model.safetensors").is_file()

@@ -80,3 +80,21 @@ def test_model_flops_and_mfu_follow_the_tokens_per_second():
     assert flops.fields(1e6) == {"model_tflops_per_s": round(per_position * 1e6 / 1e12, 6)}
     flops.peak = 2 * peak_flops("NVIDIA H200")  # two processes on H200s
     assert flops.fields(1e6)["mfu"] == round(per_position * 1e6 / (2 * 989.4e12), 4)
+
+
+def test_a_resumed_run_replaces_the_tensorboard_events_after_its_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = composed("experiment=smoke", "logger=[jsonl,tensorboard]")
+    with loggers.open_metrics(cfg, tmp_path, [4, 4], {}) as metrics:
+        for step in (1, 2, 3, 4):
+            metrics.write(kind="train", stage=1, step=step, segments="1", loss=float(step))
+    resumed = loggers.open_metrics(cfg, tmp_path, [4, 4], {})
+    resumed.truncate(2)  # as Trainer.restore does: the checkpoint was taken after step 2
+    with resumed:
+        for step in (3, 4):
+            resumed.write(kind="train", stage=1, step=step, segments="1", loss=10.0 * step)
+        resumed.write(kind="train", stage=2, step=1, segments="2", loss=50.0)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("train/loss")
+    assert [(event.step, event.value) for event in events] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0), (5, 50.0)]

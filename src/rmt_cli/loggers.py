@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from rmt_cli.errors import UsageError
+from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.metrics import MetricsLog
 
 BACKENDS = ("jsonl", "tensorboard", "wandb")
@@ -36,10 +38,11 @@ def chosen(cfg) -> dict:
 
 
 class TensorBoardBackend:
-    def __init__(self, folder: Path, info: dict):
+    def __init__(self, folder: Path, info: dict, first_step: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(folder))
+        # A resumed run purges the events an earlier attempt wrote from first_step on, as it truncates metrics.jsonl.
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=first_step if first_step > 1 else None)
         self.writer.add_text("run_info", "```\n" + json.dumps(info, indent=2) + "\n```")
 
     def log(self, scalars: dict[str, float], step: int) -> None:
@@ -54,9 +57,15 @@ class WandbBackend:
     def __init__(self, settings, run_dir: Path, config: dict, info: dict):
         import wandb
 
-        self.run = wandb.init(mode=str(settings.mode), project=str(settings.project), entity=settings.get("entity"),
-                              dir=str(run_dir), name=run_dir.name, config={**config, "run_info": info},
-                              settings=wandb.Settings(silent=True, console="off"))
+        quiet = wandb.Settings(silent=True, console="off")
+        try:
+            self.run = wandb.init(mode=str(settings.mode), project=str(settings.project),
+                                  entity=settings.get("entity"), dir=str(run_dir), name=run_dir.name,
+                                  config={**config, "run_info": info}, settings=quiet)
+        except Exception as error:  # wandb raises its own types for a missing login, network and settings
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RuntimeFailure(f"cannot start W&B ({first}); run `wandb login`, or log offline with "
+                                 "logger.wandb.mode=offline") from None
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
@@ -66,12 +75,20 @@ class WandbBackend:
 
 
 class Metrics(MetricsLog):
-    """metrics.jsonl plus the chosen backends; a context manager that flushes and closes them at the end."""
+    """metrics.jsonl plus the chosen backends: a context manager that opens them, after a resumed run has
+    truncated metrics.jsonl, and closes them at the end.
 
-    def __init__(self, path: Path, backends: list, stage_steps: list[int], enabled: bool = True):
+    openers: one callable per backend, taking the global step the backend's first line will have.
+    """
+
+    def __init__(self, path: Path, openers: list[Callable], stage_steps: list[int], enabled: bool = True):
         super().__init__(path, enabled)
-        self.backends = backends
+        self.openers = openers
+        self.backends = []
         self.stage_offsets = {number: sum(stage_steps[:number - 1]) for number in range(1, len(stage_steps) + 1)}
+
+    def global_step(self, fields: dict) -> int:
+        return self.stage_offsets.get(fields["stage"], 0) + int(fields["step"])
 
     def write(self, **fields) -> None:
         super().write(**fields)
@@ -83,11 +100,14 @@ class Metrics(MetricsLog):
                    if key not in NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool)}
         if kind == "val":
             scalars[f"val/accuracy_stage{fields['stage']}"] = float(fields["val_accuracy"])
-        step = self.stage_offsets.get(fields["stage"], 0) + int(fields["step"])
         for backend in self.backends:
-            backend.log(scalars, step)
+            backend.log(scalars, self.global_step(fields))
 
     def __enter__(self):
+        if self.enabled and self.openers:
+            kept = [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+            first = 1 + max((self.global_step(line) for line in kept if "step" in line), default=0)
+            self.backends = [open_backend(first) for open_backend in self.openers]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -97,17 +117,17 @@ class Metrics(MetricsLog):
 
 
 def open_metrics(cfg, run_dir: Path, stage_steps: list[int], info: dict, enabled: bool = True) -> Metrics:
-    """The run's metrics: backends are opened on the writing rank only."""
+    """The run's metrics; its backends open on entering it, on the writing rank only."""
     from omegaconf import OmegaConf
 
-    backends = []
-    if enabled:
-        for name, settings in chosen(cfg).items():
-            if name == "tensorboard":
-                backends.append(TensorBoardBackend(Path(run_dir) / str(settings.dir), info))
-            elif name == "wandb":
-                backends.append(WandbBackend(settings, Path(run_dir), OmegaConf.to_container(cfg, resolve=True), info))
-    return Metrics(Path(run_dir) / "metrics.jsonl", backends, stage_steps, enabled)
+    openers = []
+    for name, settings in chosen(cfg).items():
+        if name == "tensorboard":
+            openers.append(partial(TensorBoardBackend, Path(run_dir) / str(settings.dir), info))
+        elif name == "wandb":  # every attempt of a resumed run is a W&B run of its own: nothing to purge
+            config = OmegaConf.to_container(cfg, resolve=True)
+            openers.append(lambda first, wandb=settings: WandbBackend(wandb, Path(run_dir), config, info))
+    return Metrics(Path(run_dir) / "metrics.jsonl", openers, stage_steps, enabled)
 
 
 def peak_gpu_memory(device: torch.device) -> dict:

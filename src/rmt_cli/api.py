@@ -64,7 +64,7 @@ class Run:
         Segments are cut from the end, so the question closes a full last segment, as in training; the first
         segment holds what is left over.
         """
-        ids = self.tokenizer((text + " " + question).strip(), add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer((text + " " + question).strip(), add_special_tokens=False, verbose=False)["input_ids"]
         if not ids:
             raise ValueError("the text and question are empty; give the model something to read")
         size = self.content_length

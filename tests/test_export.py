@@ -51,20 +51,27 @@ def test_export_refuses_a_folder_that_holds_files(smoke_run_dir, tmp_path):
         export.export_run(smoke_run_dir, tmp_path)
 
 
-def test_rmt_export_then_eval_on_the_export(smoke_run_dir, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
+def test_rmt_export_writes_the_folder_and_an_offline_push_is_one_line(smoke_run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from rmt_cli.cli import app
+
     out = tmp_path / "model"
-    result = subprocess.run([sys.executable, "-m", "rmt_cli", "export", str(smoke_run_dir), str(out),
-                             "--push-to-hub", "someone/rmt-memorize"], capture_output=True, text=True, env=env)
-    assert result.returncode == 1 and f"exported {smoke_run_dir} to {out}" in result.stdout
+    result = CliRunner().invoke(app, ["export", str(smoke_run_dir), str(out), "--push-to-hub", "someone/rmt-memorize"])
+    assert result.exit_code == 1 and f"exported {smoke_run_dir} to {out}" in result.stdout
     assert result.stderr.strip().splitlines() == [
         f"error: cannot push to the Hub while offline (HF_HUB_OFFLINE is set); the export is in {out}; "
         f"upload it later with `hf upload someone/rmt-memorize {out}`"]
-    result = subprocess.run([sys.executable, "-m", "rmt_cli", "eval", "--checkpoint", str(out), "--samples", "24",
-                             f"hydra.run.dir={tmp_path / 'eval'}"], capture_output=True, text=True, env=env)
+    assert export.is_export(out)
+
+
+def test_rmt_eval_reads_an_export(smoke_run_dir, exported, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run([sys.executable, "-m", "rmt_cli", "eval", "--checkpoint", str(exported), "--samples", "24",
+                             f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    report = json.loads((tmp_path / "eval.json").read_text())
     assert report["segments"] == 2 and report["samples"] == 24
     assert report["accuracy"] == pytest.approx(accuracy_of_the_run(smoke_run_dir, samples=24, segments=2))
 

@@ -79,3 +79,48 @@ def test_a_decoder_declared_an_encoder_is_one_line():
     cfg.layout = "encoder"
     with pytest.raises(UsageError, match="set backbone.layout=decoder"):
         load_backbone(cfg)
+
+
+def test_the_pooler_head_reads_the_backbones_pretrained_pooler(tokenizer, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from rmt_cli.backbones import load_backbone
+    from rmt_cli.engine import RecurrentMemory
+
+    folder = tmp_path / "with-pooler"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    torch.manual_seed(3)
+    saved = BertModel(config)  # with its pooler
+    saved.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    backbone = load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)}), with_pooler=True)
+    assert backbone.model.pooler is None  # taken out: the backbone never runs it
+    torch.testing.assert_close(backbone.pooler.weight, saved.pooler.dense.weight)
+    model = RecurrentMemory(backbone.model, memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, head="pooler", pooler=backbone.pooler).eval()
+    steps = [torch.randint(1000, 2000, (3, 10)) for _ in range(2)]
+    with torch.no_grad():
+        logits = model(steps).logits
+        cls = model.read_segment(model(steps[:1]).memory, steps[1])[1]
+    assert logits.shape == (3, 6)
+    expected = model.head[3](torch.tanh(saved.pooler.dense(cls)))
+    torch.testing.assert_close(logits, expected)
+    assert load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)})).pooler is None
+
+
+def test_the_pooler_head_trains_at_smoke_scale(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.train import Trainer, curriculum_stages
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "task.head=pooler", "trainer.device=cpu"])
+    experiment = build_experiment(cfg, "cpu", with_training_data=True)
+    assert isinstance(experiment.model.head[0], torch.nn.Linear) and isinstance(experiment.model.head[1],
+                                                                                 torch.nn.Tanh)
+    before = experiment.model.head[0].weight.detach().clone()
+    Trainer(cfg, experiment, curriculum_stages(cfg), tmp_path).run()
+    assert not torch.equal(before, experiment.model.head[0].weight)  # the pooler is trained with the rest
+    assert (tmp_path / "checkpoints" / "stage2-best" / "model.safetensors").is_file()

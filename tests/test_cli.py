@@ -88,7 +88,7 @@ def test_every_group_option_composes(group):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["train", "task=nope"], 2, "Could not find 'task/nope' (available: babilong, detect, memorize, qa2, qa3, qa5, reasoning)"),
+    (["train", "task=nope"], 2, "Could not find 'task/nope' (available: babilong, detect, memorize, qa1, qa2, qa3, qa5, reasoning)"),
     (["train", "experiment=smoke", "memory.size=0"], 2, "memory.size=0 must be at least 1"),
     (["train", "experiment=smoke", "segment.length=600"], 2, "exceeds the backbone's 512 positions"),
     (["train", "experiment=smoke", "memory.size=30"], 2, "lower memory.size or raise segment.length"),
@@ -134,7 +134,7 @@ def test_help_documents_the_commands():
     ("missing corpus", 1, "noise path"),
     ("corpus not utf-8", 1, "is not UTF-8 text"),
     ("empty corpus", 1, "contains no text"),
-    ("malformed facts file", 1, "line 2: expected 'ID text'"),
+    ("malformed facts file", 2, "line 2: expected 'ID text'"),
     ("not a checkpoint", 1, "holds no checkpoint"),
 ])
 def test_bad_files_are_one_clear_line(case, code, message, tmp_path):

@@ -21,7 +21,11 @@ def fake_protocol(out, accuracy=ACCURACY, seeds=(0, 1, 2)):
         (folder / "extrapolate").mkdir(parents=True)
         (folder / "train").mkdir()
         (folder / "train.status.json").write_text(json.dumps({"exit_code": 0, "seconds": 60.0 * (seed + 1)}))
-        (folder / "train" / "metrics.jsonl").write_text(json.dumps({"kind": "summary", "completed": True}) + "\n")
+        (folder / "train" / "config.yaml").write_text("curriculum:\n  advance_at: null\n  stages:\n"
+                                                      "  - {segments: 1, steps: 10}\n  - {segments: 2, steps: 10}\n")
+        last_step = 10 if seed != 2 else 6  # seed 2 was stopped by a time limit
+        (folder / "train" / "metrics.jsonl").write_text(json.dumps(
+            {"kind": "val", "stage": 2, "step": last_step, "val_accuracy": 0.5}) + "\n")
         (folder / "extrapolate" / "extrapolation.json").write_text(json.dumps(
             [{"segments": n, "tokens": 499 * n, "accuracy": a, "samples": 20} for n, a in rows.items()]))
     return out
@@ -33,7 +37,8 @@ def test_summary_gives_mean_min_max_and_every_seed(tmp_path):
     assert (at8["mean"], at8["min"], at8["max"]) == (80.0, 50.0, 100.0)
     assert at8["per_seed"] == {"0": 100.0, "1": 90.0, "2": 50.0} and at8["tokens"] == 3992
     assert summary["tasks"]["memorize"]["train_seconds"] == {"0": 60.0, "1": 120.0, "2": 180.0}
-    assert summary["card"] == "NVIDIA H200"
+    assert summary["card"] == "NVIDIA H200" and summary["tasks"]["memorize"]["not_measured"] == []
+    assert summary["tasks"]["memorize"]["curriculum_completed"] == {"0": True, "1": True, "2": False}
     assert json.loads((tmp_path / "results" / "summary.json").read_text()) == summary
     assert (tmp_path / "results" / "accuracy_vs_length.png").stat().st_size > 10_000
     assert (tmp_path / "results" / "memorize" / "seed2" / "extrapolate_extrapolation.json").is_file()
@@ -50,3 +55,24 @@ def test_a_seed_whose_extrapolation_stopped_early_is_named(tmp_path):
     accuracy = {**ACCURACY, ("memorize", 2): {1: 0.95}}
     with pytest.raises(RuntimeFailure, match=r"memorize seed 2 has no result at \[8\] segments"):
         write_summary(fake_protocol(tmp_path / "run", accuracy), tmp_path / "results")
+
+
+def test_a_length_that_no_seed_reached_is_reported_as_not_measured(tmp_path):
+    accuracy = {key: {1: rows[1]} for key, rows in ACCURACY.items()}
+    summary = write_summary(fake_protocol(tmp_path / "run", accuracy), tmp_path / "results")
+    assert summary["tasks"]["memorize"]["not_measured"] == [8] and list(summary["tasks"]["memorize"]["lengths"]) == ["1"]
+    assert "| memorize | 98.3 (95.0–100.0) | not measured |" in table(summary)
+
+
+def test_lengths_measured_on_one_seed_stay_apart_from_the_means(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    extra = seed_folder(out, "memorize", 0) / "extrapolate_20480"
+    extra.mkdir()
+    (extra / "extrapolation.json").write_text(json.dumps(
+        [{"segments": 20480, "tokens": 499 * 20480, "accuracy": 1.0, "samples": 100}]))
+    summary = write_summary(out, tmp_path / "results")
+    memorize = summary["tasks"]["memorize"]
+    assert memorize["single_seed"] == [{"seed": 0, "segments": 20480, "tokens": 499 * 20480, "samples": 100,
+                                        "accuracy": 100.0}]
+    assert "20480" not in memorize["lengths"]
+    assert (tmp_path / "results" / "memorize" / "seed0" / "extrapolate_20480.json").is_file()

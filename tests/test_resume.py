@@ -95,3 +95,29 @@ def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(unint
     assert "is damaged (model.safetensors does not match its checksum); using the one before it" in result.stdout
     assert "resuming" in result.stdout and "Traceback" not in result.stderr
     assert metrics(run_dir) == uninterrupted
+
+
+
+def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.train import Trainer, curriculum_stages
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu"])
+
+    def train(run_dir):
+        run_dir.mkdir(exist_ok=True)
+        Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir).run()
+        return metrics(run_dir)
+
+    uninterrupted = train(tmp_path / "whole")
+    checks = iter(range(100))  # out of time at the 4th check: stage 1, step 3 of 4 (one check per stage and step)
+    monkeypatch.setattr(Trainer, "out_of_time", lambda self: next(checks) == 3)
+    stopped = train(tmp_path / "run")
+    assert [line["step"] for line in stopped if line["kind"] == "train"] == [1, 2, 3]
+    assert stopped[-1] == {"kind": "summary", "completed": False, "best_val_accuracy": {}}
+    monkeypatch.setattr(Trainer, "out_of_time", lambda self: False)
+    assert train(tmp_path / "run") == uninterrupted

@@ -1,27 +1,29 @@
-"""qa2, qa3, qa5 generators, label sets, story order in the input, bAbI files, BABILong, `rmt preview`."""
+"""Tasks: label sets, stories spread through the input in order, bAbI files, BABILong, `rmt preview`, qa1 end to
+end. (The generators themselves: test_world.py.)"""
 
 import os
 import re
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from test_world import solve
 
+from rmt_cli.babi import babi_split_files, read_babi
 from rmt_cli.engine import content_length
 from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.experiment import task_spec
-from rmt_cli.facts import GENERATORS, LABELS, LOCATIONS, Story, babi_split_files, read_babi
-from rmt_cli.samples import SampleFactory, TaskSpec
+from rmt_cli.facts import LOCATIONS, Story
+from rmt_cli.samples import SampleFactory, TaskSpec, minimum_segments
+from rmt_cli.stories import GENERATORS, LABELS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babi"
 TRAIN_FILE, TEST_FILE = FIXTURES / "qa2_sample_train.txt", FIXTURES / "qa2_sample_test.txt"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200"}
 ENV.pop("HYDRA_FULL_ERROR", None)
-SEEDS = range(400)
 
 
 def rmt(*args, cwd=None):
@@ -29,149 +31,112 @@ def rmt(*args, cwd=None):
                           cwd=cwd, timeout=300)
 
 
-# ---------------------------------------------------------------------------------------------
-# An independent checker: parse the facts as text, replay them on a world, answer the question.
-
-FACT_PATTERNS = {
-    "move": re.compile(r"^(\w+) (?:moved|went|went back|journeyed|travelled) to the (\w+)\.$"),
-    "get": re.compile(r"^(\w+) (?:picked up|got|grabbed|took) the (\w+) there\.$"),
-    "drop": re.compile(r"^(\w+) (?:dropped|discarded|put down|left) the (\w+) there\.$"),
-    "give": re.compile(r"^(\w+) (?:gave|handed|passed) the (\w+) to (\w+)\.$"),
-}
-
-
-def replay(facts):
-    """Replay the facts, checking each action is possible; returns object places, object trails and gifts."""
-    at, held, lying, trail, gifts = {}, {}, {}, defaultdict(list), []
-    for fact in facts:
-        matches = [(kind, m.groups()) for kind, p in FACT_PATTERNS.items() if (m := p.match(fact))]
-        assert len(matches) == 1, fact
-        kind, args = matches[0]
-        if kind == "move":
-            person, place = args
-            assert at.get(person) != place and place in LOCATIONS, fact
-            at[person] = place
-            for obj in [o for o, p in held.items() if p == person]:
-                trail[obj].append(place)
-        elif kind == "get":
-            person, obj = args
-            assert person in at and obj not in held and lying.get(obj, at[person]) == at[person], fact
-            held[obj] = person
-            lying.pop(obj, None)
-            if not trail[obj] or trail[obj][-1] != at[person]:
-                trail[obj].append(at[person])
-        elif kind == "drop":
-            person, obj = args
-            assert held.get(obj) == person, fact
-            del held[obj]
-            lying[obj] = at[person]
-        else:
-            giver, obj, receiver = args
-            assert held.get(obj) == giver and receiver != giver and at.get(receiver) == at[giver], fact
-            held[obj] = receiver
-            gifts.append((giver, obj, receiver))
-    places = {**lying, **{o: at[p] for o, p in held.items()}}
-    return places, trail, gifts
-
-
-def only(answers):
-    assert len(answers) == 1, answers
-    return next(iter(answers))
-
-
-def solve(story: Story) -> str:
-    places, trail, gifts = replay(story.facts)
-    q = story.question
-    if m := re.fullmatch(r"Where is the (\w+)\?", q):
-        return places[m[1]]
-    if m := re.fullmatch(r"Where was the (\w+) before the (\w+)\?", q):
-        visited = trail[m[1]]
-        assert visited.count(m[2]) == 1 and visited.index(m[2]) > 0, (visited, q)
-        return visited[visited.index(m[2]) - 1]
-    if m := re.fullmatch(r"Who gave the (\w+) to (\w+)\?", q):
-        return only({g for g, o, r in gifts if (o, r) == (m[1], m[2])})
-    if m := re.fullmatch(r"Who gave the (\w+)\?", q):
-        return only({g for g, o, r in gifts if o == m[1]})
-    if m := re.fullmatch(r"Who received the (\w+)\?", q):
-        return only({r for g, o, r in gifts if o == m[1]})
-    if m := re.fullmatch(r"What did (\w+) give to (\w+)\?", q):
-        return only({o for g, o, r in gifts if (g, r) == (m[1], m[2])})
-    if m := re.fullmatch(r"Who did (\w+) give the (\w+) to\?", q):
-        return only({r for g, o, r in gifts if (g, o) == (m[1], m[2])})
-    raise AssertionError(f"unknown question {q!r}")
-
-
-@pytest.mark.parametrize("generator", ["qa2", "qa3", "qa5"])
-def test_answers_are_right_when_the_facts_are_replayed(generator):
-    questions, answers, people = set(), set(), []
-    for seed in SEEDS:
-        story = GENERATORS[generator](np.random.default_rng(seed))
-        assert 4 <= len(story.facts) <= 6
-        assert solve(story) == story.answer and story.answer in LABELS[generator]
-        questions.add(" ".join(story.question.split()[:2]))
-        answers.add(story.answer)
-        people.append(len({fact.split()[0] for fact in story.facts}))
-    assert answers == set(LABELS[generator])  # every label occurs
-    assert np.mean(np.array(people) > 1) > 0.5  # most stories have other people's facts as distractors
-    if generator == "qa5":
-        assert questions == {"Who gave", "Who received", "What did", "Who did"}
-
-
-def test_a_hand_made_qa3_story_is_solved_by_the_checker():
-    story = Story(("John went to the office.", "John took the apple there.", "Mary moved to the kitchen.",
-                   "John went to the garden.", "John moved to the kitchen."),
-                  "Where was the apple before the kitchen?", "garden")
-    assert solve(story) == "garden"
-    with pytest.raises(AssertionError):  # the checker refuses impossible actions: Mary holds nothing
-        replay(("Mary went to the office.", "Mary dropped the milk there."))
-
-
-def test_longest_story_and_question_fit_the_smallest_segment(tokenizer):
-    smoke_content = content_length(64, 10)  # experiment=smoke: 64 positions, 10 memory vectors
-    longest = 0
-    for generator in GENERATORS:
-        for seed in SEEDS:
-            story = GENERATORS[generator](np.random.default_rng(seed))
-            n = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in (*story.facts, story.question))
-            longest = max(longest, n)
-    assert longest <= smoke_content and longest < 80
+def drawn_story(factory: SampleFactory, seed, n_segments: int) -> Story:
+    """The story a sample drawn from seed holds: the generator's first story that fits the input."""
+    rng = np.random.default_rng(seed)
+    story = factory.task.stories("test")(rng)
+    while factory.segments_needed(story) > n_segments:
+        story = factory.task.stories("test")(rng)
+    return story
 
 
 def test_label_sets():
     assert TaskSpec("qa5", "qa5", "random").labels == ("Mary", "Jeff", "Fred", "Bill", "football", "apple", "milk")
-    for generator in ("qa1", "qa2", "qa3", "qa4"):
-        assert TaskSpec(generator, generator, "random").labels == LOCATIONS
+    for generator in ("qa1", "qa1-world", "qa2", "qa3", "qa4"):
+        assert TaskSpec(generator, generator, "random").labels == LOCATIONS == LABELS[generator]
 
 
 # ---------------------------------------------------------------------------------------------
 # Facts in the input: random sentence starts, story order.
 
-@pytest.mark.parametrize("generator", ["qa2", "qa3", "qa5"])
+def check_placement(f: SampleFactory, sample, facts: list[np.ndarray]) -> None:
+    """The sample holds exactly these facts, in this order, each whole at a sentence start of its noise window,
+    and the question ends the last segment."""
+    starts = set(f.corpus.sentence_starts.tolist())
+    assert [fact.tokens.tolist() for fact in sample.facts] == [t.tolist() for t in facts]
+    places = [(fact.segment, fact.offset) for fact in sample.facts]
+    assert places == sorted(places)
+    segments = [f.segment(sample, k) for k in range(sample.n_segments)]
+    assert all(len(s) == f.content_length for s in segments)
+    for k, fact in enumerate(sample.facts):
+        assert sample.noise_starts[fact.segment] + fact.offset in starts
+        where = fact.offset + sum(len(g.tokens) for g in sample.facts[:k] if g.segment == fact.segment)
+        assert np.array_equal(segments[fact.segment][where:where + len(fact.tokens)], fact.tokens)
+    assert np.array_equal(segments[-1][-len(sample.question):], sample.question)
+
+
+@pytest.mark.parametrize("generator", ["qa1-world", "qa2", "qa3", "qa5"])
 def test_facts_sit_at_sentence_starts_in_story_order(generator, synthetic_noise, tokenizer):
     task = TaskSpec(generator, generator, "random")
     f = SampleFactory(task, synthetic_noise.eval, tokenizer, 115)
-    starts = set(synthetic_noise.eval.sentence_starts.tolist())
-    n_segments, spread = 4, 0
-    for i, sample in enumerate(f.sample_set("test", 0, n_segments, 40)):
-        story = GENERATORS[generator](np.random.default_rng((0, 2, n_segments, i)))  # the draw's first use of rng
+    n_segments, spread, long = 4, 0, 0
+    for i, sample in enumerate(f.sample_set("test", 0, n_segments, 30)):
+        story = drawn_story(f, (0, 2, n_segments, i), n_segments)
         assert task.labels[sample.label] == story.answer
-        assert [fact.tokens.tolist() for fact in sample.facts] == [f.encode(t).tolist() for t in story.facts]
-        places = [(fact.segment, fact.offset) for fact in sample.facts]
-        assert places == sorted(places)
-        spread += len({fact.segment for fact in sample.facts}) > 1
-        segments = [f.segment(sample, k) for k in range(n_segments)]
-        for k, fact in enumerate(sample.facts):
-            assert sample.noise_starts[fact.segment] + fact.offset in starts
-            where = fact.offset + sum(len(g.tokens) for g in sample.facts[:k] if g.segment == fact.segment)
-            assert np.array_equal(segments[fact.segment][where:where + len(fact.tokens)], fact.tokens)
-        assert np.array_equal(segments[-1][-len(sample.question):], sample.question)
-    assert spread > 20
+        check_placement(f, sample, [f.encode(t) for t in story.facts])
+        spread += len(sample.fact_segments) > 1
+        long += f.segments_needed(story) > 1
+    assert spread > 20 and (generator == "qa1-world" or long > 5)
 
 
-def test_a_story_longer_than_a_segment_is_one_clear_error(synthetic_noise, tokenizer):
-    f = SampleFactory(TaskSpec("qa2", "qa2", "random"), synthetic_noise.eval, tokenizer, 20)
-    with pytest.raises(UsageError, match="raise segment.length"):
-        f.sample_set("test", 0, 2, 10)
+def long_story_file(folder: Path, n_facts: int = 40) -> Path:
+    """A bAbI file of one story whose facts are told apart by a number (9 MiniLM tokens each)."""
+    path = folder / "qa1_long_test.txt"
+    lines = [f"{i} Mary moved to the office number {i} today." for i in range(1, n_facts + 1)]
+    path.write_text("\n".join([*lines, f"{n_facts + 1} Where is Mary?\toffice\t{n_facts}"]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("position", ["random", "start"])
+def test_a_story_of_40_facts_spreads_over_8_segments_in_order(position, synthetic_noise, tokenizer, tmp_path):
+    path = long_story_file(tmp_path)
+    f = SampleFactory(TaskSpec("long", "", position, facts_file=str(path)), synthetic_noise.eval, tokenizer, 64)
+    story = read_babi(str(path))[0]
+    facts = [f.encode(t) for t in story.facts]
+    assert len(facts) == 40 and sum(map(len, facts)) > 5 * 64  # more than 5 segments of 64 tokens
+    assert f.segments_needed(story) <= 8
+    used = set()
+    for sample in f.sample_set("test", 0, 8, 20):
+        check_placement(f, sample, facts)
+        used |= sample.fact_segments
+        if position == "start":  # the story opens the input and fills segments one after another
+            assert sample.facts[0].offset == 0 and all(fact.offset == 0 for fact in sample.facts)
+            assert sorted(sample.fact_segments) == list(range(len(sample.fact_segments)))
+    assert used == set(range(8 if position == "random" else f.segments_needed(story)))
+
+
+def test_facts_in_last_keeps_a_long_story_in_the_last_segments(synthetic_noise, tokenizer, tmp_path):
+    path = long_story_file(tmp_path)
+    f = SampleFactory(TaskSpec("long", "", "random", facts_file=str(path)), synthetic_noise.eval, tokenizer, 64)
+    facts = [f.encode(t) for t in read_babi(str(path))[0].facts]
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        sample = f.draw(rng, 12, facts_in_last=8)
+        check_placement(f, sample, facts)
+        assert min(sample.fact_segments) >= 4
+    squeezed = f.draw(rng, 12, facts_in_last=2)  # too long for 2 segments: it reaches back as far as it must
+    check_placement(f, squeezed, facts)
+    assert max(squeezed.fact_segments) == 11 and min(squeezed.fact_segments) < 10
+
+
+def test_a_story_longer_than_the_input_is_one_line_with_the_segments_it_needs(synthetic_noise, tokenizer, tmp_path):
+    path = long_story_file(tmp_path)
+    f = SampleFactory(TaskSpec("qa1", "", "random", facts_file=str(path)), synthetic_noise.eval, tokenizer, 64)
+    need = f.segments_needed(read_babi(str(path))[0])
+    with pytest.raises(UsageError) as error:
+        f.sample_set("test", 0, need - 1, 3)
+    message = str(error.value)
+    assert f"{path} line 41 (40 facts" in message and f"needs at least {need} segments" in message
+    assert "\n" not in message
+    assert len(f.sample_set("test", 0, need, 3)) == 3
+
+
+def test_generated_stories_too_long_for_the_input_are_drawn_again(synthetic_noise, tokenizer):
+    f = SampleFactory(TaskSpec("qa3", "qa3", "random"), synthetic_noise.eval, tokenizer, 51)  # experiment=smoke
+    short = f.sample_set("test", 0, 1, 30)
+    assert all(sum(len(fact.tokens) for fact in s.facts) + len(s.question) <= 51 for s in short)
+    longer = f.sample_set("test", 0, 6, 30)
+    assert max(len(s.facts) for s in longer) > max(len(s.facts) for s in short)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +151,7 @@ def test_the_fixture_file_parses_to_its_stories():
                                 "Mary travelled to the garden.", "John moved to the office."),
                                "Where is the apple?", "garden")
     assert [len(s.facts) for s in stories] == [2, 4, 5, 3] and stories[3].answer == "office"
-    assert all(solve(s) == s.answer for s in stories)  # the hand-written stories are consistent
+    assert all(solve(s)[0] == s.answer for s in stories)  # the hand-written stories are consistent
 
 
 def write_babi(path: Path, stories) -> None:
@@ -197,12 +162,12 @@ def write_babi(path: Path, stories) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("generator", ["qa2", "qa3", "qa5"])
+@pytest.mark.parametrize("generator", ["qa1-world", "qa2", "qa3", "qa5"])
 def test_generated_stories_round_trip_through_the_babi_format(generator, tmp_path):
     stories = [GENERATORS[generator](np.random.default_rng(seed)) for seed in range(50)]
     path = tmp_path / f"{generator}_round_train.txt"
     write_babi(path, stories)
-    assert list(read_babi(str(path))) == stories
+    assert list(read_babi(str(path), LABELS[generator])) == stories
 
 
 def test_train_reads_the_train_file_and_evaluation_the_test_file(synthetic_noise, tokenizer, tmp_path):
@@ -213,7 +178,9 @@ def test_train_reads_the_train_file_and_evaluation_the_test_file(synthetic_noise
     assert babi_split_files(str(alone)) == (str(alone), str(alone))
 
     task = TaskSpec("qa2-file", "qa2", "random", facts_file=str(TRAIN_FILE))
-    assert task.labels == ("bedroom", "garden", "hallway", "kitchen", "office")  # answers of both files, sorted
+    assert task.labels == LOCATIONS  # the generator's
+    assert task.answers() == ("bedroom", "garden", "hallway", "kitchen", "office")  # of both files, sorted
+    assert TaskSpec("qa2-file", "", "random", facts_file=str(TRAIN_FILE)).labels == task.answers()
     f = SampleFactory(task, synthetic_noise.eval, tokenizer, 115)
     test = f.sample_set("test", 0, 3, 20)
     assert {task.labels[s.label] for s in test} == {"bedroom"}  # the test file's only question
@@ -231,26 +198,48 @@ def test_task_facts_file_flows_from_the_config():
     from rmt_cli.cli import config_dir
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        for name in ("memorize", "detect", "reasoning", "qa2", "qa3", "qa5", "babilong"):
+        for name in ("memorize", "detect", "reasoning", "qa1", "qa2", "qa3", "qa5", "babilong"):
             assert compose("train", overrides=[f"task={name}"]).task.facts_file is None
         cfg = compose("train", overrides=["task=qa3", f"task.facts_file={TRAIN_FILE}"])
     spec = task_spec(cfg)
     assert spec.facts_file == str(TRAIN_FILE) and spec.generator == "qa3" and spec.fact_position == "random"
 
 
-@pytest.mark.parametrize("lines, line, message", [
-    (["1 Mary went to the kitchen.", "Mary moved to the office.", "2 Where is Mary?\toffice\t1"], 2,
+QA1 = LOCATIONS
+
+
+@pytest.mark.parametrize("lines, labels, line, message", [
+    (["1 Mary went to the kitchen.", "Mary moved to the office.", "2 Where is Mary?\toffice\t1"], QA1, 2,
      "expected 'ID text'"),
-    (["1 Mary went to the kitchen.", "3 Where is Mary?\tkitchen\t1"], 2, "ID 3 after ID 1"),
-    (["1 Mary went to the kitchen.", "2 Where is Mary?\t\t1"], 2, "expected a question line"),
-    (["1 Mary went to the kitchen.", "2 John went to the office.", "3 Where is Mary?\tkitchen\tone"], 3,
+    (["1 Mary went to the kitchen.", "3 Where is Mary?\tkitchen\t1"], QA1, 2, "ID 3 after ID 1"),
+    (["1 Mary went to the kitchen.", "2 Where is Mary?\t\t1"], QA1, 2, "expected a question line"),
+    (["1 Mary went to the kitchen.", "2 John went to the office.", "3 Where is Mary?\tkitchen\tone"], QA1, 3,
      "expected a question line"),
+    (["1 Mary went to the kitchen.", "2 Where is Mary?\tkitchen\t5"], QA1, 2, "expected a question line"),
+    # an answer outside the task's labels would become a class of its own
+    (["1 Mary went to the kitchen.", "2 Where is Mary?\tcellar\t1"], QA1, 2,
+     "answer 'cellar' is not one of the task's labels"),
+    # a TAB inside a fact would make it a question
+    (["1 Mary went\tto the kitchen.", "2 Where is Mary?\tkitchen\t1"], QA1, 1, "a TAB inside a statement"),
+    # "Bathroom" and "bathroom" as two classes
+    (["1 Mary went to the bathroom.", "2 Where is Mary?\tBathroom\t1"], QA1, 2,
+     "answer 'Bathroom' differs from the label 'bathroom' only in case"),
+    (["1 Mary went to the bathroom.", "2 Where is Mary?\tbathroom\t1", "3 Where is Mary?\tBathroom\t1"], None, 3,
+     "answer 'Bathroom' and 'bathroom' differ only in case"),
+    # a question line without TABs would be taken as a fact
+    (["1 Mary went to the kitchen.", "2 Where is Mary? kitchen 1", "3 Where is Mary?\tkitchen\t1"], QA1, 2,
+     "a question without its answer"),
+    # a file of another task: qa8's lists into qa2, or with the labels taken from the file
+    (["1 Mary got the apple.", "2 Mary took the milk.", "3 What is Mary carrying?\tapple,milk\t1 2"], QA1, 3,
+     "answer 'apple,milk' is not one of the task's labels"),
+    (["1 Mary got the apple.", "2 Mary took the milk.", "3 What is Mary carrying?\tapple,milk\t1 2"], None, 3,
+     "answer 'apple,milk' lists several answers"),
 ])
-def test_a_malformed_file_is_one_line_naming_file_and_line(lines, line, message, tmp_path):
+def test_a_malformed_file_is_one_line_naming_file_and_line(lines, labels, line, message, tmp_path):
     path = tmp_path / "qa1_bad_train.txt"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(RuntimeFailure) as error:
-        read_babi(str(path))
+    with pytest.raises(UsageError) as error:
+        read_babi(str(path), labels)
     text = str(error.value)
     assert text.startswith(f"{path} line {line}: {message}") and "\n" not in text
 
@@ -260,8 +249,22 @@ def test_missing_or_question_free_files_are_clear_errors(tmp_path):
         read_babi(str(tmp_path / "qa1_missing_train.txt"))
     empty = tmp_path / "qa1_statements_train.txt"
     empty.write_text("1 Mary went to the kitchen.\n")
-    with pytest.raises(RuntimeFailure, match="no question lines"):
+    with pytest.raises(UsageError, match="no question lines"):
         read_babi(str(empty))
+
+
+def test_a_relative_facts_file_is_stored_resolved_and_a_lone_file_is_announced(tmp_path, monkeypatch, capsys):
+    (tmp_path / "stories").mkdir()
+    alone = tmp_path / "stories" / "qa2_alone_train.txt"
+    alone.write_text(TRAIN_FILE.read_text())
+    monkeypatch.chdir(tmp_path)
+    cfg = task_cfg(generator="qa2", facts_file="stories/qa2_alone_train.txt")
+    spec = task_spec(cfg)
+    assert spec.facts_file == cfg.task.facts_file == str(alone)
+    note = capsys.readouterr().err
+    assert f"{alone} has no qa2_alone_test.txt beside it" in note and "validation and test draw from" in note
+    task_spec(task_cfg(generator="qa2", facts_file=str(TRAIN_FILE)))
+    assert capsys.readouterr().err == ""  # a pair: nothing to say
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,25 +295,111 @@ def test_babilong_offline_is_one_clear_line():
 # ---------------------------------------------------------------------------------------------
 # Commands.
 
-def test_preview_prints_a_sample_with_its_answer(tmp_path):
+def first_fitting_story(generator: str, seed, n_segments: int, tokenizer, content: int) -> Story:
+    rng = np.random.default_rng(seed)
+    while True:
+        story = GENERATORS[generator](rng)
+        lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in (*story.facts, story.question)]
+        if minimum_segments(lengths[:-1], lengths[-1], content) <= n_segments:
+            return story
+
+
+def test_preview_prints_a_sample_with_its_answer(tmp_path, tokenizer):
     result = rmt("preview", "task=qa3", "noise=synthetic", "backbone=tiny", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    story = GENERATORS["qa3"](np.random.default_rng((0, 2, 1, 0)))  # test sample 0 of seed 0, one segment
-    assert f"answer: {story.answer}" in result.stdout
-    assert story.question.lower() in result.stdout and "segment 1/1" in result.stdout
+    story = first_fitting_story("qa3", (0, 2, 1, 0), 1, tokenizer, content_length(128, 10))  # test sample 0, seed 0
+    text = re.sub(r"[│\s]+", " ", result.stdout)  # the panels' text without their borders and line breaks
+    assert f"answer: {story.answer}" in text and story.question.lower() in text and "segment 1/1" in text
     assert not any(tmp_path.iterdir())  # writes nothing
 
 
-def test_preview_takes_segments_and_seed(tmp_path):
+def test_preview_takes_segments_and_seed(tmp_path, tokenizer):
     result = rmt("preview", "task=qa5", "noise=synthetic", "backbone=tiny", "--segments", "3", "--seed", "7",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    story = GENERATORS["qa5"](np.random.default_rng((7, 2, 3, 0)))
+    story = first_fitting_story("qa5", (7, 2, 3, 0), 3, tokenizer, content_length(128, 10))
     assert f"answer: {story.answer}" in result.stdout and "segment 3/3" in result.stdout
 
 
-def test_smoke_training_on_qa2(tmp_path):
-    result = rmt("train", "experiment=smoke", "task=qa2", f"hydra.run.dir={tmp_path / 'run'}")
+# ---------------------------------------------------------------------------------------------
+# Labels by name.
+
+def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, tokenizer, tmp_path):
+    import torch
+
+    from conftest import tiny_bert
+    from rmt_cli.engine import RecurrentMemory
+    from rmt_cli.evaluate import accuracy, predict
+    from rmt_cli.experiment import Experiment
+    from rmt_cli.heads import ClassifyHead
+
+    path = tmp_path / "qa5_generated_test.txt"
+    write_babi(path, [GENERATORS["qa5"](np.random.default_rng(seed)) for seed in range(60)])
+    trained = LABELS["qa5"]
+    in_file = TaskSpec("qa5", "", "random", facts_file=str(path))  # the file's own labels: sorted
+    mapped = TaskSpec("qa5", "", "random", facts_file=str(path), trained_labels=trained)
+    assert in_file.labels != trained and sorted(in_file.labels) == sorted(trained)
+    plain, by_name = (SampleFactory(t, synthetic_noise.eval, tokenizer, 115) for t in (in_file, mapped))
+    n_segments = max(plain.segments_needed(story) for story in read_babi(str(path)))
+    samples, named = plain.sample_set("test", 0, n_segments, 40), by_name.sample_set("test", 0, n_segments, 40)
+    answers = [in_file.labels[s.label] for s in samples]
+    assert [trained[s.label] for s in named] == answers  # each answer under the checkpoint's index for its name
+    assert any(trained.index(a) != in_file.labels.index(a) for a in answers)
+
+    torch.manual_seed(0)
+    model = RecurrentMemory(tiny_bert(), memory_size=4, num_labels=len(trained), cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, dropout=0.0)
+    with torch.no_grad():  # a model that answers "milk" (the checkpoint's last label) whatever it reads
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.copy_(torch.arange(len(trained), dtype=torch.float))
+    experiment = Experiment(model, tokenizer, mapped, ClassifyHead(), None, by_name, torch.device("cpu"))
+    predicted = [trained[p] for p in predict(experiment, by_name, named, batch_size=8)]
+    assert set(predicted) == {"milk"}
+    score = np.mean([p == a for p, a in zip(predicted, answers)])
+    assert 0 < score < 1 and accuracy(experiment, by_name, named, batch_size=8) == score
+
+
+def test_answers_the_checkpoint_has_no_label_for_are_one_line():
+    with pytest.raises(UsageError, match=r"task t answers .*which the checkpoint's labels \(Mary, Jeff"):
+        task_spec(task_cfg(generator="qa2"), trained_labels=list(LABELS["qa5"]))
+    assert task_spec(task_cfg(generator="qa2"), trained_labels=list(LOCATIONS)).labels == LOCATIONS
+
+
+# ---------------------------------------------------------------------------------------------
+# qa1 end to end.
+
+def test_qa1_trains_and_evaluates_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    result = rmt("train", "experiment=smoke", "task=qa1", f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr
     assert "Curriculum finished" in result.stdout
-    assert (tmp_path / "run" / "checkpoints" / "stage2-best" / "model.safetensors").is_file()
+    assert (run / "checkpoints" / "stage2-best" / "model.safetensors").is_file()
+    evaluated = rmt("eval", "--checkpoint", str(run), "samples=16", "task.facts_file=qa1_handwritten_test.txt",
+                    f"hydra.run.dir={tmp_path / 'eval'}", cwd=FIXTURES)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert re.search(r"qa1: accuracy \d+\.\d+% on 16 test samples of 2 segments", evaluated.stdout)
+    stored = OmegaConf.load(tmp_path / "eval" / "config.yaml").task.facts_file
+    assert stored == str(FIXTURES / "qa1_handwritten_test.txt")  # resolved against the folder it was typed in
+    wrong = rmt("eval", "--checkpoint", str(run), "samples=4", "task=qa5", f"hydra.run.dir={tmp_path / 'wrong'}")
+    assert wrong.returncode == 2
+    lines = [line for line in wrong.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the checkpoint's labels" in lines[0], wrong.stderr
+
+
+def test_the_hand_written_stories_are_right_and_in_the_real_shapes():
+    from test_data import solve_relations
+
+    qa1 = read_babi(str(FIXTURES / "qa1_handwritten_test.txt"), LOCATIONS)
+    assert len(qa1) == 50 and sorted({len(s.facts) for s in qa1}) == [2, 4, 6, 8, 10]
+    assert all(solve(s)[0] == s.answer for s in qa1)
+    assert np.mean([solve(s)[1]["the person asked about moved more than once"] for s in qa1]) > 0.3
+    qa4 = read_babi(str(FIXTURES / "qa4_handwritten_test.txt"), LOCATIONS)
+    shapes = []
+    for story in qa4:
+        assert len(story.facts) == 2 and solve_relations(story.facts, story.question) == {story.answer}
+        (x1, d1, y1), (x2, d2, y2) = [(w[1], w[3], w[6]) for w in (f.rstrip(".").split() for f in story.facts)]
+        assert {d1, d2} <= {"north", "south"} or {d1, d2} <= {"east", "west"}  # one axis
+        shapes.append("shared place" if y1 == y2 else "shared subject" if x1 == x2 else "chain")
+    counts = {shape: shapes.count(shape) for shape in set(shapes)}
+    assert len(qa4) == 42 and counts == {"shared place": 18, "chain": 18, "shared subject": 6}
+    assert sum(q.question.split()[2] == "the" for q in qa4) > 15  # inverse questions: "What is the X east of?"

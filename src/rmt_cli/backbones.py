@@ -26,6 +26,7 @@ class Backbone:
     tokenizer: object
     max_positions: int
     layout: str
+    pooler: object = None  # an encoder's pretrained pooler dense layer (the engine's `pooler` head uses it)
 
 
 def layout(cfg) -> str:
@@ -81,7 +82,9 @@ def max_positions(cfg) -> int:
     return int(backbone_config(cfg).max_position_embeddings)
 
 
-def load_backbone(cfg) -> Backbone:
+def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
+    """The backbone of a `backbone` config node; `with_pooler` also loads an encoder's pooler, for the answer head
+    that reads through it (it is taken out of the backbone, which then never runs it)."""
     from transformers import AutoModel, AutoModelForCausalLM
 
     kind = layout(cfg)
@@ -91,7 +94,7 @@ def load_backbone(cfg) -> Backbone:
     if kind == "encoder" and None in (tokenizer.cls_token_id, tokenizer.sep_token_id):
         raise not_encoder
     loader = AutoModelForCausalLM if kind == "decoder" else AutoModel
-    options = {} if kind == "decoder" else {"add_pooling_layer": False}
+    options = {} if kind == "decoder" else {"add_pooling_layer": with_pooler}
     try:
         if cfg.get("config"):
             # A randomly initialised model for tests and benchmarks; tokenizer from a real (offline) backbone.
@@ -103,8 +106,13 @@ def load_backbone(cfg) -> Backbone:
                                     attn_implementation=cfg.get("attn_implementation", "sdpa"), **options)
     except TypeError:  # only BERT-like base models take add_pooling_layer
         raise not_encoder from None
+    pooler = None
+    if with_pooler and kind == "encoder":
+        pooler, model.pooler = getattr(model.pooler, "dense", None), None
+        if not isinstance(pooler, torch.nn.Linear):
+            raise UsageError(f"backbone {cfg.name} has no pooler with a dense layer; use task.head=classify")
     return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings),
-                    layout=kind)
+                    layout=kind, pooler=pooler)
 
 
 def load_tokenizer(cfg):

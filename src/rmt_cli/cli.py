@@ -158,7 +158,7 @@ def train(ctx: typer.Context) -> None:
 
     Overrides follow Hydra syntax: `rmt train task=detect memory.size=20 curriculum=paper`.
 
-    Presets: `experiment=smoke|minilm_fixed_memorize|minilm_detect_16|paper_memorize|...`.
+    Presets: `experiment=smoke|paper_minilm_memorize|paper_minilm_detect|paper_minilm_reasoning|paper_memorize|...`.
 
     Decoders: `backbone=tiny-gpt2|tiny-opt|tiny-llama|smollm2-135m|gpt2|opt-125m`, answers generated as text with
     `task.head=generate`.

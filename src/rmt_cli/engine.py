@@ -13,6 +13,8 @@ memory at the last m positions (the same m memory vectors again), which see the 
 The answer comes from the last segment, through one of two heads:
 - classify: a linear layer over the task's labels, on the [CLS] hidden state (encoder) or on the hidden state of the
   last content position, the end of the question (decoder).
+- pooler (encoders): as the RMT authors' code reads the answer (BertForSequenceClassification): the backbone's own
+  pretrained pooler (dense + tanh) on the [CLS] hidden state, then dropout and the linear layer.
 - generate (decoders): the backbone's LM head. The answer tokens follow the question directly, before the write
   slots: `mem content answer mem`; the logit at the question's last token predicts the first answer token, each
   answer token predicts the next (teacher forcing). Greedy decoding reads the last segment with the answer so far,
@@ -34,7 +36,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 LAYOUTS = ("encoder", "decoder")
-HEADS = ("classify", "generate")
+HEADS = ("classify", "pooler", "generate")
 SPECIAL_TOKENS_PER_SEGMENT = 3  # encoder layout: [CLS], [SEP] after memory, final [SEP]
 
 
@@ -71,12 +73,14 @@ class RecurrentMemory(nn.Module):
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
-                 head: str = "classify"):
+                 head: str = "classify", pooler: Optional[nn.Linear] = None):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
         if head == "generate" and layout != "decoder":
             raise ValueError("the generate head needs a decoder backbone (its LM head)")
+        if head == "pooler" and pooler is None:
+            raise ValueError("the pooler head needs the backbone's pooler (its dense layer)")
         self.backbone = backbone
         self.memory_size = memory_size
         self.layout = layout
@@ -87,7 +91,9 @@ class RecurrentMemory(nn.Module):
         self.initial_memory = nn.Parameter(torch.randn(memory_size, hidden) * std)
         if layout == "encoder":
             self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, num_labels)) if head == "classify" else None
+        classifier = [nn.Dropout(dropout), nn.Linear(hidden, num_labels)]
+        self.head = {"classify": nn.Sequential(*classifier), "pooler": nn.Sequential(pooler, nn.Tanh(), *classifier),
+                     "generate": None}[head]
         self.segment_graphs: dict[tuple, SegmentGraph] = {}  # a plain attribute: not module state
 
     def start_memory(self, batch: int) -> Tensor:

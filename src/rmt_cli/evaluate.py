@@ -103,7 +103,7 @@ def load_trained(cfg):
     meta = export.checkpoint_meta(folder) if exported else read_meta(folder)
     cfg = checkpoint_config(cfg, meta)
     check_model_matches(cfg, meta)
-    experiment = build_experiment(cfg, cfg.device, with_training_data=False)
+    experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
     (export.load_rmt_weights if exported else load_weights)(folder, experiment.model)
     return cfg, meta, folder, experiment
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from rmt_cli.babi import note_single_file
 from rmt_cli.backbones import layout, load_backbone, max_positions
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
-from rmt_cli.facts import GENERATORS
 from rmt_cli.heads import ClassifyHead, GenerateHead, build_head
 from rmt_cli.samples import SampleFactory, TaskSpec
+from rmt_cli.stories import GENERATORS
 
-# Room a segment needs besides noise: the longest question plus the facts of the longest story.
+# Room a segment needs: a question and the sentences of a story (longer stories spread over several segments).
 MIN_CONTENT_TOKENS = 40
 
 
@@ -36,10 +38,16 @@ class Experiment:
         return nullcontext()
 
 
-def task_spec(cfg) -> TaskSpec:
-    """The task config as a TaskSpec: a story generator, a bAbI file (task.facts_file) or BABILong (source)."""
+def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
+    """The task config as a TaskSpec: a story generator, a bAbI file (task.facts_file) or BABILong (source).
+
+    A relative task.facts_file is made absolute in `cfg`, so the run's saved config works from any folder.
+    trained_labels: a checkpoint's labels; the task's answers are mapped to them by name.
+    """
     task = cfg.task
     source, facts_file = task.get("source") or "generator", task.get("facts_file")
+    if facts_file is not None:
+        facts_file = task.facts_file = str(Path(str(facts_file)).expanduser().resolve())
     if source not in ("generator", "babilong"):
         raise UsageError(f"task.source={source} is unknown; use generator or babilong")
     if facts_file is not None and source == "babilong":
@@ -53,18 +61,32 @@ def task_spec(cfg) -> TaskSpec:
         babilong = (str(task.length), str(task.split))
     elif facts_file is None and task.generator not in GENERATORS:
         raise UsageError(f"task.generator={task.generator} is unknown (available: {', '.join(GENERATORS)})")
-    return TaskSpec(name=task.name, generator=str(task.get("generator") or ""), fact_position=task.fact_position,
-                    facts_file=None if facts_file is None else str(facts_file), babilong=babilong)
+    spec = TaskSpec(name=task.name, generator=str(task.get("generator") or ""), fact_position=task.fact_position,
+                    facts_file=facts_file, babilong=babilong,
+                    trained_labels=None if trained_labels is None else tuple(trained_labels))
+    answers = spec.answers() if facts_file is not None or trained_labels is not None else ()  # reads the files
+    if facts_file is not None:
+        note_single_file(facts_file)
+    if trained_labels is not None:
+        unknown = [answer for answer in answers if answer not in trained_labels]
+        if unknown:
+            raise UsageError(f"task {task.name} answers {', '.join(unknown)}, which the checkpoint's labels "
+                             f"({', '.join(trained_labels)}) do not include; evaluate it on the task it was "
+                             "trained for")
+    return spec
 
 
 def head_kind(cfg) -> str:
     """`task.head` (runs saved before it existed classified), checked against the backbone's layout."""
     kind = cfg.task.get("head") or "classify"
     if kind not in HEADS:
-        raise UsageError(f"task.head={kind} is unknown; use classify or generate")
+        raise UsageError(f"task.head={kind} is unknown; use classify, pooler or generate")
     if kind == "generate" and layout(cfg.backbone) != "decoder":
         raise UsageError(f"task.head=generate needs a decoder backbone (its LM head); backbone "
                          f"{cfg.backbone.name} is an encoder: use task.head=classify or e.g. backbone=tiny-gpt2")
+    if kind == "pooler" and layout(cfg.backbone) != "encoder":
+        raise UsageError(f"task.head=pooler reads an encoder's pooler; backbone {cfg.backbone.name} is a decoder: "
+                         "use task.head=classify or generate")
     return kind
 
 
@@ -96,13 +118,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experiment:
+def build_experiment(cfg, device_name: str, with_training_data: bool,
+                     trained_labels: list[str] | None = None) -> Experiment:
     content = check_sizes(cfg)
     device = pick_device(device_name)
     torch.manual_seed(int(cfg.get("seed", 0)))
-    backbone = load_backbone(cfg.backbone)
+    backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")
     tokenizer = backbone.tokenizer
-    task = task_spec(cfg)
+    task = task_spec(cfg, trained_labels)
     head = build_head(head_kind(cfg), tokenizer, task.labels)
     length = int(cfg.segment.length)
     if length + head.answer_positions > backbone.max_positions:
@@ -112,7 +135,7 @@ def build_experiment(cfg, device_name: str, with_training_data: bool) -> Experim
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
     model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
-                            head=head.kind).to(device)
+                            head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

@@ -20,8 +20,13 @@ IGNORE = -100  # target padding, skipped by the loss
 
 
 class ClassifyHead:
-    kind = "classify"
+    """A label from the engine's classifier: a linear layer (`classify`) or the backbone's pooler then one
+    (`pooler`)."""
+
     answer_positions = 0  # positions the last segment reads after its content
+
+    def __init__(self, kind: str = "classify"):
+        self.kind = kind
 
     def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
         return F.cross_entropy(model(steps, **loop).logits, labels)
@@ -69,4 +74,4 @@ class GenerateHead:
 
 
 def build_head(kind: str, tokenizer, labels: tuple[str, ...]):
-    return ClassifyHead() if kind == "classify" else GenerateHead(tokenizer, labels)
+    return GenerateHead(tokenizer, labels) if kind == "generate" else ClassifyHead(kind)

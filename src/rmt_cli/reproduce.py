@@ -148,16 +148,39 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
     return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
-            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train" / "metrics.jsonl")}
+            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
 
 
-def curriculum_completed(metrics: Path) -> bool:
-    """Whether the run's final summary line says every stage ran (a time limit or a stop ends it early)."""
-    if not metrics.exists():
+def curriculum_completed(train: Path) -> bool:
+    """Whether every stage of the run's curriculum ran to its end (or left early at curriculum.advance_at).
+
+    Read from the stages in config.yaml and the validation lines in metrics.jsonl, so that a run stopped by a time
+    limit counts as incomplete whatever its own summary line says.
+    """
+    import yaml
+
+    try:
+        curriculum = yaml.safe_load((train / "config.yaml").read_text())["curriculum"]
+        lines = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, KeyError, TypeError, ValueError):
         return False
-    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    summary = [line for line in lines if line.get("kind") == "summary"]
-    return bool(summary) and bool(summary[-1].get("completed", True))
+    last = len(curriculum["stages"])
+    steps, advance_at = curriculum["stages"][-1]["steps"], curriculum.get("advance_at")
+    return any(line.get("kind") == "val" and line["stage"] == last and
+               (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
+               for line in lines)
+
+
+def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
+    """Extra lengths measured on one seed only (OUT/TASK/seedN/extrapolate_NAME/, e.g. 20,480 segments): shown
+    apart from the means, never mixed into them."""
+    rows = []
+    for seed in seeds:
+        for path in sorted(seed_folder(out, task, seed).glob("extrapolate_*/extrapolation.json")):
+            rows += [{"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
+                      "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2)}
+                     for row in read_json(path, f"{task} seed {seed}")]
+    return rows
 
 
 def summarize(out: Path) -> dict:
@@ -167,12 +190,13 @@ def summarize(out: Path) -> dict:
     for task in plan["tasks"]:
         results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
         lengths = sorted(set.intersection(*(set(r["accuracy"]) for r in results.values())))
-        missing = {seed: sorted(set(plan["segments"]) - set(r["accuracy"])) for seed, r in results.items()}
-        missing = {seed: gap for seed, gap in missing.items() if gap}
-        if missing:
-            seed, gap = next(iter(missing.items()))
-            raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation stopped "
-                                 f"early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
+        # A length no seed reached is reported as not measured; one that only some seeds reached has no fair mean.
+        not_measured = sorted(set(plan["segments"]) - set.union(*(set(r["accuracy"]) for r in results.values())))
+        for seed, result in results.items():
+            gap = sorted(set(plan["segments"]) - set(result["accuracy"]) - set(not_measured))
+            if gap:
+                raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation "
+                                     f"stopped early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
         any_seed = next(iter(results.values()))
         summary["tasks"][task] = {
             "preset": f"{plan['preset']}_{task}",
@@ -184,6 +208,8 @@ def summarize(out: Path) -> dict:
                                  "max": round(max(r["accuracy"][n] for r in results.values()), 2),
                                  "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()}}
                         for n in lengths},
+            "not_measured": not_measured,
+            "single_seed": single_seed_rows(out, task, plan["seeds"]),
             "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
         }
@@ -202,6 +228,9 @@ def plot_summary(summary: dict, path: Path) -> None:
         ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color,
                 label=f"{task}: mean of {seeds} seeds")
         ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=color, alpha=0.2)
+        for row in result.get("single_seed", []):
+            ax.scatter([row["tokens"]], [row["accuracy"]], marker="D", s=50, facecolors="none", edgecolors=color,
+                       label=f"{task}: seed {row['seed']} alone, {row['samples']} samples")
         if task in PAPER:
             per_segment = rows[0]["tokens"] // rows[0]["segments"]
             ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
@@ -234,6 +263,10 @@ def write_summary(out: Path, into: Path) -> dict:
             for name in ("train.status.json", "extrapolate.status.json", "extrapolate.out"):
                 if (source / name).exists():
                     shutil.copyfile(source / name, target / name)
+            for extra in source.glob("extrapolate_*/extrapolation.json"):
+                shutil.copyfile(extra, target / f"{extra.parent.name}.json")
+                if (source / f"{extra.parent.name}.out").exists():
+                    shutil.copyfile(source / f"{extra.parent.name}.out", target / f"{extra.parent.name}.out")
     (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_summary(summary, into / "accuracy_vs_length.png")
     return summary
@@ -241,14 +274,16 @@ def write_summary(out: Path, into: Path) -> dict:
 
 def table(summary: dict) -> str:
     """The summary as a Markdown table: mean (min–max) per task and length."""
-    lengths = sorted({int(n) for result in summary["tasks"].values() for n in result["lengths"]})
+    lengths = sorted({int(n) for result in summary["tasks"].values()
+                      for n in [*result["lengths"], *result.get("not_measured", [])]})
     lines = ["| task | " + " | ".join(f"{n:,}" for n in lengths) + " | training (mean) |",
              "| --- | " + " | ".join("--:" for _ in lengths) + " | --: |"]
     for task, result in summary["tasks"].items():
         cells = []
         for n in lengths:
             row = result["lengths"].get(str(n))
-            cells.append("-" if row is None else f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
+            cells.append("not measured" if row is None else
+                         f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
         minutes = mean(result["train_seconds"].values()) / 60
         lines.append(f"| {task} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
     return "\n".join(lines)

@@ -9,13 +9,16 @@ whatever the batch size, and training can resume at any sample index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 
+from rmt_cli.babi import babi_split_files, read_babi
+from rmt_cli.babilong import load_babilong
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.errors import RuntimeFailure, UsageError
-from rmt_cli.facts import GENERATORS, LABELS, ORDER_FREE, Story, StoryPool, babi_split_files, load_babilong, read_babi
+from rmt_cli.facts import Story
+from rmt_cli.stories import GENERATORS, LABELS, ORDER_FREE, StoryPool
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
@@ -25,27 +28,37 @@ class TaskSpec:
     """What a task puts into an input; built from the `task` config."""
 
     name: str
-    generator: str  # key of facts.GENERATORS
-    fact_position: str  # "start": first fact opens the input; "random": each fact at a random sentence start
+    generator: str  # key of stories.GENERATORS
+    fact_position: str  # "start": the story opens the input; "random": each fact at a random sentence start
     facts_file: str | None = None  # a bAbI text file: its stories replace the generator's
     babilong: tuple[str, str] | None = None  # (length config, split), e.g. ("0k", "qa1"): BABILong's stories
+    trained_labels: tuple[str, ...] | None = None  # a checkpoint's labels: answers map to them by name
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """The answer vocabulary: the generator's, or every answer found in the task's data (sorted)."""
+        """The answer vocabulary, in the order of the classification head: a checkpoint's, else the generator's,
+        else every answer found in the task's data (sorted)."""
+        if self.trained_labels is not None:
+            return self.trained_labels
+        if self.generator in LABELS:
+            return LABELS[self.generator]
+        return self.answers()
+
+    def answers(self) -> tuple[str, ...]:
+        """Every answer the task's stories can have: the generator's labels, or those found in its data."""
         if self.facts_file is None and self.babilong is None:
             return LABELS[self.generator]
-        return _data_labels(self.facts_file, self.babilong)
+        return _data_labels(self.facts_file, self.babilong, LABELS.get(self.generator))
 
     def stories(self, split: str):
         """Where the stories of a split come from: a callable rng -> Story (a generator or a StoryPool).
 
         A bAbI file trains on its *_train.txt and validates and tests on the *_test.txt beside it (if any; see
-        facts.babi_split_files). BABILong publishes test rows only: every split draws from them.
+        babi.babi_split_files). BABILong publishes test rows only: every split draws from them.
         """
         if self.facts_file is None and self.babilong is None:
             return GENERATORS[self.generator]
-        return _data_pool(self.facts_file, self.babilong, split == "train")
+        return _data_pool(self.facts_file, self.babilong, split == "train", LABELS.get(self.generator))
 
     @property
     def ordered(self) -> bool:
@@ -54,16 +67,18 @@ class TaskSpec:
 
 
 @cache
-def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: bool) -> StoryPool:
+def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: bool,
+               labels: tuple[str, ...] | None) -> StoryPool:
     if facts_file is not None:
         train_file, test_file = babi_split_files(facts_file)
-        return StoryPool(read_babi(train_file if train else test_file))
+        return StoryPool(read_babi(train_file if train else test_file, labels))
     return StoryPool(load_babilong(*babilong))
 
 
 @cache
-def _data_labels(facts_file: str | None, babilong: tuple[str, str] | None) -> tuple[str, ...]:
-    pools = (_data_pool(facts_file, babilong, True), _data_pool(facts_file, babilong, False))
+def _data_labels(facts_file: str | None, babilong: tuple[str, str] | None,
+                 labels: tuple[str, ...] | None) -> tuple[str, ...]:
+    pools = (_data_pool(facts_file, babilong, True, labels), _data_pool(facts_file, babilong, False, labels))
     return tuple(sorted({story.answer for pool in pools for story in pool.stories}))
 
 
@@ -84,6 +99,10 @@ class Sample:
     @property
     def n_segments(self) -> int:
         return len(self.noise_starts)
+
+    @cached_property
+    def fact_segments(self) -> frozenset[int]:
+        return frozenset(f.segment for f in self.facts)
 
 
 class SampleFactory:
@@ -106,32 +125,105 @@ class SampleFactory:
 
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              facts_in_last: int | None = None) -> Sample:
-        """One sample of n_segments; with `facts_in_last`, randomly placed facts fall in the last k segments."""
-        story: Story = self.task.stories(split)(rng)
+        """One sample of n_segments; with `facts_in_last`, randomly placed facts fall in the last k segments (as
+        far as the story fits them)."""
+        source = self.task.stories(split)
+        if isinstance(source, StoryPool):
+            self.check_pool(source, n_segments)
+        story: Story = source(rng)
+        for _ in range(MAX_REDRAWS):
+            if self.segments_needed(story) <= n_segments:
+                break
+            # A generated story longer than this input: draw another, so short inputs hold the shorter stories.
+            story = source(rng)
+        else:
+            raise UsageError(f"{self.task.name} stories do not fit inputs of {n_segments} segments of "
+                             f"{self.content_length} content tokens; use more segments or raise segment.length")
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
-        if budget < 0:
-            raise UsageError(f"a {self.task.name} story and its question take {self.content_length - budget} tokens, "
-                             f"more than the {self.content_length} content tokens of a segment; raise segment.length "
-                             "or lower memory.size")
-        if self.task.fact_position == "start":
-            segments = np.zeros(len(fact_tokens), dtype=np.int64)
+        first = 0 if facts_in_last is None else max(0, n_segments - facts_in_last)
+        if budget >= 0:
+            places = self.scatter(rng, noise_starts, len(fact_tokens), budget, first)
         else:
-            first = 0 if facts_in_last is None else max(0, n_segments - facts_in_last)
-            segments = rng.integers(first, n_segments, size=len(fact_tokens))
-        facts = []
-        for segment, tokens in zip(segments, fact_tokens):
-            # A sentence start in this window that leaves room for every fact and the question after it.
-            start = noise_starts[segment]
-            sentence_starts = self.sentence_offsets(start, budget)
+            places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
+        facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
+        return Sample(noise_starts, facts, question, self.task.labels.index(story.answer))
+
+    def segments_needed(self, story: Story) -> int:
+        return minimum_segments(self.lengths(story), len(self.encode(story.question)), self.content_length)
+
+    def lengths(self, story: Story) -> list[int]:
+        return [len(self.encode(fact)) for fact in story.facts]
+
+    def scatter(self, rng, noise_starts: np.ndarray, n_facts: int, budget: int,
+                first: int = 0) -> list[tuple[int, int, int]]:
+        """(segment, offset, fact index) in input order for a story that fits one segment with `budget` tokens to
+        spare: each fact in any segment from `first` on, at a sentence start that leaves room for the whole story
+        and the question after it. An ordered task's facts take the places in story order, an order-free task's in
+        drawing order."""
+        if self.task.fact_position == "start":
+            segments = np.zeros(n_facts, dtype=np.int64)
+        else:
+            segments = rng.integers(first, len(noise_starts), size=n_facts)
+        drawn = []
+        for segment in segments:
+            sentence_starts = self.sentence_offsets(noise_starts[segment], budget)
             offset = 0 if self.task.fact_position == "start" else sentence_starts[rng.integers(len(sentence_starts))]
-            facts.append(PlacedFact(int(segment), int(offset), tokens))
-        facts.sort(key=lambda f: (f.segment, f.offset))
-        if self.task.ordered:  # the drawn places, in input order, take the facts in story order
-            facts = [PlacedFact(f.segment, f.offset, tokens) for f, tokens in zip(facts, fact_tokens)]
-        return Sample(noise_starts, tuple(facts), question, self.task.labels.index(story.answer))
+            drawn.append((int(segment), int(offset)))
+        order = sorted(range(n_facts), key=drawn.__getitem__)
+        return [(*drawn[j], i if self.task.ordered else j) for i, j in enumerate(order)]
+
+    def spread(self, rng, noise_starts: np.ndarray, lengths: list[int], question: int,
+               first: int = 0) -> list[tuple[int, int, int]]:
+        """(segment, offset, fact index) in input order for a story longer than one segment: the facts are dealt to
+        segments from `first` on in story order, as many per segment as fit (the last keeps room for the question;
+        a story too long for them reaches back before `first`), each at a sentence start; with fact_position=start
+        the story opens the input and spills into the next segments."""
+        n_segments = len(noise_starts)
+        capacity = np.full(n_segments, self.content_length)
+        capacity[-1] -= question
+        story = np.arange(len(lengths)) if self.task.ordered else rng.permutation(len(lengths))
+        lengths = [lengths[i] for i in story]
+        if self.task.fact_position == "start":
+            segments = pack(lengths, capacity)
+        else:
+            segments = fit(np.sort(rng.integers(first, n_segments, size=len(lengths))), lengths, capacity)
+        places = []
+        for segment in np.unique(segments):
+            members = np.flatnonzero(segments == segment)
+            room = int(capacity[segment] - sum(lengths[i] for i in members))
+            if self.task.fact_position == "start":
+                offsets = np.zeros(len(members), dtype=np.int64)
+            else:
+                sentence_starts = self.sentence_offsets(noise_starts[segment], room)
+                offsets = np.sort(sentence_starts[rng.integers(len(sentence_starts), size=len(members))])
+            places += [(int(segment), int(offset), int(story[i])) for offset, i in zip(offsets, members)]
+        return places
+
+    @cache
+    def pool_needs(self, pool: StoryPool) -> tuple[int, Story]:
+        """The fewest segments that hold every story of a pool, and the story that needs them."""
+        needs = ((minimum_segments(self.lengths(s), len(self.encode(s.question)), self.content_length), i)
+                 for i, s in enumerate(pool.stories))
+        need, index = max(needs)
+        return need, pool.stories[index]
+
+    def check_pool(self, pool: StoryPool, n_segments: int) -> None:
+        """Refuse, before any sample is drawn, inputs too short for the pool's longest story."""
+        need, story = self.pool_needs(pool)
+        if need <= n_segments:
+            return
+        where = story.source or f"a {self.task.name} story"
+        if need >= UNFIT:
+            raise UsageError(f"{where} has a sentence longer than the {self.content_length} content tokens of a "
+                             "segment; raise segment.length or lower memory.size")
+        tokens = sum(self.lengths(story)) + len(self.encode(story.question))
+        raise UsageError(f"{where} ({len(story.facts)} facts and its question, {tokens} tokens) needs at least "
+                         f"{need} segments of {self.content_length} content tokens, this input has {n_segments}: "
+                         f"train and evaluate on at least {need} segments (curriculum.stages, task.segments) or "
+                         "raise segment.length")
 
     def sentence_offsets(self, window_start: int, limit: int) -> np.ndarray:
         """Offsets (0..limit) of the sentence starts inside the noise window that begins at window_start."""
@@ -159,13 +251,13 @@ class SampleFactory:
     def all_segments(self, sample: Sample) -> np.ndarray:
         """[n_segments, content_length] tokens of a whole sample in one gather (for short inputs and benchmarks)."""
         tokens = self.corpus.tokens[sample.noise_starts[:, None] + self._offsets[None, :]]
-        for index in {f.segment for f in sample.facts} | {sample.n_segments - 1}:
+        for index in sample.fact_segments | {sample.n_segments - 1}:
             tokens[index] = self.compose(sample, index, tokens[index])
         return tokens
 
     def compose(self, sample: Sample, index: int, window: np.ndarray) -> np.ndarray:
         """Content tokens of segment `index`, given its noise window."""
-        if index != sample.n_segments - 1 and all(f.segment != index for f in sample.facts):
+        if index != sample.n_segments - 1 and index not in sample.fact_segments:
             return window
         return np.concatenate([tokens for _, tokens in self.runs(sample, index, window)])
 
@@ -189,6 +281,51 @@ class SampleFactory:
             if len(tokens):
                 kept.append((kind, tokens))
         return kept + [("question", sample.question)] if last else kept
+
+
+UNFIT = 1 << 30  # segments "needed" by a story with a sentence longer than a segment
+MAX_REDRAWS = 1000
+
+
+def minimum_segments(lengths: list[int], question: int, content: int) -> int:
+    """The fewest segments of `content` tokens that hold facts of these lengths in order and the question last."""
+    if max(lengths, default=0) > content or question > content:
+        return UNFIT
+    segments, load = 1, 0
+    for length in lengths:
+        if load + length > content:
+            segments, load = segments + 1, 0
+        load += length
+    return segments + (load + question > content)
+
+
+def pack(lengths: list[int], capacity: np.ndarray) -> np.ndarray:
+    """Segment of each fact when facts fill segments in order from the first (next fit)."""
+    segments, segment, load = np.zeros(len(lengths), dtype=np.int64), 0, 0
+    for i, length in enumerate(lengths):
+        if load + length > capacity[segment]:
+            segment, load = segment + 1, 0
+        segments[i], load = segment, load + length
+    return segments
+
+
+def fit(segments: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
+    """Drawn segments (non-decreasing) moved as little as it takes for every segment's facts to fit it: facts that
+    overflow a segment move on to the next, then those pushed past the last come back toward the first."""
+    segments = [int(s) for s in segments]
+    n = len(capacity)
+    for order, step in ((range(len(lengths)), 1), (range(len(lengths) - 1, -1, -1), -1)):
+        current, load = (0, 0) if step == 1 else (n - 1, 0)
+        for i in order:
+            target = max(segments[i], current) if step == 1 else min(segments[i], current)
+            if target != current:
+                current, load = target, 0
+            while 0 <= current < n and load + lengths[i] > capacity[current]:
+                current, load = current + step, 0
+            segments[i], load = current, load + lengths[i]
+    if min(segments) < 0:  # moving facts back and forth found no fit; the first-fit packing does
+        return pack(lengths, capacity)
+    return np.array(segments, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -228,6 +365,6 @@ def step_tokens(factory: SampleFactory, plan: BatchPlan, step: int) -> np.ndarra
     starts = np.fromiter((s.noise_starts[i] for s, i in zip(samples, local)), dtype=np.int64, count=rows)
     tokens = factory.corpus.tokens[starts[:, None] + factory._offsets[None, :]]
     for row, (sample, index) in enumerate(zip(samples, local)):
-        if index == sample.n_segments - 1 or any(f.segment == index for f in sample.facts):
+        if index == sample.n_segments - 1 or index in sample.fact_segments:
             tokens[row] = factory.compose(sample, index, tokens[row])
     return tokens

@@ -184,8 +184,11 @@ class Trainer:
                 if not resuming and stage.number > 1:
                     distributed.barrier()  # rank 0 has written the previous stage's best
                     load_weights(self.best_folder(stage.number - 1), self.model)
-                self.run_stage(stage, state if resuming else None)
+                finished = self.run_stage(stage, state if resuming else None)
                 state = None
+                if not finished:
+                    completed = False
+                    break
         # Before the final resume point, which then keeps this line when a finished run is started again.
         self.metrics.write(kind="summary", completed=completed,
                            best_val_accuracy={row["stage"]: row["best_val_accuracy"] for row in self.summary})
@@ -199,8 +202,10 @@ class Trainer:
     def best_folder(self, stage_number: int) -> Path:
         return self.checkpoints / f"stage{stage_number}-best"
 
-    def run_stage(self, stage: Stage, state: dict | None) -> None:
-        """Train one stage; once it is done its row joins `summary` before the resume point that marks it done."""
+    def run_stage(self, stage: Stage, state: dict | None) -> bool:
+        """Train one stage; False when the time limit stopped it, at a resume point that a rerun continues from.
+
+        Once the stage is done its row joins `summary` before the resume point that marks it done."""
         trainer, experiment = self.cfg.trainer, self.experiment
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=float(trainer.weight_decay))
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
@@ -227,7 +232,13 @@ class Trainer:
                                    **loggers.peak_gpu_memory(experiment.device))
             stop_requested, out_of_time = distributed.any_rank([self.stop_signal is not None, self.out_of_time()],
                                                                experiment.device)
-            if step % int(trainer.eval_every) == 0 or step == stage.steps or out_of_time:
+            if out_of_time and step < stage.steps:
+                # Like a signal: the stage goes on where it stopped when the same command runs again.
+                saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
+                self.reporter.note(f"time limit of {trainer.time_limit_minutes} minutes reached at stage "
+                                   f"{stage.number} step {step}; saved {saved} - rerun the same command to continue")
+                return False
+            if step % int(trainer.eval_every) == 0 or step == stage.steps:
                 val = self.validate(val_samples)
                 self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.segments[1],
                                    val_accuracy=val)
@@ -238,19 +249,20 @@ class Trainer:
                     if self.ranks.writer:
                         save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
                 advance_at = self.cfg.curriculum.get("advance_at")
-                done = (advance_at is not None and val >= float(advance_at)) or out_of_time or step == stage.steps
+                done = (advance_at is not None and val >= float(advance_at)) or step == stage.steps
                 if done:
                     self.summary.append({"stage": stage.number, "segments": stage.label, "steps": step,
                                          "best_val_accuracy": best_accuracy,
                                          "seconds": round(time.perf_counter() - stage_start, 1)})
                 self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=done)
                 if done:
-                    break
+                    return True
             if stop_requested:
                 saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
                 distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
+        return True
 
     def validate(self, samples: list) -> float:
         """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""

@@ -89,3 +89,29 @@ def accuracy_of_the_run(run_dir, samples, segments):
     load_weights(folder, experiment.model)
     test = experiment.eval_data.sample_set("test", int(cfg.task.eval_seed), segments, samples)
     return accuracy(experiment, experiment.eval_data, test, batch_size=32)
+
+
+def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
+    """A run of task.head=pooler (the backbone's pooler fine-tuned as part of the head), written without training."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from rmt_cli import config_dir
+    from rmt_cli.checkpoint import save_checkpoint
+    from rmt_cli.experiment import build_experiment
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "task.head=pooler"])
+    experiment = build_experiment(cfg, "cpu", with_training_data=False)
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "stage": 1, "step": 4, "val_accuracy": 0.5,
+            "max_segments": 1, "labels": list(experiment.task.labels)}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "stage1-best", experiment.model, meta)
+    out = export.export_run(tmp_path / "run", tmp_path / "model")
+    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert shared.task.head == "pooler" and torch.equal(shared.model.head[0].weight, experiment.model.head[0].weight)
+    from transformers import AutoModel
+
+    assert torch.equal(AutoModel.from_pretrained(out).pooler.dense.bias, experiment.model.head[0].bias)
+    with torch.inference_mode():
+        segments = trained.segments(STORY, "Where is Mary?")
+        assert torch.equal(shared.model(segments).logits, trained.model(segments).logits)

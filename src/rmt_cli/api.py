@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rmt_cli.engine import RecurrentMemory, content_length
 from rmt_cli.heads import build_head
@@ -33,7 +33,7 @@ class Task:
 
     name: str
     labels: tuple[str, ...]
-    head: str  # classify | generate
+    head: str  # classify | pooler | generate
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Run:
     def answer(self, memory: Tensor, segment: Tensor) -> str:
         """Read the last segment (the one that ends with the question) and answer."""
         with torch.inference_mode(), self.autocast():
-            if self.head.kind == "classify":
+            if self.head.kind != "generate":
                 return self.task.labels[int(self.model([segment], memory=memory).logits.argmax(-1)[0])]
             generated = self.model.generate([segment], self.head.answer_length, memory=memory)
         label = int(self.head.match(generated)[0])
@@ -109,13 +109,16 @@ class Run:
 
 
 def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segment_length: Optional[int] = None,
-         head: str = "classify", layout: Optional[str] = None, task: str = "custom") -> Run:
+         head: str = "classify", layout: Optional[str] = None, task: str = "custom",
+         pooler: Optional[nn.Linear] = None) -> Run:
     """A Run around any Hugging Face model that takes `inputs_embeds`, with fresh memory and head.
 
     layout: "encoder" (BERT family, a base model) or "decoder" (a causal LM: GPT-2, OPT, Llama families); by
         default decoder for a model with an LM head.
     segment_length: positions per segment (default: the backbone's, at most 512).
-    head: "classify" (a linear layer over `labels`) or "generate" (decoders: answers as text from the LM head).
+    head: "classify" (a linear layer over `labels`), "pooler" (encoders: the backbone's pooler, then a linear
+        layer; `pooler=` gives the dense layer when the backbone has none) or "generate" (decoders: answers as text
+        from the LM head).
     Train `run.model` with your own loop (`run.model(steps)` returns logits and the memory) or with `rmt train`.
     """
     if layout is None:
@@ -126,8 +129,14 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
         raise ValueError(f"segment_length={segment_length} does not fit {memory_size} memory vectors into the "
                          f"backbone's {positions} positions; pick a segment_length up to {positions} that leaves room "
                          "for text")
+    if head == "pooler" and pooler is None:
+        pooler = getattr(getattr(backbone, "pooler", None), "dense", None)
+        if not isinstance(pooler, nn.Linear):
+            raise ValueError("head='pooler' needs a backbone with a pooler (e.g. a BertModel with its pooling layer), "
+                             "or its dense layer as pooler=")
+        backbone.pooler = None  # the head applies it to the last segment's [CLS] only
     model = RecurrentMemory(backbone, memory_size=memory_size, num_labels=len(labels), cls_id=tokenizer.cls_token_id,
-                            sep_id=tokenizer.sep_token_id, layout=layout, head=head)
+                            sep_id=tokenizer.sep_token_id, layout=layout, head=head, pooler=pooler)
     return Run(model.to(next(backbone.parameters()).device), tokenizer, Task(task, tuple(labels), head),
                segment_length)
 
@@ -148,10 +157,11 @@ def load_run(path, device: str = "auto") -> Run:
     folder = find_checkpoint(Path(path))
     meta = read_meta(folder)
     cfg = OmegaConf.create(meta["config"])
-    backbone = load_backbone(cfg.backbone)
+    head = head_kind(cfg)
+    backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=int(cfg.memory.size),
-               segment_length=int(cfg.segment.length), head=head_kind(cfg), layout=backbone.layout,
-               task=str(cfg.task.name))
+               segment_length=int(cfg.segment.length), head=head, layout=backbone.layout, task=str(cfg.task.name),
+               pooler=backbone.pooler)
     load_weights(folder, run.model)
     run.model.to(device)
     return run

@@ -4,7 +4,8 @@
     tokenizer files                     through the tokenizer's save_pretrained
     rmt_config.json                     the RMT settings: layout, memory size, head, labels, segment length, task,
                                         and the run's config (what `rmt eval --checkpoint OUT_DIR` builds on)
-    rmt_weights.safetensors             the learned initial memory and the classify head
+    rmt_weights.safetensors             the learned initial memory and the answer head (a pooler head's dense
+                                        layer is also written back into the backbone, as its pooler)
     README.md                           a model card: task, curriculum, validation accuracy per stage
 
 `rmt_cli.load_run(OUT_DIR)` reads it back.
@@ -75,6 +76,8 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     disable_progress_bar()  # save_pretrained's bar for a single shard
     run.model.backbone.save_pretrained(out_dir)
+    if run.task.head == "pooler":
+        restore_pooler(out_dir, run.model.head[0])
     run.tokenizer.save_pretrained(out_dir)
     rmt_state = {name: tensor.contiguous() for name, tensor in run.model.state_dict().items()
                  if not name.startswith("backbone.")}
@@ -82,6 +85,19 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
     (out_dir / SETTINGS).write_text(json.dumps(settings, indent=2))
     (out_dir / CARD).write_text(model_card(settings, validation_by_stage(run_dir / "metrics.jsonl")))
     return out_dir
+
+
+def restore_pooler(folder: Path, dense: torch.nn.Linear) -> None:
+    """Write the pooler head's fine-tuned dense layer back into the saved encoder (BERT-family key names), so that
+    the folder holds the whole encoder and loads with its pooler."""
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise RuntimeFailure(f"{folder} holds no single model.safetensors to add the pooler to (a sharded "
+                             "checkpoint?); the pooler head export supports encoders saved as one file")
+    state = load_file(str(path))
+    state.update({"pooler.dense.weight": dense.weight.detach().contiguous(),
+                  "pooler.dense.bias": dense.bias.detach().contiguous()})
+    save_file(state, str(path), metadata={"format": "pt"})
 
 
 def validation_by_stage(metrics: Path) -> list[dict]:
@@ -172,10 +188,11 @@ def load_export(folder: Path, device: torch.device):
     from rmt_cli.backbones import load_backbone
 
     settings = read_settings(folder)
-    backbone = load_backbone(OmegaConf.create(backbone_config(settings, folder)))
+    backbone = load_backbone(OmegaConf.create(backbone_config(settings, folder)),
+                             with_pooler=settings["head"] == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, settings["labels"], memory_size=int(settings["memory_size"]),
                segment_length=int(settings["segment_length"]), head=settings["head"], layout=settings["layout"],
-               task=settings["task"])
+               task=settings["task"], pooler=backbone.pooler)
     load_rmt_weights(folder, run.model)
     run.model.to(device)
     return run

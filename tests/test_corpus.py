@@ -191,7 +191,7 @@ def test_missing_paths(tmp_path, tokenizer, monkeypatch):
     with pytest.raises(RuntimeFailure, match=r"python -m rmt_cli\.austen"):
         load_noise(OmegaConf.create({**austen_cfg, "path": str(tmp_path / "nope")}), tokenizer, tmp_path / "cache")
     monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path / "data"))
-    with pytest.raises(RuntimeFailure, match="make corpus") as err:
+    with pytest.raises(RuntimeFailure, match="run `rmt download`") as err:
         load_noise(OmegaConf.create({**austen_cfg, "path": None}), tokenizer, tmp_path / "cache")
     assert str(tmp_path / "data" / "austen") in str(err.value)
 
@@ -255,7 +255,7 @@ def test_configs_load():
 def test_austen_corpus(tmp_path, tokenizer):
     root = austen.default_austen_dir()
     if not all((root / f"{name}.txt").is_file() for name in austen.NOVELS):
-        pytest.skip(f"no Austen corpus at {root} (run `make corpus`)")
+        pytest.skip(f"no Austen corpus at {root} (run `rmt download`)")
     assert sum((root / f"{name}.txt").stat().st_size for name in austen.NOVELS) >= 3_000_000
     cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "noise" / "austen.yaml")
     splits = load_noise(cfg, tokenizer, tmp_path / "cache")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from rmt_cli.loggers import WALL_CLOCK
 from test_cli import ENV, rmt
 
 HELPERS = Path(__file__).parent / "helpers"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-WALL_CLOCK = {"time", "tokens_per_s"}
 
 
 def metric_lines(run_dir: Path) -> list[dict]:

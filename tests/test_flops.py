@@ -337,3 +337,36 @@ def test_cli_bad_input_exits_2_with_one_line(runner, args, message):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_the_figure_draws_curves_from_512_tokens_to_the_longest_requested_length(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from rmt_cli.flops import compare, curve_lengths, plot_figure, resolve_models
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    shapes = resolve_models("opt-125m,opt-175b", None)
+    rows = compare(shapes, [2_048_000])
+    plot_figure(rows, tmp_path / "flops.png", compare(shapes, curve_lengths([2_048_000])))
+    left, right = figures[0].axes
+    curves = [line for line in left.lines if line.get_linestyle() != "None"]
+    assert curves and all(line.get_xdata()[0] == 512 and line.get_xdata()[-1] == 32768 for line in curves)
+    assert all(line.get_linestyle() != "None" for line in left.lines)  # no requested length below 32K
+    marks = [line for line in right.lines if line.get_linestyle() == "None"]
+    assert len(marks) == 4 and all(list(line.get_xdata()) == [2_048_000] for line in marks)
+    assert max(line.get_xdata()[-1] for line in right.lines) == 2_048_000
+    assert curve_lengths([3000, 700]) == [512, 700, 1024, 2048, 3000]
+
+
+def test_a_short_request_gets_one_panel(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from rmt_cli.flops import compare, curve_lengths, plot_figure, resolve_models
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    shapes = resolve_models("opt-125m", None)
+    plot_figure(compare(shapes, [4096]), tmp_path / "flops.png", compare(shapes, curve_lengths([4096])))
+    (panel,) = figures[0].axes
+    assert panel.get_title() == "(a) up to 4,096 tokens"

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from rmt_cli.loggers import WALL_CLOCK
 from test_cli import ENV, rmt
 
 STAGES = "curriculum.stages=[{segments:1,steps:12},{segments:2,steps:12},{segments:3,steps:12}]"
@@ -13,7 +14,7 @@ STAGES = "curriculum.stages=[{segments:1,steps:12},{segments:2,steps:12},{segmen
 
 def metrics(run_dir):
     """metrics.jsonl without wall-clock fields, which differ between any two runs."""
-    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s")}
+    return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK}
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 

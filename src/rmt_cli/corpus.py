@@ -34,7 +34,7 @@ _SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)([.!?
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 
 _SMALL_FIX = {
-    "austen": "re-fetch it with `python -m rmt_cli.austen` or change noise.eval_documents",
+    "austen": "re-fetch it with `rmt download` or change noise.eval_documents",
     "files": "add more text to noise.paths or change noise.eval_fraction",
     "synthetic": "raise noise.tokens",
     "hub": "raise noise.max_documents",
@@ -91,7 +91,7 @@ _Build = Callable[[], NoiseSplits]
 def _austen(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
     custom = cfg.get("path")
     root = Path(custom).expanduser() if custom else default_austen_dir()
-    fix = f"run `python -m rmt_cli.austen {root}`" if custom else "run `make corpus` or `python -m rmt_cli.austen`"
+    fix = f"run `python -m rmt_cli.austen {root}`" if custom else "run `rmt download`"
     if not root.is_dir():
         raise RuntimeFailure(f"Austen corpus not found at {root}; {fix}")
     files = {p.stem: p for p in sorted(root.glob("*.txt"))}

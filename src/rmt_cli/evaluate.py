@@ -93,26 +93,36 @@ def check_model_matches(cfg, meta: dict) -> None:
 
 
 def load_trained(cfg):
-    """What every command that reads a checkpoint starts with: its folder and metadata, the run's config with this
-    command line's overrides, and the experiment with the trained weights loaded.
+    """What every command that reads a checkpoint (or an `rmt export` folder) starts with: its folder and metadata,
+    the run's config with this command line's overrides, and the experiment with the trained weights loaded.
 
     Returns (cfg, meta, folder, experiment).
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from rmt_cli import export
     from rmt_cli.checkpoint import load_weights, open_checkpoint
     from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.config_check import check
     from rmt_cli.experiment import build_experiment
 
-    folder, meta = open_checkpoint(Path(cfg.checkpoint))
+    exported = export.is_export(cfg.checkpoint)
+    if exported:  # its backbone loads from the folder the user named, with no code of its own
+        folder = Path(cfg.checkpoint)
+        meta = export.checkpoint_meta(folder)
+    else:
+        folder, meta = open_checkpoint(Path(cfg.checkpoint))
     cfg = checkpoint_config(cfg, meta)
     check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
     user_keys = command_line_keys(HydraConfig.get().overrides.task)
-    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
+    if not exported:
+        check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
     check_model_matches(cfg, meta)
     experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
-    load_weights(folder, experiment.model, verified=True)
+    if exported:
+        export.load_rmt_weights(folder, experiment.model)
+    else:
+        load_weights(folder, experiment.model, verified=True)
     return cfg, meta, folder, experiment
 
 

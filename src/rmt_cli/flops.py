@@ -426,45 +426,60 @@ def render_table(rows: Sequence[dict], segment_length: int, memory_size: int, co
     return table
 
 
-def plot_figure(rows: Sequence[dict], path: Path) -> Path:
-    """Figure 3 of the paper: FLOPs as a multiple of the 512-token cost vs input tokens, log-log, two panels."""
+def curve_lengths(tokens: Sequence[int]) -> list[int]:
+    """Where the figure's curves are drawn: from 512 tokens, doubling, up to the longest requested length, and
+    through every requested length."""
+    top, grid, n = max(tokens), [], BASE_TOKENS
+    while n < top:
+        grid.append(n)
+        n *= 2
+    return sorted({*grid, top, *tokens})
+
+
+def plot_figure(rows: Sequence[dict], path: Path, curves: Optional[Sequence[dict]] = None) -> Path:
+    """Figure 3 of the paper: FLOPs as a multiple of the 512-token cost vs input tokens, log-log.
+
+    `curves` (rows at `curve_lengths`, default `rows`) are drawn as lines, the requested `rows` as markers. Inputs
+    longer than 32K tokens get a second panel from 32K up, as in the paper.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 5.2), layout="constrained")
+    curves = rows if curves is None else curves
+    top = max(row["tokens"] for row in curves)
+    fig = Figure(figsize=(13 if top > PANEL_SPLIT else 8, 5.2), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    colors = [f"C{i % 10}" for i in range(len(models))]
-    panels = ((axes[0], lambda n: n <= PANEL_SPLIT, "(a) up to 32K tokens"),
-              (axes[1], lambda n: n >= PANEL_SPLIT, "(b) 32K to 2M tokens"))
-    for ax, keep, title in panels:
-        lengths = sorted({row["tokens"] for row in rows if keep(row["tokens"])})
-        for model, color in zip(models, colors):
-            points = sorted((r["tokens"], r["full_multiple"], r["rmt_multiple"]) for r in rows
-                            if r["model"] == model and keep(r["tokens"]))
-            if not points:
-                continue
-            xs, full, rmt = zip(*points)
-            ax.plot(xs, full, color=color, marker="o", markersize=3, linewidth=1.6, label=f"{model} full attention")
-            ax.plot(xs, rmt, color=color, marker="s", markersize=3, linewidth=1.2, linestyle=":",
-                    label=f"{model} RMT")
-        if lengths:
-            quadratic = [(n / BASE_TOKENS) ** 2 for n in lengths]
-            ax.plot(lengths, quadratic, color="black", linestyle="--", linewidth=1, label="quadratic growth")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-        else:
-            ax.text(0.5, 0.5, "no lengths in this range", ha="center", va="center", transform=ax.transAxes)
+    panels = [(lambda n: n <= PANEL_SPLIT, f"(a) up to {min(top, PANEL_SPLIT):,} tokens")]
+    if top > PANEL_SPLIT:
+        panels.append((lambda n: n >= PANEL_SPLIT, f"(b) {PANEL_SPLIT:,} to {top:,} tokens"))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    models = list(dict.fromkeys(row["model"] for row in curves))
+    for ax, (keep, title) in zip(axes, panels):
+        for i, model in enumerate(models):
+            color = f"C{i % 10}"
+            for table, style in ((curves, "line"), (rows, "marks")):
+                points = sorted((r["tokens"], r["full_multiple"], r["rmt_multiple"]) for r in table
+                                if r["model"] == model and keep(r["tokens"]))
+                if not points:
+                    continue
+                xs, full, rmt = zip(*points)
+                if style == "line":
+                    ax.plot(xs, full, color=color, linewidth=1.6, label=f"{model} full attention")
+                    ax.plot(xs, rmt, color=color, linewidth=1.2, linestyle=":", label=f"{model} RMT")
+                else:
+                    ax.plot(xs, full, color=color, marker="o", markersize=6, linestyle="none")
+                    ax.plot(xs, rmt, color=color, marker="s", markersize=6, linestyle="none")
+        lengths = sorted({row["tokens"] for row in curves if keep(row["tokens"])})
+        ax.plot(lengths, [(n / BASE_TOKENS) ** 2 for n in lengths], color="black", linestyle="--", linewidth=1,
+                label="quadratic growth")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
         ax.set_title(title)
-        ax.set_xlabel("input tokens")
+        ax.set_xlabel("input tokens (markers: requested lengths)")
         ax.set_ylabel(f"FLOPs, multiple of the {BASE_TOKENS}-token cost")
         ax.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    if not handles:
-        handles, labels = axes[1].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7)
+    fig.legend(handles, labels, loc="outside right center", fontsize=7)
     fig.suptitle("Forward FLOPs of full attention vs RMT (log-log)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -654,11 +669,12 @@ def run_command(models: Optional[str] = None, tokens: Optional[str] = None,
     if measure_flops:
         if convention_name and convention(convention_name).name != "matmul":
             raise UsageError("--measure compares against the matmul convention; drop --convention")
-        rows = measure(models, lengths, segment_length, memory_size, backbone, conf_dir)
+        rows, curves = measure(models, lengths, segment_length, memory_size, backbone, conf_dir), None
     else:
         conv = convention(convention_name)
         shapes = resolve_models(models, backbone, conf_dir)
         rows = compare(shapes, lengths or list(DEFAULT_TOKENS), segment_length, memory_size, conv)
+        curves = compare(shapes, curve_lengths([row["tokens"] for row in rows]), segment_length, memory_size, conv)
     if fmt == "json":
         echo(to_json(rows))
     elif fmt == "csv":
@@ -671,7 +687,8 @@ def run_command(models: Optional[str] = None, tokens: Optional[str] = None,
             rows, segment_length, memory_size, convention(convention_name).name)
         console.print(table)
     if fmt == "table" or out is not None:
-        write_outputs(rows, Path(out) if out is not None else default_out_dir(), plot=not measure_flops)
+        write_outputs(rows, Path(out) if out is not None else default_out_dir(), plot=not measure_flops,
+                      curves=curves)
     return rows
 
 
@@ -686,7 +703,8 @@ def check_out_folder(out: Path) -> None:
         raise UsageError(f"--out {out}: cannot write to {existing}; choose a folder you can write to")
 
 
-def write_outputs(rows: Sequence[dict], out: Path, plot: bool = True) -> list[Path]:
+def write_outputs(rows: Sequence[dict], out: Path, plot: bool = True,
+                  curves: Optional[Sequence[dict]] = None) -> list[Path]:
     import sys
 
     written = []
@@ -696,7 +714,7 @@ def write_outputs(rows: Sequence[dict], out: Path, plot: bool = True) -> list[Pa
         csv_path.write_text(to_csv(rows))
         written.append(csv_path)
         if plot:
-            written.append(plot_figure(rows, out / "flops.png"))
+            written.append(plot_figure(rows, out / "flops.png", curves))
     except OSError as error:
         raise RuntimeFailure(f"cannot write {error.filename or out} ({error.strerror}); "
                              "choose another folder with --out DIR") from None
@@ -706,8 +724,8 @@ def write_outputs(rows: Sequence[dict], out: Path, plot: bool = True) -> list[Pa
 
 __all__ = [
     "BASE_TOKENS", "CONVENTIONS", "DEFAULT_TOKENS", "OPT_FAMILY", "PAPER_RATIOS", "PAPER_TOKENS", "TINY_MODELS",
-    "Convention", "ModelShape", "backbone_shape", "compare", "convention", "count_flops", "forward_flops",
-    "forward_terms", "full_attention_flops", "measure", "measure_model", "paper_check", "parse_tokens",
+    "Convention", "ModelShape", "backbone_shape", "compare", "convention", "count_flops", "curve_lengths",
+    "forward_flops", "forward_terms", "full_attention_flops", "measure", "measure_model", "paper_check", "parse_tokens",
     "plot_figure", "resolve_models", "rmt_flops", "run_command", "segment_content", "segment_count",
     "shape_from_hf_config", "tiny_hf_config", "to_csv", "to_json", "validate", "write_outputs",
 ]

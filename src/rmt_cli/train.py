@@ -24,15 +24,16 @@ import torch
 from omegaconf import OmegaConf
 from transformers import get_scheduler
 
-from rmt_cli import distributed
+from rmt_cli import distributed, loggers, run_info
 from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, read_meta, resume_folder,
                                  resume_points, save_checkpoint, save_resume_point, tidy)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.evaluate import correct_answers, predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
-from rmt_cli.metrics import MetricsLog, Reporter
+from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
 from rmt_cli.samples import BatchPlan, step_tokens
+from rmt_cli.throughput import TrainingFlops
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def train_from_config(cfg) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     ranks = distributed.environment()
     check_trainer(cfg, ranks)
+    loggers.chosen(cfg)
     stages = curriculum_stages(cfg)
     devices = int(cfg.trainer.get("devices", 1))
     if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
@@ -136,7 +138,13 @@ class Trainer:
             self.step_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=any(stage.bptt_segments is not None for stage in stages))
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=ranks.writer)
+        self.info = run_info.collect(experiment.device)
+        if ranks.writer:
+            run_info.write(run_dir, {**self.info, "finished": False})
+        self.metrics = loggers.open_metrics(cfg, run_dir, [s.steps for s in stages], self.info,
+                                            enabled=ranks.writer)
+        self.flops = TrainingFlops(self.model.backbone.config, int(cfg.segment.length), experiment.device,
+                                   ranks.world)
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample (of the global batch): the data position
@@ -158,7 +166,7 @@ class Trainer:
         if self.ranks.writer:
             OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
         completed = True
-        with self.reporter, self.stop_on_signals():
+        with self.reporter, self.metrics, self.stop_on_signals():
             for stage in self.stages:
                 if state is not None and (stage.number < state["stage"] or
                                           (stage.number == state["stage"] and state["stage_done"])):
@@ -182,6 +190,8 @@ class Trainer:
                            best_val_accuracy={row["stage"]: row["best_val_accuracy"] for row in self.summary})
         if completed:
             self.save_last(self.stages[-1], 0, None, None, -1.0, stage_done=True, finished=True)
+            if self.ranks.writer:
+                run_info.write(self.run_dir, {**self.info, "finished": True})
         if self.ranks.writer:
             self.reporter.final_table(self.summary, time.perf_counter() - started, self.run_dir)
 
@@ -207,13 +217,15 @@ class Trainer:
         self.model.train()
         for step in range(first_step, stage.steps + 1):
             tick = time.perf_counter()
-            loss, tokens = self.train_step(stage, step, optimizer, scheduler)
+            loss, tokens, grad_norm = self.train_step(stage, step, optimizer, scheduler)
             tokens_per_s = tokens / (time.perf_counter() - tick)
             self.reporter.advance(f"stage {stage.number} ({stage.label} seg) step {step}/{stage.steps} "
                                   f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
             if step % int(trainer.log_every) == 0 or step == 1:
                 self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
-                                   lr=scheduler.get_last_lr()[0], tokens_per_s=round(tokens_per_s, 1))
+                                   lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                                   tokens_per_s=round(tokens_per_s, 1), **self.flops.fields(tokens_per_s),
+                                   **loggers.peak_gpu_memory(experiment.device))
             stop_requested, out_of_time = distributed.any_rank([self.stop_signal is not None, self.out_of_time()],
                                                                experiment.device)
             if out_of_time and step < stage.steps:
@@ -336,14 +348,15 @@ class Trainer:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
-    def train_step(self, stage: Stage, step: int, optimizer, scheduler) -> tuple[float, int]:
-        """One optimizer step on the global batch; returns its mean loss and the tokens all ranks read."""
+    def train_step(self, stage: Stage, step: int, optimizer, scheduler) -> tuple[float, int, float]:
+        """One optimizer step on the global batch; returns its mean loss, the tokens all ranks read and the gradient
+        norm before clipping."""
         optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.accumulate_gradients(stage, step)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.trainer.grad_clip))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.trainer.grad_clip))
         optimizer.step()
         scheduler.step()
-        return loss, tokens
+        return loss, tokens, grad_norm.item()
 
     def accumulate_gradients(self, stage: Stage, step: int) -> tuple[float, int]:
         """Forward and backward of this rank's slice of the next global batch (all of it for a lone process).

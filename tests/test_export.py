@@ -1,0 +1,117 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rmt_cli import export, load_run
+from rmt_cli.errors import UsageError
+
+STORY = "Mary went to the garden. " + "The rain had stopped and the lane was quiet again. " * 30
+
+
+@pytest.fixture(scope="module")
+def exported(smoke_run_dir, tmp_path_factory):
+    return export.export_run(smoke_run_dir, tmp_path_factory.mktemp("export") / "model")
+
+
+def test_export_loads_back_to_identical_predictions(smoke_run_dir, exported):
+    trained, shared = load_run(smoke_run_dir, device="cpu"), load_run(exported, device="cpu")
+    assert shared.task == trained.task and shared.segment_length == trained.segment_length
+    for question in ("Where is Mary?", "Where is John?", "Where was Mary before the garden?"):
+        segments = trained.segments(STORY, question)
+        assert len(segments) > 2
+        with torch.inference_mode():
+            expected, got = trained.model(segments), shared.model(shared.segments(STORY, question))
+        assert torch.equal(got.logits, expected.logits) and torch.equal(got.memory, expected.memory)
+        assert shared.predict(STORY, question) == trained.predict(STORY, question)
+
+
+def test_export_folder_is_hugging_face_shaped_with_a_model_card(smoke_run_dir, exported):
+    from transformers import AutoModel, AutoTokenizer
+
+    assert AutoModel.from_pretrained(exported).config.hidden_size == 32
+    assert AutoTokenizer.from_pretrained(exported)("Mary")["input_ids"]
+    settings = json.loads((exported / "rmt_config.json").read_text())
+    assert settings["labels"] == ["bathroom", "bedroom", "garden", "hallway", "kitchen", "office"]
+    assert (settings["layout"], settings["memory_size"], settings["head"], settings["segment_length"]) == \
+        ("encoder", 10, "classify", 64)
+    card = (exported / "README.md").read_text()
+    best = max(json.loads(line)["val_accuracy"] for line in (smoke_run_dir / "metrics.jsonl").read_text().splitlines()
+               if '"val"' in line and '"stage": 2' in line)
+    assert "# RMT memorize on tiny" in card and f"| 2 | 2 | " in card and f"{best:.1%} |" in card
+    assert "| 1 | 1 | 4 | 0.001 |" in card  # the curriculum
+
+
+def test_export_refuses_a_folder_that_holds_files(smoke_run_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an empty folder"):
+        export.export_run(smoke_run_dir, tmp_path)
+
+
+def test_rmt_export_writes_the_folder_and_an_offline_push_is_one_line(smoke_run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from rmt_cli.cli import app
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["export", str(smoke_run_dir), str(out), "--push-to-hub", "someone/rmt-memorize"])
+    assert result.exit_code == 1 and f"exported {smoke_run_dir} to {out}" in result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot push to the Hub while offline (HF_HUB_OFFLINE is set); the export is in {out}; "
+        f"upload it later with `hf upload someone/rmt-memorize {out}`"]
+    assert export.is_export(out)
+
+
+def test_rmt_eval_reads_an_export(smoke_run_dir, exported, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    result = subprocess.run([sys.executable, "-m", "rmt_cli", "eval", "--checkpoint", str(exported), "--samples", "24",
+                             f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["segments"] == 2 and report["samples"] == 24
+    assert report["accuracy"] == pytest.approx(accuracy_of_the_run(smoke_run_dir, samples=24, segments=2))
+
+
+def accuracy_of_the_run(run_dir, samples, segments):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
+    from rmt_cli.evaluate import accuracy
+    from rmt_cli.experiment import build_experiment
+
+    folder = find_checkpoint(run_dir)
+    cfg = OmegaConf.create(read_meta(folder)["config"])
+    experiment = build_experiment(cfg, "cpu", with_training_data=False)
+    load_weights(folder, experiment.model)
+    test = experiment.eval_data.sample_set("test", int(cfg.task.eval_seed), segments, samples)
+    return accuracy(experiment, experiment.eval_data, test, batch_size=32)
+
+
+def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
+    """A run of task.head=pooler (the backbone's pooler fine-tuned as part of the head), written without training."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from rmt_cli import config_dir
+    from rmt_cli.checkpoint import save_checkpoint
+    from rmt_cli.experiment import build_experiment
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "task.head=pooler"])
+    experiment = build_experiment(cfg, "cpu", with_training_data=False)
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "stage": 1, "step": 4, "val_accuracy": 0.5,
+            "max_segments": 1, "labels": list(experiment.task.labels)}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "stage1-best", experiment.model, meta)
+    out = export.export_run(tmp_path / "run", tmp_path / "model")
+    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert shared.task.head == "pooler" and torch.equal(shared.model.head[0].weight, experiment.model.head[0].weight)
+    from transformers import AutoModel
+
+    assert torch.equal(AutoModel.from_pretrained(out).pooler.dense.bias, experiment.model.head[0].bias)
+    with torch.inference_mode():
+        segments = trained.segments(STORY, "Where is Mary?")
+        assert torch.equal(shared.model(segments).logits, trained.model(segments).logits)

@@ -49,22 +49,6 @@ def two_argument_relations(rng: np.random.Generator) -> Story:
     east of?" -> bedroom); only direct relations count (the hallway is west of the kitchen too, but no fact says so),
     so every question has exactly one answer. The facts come in random order (qa4 is order-free).
     """
-# qa4's story shapes over three places in a line on one axis, P0 -d- P1 -d- P2 (P0 is d of P1, P1 is d of P2), with
-# bAbI's proportions: both facts relate a shared place (P0 is d of P1, P2 is opposite-d of P1), chain (P0 is d of
-# P1, P1 is d of P2), or share their subject (P1 is opposite-d of P0, P1 is d of P2).
-QA4_SHAPES = {"shared place": 0.44, "chain": 0.45, "shared subject": 0.11}
-AXES = (("north", "south"), ("east", "west"))
-
-
-def two_argument_relations(rng: np.random.Generator) -> Story:
-    """qa4 as bAbI writes it: two relations between three places on one axis, one question about one of them.
-
-    "The bedroom is west of the kitchen." "The hallway is west of the bedroom." "What is west of the kitchen?"
-    -> bedroom. The question reads one relation in one of four ways: forward ("What is west of the kitchen?",
-    "What is the bedroom west of?") or inverted ("What is east of the bedroom?" -> kitchen, "What is the kitchen
-    east of?" -> bedroom); only direct relations count (the hallway is west of the kitchen too, but no fact says so),
-    so every question has exactly one answer. The facts come in random order (qa4 is order-free).
-    """
     p0, p1, p2 = (LOCATIONS[i] for i in rng.choice(len(LOCATIONS), size=3, replace=False))
     d = AXES[rng.integers(2)][rng.integers(2)]
     back = OPPOSITE[d]

@@ -19,13 +19,18 @@ def plot_extrapolation(rows: list[dict], trained_segments: int, content_per_segm
     ax.axvspan(min(tokens + [content_per_segment]), trained_segments * content_per_segment, color="tab:green",
                alpha=0.12, label=f"trained (≤ {trained_segments} segments)")
     ax.axhline(100 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
+    save_accuracy_figure(fig, ax, path, title)
+
+
+def save_accuracy_figure(fig, ax, path: Path, title: str, ylabel: str = "accuracy, %", legend_size=None) -> None:
+    """The one style of every accuracy-against-length figure: log token axis, 0-100% accuracy, grid, legend."""
     ax.set_xscale("log")
     ax.set_ylim(0, 102)
     ax.set_xlabel("input length, content tokens (log)")
-    ax.set_ylabel("accuracy, %")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="lower left", fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

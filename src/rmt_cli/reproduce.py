@@ -217,7 +217,7 @@ def summarize(out: Path) -> dict:
 
 
 def plot_summary(summary: dict, path: Path) -> None:
-    from rmt_cli.plots import plt
+    from rmt_cli.plots import plt, save_accuracy_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
@@ -235,16 +235,8 @@ def plot_summary(summary: dict, path: Path) -> None:
             per_segment = rows[0]["tokens"] // rows[0]["segments"]
             ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
                        color=color, label=f"{task}: paper (bert-base)")
-    ax.set_xscale("log")
-    ax.set_ylim(0, 102)
-    ax.set_xlabel("input length, content tokens (log)")
-    ax.set_ylabel("accuracy, % (band: min to max over seeds)")
-    ax.set_title(f"{summary['preset']} presets, {summary['card']}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_accuracy_figure(fig, ax, path, f"{summary['preset']} presets, {summary['card']}",
+                         ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
 
 def write_summary(out: Path, into: Path) -> dict:

@@ -37,7 +37,7 @@ CASES = [
     ("rmt train +trainer.lrr=1", 2, f"trainer.lrr is not a setting of trainer (known: {TRAINER_KEYS}); check its "
                                     "spelling"),
     ("rmt train +epochs=3", 2, "epochs is not a setting of this command (known: backbone, task, memory, segment, seed, "
-                               "resume, trainer, curriculum, noise); check its spelling"),
+                               "resume, trainer, curriculum, noise, logger); check its spelling"),
     ("rmt train memory.size=0", 2, "memory.size=0 must be at least 1"),
     ("rmt train memory.size=abc", 2, "memory.size=abc must be a whole number (at least 1)"),
     ("rmt train memory.size=2.5", 2, "memory.size=2.5 must be a whole number (at least 1)"),

@@ -1,7 +1,6 @@
 """Nothing is lost: one run per folder, a lock while it runs, reruns that continue the same run only, no leftovers."""
 
 import fcntl
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 from rmt_cli.checkpoint import FILE_MODE, save_checkpoint, tidy
 from rmt_cli.errors import RuntimeFailure
 from rmt_cli.run_folder import new_run_dir
+from test_resume import metrics
 
 TWO_STAGES = "curriculum.stages=[{segments:1,steps:4},{segments:2,steps:4}]"
 THREE_STAGES = "curriculum.stages=[{segments:1,steps:4},{segments:2,steps:4},{segments:3,steps:2}]"
@@ -22,12 +22,6 @@ def rmt(*args):
     from rmt_cli.cli import app
 
     return CliRunner().invoke(app, list(args))
-
-
-def metrics(run_dir):
-    """metrics.jsonl without wall-clock fields, which differ between any two runs."""
-    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s")}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

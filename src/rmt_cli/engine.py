@@ -67,9 +67,11 @@ class RecurrentMemory(nn.Module):
     whose base model gives the hidden states and whose LM head the generate head uses)."""
 
     graph_devices = ("cuda",)  # device types where `cuda_graphs` applies; tests add "cpu" to run the path eagerly
-    # Graphs remove launch overhead, which dominates small batches only. Measured on an H100 (bert-base geometry):
-    # batch 1 went from 5.5 to 2.5 ms per segment, but batch 128 ran 4x slower than eager; see docs/performance.md.
-    graph_max_rows = 8
+    # Largest batch replayed as a CUDA graph (None: every batch). Graphs remove launch overhead, which dominates
+    # small batches. Measured on an H100 (bert-base geometry, fp32 weights under autocast): batch 1 went from 5.5 to
+    # 2.5 ms per segment, but batch 128 ran 4x slower than eager; see docs/performance.md. The commands set it from
+    # their `graph_max_rows` setting.
+    graph_max_rows: Optional[int] = 8
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
@@ -148,9 +150,9 @@ class RecurrentMemory(nn.Module):
             run without autograd (no activations kept, a forward's cost).
         checkpoint_segments: recompute each segment's activations in backward (memory grows with segments
             by one memory state instead of a whole backbone's activations).
-        cuda_graphs: at inference (eval mode, no grad) on CUDA, for batches of at most `graph_max_rows`, run each
-            step that holds every row as a replayed CUDA graph (`SegmentGraph`, cached per shape); other steps
-            run eagerly.
+        cuda_graphs: at inference (eval mode, no grad) on CUDA, for batches of at most `graph_max_rows` (any batch
+            when it is None), run each step that holds every row as a replayed CUDA graph (`SegmentGraph`, cached
+            per shape); other steps run eagerly.
         answer: generate head: [batch, a] answer tokens the last segment reads after the question (a may be 0);
             the logits are the LM's next-token predictions at the question's last token and at each of them.
         """
@@ -166,7 +168,7 @@ class RecurrentMemory(nn.Module):
             raise ValueError("the generate head reads answer tokens (answer=); the classify head takes none")
         detach_before = None if grad_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
-                  and memory.shape[0] <= self.graph_max_rows)
+                  and (self.graph_max_rows is None or memory.shape[0] <= self.graph_max_rows))
         start, rows = memory, 0
         readout, static, last_read = None, None, None
         for step, tokens in enumerate(steps):

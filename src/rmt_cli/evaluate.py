@@ -104,7 +104,7 @@ def load_trained(cfg):
     from rmt_cli.checkpoint import load_weights, open_checkpoint
     from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.config_check import check
-    from rmt_cli.experiment import build_experiment
+    from rmt_cli.experiment import apply_inference_settings, build_experiment
 
     exported = export.is_export(cfg.checkpoint)
     if exported:  # its backbone loads from the folder the user named, with no code of its own
@@ -123,6 +123,7 @@ def load_trained(cfg):
         export.load_rmt_weights(folder, experiment.model)
     else:
         load_weights(folder, experiment.model, verified=True)
+    apply_inference_settings(experiment.model, cfg)
     return cfg, meta, folder, experiment
 
 

@@ -32,10 +32,36 @@ class Experiment:
     device: torch.device
 
     def autocast(self):
-        """bf16 autocast on GPU; plain fp32 on CPU, where bf16 matmuls are slow and imprecise."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast_for(self.model, self.device)
+
+
+# `inference_dtype` of eval and extrapolate: the dtype the weights are cast to, once, before any segment runs.
+INFERENCE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def autocast_for(model: RecurrentMemory, device: torch.device):
+    """bf16 autocast on GPU for fp32 weights; none for bf16 weights (nothing left to cast), nor on CPU, where bf16
+    matmuls are slow and imprecise."""
+    if device.type == "cuda" and model.initial_memory.dtype == torch.float32:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
+    """A command's inference switches, on a model that only predicts from now on.
+
+    inference_dtype: fp32 keeps the fp32 weights under bf16 autocast (each matmul casts its operands); bf16 casts
+        every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
+    graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
+    """
+    name = str(cfg.get("inference_dtype") or "fp32")
+    if name not in INFERENCE_DTYPES:
+        raise UsageError(f"inference_dtype={name} is unknown; use {' or '.join(INFERENCE_DTYPES)}")
+    rows = cfg.get("graph_max_rows", RecurrentMemory.graph_max_rows)
+    if rows is not None and int(rows) < 1:
+        raise UsageError(f"graph_max_rows={rows} must be at least 1 (or null: CUDA graphs at every batch size)")
+    model.to(INFERENCE_DTYPES[name])
+    model.graph_max_rows = None if rows is None else int(rows)
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:

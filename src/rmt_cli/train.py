@@ -120,6 +120,13 @@ def train_from_config(cfg) -> None:
         distributed.leave()
 
 
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device,
+                    fused: bool) -> torch.optim.AdamW:
+    """AdamW; on CUDA with `fused`, its fused kernel (one launch for all parameters, the same update rule)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                             fused=True if fused and device.type == "cuda" else None)
+
+
 class Trainer:
     """Runs the curriculum; a resume checkpoint `checkpoints/last-N` (weights, optimizer, scheduler, RNG, stage,
     step, data position N) is written after every validation, so the same command on the same run folder resumes
@@ -203,7 +210,8 @@ class Trainer:
 
         Once the stage is done its row joins `summary` before the resume point that marks it done."""
         trainer, experiment = self.cfg.trainer, self.experiment
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=stage.lr, weight_decay=float(trainer.weight_decay))
+        optimizer = build_optimizer(self.model, stage.lr, float(trainer.weight_decay), experiment.device,
+                                    fused=bool(trainer.get("fused_adamw", True)))
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
                                   num_training_steps=stage.steps)
         best_accuracy, first_step = -1.0, 1

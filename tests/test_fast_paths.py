@@ -1,0 +1,131 @@
+"""Inference and training fast paths against the plain path: bf16 weights cast once, CUDA graph replay at any batch
+size (its static-buffer path, run eagerly on CPU), fused AdamW; and the switch that turns each off."""
+
+import copy
+from contextlib import nullcontext
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import DECODER_PRESETS, decoder_engine
+from rmt_cli.engine import RecurrentMemory
+from rmt_cli.errors import UsageError
+from rmt_cli.experiment import apply_inference_settings, autocast_for
+from rmt_cli.train import build_optimizer
+
+BF16 = dict(atol=3e-2, rtol=3e-2)  # a few bf16 roundings (8 bits of mantissa) through a 2-layer model
+
+
+def random_steps(batch, n_steps, content, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(1000, 30000, (batch, content), generator=generator) for _ in range(n_steps)]
+
+
+def mixed_batch_steps(counts, content=12):
+    """Right-aligned steps of samples with `counts` segments each (longest first), as samples.BatchPlan builds."""
+    alone = [random_steps(1, n, content, seed=20 + i) for i, n in enumerate(counts)]
+    n_steps = max(counts)
+    return [torch.cat([alone[i][t - (n_steps - n)] for i, n in enumerate(counts) if n >= n_steps - t])
+            for t in range(n_steps)]
+
+
+def fast_copy(model: RecurrentMemory, **settings) -> RecurrentMemory:
+    fast = copy.deepcopy(model)
+    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None, **settings}))
+    fast.graph_devices = ("cpu",)  # the CUDA-graph path's static buffers, run eagerly
+    return fast
+
+
+def assert_close_bf16(fast, plain):
+    assert fast.memory.dtype == torch.bfloat16 and plain.memory.dtype == torch.float32
+    torch.testing.assert_close(fast.logits, plain.logits, **BF16)
+    torch.testing.assert_close(fast.memory.float(), plain.memory, **BF16)
+
+
+def test_bf16_encoder_equals_the_fp32_path_on_a_mixed_batch(tiny_engine):
+    steps = mixed_batch_steps([4, 4, 3, 1] * 3)  # 12 rows: above the default cap of 8
+    fast = fast_copy(tiny_engine)
+    with torch.inference_mode():
+        plain = tiny_engine(steps)
+        eager = fast(steps)
+        graphed = fast(steps, cuda_graphs=True)
+    assert len(fast.segment_graphs) == 1  # the static step ran at batch 12
+    assert_close_bf16(eager, plain)
+    assert torch.equal(graphed.logits, eager.logits) and torch.equal(graphed.memory, eager.memory)
+
+
+@pytest.mark.parametrize("preset", DECODER_PRESETS)
+def test_bf16_decoder_equals_the_fp32_path_on_a_mixed_batch(preset):
+    plain_model = decoder_engine(preset)
+    fast = fast_copy(plain_model)
+    steps = mixed_batch_steps([3, 3, 2, 1])
+    with torch.inference_mode():
+        plain, eager, graphed = plain_model(steps), fast(steps), fast(steps, cuda_graphs=True)
+    assert_close_bf16(eager, plain)
+    assert torch.equal(graphed.logits, eager.logits) and torch.equal(graphed.memory, eager.memory)
+
+
+def test_bf16_generate_head_equals_the_fp32_path():
+    plain_model = decoder_engine("tiny-llama", head="generate")
+    fast = fast_copy(plain_model)
+    steps, answer = mixed_batch_steps([3, 2, 2]), torch.randint(1000, 30000, (3, 2))
+    with torch.inference_mode():
+        plain, eager = plain_model(steps, answer=answer), fast(steps, answer=answer)
+        generated = fast.generate(steps, 3, cuda_graphs=True)
+        forced = fast(steps, answer=generated[:, :-1], cuda_graphs=True)
+    assert_close_bf16(eager, plain)
+    assert torch.equal(forced.logits.argmax(-1), generated)  # greedy decoding reads its own tokens back
+
+
+def test_bf16_weights_are_cast_once_and_every_segment_reads_bf16(tiny_engine):
+    fast = fast_copy(tiny_engine)
+    assert {p.dtype for p in fast.parameters()} == {torch.bfloat16}
+    seen = []
+    fast.backbone.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["inputs_embeds"].dtype),
+                                            with_kwargs=True)
+    with torch.inference_mode():
+        fast(random_steps(2, 3, 10))
+    assert seen == [torch.bfloat16] * 3
+    assert isinstance(autocast_for(fast, torch.device("cuda")), nullcontext)  # nothing left for autocast to cast
+
+
+def test_the_switches_off_leave_the_plain_path(tiny_engine):
+    steps = mixed_batch_steps([4, 4, 3, 1] * 3)
+    plain_model = fast_copy(tiny_engine, inference_dtype="fp32", graph_max_rows=8)
+    assert {p.dtype for p in plain_model.parameters()} == {torch.float32}
+    with torch.inference_mode():
+        plain, flagged = tiny_engine(steps), plain_model(steps, cuda_graphs=True)
+    assert plain_model.segment_graphs == {}  # 12 rows: above the cap, eager
+    assert torch.equal(flagged.logits, plain.logits) and torch.equal(flagged.memory, plain.memory)
+    default = copy.deepcopy(tiny_engine)
+    apply_inference_settings(default, OmegaConf.create({}))  # a command without the keys: fp32, cap 8
+    assert default.graph_max_rows == 8 and default.initial_memory.dtype == torch.float32
+
+
+@pytest.mark.parametrize("settings, message", [({"inference_dtype": "fp16"}, "inference_dtype"),
+                                               ({"graph_max_rows": 0}, "graph_max_rows")])
+def test_inference_settings_refuse_unknown_values(tiny_engine, settings, message):
+    with pytest.raises(UsageError, match=message):
+        apply_inference_settings(tiny_engine, OmegaConf.create(settings))
+
+
+def test_fused_adamw_only_on_cuda_and_when_switched_on(tiny_engine):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert build_optimizer(tiny_engine, 1e-3, 0.01, cuda, fused=True).defaults["fused"] is True
+    assert not build_optimizer(tiny_engine, 1e-3, 0.01, cuda, fused=False).defaults["fused"]
+    assert not build_optimizer(tiny_engine, 1e-3, 0.01, cpu, fused=True).defaults["fused"]
+
+
+def test_fused_adamw_takes_the_same_steps_as_the_plain_one(tiny_engine):
+    models = [copy.deepcopy(tiny_engine).train() for _ in range(2)]
+    steps = random_steps(2, 2, 10)
+    for model, fused in zip(models, (False, True)):
+        optimizer = build_optimizer(model, 1e-3, 0.01, torch.device("cuda"), fused=fused)  # fused runs on CPU too
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(steps).logits.sum().backward()
+            optimizer.step()
+    for plain, fused in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)  # Adam divides rounding by tiny roots
+    assert not torch.equal(models[0].initial_memory, tiny_engine.initial_memory)

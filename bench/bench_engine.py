@@ -1,25 +1,34 @@
-"""Engine benchmarks, measured side by side in one run on one device (random weights; BERT geometries).
+"""Engine benchmarks, measured side by side in one run on one device (random weights; BERT geometries, and a
+SmolLM2-135M-geometry decoder).
 
     python bench/bench_engine.py --out docs/bench.json            # all parts, bert-base and MiniLM geometries
+    python bench/bench_engine.py --quick --out /tmp/quick.json    # every part at toy sizes (CPU, under a minute)
 
-Parts (each prints its own table; ratios compare numbers measured in this same run):
-  a  extrapolation throughput vs the plain (non-recurrent) bf16 segment forward of the same backbone and batch,
-     eager and with each segment step replayed as a CUDA graph
+Parts (each prints its own lines; ratios compare numbers measured in this same run):
+  a  extrapolation throughput vs the plain (non-recurrent) HF segment forward of the same backbone and batch
+     (fp32 weights under bf16 autocast: the baseline), and each inference path: today's (fp32 weights, autocast,
+     eager), CUDA graphs at this batch, bf16 weights cast once, both; plus the plain forward with bf16 weights
   b  extrapolation throughput vs a reference-style loop: fp32, eager attention, text re-tokenised per sample
-  c  time for one 1M-token sample, alone (batch 1) and amortised over a batch, eager and with CUDA graphs
+  c  time for one 1M-token sample, alone (batch 1) and amortised over a batch, per inference path
   d  CPU sample assembly: tokens/s of the step gather, and one 2M-token sample produced whole
+  g  per-segment time, eager vs CUDA graph, at batch sizes 1..128 with fp32 and bf16 weights: where graphs help
+     (what `graph_max_rows` should be)
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
-     per-segment activation checkpointing
+     per-segment activation checkpointing, with the multi-tensor and the fused AdamW
+  s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +37,29 @@ import torch
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, content_length
 from rmt_cli.evaluate import to_device
+from rmt_cli.experiment import apply_inference_settings, autocast_for
 from rmt_cli.flops import forward_flops, shape_from_hf_config
+from rmt_cli.train import build_optimizer
 from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, step_tokens
 
 GEOMETRIES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
+}
+DECODERS = {  # Llama-family geometries of conf/backbone presets (random weights from a config, no download)
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         intermediate_size=1536, vocab_size=49152, max_position_embeddings=8192,
+                         tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5),
+    "tiny-llama": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=64, vocab_size=30522, max_position_embeddings=1024, tie_word_embeddings=True),
 }
 SEGMENT, MEMORY = 512, 10
+ANSWER_TOKENS = 2  # generate head: an answer word and its end token, the first read back after the question
+QUICK = dict(geometries="tiny", decoder="tiny-llama", batch=2, segments=2, long_tokens=1000, long_batch=2,
+             train_batch=2, decoder_batch=2, train_segments="1,2", graph_batches="1,2", graph_segments=2,
+             corpus_tokens=100_000, assembly="8,4,64", repeat=1)
+REPEAT = 3  # timed calls per figure (their median), after a warm-up; --repeat
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak of the SXM parts
 
 
@@ -66,11 +90,27 @@ def synthetic_corpus(tokenizer, tokens: int = 2_000_000, seed: int = 0) -> tuple
     return corpus, texts
 
 
-def timed(fn, device, repeat: int = 3) -> float:
-    """Median wall seconds of fn() (synchronising the device around each call), after one warm-up."""
-    fn()
+def build_decoder(geometry: str, head: str = "generate") -> RecurrentMemory:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**DECODERS[geometry])
+    config._attn_implementation = "sdpa"
+    return RecurrentMemory(LlamaForCausalLM(config), MEMORY, 6, layout="decoder", head=head)
+
+
+def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
+    """The model as `inference_dtype=bf16` runs it: every weight cast once, no autocast."""
+    fast = copy.deepcopy(model)
+    apply_inference_settings(fast, {"inference_dtype": "bf16", "graph_max_rows": None})
+    return fast
+
+
+def timed(fn, device, repeat: int | None = None, warmup=None) -> float:
+    """Median wall seconds of fn() (synchronising the device around each call), after one warm-up call of
+    `warmup` (default: fn itself)."""
+    (warmup or fn)()
     times = []
-    for _ in range(repeat):
+    for _ in range(repeat or REPEAT):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -90,27 +130,37 @@ def stream(model, factory, samples, device, cuda_graphs: bool = False) -> None:
     """The extrapolation path: right-aligned plan, host assembles segments, memory carried on the device."""
     plan = BatchPlan.right_aligned(samples)
     steps = (to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps))
-    with autocast(device):
+    with autocast_for(model, device):
         model(steps, batch=len(samples), n_steps=plan.n_steps, cuda_graphs=cuda_graphs).logits.argmax(-1).cpu()
 
 
-def part_a(model, factory, device, batch: int, segments: int) -> dict:
+# Inference paths of parts a, c and g: (key suffix, bf16 weights, CUDA graphs). The first is today's
+# `rmt extrapolate` at large batches (fp32 weights under autocast, eager: graphs are capped at 8 rows).
+PATHS = (("", False, False), ("_graph", False, True), ("_bf16", True, False), ("_bf16_graph", True, True))
+
+
+def plain_forward(backbone, ids, segments: int, device):
+    """The non-recurrent HF forward over `segments` segments of `ids`, under autocast for fp32 weights."""
+    @torch.inference_mode()
+    def run():
+        with autocast(device) if backbone.dtype == torch.float32 else nullcontext():
+            for _ in range(segments):
+                backbone(input_ids=ids)
+    return run
+
+
+def part_a(models, factory, device, batch: int, segments: int) -> dict:
     samples = factory.sample_set("test", 0, segments, batch)
     ids = torch.randint(1000, 20000, (batch, SEGMENT), device=device)
-
-    @torch.inference_mode()
-    def plain():
-        with autocast(device):
-            for _ in range(segments):
-                model.backbone(input_ids=ids)
-
     tokens = batch * segments * SEGMENT
-    plain_s = timed(plain, device)
-    recurrent_s = timed(lambda: stream(model, factory, samples, device), device)
-    graph_s = timed(lambda: stream(model, factory, samples, device, cuda_graphs=True), device)
-    return {"batch": batch, "segments": segments, "plain_tok_s": tokens / plain_s,
-            "recurrent_tok_s": tokens / recurrent_s, "ratio": plain_s / recurrent_s,
-            "recurrent_graph_tok_s": tokens / graph_s, "ratio_graph": plain_s / graph_s}
+    plain_s = timed(plain_forward(models[False].backbone, ids, segments, device), device)
+    plain_bf16_s = timed(plain_forward(models[True].backbone, ids, segments, device), device)
+    out = {"batch": batch, "segments": segments, "plain_tok_s": tokens / plain_s,
+           "plain_bf16_tok_s": tokens / plain_bf16_s, "ratio_plain_bf16": plain_s / plain_bf16_s}
+    for suffix, bf16, graphs in PATHS:
+        seconds = timed(lambda: stream(models[bf16], factory, samples, device, cuda_graphs=graphs), device)
+        out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
+    return out
 
 
 def reference_loop(model, texts: list[str], tokenizer, samples: int, segments: int, device, seed: int = 0) -> None:
@@ -140,79 +190,205 @@ def part_b(model, reference, factory, texts, tokenizer, device, batch: int, segm
             "speedup": theirs / ours}
 
 
-def part_c(model, factory, device, batch: int) -> dict:
-    segments = math.ceil(1_000_000 / factory.content_length)
-    alone = factory.sample_set("test", 0, segments, 1)
-    many = factory.sample_set("test", 0, segments, batch)
-    def seconds(samples, graphs):  # the warm-up call of `timed` also captures the graphs
-        return timed(lambda: stream(model, factory, samples, device, cuda_graphs=graphs), device, repeat=1)
+def part_c(models, factory, device, batch: int, target_tokens: int = 1_000_000) -> dict:
+    """Each path once, after a warm-up on a short input of the same batch (it captures the graphs)."""
+    segments = math.ceil(target_tokens / factory.content_length)
+    out = {"segments": segments, "content_tokens": segments * factory.content_length, "batch": batch}
+    for rows, key in ((1, "alone{}_s"), (batch, "amortised{}_s")):
+        samples, short = factory.sample_set("test", 0, segments, rows), factory.sample_set("test", 0, 2, rows)
+        for suffix, bf16, graphs in PATHS:
+            if graphs and rows > 1:
+                continue  # large batches: part g shows whether graphs help there, at a fraction of the time
+            def run(chosen):
+                return lambda: stream(models[bf16], factory, chosen, device, cuda_graphs=graphs)
+            out[key.format(suffix)] = timed(run(samples), device, repeat=1, warmup=run(short)) / rows
+    return out
 
-    alone_s, alone_graph_s = seconds(alone, False), seconds(alone, True)
-    many_s, many_graph_s = seconds(many, False), seconds(many, True)
-    return {"segments": segments, "content_tokens": segments * factory.content_length, "alone_s": alone_s,
-            "alone_graph_s": alone_graph_s, "batch": batch, "amortised_s": many_s / batch,
-            "amortised_graph_s": many_graph_s / batch}
 
-
-def part_d(factory) -> dict:
-    batch, segments = 256, 64
+def part_d(factory, batch: int = 256, segments: int = 64, long_segments: int = 4096) -> dict:
     samples = factory.sample_set("test", 0, segments, batch)
     plan = BatchPlan.right_aligned(samples)
     start = time.perf_counter()
     for t in range(plan.n_steps):
         step_tokens(factory, plan, t)
     gather_s = time.perf_counter() - start
-    long_sample = factory.sample_set("test", 0, 4096, 1)[0]
+    long_sample = factory.sample_set("test", 0, long_segments, 1)[0]
     whole_s = timed(lambda: factory.all_segments(long_sample), torch.device("cpu"), repeat=5)
     return {"step_gather_tok_s": batch * segments * factory.content_length / gather_s,
-            "sample_2m_tokens": 4096 * factory.content_length, "sample_2m_ms": 1000 * whole_s}
+            "sample_2m_tokens": long_segments * factory.content_length, "sample_2m_ms": 1000 * whole_s}
 
 
-def part_t(model, factory, device, batch: int, peak_tflops: float | None) -> list[dict]:
-    shape = shape_from_hf_config(model.backbone.config, "bench")
-    # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
-    per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
+def part_g(models, factory, device, batches: list[int], segments: int = 8) -> list[dict]:
     rows = []
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    for bf16, model in models.items():
+        for batch in batches:
+            samples = factory.sample_set("test", 0, segments, batch)
+            eager_s, graph_s = (timed(lambda: stream(model, factory, samples, device, cuda_graphs=graphs), device)
+                                for graphs in (False, True))
+            rows.append({"weights": "bf16" if bf16 else "fp32", "batch": batch, "segments": segments,
+                         "eager_ms_per_segment": 1000 * eager_s / segments,
+                         "graph_ms_per_segment": 1000 * graph_s / segments, "graph_speedup": eager_s / graph_s})
+        model.segment_graphs.clear()
+    return rows
+
+
+def train_rows(model, make_loss, segment_list: list[int], batch: int, device, flops_per_segment: float,
+               peak_tflops: float | None) -> list[dict]:
+    """Training steps as `rmt train` takes them (zero grad, forward and backward under autocast, gradient clipping,
+    AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW.
+
+    make_loss(segments, checkpointing) returns a function computing one step's loss from fresh host batches."""
+    rows = []
     model.train()
-    for checkpointing in (False, True):
-        for segments in (1, 2, 4, 8):
-            samples = factory.sample_set("validation", 0, segments, batch)
-            plan = BatchPlan.right_aligned(samples)
-            labels = torch.from_numpy(plan.labels()).to(device)
+    for fused in (False, True):
+        optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=fused)
+        for checkpointing in (False, True):
+            for segments in segment_list:
+                loss_of = make_loss(segments, checkpointing)
 
-            def step():
-                steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
-                with autocast(device):
-                    out = model(steps, checkpoint_segments=checkpointing)
-                loss = torch.nn.functional.cross_entropy(out.logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                def step():
+                    optimizer.zero_grad(set_to_none=True)
+                    with autocast(device):
+                        loss = loss_of()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
 
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            seconds = timed(step, device)
-            flops = per_segment * batch * segments  # model FLOPs: recomputation is not counted in MFU
-            rows.append({"segments": segments, "checkpointing": checkpointing, "batch": batch,
-                         "tok_s": batch * segments * SEGMENT / seconds,
-                         "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
-                         "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                seconds = timed(step, device)
+                flops = flops_per_segment * batch * segments  # model FLOPs: recomputation is not counted in MFU
+                rows.append({"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
+                             "batch": batch, "tok_s": batch * segments * SEGMENT / seconds,
+                             "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
+                             "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
+        del optimizer
     model.eval()
     return rows
 
 
-def main() -> None:
+def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+    shape = shape_from_hf_config(model.backbone.config, "bench")
+    # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
+    per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
+
+    def make_loss(segments, checkpointing):
+        plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
+        labels = torch.from_numpy(plan.labels()).to(device)
+
+        def loss():
+            steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
+            out = model(steps, checkpoint_segments=checkpointing)
+            return torch.nn.functional.cross_entropy(out.logits, labels)
+        return loss
+
+    return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops)
+
+
+def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+    """The decoder step of a generate-head run: random content tokens, the answer read after the last question."""
+    config = model.backbone.config
+    # No vocabulary projection per position: the LM head reads only the question's end and the answer tokens.
+    shape = dataclasses.replace(shape_from_hf_config(config, "bench"), lm_head=False)
+    per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
+    content = content_length(SEGMENT, MEMORY, "decoder") - (ANSWER_TOKENS - 1)
+    generator = np.random.default_rng(0)
+
+    def make_loss(segments, checkpointing):
+        steps_host = [torch.from_numpy(generator.integers(1000, config.vocab_size, (batch, content)))
+                      for _ in range(segments)]
+        targets = torch.randint(1000, config.vocab_size, (batch, ANSWER_TOKENS), device=device)
+
+        def loss():
+            steps = [to_device(tokens.numpy(), device) for tokens in steps_host]
+            logits = model(steps, answer=targets[:, :-1], checkpoint_segments=checkpointing).logits
+            return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return loss
+
+    return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
-    parser.add_argument("--geometries", default="bert-base,minilm")
-    parser.add_argument("--parts", default="a,b,c,d,t")
+    parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
+    parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
+    parser.add_argument("--parts", default="a,b,c,d,g,t,s")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
+    parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
     parser.add_argument("--long-batch", type=int, default=64, help="batch of 1M-token samples in part c")
+    parser.add_argument("--graph-batches", default="1,2,4,8,16,32,64,128", help="batch sizes of part g")
+    parser.add_argument("--graph-segments", type=int, default=8, help="segments per sample in part g")
     parser.add_argument("--train-batch", type=int, default=32)
+    parser.add_argument("--decoder-batch", type=int, default=16, help="batch of part s")
+    parser.add_argument("--train-segments", default="1,2,4,8", help="segment counts of parts t and s")
+    parser.add_argument("--corpus-tokens", type=int, default=2_000_000, help="synthetic noise corpus size")
+    parser.add_argument("--assembly", default="256,64,4096",
+                        help="part d: batch and segments of the step gather, segments of the sample made whole")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per figure (their median)")
+    parser.add_argument("--quick", action="store_true",
+                        help="toy sizes for a check that every part runs (CPU, under a minute): " +
+                             ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--out", type=Path, default=None, help="write all numbers as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    return args
+
+
+def integers(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
+def print_part(label: str, value) -> None:
+    for row in value if isinstance(value, list) else [value]:
+        print(label, json.dumps(row), flush=True)
+
+
+def free(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak) -> dict:
+    torch.manual_seed(0)
+    model = build(geometry, tokenizer).to(device).eval()
+    model.graph_max_rows = None  # the graph paths below run at every batch they are asked for
+    if device.type == "cpu":
+        model.graph_devices = ("cuda", "cpu")  # the graph paths' static buffers, run eagerly
+    models = {False: model, True: bf16_copy(model)} if parts & set("acg") else {False: model}
+    out = {}
+    if "a" in parts:
+        out["a"] = part_a(models, factory, device, args.batch, args.segments)
+        print_part(f"{geometry} a", out["a"])
+    if "b" in parts:
+        reference = build(geometry, tokenizer, attn="eager").to(device).eval()
+        reference.load_state_dict(model.state_dict())
+        out["b"] = part_b(model, reference, factory, texts, tokenizer, device, args.batch, args.segments)
+        print_part(f"{geometry} b", out["b"])
+        del reference
+    if "c" in parts:
+        out["c"] = part_c(models, factory, device, args.long_batch, args.long_tokens)
+        print_part(f"{geometry} c", out["c"])
+    if "g" in parts:
+        out["g"] = part_g(models, factory, device, integers(args.graph_batches), args.graph_segments)
+        print_part(f"{geometry} g", out["g"])
+    for fast in models.values():
+        fast.segment_graphs.clear()
+    del models
+    free(device)
+    if "t" in parts:
+        out["t"] = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak)
+        print_part(f"{geometry} t", out["t"])
+    return out
+
+
+def main(argv=None) -> None:
+    global REPEAT
+    args = parse_args(argv)
+    REPEAT = args.repeat
     from transformers import AutoTokenizer
 
     if args.tokenizer is None:
@@ -223,36 +399,24 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in card), None)
-    corpus, texts = synthetic_corpus(tokenizer)
+    corpus, texts = synthetic_corpus(tokenizer, args.corpus_tokens)
     factory = SampleFactory(TaskSpec("detect", "qa1", "random"), corpus, tokenizer, content_length(SEGMENT, MEMORY))
     parts = set(args.parts.split(","))
     results = {"card": card, "torch": torch.__version__, "segment": SEGMENT, "memory": MEMORY}
     if "d" in parts:
-        results["d"] = part_d(factory)
-        print("d", json.dumps(results["d"]), flush=True)
+        results["d"] = part_d(factory, *integers(args.assembly))
+        print_part("d", results["d"])
     for geometry in args.geometries.split(","):
+        results[geometry] = encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak)
+        free(device)
+    if "s" in parts:
         torch.manual_seed(0)
-        model = build(geometry, tokenizer).to(device).eval()
-        out = results.setdefault(geometry, {})
-        if "a" in parts:
-            out["a"] = part_a(model, factory, device, args.batch, args.segments)
-            print(geometry, "a", json.dumps(out["a"]), flush=True)
-        if "b" in parts:
-            reference = build(geometry, tokenizer, attn="eager").to(device).eval()
-            reference.load_state_dict(model.state_dict())
-            out["b"] = part_b(model, reference, factory, texts, tokenizer, device, args.batch, args.segments)
-            print(geometry, "b", json.dumps(out["b"]), flush=True)
-            del reference
-        if "c" in parts:
-            out["c"] = part_c(model, factory, device, args.long_batch)
-            print(geometry, "c", json.dumps(out["c"]), flush=True)
-        if "t" in parts:
-            out["t"] = part_t(model, factory, device, args.train_batch, peak)
-            for row in out["t"]:
-                print(geometry, "t", json.dumps(row), flush=True)
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        decoder = build_decoder(args.decoder).to(device)
+        rows = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak)
+        results[args.decoder] = {"s": rows}
+        print_part(f"{args.decoder} s", rows)
+        del decoder
+        free(device)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

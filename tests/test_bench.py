@@ -1,0 +1,61 @@
+"""bench/bench_engine.py at toy sizes on CPU (every part runs, the JSON keeps its keys) and bench/agreement.py on a
+smoke run (the fast inference path predicts what `rmt eval` with the same switches predicts)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+# One thread: on a shared CPU, torch's two-thread kernels can wait on each other for most of a toy forward.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def test_bench_help_lists_the_parts_and_the_quick_mode():
+    result = run(BENCH / "bench_engine.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout and "SmolLM2-135M" in result.stdout
+
+
+@pytest.mark.slow
+def test_quick_bench_runs_every_part_on_cpu(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run(BENCH / "bench_engine.py", "--quick", "--out", out)
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(out.read_text())
+    tiny = bench["tiny"]
+    paths = ("", "_graph", "_bf16", "_bf16_graph")
+    assert {"plain_tok_s", "plain_bf16_tok_s", "ratio_plain_bf16"} | {f"ratio{p}" for p in paths} <= set(tiny["a"])
+    assert all(tiny["a"][f"ratio{p}"] > 0 for p in paths)
+    assert {f"alone{p}_s" for p in paths} | {"amortised_s", "amortised_bf16_s"} <= set(tiny["c"])
+    assert {(row["weights"], row["batch"]) for row in tiny["g"]} == {(w, b) for w in ("fp32", "bf16") for b in (1, 2)}
+    for rows in (tiny["t"], bench["tiny-llama"]["s"]):
+        assert {(r["segments"], r["checkpointing"], r["fused_adamw"]) for r in rows} == {
+            (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
+        assert all(r["tok_s"] > 0 for r in rows)
+    assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
+
+
+@pytest.mark.slow
+def test_agreement_of_the_fast_path_on_a_smoke_run(tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run("-m", "rmt_cli", "train", "experiment=smoke", f"hydra.run.dir={run_dir}")
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "agreement.json"
+    result = run(BENCH / "agreement.py", run_dir, "--segments", "1,3", "--samples", "16", "--batch-size", "8",
+                 "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["segments"], row["samples"]) for row in rows] == [(1, 16), (3, 16)]
+    assert all(row["agreement"] >= 0.75 for row in rows)
+    evaluated = run("-m", "rmt_cli", "eval", "--checkpoint", run_dir, "--samples", "16", "task.segments=3",
+                    "inference_dtype=bf16", "graph_max_rows=null", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["accuracy"] == rows[1]["fast_accuracy"]

@@ -18,10 +18,50 @@ def table(headers: list[str], align: list[str], rows: list[list[str]], lead: str
         print("| " + " | ".join(row) + " |")
 
 
+PATHS = (("", "today's path (fp32 weights, autocast, eager)"), ("_graph", "+ CUDA graphs"),
+         ("_bf16", "bf16 weights"), ("_bf16_graph", "bf16 weights + CUDA graphs"))
+
+
+def ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def fast_path_tables(parts: dict) -> None:
+    """The inference paths of runs that measured them (parts a and c with `_bf16` keys, part g)."""
+    measured = [(g, a) for g, a in parts["a"] if "ratio_bf16" in a]
+    table(["geometry", "plain forward, fp32 weights + autocast, tok/s", "plain forward, bf16 weights",
+           *(name for _, name in PATHS)], ["---"] + ["--:"] * 6,
+          [[f"{g} (batch {a['batch']}, {a['segments']} segments)", fmt(a["plain_tok_s"]),
+            f"{fmt(a['plain_bf16_tok_s'])} ({ratio(a['ratio_plain_bf16'])})",
+            *(f"{fmt(a.get(f'recurrent{k}_tok_s'))} ({ratio(a.get(f'ratio{k}'))})" for k, _ in PATHS)]
+           for g, a in measured], lead="\n(a) tokens/s, and in brackets the ratio to the plain fp32-weights forward\n\n")
+    measured = [(g, c) for g, c in parts["c"] if "alone_bf16_s" in c]
+    table(["geometry", *(f"(c) alone, {name}, s" for _, name in PATHS), "amortised, today's path, s",
+           "amortised, bf16 weights, s"], ["---"] + ["--:"] * 6,
+          [[f"{g} ({c['content_tokens']:,} tokens; batch {c['batch']})",
+            *(fmt(c.get(f"alone{k}_s"), 2) for k, _ in PATHS), fmt(c["amortised_s"], 3),
+            fmt(c.get("amortised_bf16_s"), 3)] for g, c in measured])
+    table(["geometry", "(g) weights", "batch", "eager, ms per segment", "CUDA graph, ms per segment",
+           "graph speed-up"], ["---", "---", "--:", "--:", "--:", "--:"],
+          [[g, row["weights"], str(row["batch"]), fmt(row["eager_ms_per_segment"], 2),
+            fmt(row["graph_ms_per_segment"], 2), ratio(row["graph_speedup"])]
+           for g, rows in parts["g"] for row in rows])
+
+
+def training_table(rows: list, label: str) -> None:
+    fused = any("fused_adamw" in row for _, row in rows)
+    table(["geometry", "segments", "activation checkpointing", *(["fused AdamW"] if fused else []),
+           f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] if fused else []),
+                                                            "--:", "--:", "--:"],
+          [[f"{g} (batch {row['batch']})", str(row["segments"]), "yes" if row["checkpointing"] else "no",
+            *(["yes" if row.get("fused_adamw") else "no"] if fused else []), fmt(row["tok_s"]),
+            "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])] for g, row in rows])
+
+
 def main(path: str) -> None:
     bench = json.load(open(path))
-    parts = {part: [(g, bench[g][part]) for g in ("bert-base", "minilm") if part in bench.get(g, {})]
-             for part in "abct"}
+    geometries = [g for g, value in bench.items() if isinstance(value, dict) and g != "d"]
+    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abctgs"}
     print(f"Card: {bench['card']}, torch {bench['torch']}, segments of {bench['segment']} positions with "
           f"{bench['memory']} memory vectors, bf16, random weights.")
     table(["geometry", "(a) plain bf16 forward, tok/s", "extrapolation, tok/s", "ratio (goal ≥ 0.85)",
@@ -42,11 +82,11 @@ def main(path: str) -> None:
         d = bench["d"]
         print(f"\n(d) CPU sample assembly: step gather {d['step_gather_tok_s'] / 1e6:,.0f}M tokens/s (goal ≥ 100M); "
               f"one {d['sample_2m_tokens']:,}-token sample whole in {d['sample_2m_ms']:.1f} ms (goal ≤ 20 ms).")
-    table(["geometry", "segments", "activation checkpointing", "train tok/s", "MFU", "peak GPU memory, MB"],
-          ["---", "--:", "---", "--:", "--:", "--:"],
-          [[f"{g} (batch {row['batch']})", str(row["segments"]), "yes" if row["checkpointing"] else "no",
-            fmt(row["tok_s"]), "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])]
-           for g, rows in parts["t"] for row in rows])
+    training_table([(g, row) for g, rows in parts["t"] for row in rows], "train")
+    if any("ratio_bf16" in a for _, a in parts["a"]):
+        fast_path_tables(parts)
+    if parts["s"]:
+        training_table([(g, row) for g, rows in parts["s"] for row in rows], "(s) decoder train")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,17 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
         assert all(r["tok_s"] > 0 for r in rows)
     assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
+    report = run(BENCH / "report.py", out)
+    assert report.returncode == 0, report.stderr
+    assert "bf16 weights + CUDA graphs" in report.stdout and "(g) weights" in report.stdout
+    assert "(s) decoder train tok/s" in report.stdout and "| tiny-llama (batch 2) | 2 | yes | yes |" in report.stdout
+
+
+def test_report_of_a_run_before_the_fast_paths_shows_the_tables_it_always_had():
+    report = run(BENCH / "report.py", BENCH.parent / "results" / "bench" / "h200.json")
+    assert report.returncode == 0, report.stderr
+    assert "| minilm (batch 32) | 8 | yes | 837,868 | 6.6% | 2,286 |" in report.stdout
+    assert "fused AdamW" not in report.stdout and "(g) weights" not in report.stdout
 
 
 @pytest.mark.slow

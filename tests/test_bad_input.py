@@ -23,8 +23,8 @@ DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
 TRAINER_KEYS = ("batch_size, eval_batch_size, lr, weight_decay, scheduler, warmup_ratio, grad_clip, bptt_segments, "
-                "checkpoint_segments, eval_every, val_samples, log_every, device, devices, time_limit_minutes, "
-                "keep_last")
+                "checkpoint_segments, fused_adamw, eval_every, val_samples, log_every, device, devices, "
+                "time_limit_minutes, keep_last")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
               "cosine_with_min_lr, cosine_warmup_with_min_lr or warmup_stable_decay")
 
@@ -169,6 +169,8 @@ CASES = [
     ("rmt eval --checkpoint RUN --batch-size 0", 2, "--batch-size=0 must be at least 1"),
     ("rmt eval --checkpoint RUN task.segments=0", 2, "task.segments=0 must be at least 1"),
     ("rmt eval --checkpoint RUN device=tpu", 2, "device=tpu is unknown; use auto, cpu, cuda or cuda:N"),
+    ("rmt eval --checkpoint RUN inference_dtype=fp16", 2, "inference_dtype=fp16 is unknown; use fp32 or bf16"),
+    ("rmt extrapolate --checkpoint RUN graph_max_rows=0", 2, "graph_max_rows=0 must be at least 1"),
     ("rmt extrapolate --checkpoint RUN --max-segments 0", 2,
      "--max-segments 0: the longest input must be at least 1 segment"),
     ("rmt extrapolate --checkpoint RUN --segments 1,x", 2, "segments=[1, x]: give whole numbers, e.g. --segments "

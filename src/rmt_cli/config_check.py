@@ -181,19 +181,20 @@ NOISE = {  # by noise.source
 TRAINER = {
     "batch_size": whole(1), "eval_batch_size": whole(1), "lr": positive,
     "weight_decay": number(0), "scheduler": scheduler, "warmup_ratio": number(0, 1),
-    "grad_clip": positive, "bptt_segments": optional(whole(1)), "checkpoint_segments": flag,
+    "grad_clip": positive, "bptt_segments": optional(whole(1)), "checkpoint_segments": flag, "fused_adamw": flag,
     "eval_every": whole(1), "val_samples": whole(1), "log_every": whole(1), "device": device, "devices": whole(1),
     "time_limit_minutes": optional(positive),
     "keep_last": whole(1, " (resume checkpoints to keep)"),
 }
 MODEL = {"memory": {"size": whole(1)}, "segment": {"length": whole(1)}}
 CHECKPOINT = {"checkpoint": text, "device": device}
+INFERENCE = {"cuda_graphs": flag, "graph_max_rows": optional(whole(1)), "inference_dtype": choice("fp32", "bf16")}
 
 COMMANDS = {
     "train": {"seed": whole(0), "resume": choice("auto", "force"), "trainer": TRAINER},
-    "eval": {**CHECKPOINT, "samples": whole(1), "batch_size": whole(1), "cuda_graphs": flag},
-    "extrapolate": {**CHECKPOINT, "max_segments": None, "segments": None, "samples": whole(1),
-                    "batch_size": whole(1), "cuda_graphs": flag},
+    "eval": {**CHECKPOINT, **INFERENCE, "samples": whole(1), "batch_size": whole(1)},
+    "extrapolate": {**CHECKPOINT, **INFERENCE, "max_segments": None, "segments": None, "samples": whole(1),
+                    "batch_size": whole(1)},
     "attention": {**CHECKPOINT, "samples": whole(1), "layer": optional(whole(0)), "head": optional(whole(0))},
     "preview": {"segments": whole(1), "seed": whole(0)},
 }

@@ -129,3 +129,32 @@ def test_fused_adamw_takes_the_same_steps_as_the_plain_one(tiny_engine):
     for plain, fused in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)  # Adam divides rounding by tiny roots
     assert not torch.equal(models[0].initial_memory, tiny_engine.initial_memory)
+
+
+def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.samples import SampleFactory
+    from rmt_cli.train import Trainer, curriculum_stages
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu"])
+    stages = curriculum_stages(cfg)
+    trainer = Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), stages, tmp_path)
+    trainer.accumulate_gradients(stages[1], 1)
+    batch = int(cfg.trainer.batch_size)
+    (key, (plan, tokens)) = trainer.prefetched
+    assert key == (2, batch) and trainer.next_sample == batch
+    trainer.prefetched = None
+    fresh_plan, fresh_tokens = trainer.host_batch(stages[1], batch)
+    assert all((a == b).all() for a, b in zip(tokens, fresh_tokens)) and len(tokens) == len(fresh_tokens)
+    assert (plan.labels() == fresh_plan.labels()).all()
+    trainer.prefetched = (key, (plan, tokens))
+    drawn = []
+    original = SampleFactory.training_sample
+    monkeypatch.setattr(SampleFactory, "training_sample", lambda self, *a, **k: drawn.append(a[1]) or
+                        original(self, *a, **k))
+    trainer.accumulate_gradients(stages[1], stages[1].steps)  # the stage's last step: uses the batch, builds none
+    assert drawn == [] and trainer.prefetched[0] == key

@@ -155,6 +155,7 @@ class Trainer:
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample (of the global batch): the data position
+        self.prefetched = None  # ((stage, position), host_batch(stage, position)) built ahead of its step
         self.summary: list[dict] = []
         self.stop_signal = None  # the signal that asked this run to stop, once one has
         self.previous_handlers: dict = {}
@@ -373,20 +374,17 @@ class Trainer:
         would; DDP averages the gradients of equal slices, which equals the gradient of the global batch's mean loss.
         """
         trainer, experiment = self.cfg.trainer, self.experiment
-        local = int(trainer.batch_size) // self.ranks.world
-        first = self.next_sample + self.ranks.rank * local
-        samples = [experiment.train_data.training_sample(int(self.cfg.seed), first + i, stage.segments,
-                                                         stage.facts_in_last)
-                   for i in range(local)]
+        plan, host_steps = self.host_batch(stage, self.next_sample)
         self.next_sample += int(trainer.batch_size)
-        plan = BatchPlan.right_aligned(samples)
         device = experiment.device
-        steps = [to_device(step_tokens(experiment.train_data, plan, t), device) for t in range(plan.n_steps)]
-        labels = torch.from_numpy(plan.labels()).to(device)
+        steps = [to_device(tokens, device) for tokens in host_steps]
+        labels = to_device(plan.labels(), device)
         with experiment.autocast():
             loss = experiment.head.loss(self.step_model, steps, labels, grad_steps=stage.bptt_segments,
                                         checkpoint_segments=trainer.checkpoint_segments)
         loss.backward()
+        if step < stage.steps:  # the device still runs this backward: assemble the next batch meanwhile
+            self.prefetched = ((stage.number, self.next_sample), self.host_batch(stage, self.next_sample))
         loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)
         loss_value = loss_sum / self.ranks.world
         if not math.isfinite(loss_value):
@@ -395,6 +393,20 @@ class Trainer:
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
         return loss_value, int(token_sum) * int(self.cfg.segment.length)
+
+    def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
+        """This rank's slice of the global batch that starts at training sample `position`: its plan and step
+        tokens, on the host. Samples are pure functions of (seed, index), so a slice built ahead (`prefetched`)
+        equals one built now."""
+        if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
+            return self.prefetched[1]
+        data = self.experiment.train_data
+        local = int(self.cfg.trainer.batch_size) // self.ranks.world
+        first = position + self.ranks.rank * local
+        samples = [data.training_sample(int(self.cfg.seed), first + i, stage.segments, stage.facts_in_last)
+                   for i in range(local)]
+        plan = BatchPlan.right_aligned(samples)
+        return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]
 
     def meta(self, stage: Stage, step: int, val: float) -> dict:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "stage": stage.number, "step": step,

@@ -14,7 +14,8 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   g  per-segment time, eager vs CUDA graph, at batch sizes 1..128 with fp32 and bf16 weights: where graphs help
      (what `graph_max_rows` should be)
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
-     per-segment activation checkpointing, with the multi-tensor and the fused AdamW
+     per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
+     AdamW with torch.compile'd transformer blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
 """
 
@@ -232,33 +233,67 @@ def part_g(models, factory, device, batches: list[int], segments: int = 8) -> li
     return rows
 
 
+def compile_blocks(model: RecurrentMemory) -> None:
+    """torch.compile each transformer block of the backbone in place (the recurrent loop stays eager Python)."""
+    blocks = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.ModuleList))
+    for block in blocks:
+        block.compile()
+
+
+def training_step(model, optimizer, loss_of, device):
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            loss = loss_of()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return step
+
+
+def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list[dict]:
+    """Where one training step's time goes (fused AdamW, no checkpointing, after a warm-up): the ops with the most
+    self time on the device (then on the host), with their call counts."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.train()
+    step = training_step(model, build_optimizer(model, 1e-5, 0.0, device, fused=True),
+                         make_loss(segments, False), device)
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as trace:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    events = sorted(trace.key_averages(), key=lambda e: (e.self_device_time_total, e.self_cpu_time_total),
+                    reverse=True)
+    model.eval()
+    return [{"op": e.key, "calls": e.count, "self_device_ms": e.self_device_time_total / 1000,
+             "self_cpu_ms": e.self_cpu_time_total / 1000} for e in events[:top]]
+
+
 def train_rows(model, make_loss, segment_list: list[int], batch: int, device, flops_per_segment: float,
-               peak_tflops: float | None) -> list[dict]:
+               peak_tflops: float | None, compiled: bool = False) -> list[dict]:
     """Training steps as `rmt train` takes them (zero grad, forward and backward under autocast, gradient clipping,
-    AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW.
+    AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW; with `compiled`, then
+    fused AdamW with compiled transformer blocks (last: the blocks stay compiled).
 
     make_loss(segments, checkpointing) returns a function computing one step's loss from fresh host batches."""
     rows = []
     model.train()
-    for fused in (False, True):
+    for fused, compile_now in ((False, False), (True, False), *([(True, True)] if compiled else [])):
+        if compile_now:
+            compile_blocks(model)
         optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=fused)
         for checkpointing in (False, True):
             for segments in segment_list:
-                loss_of = make_loss(segments, checkpointing)
-
-                def step():
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast(device):
-                        loss = loss_of()
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-
+                step = training_step(model, optimizer, make_loss(segments, checkpointing), device)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 seconds = timed(step, device)
                 flops = flops_per_segment * batch * segments  # model FLOPs: recomputation is not counted in MFU
                 rows.append({"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
+                             "compiled": compile_now,
                              "batch": batch, "tok_s": batch * segments * SEGMENT / seconds,
                              "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
                              "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
@@ -267,7 +302,9 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
     return rows
 
 
-def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None,
+           compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+    """Training rows, and with `profile` the top ops of one step at the largest segment count (before compiling)."""
     shape = shape_from_hf_config(model.backbone.config, "bench")
     # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
     per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
@@ -282,11 +319,18 @@ def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tfl
             return torch.nn.functional.cross_entropy(out.logits, labels)
         return loss
 
-    return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops)
+    return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
-def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
-    """The decoder step of a generate-head run: random content tokens, the answer read after the last question."""
+def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile):
+    top = profile_step(model, make_loss, max(segment_list), device) if profile else None
+    return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled), top
+
+
+def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
+           compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+    """The decoder step of a generate-head run: random content tokens, the answer read after the last question.
+    Returns what part_t does."""
     config = model.backbone.config
     # No vocabulary projection per position: the LM head reads only the question's end and the answer tokens.
     shape = dataclasses.replace(shape_from_hf_config(config, "bench"), lm_head=False)
@@ -305,7 +349,7 @@ def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: floa
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss
 
-    return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops)
+    return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -327,14 +371,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--assembly", default="256,64,4096",
                         help="part d: batch and segments of the step gather, segments of the sample made whole")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per figure (their median)")
+    parser.add_argument("--compile", action="store_true",
+                        help="parts t and s: also rows with torch.compile'd transformer blocks (and fused AdamW)")
+    parser.add_argument("--profile", action="store_true",
+                        help="parts t and s: the top ops of one step (keys t_profile, s_profile)")
     parser.add_argument("--quick", action="store_true",
-                        help="toy sizes for a check that every part runs (CPU, under a minute): " +
+                        help="toy sizes (for options not given) for a check that every part runs (CPU, under a minute): " +
                              ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--out", type=Path, default=None, help="write all numbers as JSON here")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # toy sizes for whatever was not given on the command line
         for key, value in QUICK.items():
-            setattr(args, key, value)
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     return args
 
 
@@ -380,8 +429,12 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
     del models
     free(device)
     if "t" in parts:
-        out["t"] = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak)
+        out["t"], top = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak,
+                               args.compile, args.profile)
         print_part(f"{geometry} t", out["t"])
+        if top:
+            out["t_profile"] = top
+            print_part(f"{geometry} t_profile", top)
     return out
 
 
@@ -412,9 +465,12 @@ def main(argv=None) -> None:
     if "s" in parts:
         torch.manual_seed(0)
         decoder = build_decoder(args.decoder).to(device)
-        rows = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak)
-        results[args.decoder] = {"s": rows}
+        rows, top = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak, args.compile,
+                           args.profile)
+        results[args.decoder] = {"s": rows, **({"s_profile": top} if top else {})}
         print_part(f"{args.decoder} s", rows)
+        if top:
+            print_part(f"{args.decoder} s_profile", top)
         del decoder
         free(device)
     if args.out:

@@ -49,12 +49,14 @@ def fast_path_tables(parts: dict) -> None:
 
 
 def training_table(rows: list, label: str) -> None:
-    fused = any("fused_adamw" in row for _, row in rows)
-    table(["geometry", "segments", "activation checkpointing", *(["fused AdamW"] if fused else []),
-           f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] if fused else []),
+    """Training rows; a column per switch that some row records (`fused_adamw`, `compiled`)."""
+    switches = [(key, name) for key, name in (("fused_adamw", "fused AdamW"), ("compiled", "compiled blocks"))
+                if any(key in row for _, row in rows)]
+    table(["geometry", "segments", "activation checkpointing", *(name for _, name in switches),
+           f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] * len(switches)),
                                                             "--:", "--:", "--:"],
           [[f"{g} (batch {row['batch']})", str(row["segments"]), "yes" if row["checkpointing"] else "no",
-            *(["yes" if row.get("fused_adamw") else "no"] if fused else []), fmt(row["tok_s"]),
+            *("yes" if row.get(key) else "no" for key, _ in switches), fmt(row["tok_s"]),
             "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])] for g, row in rows])
 
 
@@ -87,6 +89,13 @@ def main(path: str) -> None:
         fast_path_tables(parts)
     if parts["s"]:
         training_table([(g, row) for g, rows in parts["s"] for row in rows], "(s) decoder train")
+    for g in geometries:
+        for key in ("t_profile", "s_profile"):
+            if key in bench[g]:
+                table(["op", "calls", "self device time, ms", "self host time, ms"], ["---", "--:", "--:", "--:"],
+                      [[f"`{row['op']}`", str(row["calls"]), fmt(row["self_device_ms"], 2),
+                        fmt(row["self_cpu_ms"], 2)] for row in bench[g][key]],
+                      lead=f"\n{g}: one training step ({key[0]}, largest segment count, fused AdamW), top ops\n\n")
 
 
 if __name__ == "__main__":

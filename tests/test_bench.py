@@ -44,7 +44,22 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr
     assert "bf16 weights + CUDA graphs" in report.stdout and "(g) weights" in report.stdout
-    assert "(s) decoder train tok/s" in report.stdout and "| tiny-llama (batch 2) | 2 | yes | yes |" in report.stdout
+    assert "(s) decoder train tok/s" in report.stdout and "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
+
+
+@pytest.mark.slow
+def test_compiled_training_rows_and_the_profile_of_the_decoder(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "s", "--train-segments", "1", "--compile",
+                 "--profile", "--out", out)
+    assert result.returncode == 0, result.stderr
+    decoder = json.loads(out.read_text())["tiny-llama"]
+    rows = decoder["s"]
+    assert len(decoder["s_profile"]) == 20 and all(r["calls"] > 0 for r in decoder["s_profile"])
+    assert "top ops" in run(BENCH / "report.py", out).stdout
+    assert [(r["fused_adamw"], r["compiled"]) for r in rows if not r["checkpointing"]] == [
+        (False, False), (True, False), (True, True)]
+    assert all(r["tok_s"] > 0 for r in rows)
 
 
 def test_report_of_a_run_before_the_fast_paths_shows_the_tables_it_always_had():

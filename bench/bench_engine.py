@@ -290,11 +290,17 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
                 step = training_step(model, optimizer, make_loss(segments, checkpointing), device)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                seconds = timed(step, device)
+                row = {"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
+                       "compiled": compile_now, "batch": batch}
+                try:
+                    seconds = timed(step, device)
+                except torch.cuda.OutOfMemoryError:  # the row says so; the rows after it still run
+                    optimizer.zero_grad(set_to_none=True)
+                    free(device)
+                    rows.append({**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True})
+                    continue
                 flops = flops_per_segment * batch * segments  # model FLOPs: recomputation is not counted in MFU
-                rows.append({"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
-                             "compiled": compile_now,
-                             "batch": batch, "tok_s": batch * segments * SEGMENT / seconds,
+                rows.append({**row, "tok_s": batch * segments * SEGMENT / seconds,
                              "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
                              "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
         del optimizer
@@ -401,29 +407,34 @@ def free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak) -> dict:
+def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak, out: dict, save) -> None:
+    """The parts of one encoder geometry into `out`; save() after each keeps what was measured should a later part
+    fail."""
     torch.manual_seed(0)
     model = build(geometry, tokenizer).to(device).eval()
     model.graph_max_rows = None  # the graph paths below run at every batch they are asked for
     if device.type == "cpu":
         model.graph_devices = ("cuda", "cpu")  # the graph paths' static buffers, run eagerly
     models = {False: model, True: bf16_copy(model)} if parts & set("acg") else {False: model}
-    out = {}
     if "a" in parts:
         out["a"] = part_a(models, factory, device, args.batch, args.segments)
         print_part(f"{geometry} a", out["a"])
+        save()
     if "b" in parts:
         reference = build(geometry, tokenizer, attn="eager").to(device).eval()
         reference.load_state_dict(model.state_dict())
         out["b"] = part_b(model, reference, factory, texts, tokenizer, device, args.batch, args.segments)
         print_part(f"{geometry} b", out["b"])
+        save()
         del reference
     if "c" in parts:
         out["c"] = part_c(models, factory, device, args.long_batch, args.long_tokens)
         print_part(f"{geometry} c", out["c"])
+        save()
     if "g" in parts:
         out["g"] = part_g(models, factory, device, integers(args.graph_batches), args.graph_segments)
         print_part(f"{geometry} g", out["g"])
+        save()
     for fast in models.values():
         fast.segment_graphs.clear()
     del models
@@ -435,7 +446,7 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         if top:
             out["t_profile"] = top
             print_part(f"{geometry} t_profile", top)
-    return out
+        save()
 
 
 def main(argv=None) -> None:
@@ -456,11 +467,18 @@ def main(argv=None) -> None:
     factory = SampleFactory(TaskSpec("detect", "qa1", "random"), corpus, tokenizer, content_length(SEGMENT, MEMORY))
     parts = set(args.parts.split(","))
     results = {"card": card, "torch": torch.__version__, "segment": SEGMENT, "memory": MEMORY}
+
+    def save() -> None:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
+
     if "d" in parts:
         results["d"] = part_d(factory, *integers(args.assembly))
         print_part("d", results["d"])
     for geometry in args.geometries.split(","):
-        results[geometry] = encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak)
+        results[geometry] = {}
+        encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak, results[geometry], save)
         free(device)
     if "s" in parts:
         torch.manual_seed(0)
@@ -473,9 +491,7 @@ def main(argv=None) -> None:
             print_part(f"{args.decoder} s_profile", top)
         del decoder
         free(device)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    save()
 
 
 if __name__ == "__main__":

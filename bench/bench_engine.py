@@ -26,7 +26,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -382,7 +381,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="parts t and s: the top ops of one step (keys t_profile, s_profile)")
     parser.add_argument("--quick", action="store_true",
-                        help="toy sizes (for options not given) for a check that every part runs (CPU, under a minute): " +
+                        help="toy sizes, for the options not given: a check that every part runs (CPU, under a "
+                             "minute): " +
                              ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--out", type=Path, default=None, help="write all numbers as JSON here")
     args = parser.parse_args(argv)

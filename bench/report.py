@@ -34,7 +34,8 @@ def fast_path_tables(parts: dict) -> None:
           [[f"{g} (batch {a['batch']}, {a['segments']} segments)", fmt(a["plain_tok_s"]),
             f"{fmt(a['plain_bf16_tok_s'])} ({ratio(a['ratio_plain_bf16'])})",
             *(f"{fmt(a.get(f'recurrent{k}_tok_s'))} ({ratio(a.get(f'ratio{k}'))})" for k, _ in PATHS)]
-           for g, a in measured], lead="\n(a) tokens/s, and in brackets the ratio to the plain fp32-weights forward\n\n")
+           for g, a in measured],
+          lead="\n(a) tokens/s, and in brackets the ratio to the plain fp32-weights forward\n\n")
     measured = [(g, c) for g, c in parts["c"] if "alone_bf16_s" in c]
     table(["geometry", *(f"(c) alone, {name}, s" for _, name in PATHS), "amortised, today's path, s",
            "amortised, bf16 weights, s"], ["---"] + ["--:"] * 6,

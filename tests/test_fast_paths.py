@@ -72,9 +72,11 @@ def test_bf16_generate_head_equals_the_fp32_path():
     steps, answer = mixed_batch_steps([3, 2, 2]), torch.randint(1000, 30000, (3, 2))
     with torch.inference_mode():
         plain, eager = plain_model(steps, answer=answer), fast(steps, answer=answer)
+        graphed = fast(steps, answer=answer, cuda_graphs=True)
         generated = fast.generate(steps, 3, cuda_graphs=True)
         forced = fast(steps, answer=generated[:, :-1], cuda_graphs=True)
     assert_close_bf16(eager, plain)
+    assert torch.equal(graphed.logits, eager.logits) and len(fast.segment_graphs) == 1
     assert torch.equal(forced.logits.argmax(-1), generated)  # greedy decoding reads its own tokens back
 
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from rmt_cli.checkpoint import WEIGHTS, load_weights, save_checkpoint, sha256
+from rmt_cli.checkpoint import load_weights, save_checkpoint, sha256
 from rmt_cli.code_trust import check_checkpoint_backbone
 from rmt_cli.errors import RuntimeFailure, UsageError
 

@@ -41,7 +41,7 @@ def test_export_folder_is_hugging_face_shaped_with_a_model_card(smoke_run_dir, e
     card = (exported / "README.md").read_text()
     best = max(json.loads(line)["val_accuracy"] for line in (smoke_run_dir / "metrics.jsonl").read_text().splitlines()
                if '"val"' in line and '"stage": 2' in line)
-    assert "# RMT memorize on tiny" in card and f"| 2 | 2 | " in card and f"{best:.1%} |" in card
+    assert "# RMT memorize on tiny" in card and "| 2 | 2 | " in card and f"{best:.1%} |" in card
     assert "| 1 | 1 | 4 | 0.001 |" in card  # the curriculum
 
 

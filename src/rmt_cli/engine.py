@@ -183,7 +183,8 @@ class RecurrentMemory(nn.Module):
             if detach_before is not None and step < detach_before:
                 # Truncated BPTT: the segments before the window keep no activations for a backward pass.
                 with torch.no_grad():
-                    memory, readout = self._prefix_step(memory, tokens, rows)
+                    new_memory, readout = self._read_states(memory[:rows], tokens)
+                memory = keep_unstarted_rows(new_memory, memory)
                 continue
             step_answer = answer if step == n_steps - 1 else None
             if step_answer is not None:
@@ -198,17 +199,10 @@ class RecurrentMemory(nn.Module):
                                                  use_reentrant=False)
             else:
                 new_memory, readout = self._read_states(memory[:rows], tokens, step_answer)
-            # Rows that have not started yet keep their initial memory.
-            memory = new_memory if rows == memory.shape[0] else torch.cat([new_memory.to(memory.dtype), memory[rows:]])
+            memory = keep_unstarted_rows(new_memory, memory)
         if static is not None and memory is static.memory:  # overwritten by the next call that replays this graph
             memory = memory.clone()
         return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read)
-
-    def _prefix_step(self, memory: Tensor, tokens: Tensor, rows: int) -> tuple[Tensor, Tensor]:
-        new_memory, readout = self._read_states(memory[:rows], tokens)
-        if rows == memory.shape[0]:
-            return new_memory, readout
-        return torch.cat([new_memory.to(memory.dtype), memory[rows:]]), readout
 
     def generate(self, steps: Iterable[Tensor], answer_length: int, memory: Optional[Tensor] = None,
                  batch: Optional[int] = None, n_steps: Optional[int] = None, cuda_graphs: bool = False) -> Tensor:
@@ -244,6 +238,12 @@ class RecurrentMemory(nn.Module):
     def _read_states(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         new_memory, readout, _ = self.read_segment(memory, tokens, answer)
         return new_memory, readout
+
+
+def keep_unstarted_rows(new_memory: Tensor, memory: Tensor) -> Tensor:
+    """The memory after a step that read the first rows of the batch: rows that have not started yet keep theirs."""
+    rows = new_memory.shape[0]
+    return new_memory if rows == memory.shape[0] else torch.cat([new_memory.to(memory.dtype), memory[rows:]])
 
 
 class SegmentGraph:

@@ -145,3 +145,16 @@ def test_weights_of_another_shape_name_the_setting_that_differs(tiny_checkpoint)
     with pytest.raises(UsageError, match="initial_memory is \\[10, 32\\] there and \\[11, 32\\] here "
                                          "\\(another memory.size\\)"):
         load_weights(folder, other)
+
+
+def test_the_python_api_refuses_a_checkpoint_that_asks_for_remote_code(tiny_checkpoint, tmp_path, monkeypatch):
+    from rmt_cli import backbones, load_run
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a backbone was loaded")
+
+    monkeypatch.setattr(backbones, "load_pretrained", no_load)
+    asking = copy_with_meta(tiny_checkpoint[0], tmp_path / "asking",
+                            set_backbone(trust_remote_code=True, name_or_path=str(tmp_path / "own-code")))
+    with pytest.raises(UsageError, match="asks for backbone.trust_remote_code=true"):
+        load_run(asking)

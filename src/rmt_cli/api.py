@@ -15,7 +15,6 @@ segment by segment with the memory in your hands, or wrap any Hugging Face backb
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -103,9 +102,9 @@ class Run:
         return self.answer(memory, last)
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        from rmt_cli.experiment import autocast_for
+
+        return autocast_for(self.model, self.device)
 
 
 def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segment_length: Optional[int] = None,
@@ -148,20 +147,22 @@ def load_run(path, device: str = "auto") -> Run:
 
     from rmt_cli import export
     from rmt_cli.backbones import load_backbone
-    from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
+    from rmt_cli.checkpoint import load_weights, open_checkpoint
+    from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.experiment import head_kind, pick_device
 
     device = pick_device(device)
     if export.is_export(path):
         return export.load_export(Path(path), device)
-    folder = find_checkpoint(Path(path))
-    meta = read_meta(folder)
+    folder, meta = open_checkpoint(Path(path))
     cfg = OmegaConf.create(meta["config"])
+    # As on the command line, a checkpoint may not choose code to run or import.
+    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)
     head = head_kind(cfg)
     backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=int(cfg.memory.size),
                segment_length=int(cfg.segment.length), head=head, layout=backbone.layout, task=str(cfg.task.name),
                pooler=backbone.pooler)
-    load_weights(folder, run.model)
+    load_weights(folder, run.model, verified=True)
     run.model.to(device)
     return run

@@ -55,26 +55,17 @@ class Stage:
 
 
 def curriculum_stages(cfg) -> list[Stage]:
+    """The curriculum as Stages; its values were checked when the config was composed (config_check.py)."""
     stages = []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
         segments = stage.segments
         lo, hi = (int(segments), int(segments)) if isinstance(segments, int) else (int(segments[0]), int(segments[1]))
-        steps = int(stage.steps)
-        if lo < 1 or hi < lo:
-            raise UsageError(f"curriculum stage {number} has segments={segments}; use a count ≥ 1 or a range [lo, hi]")
-        if steps < 1:
-            raise UsageError(f"curriculum stage {number} has steps={steps}; every stage needs at least 1 step")
         bptt = stage.get("bptt_segments", cfg.trainer.bptt_segments)
         facts_in_last = stage.get("facts_in_last")
-        for key, value in (("bptt_segments", bptt), ("facts_in_last", facts_in_last)):
-            if value is not None and int(value) < 1:
-                raise UsageError(f"curriculum stage {number} has {key}={value}; use a count ≥ 1 or null")
-        stages.append(Stage(number, (lo, hi), steps, float(setting(stage, "lr", cfg.trainer.lr)),
+        stages.append(Stage(number, (lo, hi), int(stage.steps), float(setting(stage, "lr", cfg.trainer.lr)),
                             float(setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio)),
                             None if bptt is None else int(bptt),
                             None if facts_in_last is None else int(facts_in_last)))
-    if not stages:
-        raise UsageError("the curriculum has no stages; give curriculum.stages a list like [{segments: 1, steps: 100}]")
     return stages
 
 

@@ -31,6 +31,7 @@ def test_smoke_training_writes_config_metrics_and_checkpoints(smoke_run):
     val = [line for line in lines if line["kind"] == "val"]
     assert {"step", "stage", "segments", "loss", "lr", "tokens_per_s"} <= set(train[0])
     assert {line["stage"] for line in val} == {1, 2} and all(0 <= line["val_accuracy"] <= 1 for line in val)
+    assert {(line["stage"], line["segments"]) for line in val} == {(1, 1), (2, 3)}  # stage 2 sets val_segments: 3
     for stage in (1, 2):
         assert (run_dir / "checkpoints" / f"stage{stage}-best" / "model.safetensors").is_file()
     assert "backbone" in (run_dir / "config.yaml").read_text()

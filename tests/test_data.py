@@ -165,7 +165,24 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     cfg = OmegaConf.create({"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None},
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
-                                                       "facts_in_last": 8, "lr": 2e-5}]}})
+                                                       "facts_in_last": 8, "lr": 2e-5, "val_segments": 256}]}})
     first, last = curriculum_stages(cfg)
     assert (first.warmup_ratio, first.bptt_segments, first.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.facts_in_last, last.lr) == (8, 8, 2e-5)
+    assert (first.validation_segments, last.validation_segments) == (1, 256)
+
+
+def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
+    from rmt_cli.extrapolate import accuracy_by_fact_quarter
+    from rmt_cli.samples import PlacedFact, Sample
+
+    def sample(n_segments, *fact_segments):
+        facts = tuple(PlacedFact(segment, 0, np.zeros(2, dtype=np.int64)) for segment in fact_segments)
+        return Sample(np.zeros(n_segments, dtype=np.int64), facts, np.zeros(2, dtype=np.int64), 0)
+
+    # 8 segments: quarters are segments 0-1, 2-3, 4-5, 6-7; a sample counts where its earliest fact lies
+    samples = [sample(8, 0), sample(8, 1, 7), sample(8, 6, 3), sample(8, 7), sample(8, 7, 6)]
+    correct = np.array([True, False, True, False, True])
+    assert accuracy_by_fact_quarter(correct, samples) == {
+        "accuracy_fact_in_q1": 0.5, "accuracy_fact_in_q2": 1.0, "accuracy_fact_in_q3": None,
+        "accuracy_fact_in_q4": 0.5}

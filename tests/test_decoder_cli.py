@@ -61,6 +61,7 @@ def test_extrapolate_streams_a_decoder(gpt2_run, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "extrapolation.json").read_text())
     assert [(r["segments"], r["tokens"]) for r in rows] == [(1, 44), (5, 220)]
+    assert rows[0]["accuracy_fact_in_q1"] == rows[0]["accuracy"] and rows[0]["accuracy_fact_in_q2"] is None
 
 
 def test_attention_analyses_write_slots_and_the_question_end(gpt2_run, tmp_path):

@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -19,10 +20,11 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
-from rmt_cli.evaluate import correct_answers, load_trained, predict
+from rmt_cli.evaluate import load_trained, predict
 
+QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
-           "peak_gpu_mb", "rss_mb")
+           "peak_gpu_mb", "rss_mb", *QUARTERS)
 
 
 def length_schedule(max_segments: int, explicit=None) -> list[int]:
@@ -51,6 +53,17 @@ def resident_memory_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def accuracy_by_fact_quarter(correct: np.ndarray, samples: list) -> dict:
+    """Accuracy of the samples whose earliest fact lies in each quarter of the input (None: no sample there).
+
+    Tells apart the two ways a long input fails: low in the first quarter, a fact is lost over a long hold; low in
+    the last, a long fact-free prefix has spoilt the memory's ability to take a fact in.
+    """
+    quarters = np.array([min(3, 4 * min(s.fact_segments, default=0) // s.n_segments) for s in samples])
+    return {name: (float(correct[quarters == q].mean()) if np.any(quarters == q) else None)
+            for q, name in enumerate(QUARTERS)}
+
+
 def measure_length(experiment, n_segments: int, cfg) -> dict:
     data = experiment.eval_data
     samples = data.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
@@ -63,13 +76,14 @@ def measure_length(experiment, n_segments: int, cfg) -> dict:
     predictions = predict(experiment, data, samples, int(cfg.batch_size), graphs)  # ends with a device-to-host copy
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
+    correct = predictions == np.array([sample.label for sample in samples])
     return {"segments": n_segments, "tokens": tokens,
-            "accuracy": correct_answers(predictions, samples) / len(samples),
+            "accuracy": float(correct.mean()),
             "samples": len(samples), "seconds": round(seconds, 4),
             "samples_per_s": round(len(samples) / seconds, 2),
             "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-            "rss_mb": round(resident_memory_mb(), 1)}
+            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(correct, samples)}
 
 
 def write_rows(rows: list[dict], run_dir: Path) -> None:

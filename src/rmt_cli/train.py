@@ -47,6 +47,11 @@ class Stage:
     warmup_ratio: float
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
+    val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
+
+    @property
+    def validation_segments(self) -> int:
+        return self.segments[1] if self.val_segments is None else self.val_segments
 
     @property
     def label(self) -> str:
@@ -61,11 +66,12 @@ def curriculum_stages(cfg) -> list[Stage]:
         segments = stage.segments
         lo, hi = (int(segments), int(segments)) if isinstance(segments, int) else (int(segments[0]), int(segments[1]))
         bptt = stage.get("bptt_segments", cfg.trainer.bptt_segments)
-        facts_in_last = stage.get("facts_in_last")
+        facts_in_last, val_segments = stage.get("facts_in_last"), stage.get("val_segments")
         stages.append(Stage(number, (lo, hi), int(stage.steps), float(setting(stage, "lr", cfg.trainer.lr)),
                             float(setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio)),
                             None if bptt is None else int(bptt),
-                            None if facts_in_last is None else int(facts_in_last)))
+                            None if facts_in_last is None else int(facts_in_last),
+                            None if val_segments is None else int(val_segments)))
     return stages
 
 
@@ -212,7 +218,7 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             best_accuracy, first_step = state["best_accuracy"], state["step"] + 1
         val_samples = experiment.eval_data.sample_set("validation", int(self.cfg.task.eval_seed),
-                                                      stage.segments[1], int(trainer.val_samples))
+                                                      stage.validation_segments, int(trainer.val_samples))
         step, stage_start = first_step - 1, time.perf_counter()
         self.model.train()
         for step in range(first_step, stage.steps + 1):
@@ -236,11 +242,11 @@ class Trainer:
                 return False
             if step % int(trainer.eval_every) == 0 or step == stage.steps:
                 val = self.validate(val_samples)
-                self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.segments[1],
+                self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.validation_segments,
                                    val_accuracy=val)
                 self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
-                                   f"on {len(val_samples)} samples of {stage.segments[1]} segments")
-                if val > best_accuracy:
+                                   f"on {len(val_samples)} samples of {stage.validation_segments} segments")
+                if val >= best_accuracy:  # a tie keeps the later, longer-trained weights
                     best_accuracy = val
                     if self.ranks.writer:
                         save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))

@@ -76,3 +76,56 @@ def test_lengths_measured_on_one_seed_stay_apart_from_the_means(tmp_path):
                                         "accuracy": 100.0}]
     assert "20480" not in memorize["lengths"]
     assert (tmp_path / "results" / "memorize" / "seed0" / "extrapolate_20480.json").is_file()
+
+
+def test_extrapolation_repeats_the_backbone_the_user_chose_for_training(tmp_path):
+    from rmt_cli.code_trust import check_checkpoint_backbone
+    from rmt_cli.errors import UsageError
+    from rmt_cli.reproduce import extrapolate_command
+
+    overrides = ["backbone.name_or_path=/models/minilm", "noise.path=/corpora/austen", "trainer.lr=1e-4"]
+    command = extrapolate_command(tmp_path / "detect" / "seed0", [1, 8], 20, 20, overrides)
+    assert command[-1] == "backbone.name_or_path=/models/minilm" and "noise.path=/corpora/austen" not in command
+    # what the checkpoint asks for is allowed because this command line sets it, as it was refused without it
+    keys = {item.split("=", 1)[0] for item in command if "=" in item}
+    trained = {"name": "minilm", "name_or_path": "/models/minilm"}
+    check_checkpoint_backbone(trained, keys, tmp_path)
+    with pytest.raises(UsageError, match="backbone.name_or_path=/models/minilm"):
+        check_checkpoint_backbone(trained, {"hydra.run.dir"}, tmp_path)
+
+
+def test_a_run_of_one_task_replaces_that_task_and_keeps_the_others(tmp_path):
+    into = tmp_path / "results"
+    write_summary(fake_protocol(tmp_path / "first"), into)
+    (into / "memorize" / "seed0" / "stale.json").write_text("{}")
+    detect = {("detect", seed): {1: 1.0, 8: 0.6} for seed in (0, 1, 2)}
+    second = fake_protocol(tmp_path / "second", detect)
+    plan = json.loads((second / PLAN).read_text())
+    (second / PLAN).write_text(json.dumps({**plan, "tasks": ["detect"], "started": "2026-12-02T00:00:00Z"}))
+    said = []
+    summary = write_summary(second, into, said.append)
+    assert list(summary["tasks"]) == ["memorize", "detect"]
+    assert summary["tasks"]["memorize"]["lengths"]["8"]["mean"] == 80.0  # as the first run measured it
+    assert summary["tasks"]["memorize"]["run"]["started"] == "2026-12-01T00:00:00Z"
+    assert summary["tasks"]["detect"]["run"]["started"] == "2026-12-02T00:00:00Z"
+    assert said == [f"kept memorize from the summary already in {into} (run started 2026-12-01T00:00:00Z)"]
+    # rerunning memorize replaces all of its seeds' files: nothing of the earlier run stays beside the new numbers
+    write_summary(fake_protocol(tmp_path / "third", {key: {1: 1.0, 8: 1.0} for key in ACCURACY}), into, said.append)
+    assert not (into / "memorize" / "seed0" / "stale.json").exists()
+    assert json.loads((into / "summary.json").read_text())["tasks"]["memorize"]["lengths"]["8"]["mean"] == 100.0
+
+
+def test_the_readme_results_table_is_the_committed_summary():
+    from pathlib import Path
+
+    def bound(value):  # the README writes 100 without a decimal
+        return "100" if value == 100 else f"{value:.1f}"
+
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "results" / "paper" / "summary.json").read_text())
+    readme = (root / "README.md").read_text()
+    for task, result in summary["tasks"].items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {task} | `paper_minilm_{task}` |"))
+        cells = [cell.strip().strip("*") for cell in row.split("|")[3:8]]
+        lengths = [result["lengths"][n] for n in ("1", "8", "32", "512", "4096")]
+        assert cells == [f"{x['mean']:.1f} ({bound(x['min'])}–{bound(x['max'])})" for x in lengths], task

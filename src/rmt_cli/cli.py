@@ -498,10 +498,11 @@ def reproduce_summarize(
                               "config, metrics and rows go."),
 ) -> None:
     """Mean, min and max over seeds per task and length: summary.json, accuracy_vs_length.png and a Markdown
-    table (what the README shows)."""
+    table (what the README shows). A task this run did not train keeps its numbers from the summary already in
+    --into; a task it trained replaces them, all seeds at once."""
     from rmt_cli.reproduce import table, write_summary
 
-    report_errors(lambda: typer.echo(table(write_summary(out, into))))
+    report_errors(lambda: typer.echo(table(write_summary(out, into, typer.echo))))
 
 
 def main() -> None:

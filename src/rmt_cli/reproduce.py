@@ -22,6 +22,7 @@ from statistics import mean
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 PLAN = "plan.json"
+RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
 # The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
 PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
          "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
@@ -58,11 +59,20 @@ def train_command(preset: str, task: str, seed: int, folder: Path, overrides: li
                        *overrides)
 
 
-def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_size: int) -> list[str]:
-    """Task, noise and model come from the trained run's checkpoint."""
+def backbone_overrides(overrides: list[str]) -> list[str]:
+    """The training overrides that chose the backbone (`backbone=...`, `backbone.name_or_path=...`): a checkpoint
+    may not choose code by itself (code_trust.py), so the user's own choice is repeated to the extrapolation."""
+    return [item for item in overrides if item.split("=", 1)[0].lstrip("+~").split(".", 1)[0] == "backbone"]
+
+
+def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_size: int,
+                        overrides: list[str] = ()) -> list[str]:
+    """Task, noise and model come from the trained run's checkpoint; the backbone overrides of its training are
+    repeated."""
     return rmt_command("extrapolate", "--checkpoint", str(folder / "train"),
                        "--segments", ",".join(map(str, segments)), "--samples", str(samples),
-                       "--batch-size", str(batch_size), f"hydra.run.dir={folder / 'extrapolate'}")
+                       "--batch-size", str(batch_size), f"hydra.run.dir={folder / 'extrapolate'}",
+                       *backbone_overrides(list(overrides)))
 
 
 def device_name() -> str:
@@ -116,7 +126,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
             folder = seed_folder(out, *key)
             echo(f"training {key[0]} seed {key[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")
             if code == 0:
-                evaluating[key] = Job(extrapolate_command(folder, segments, samples, batch_size),
+                evaluating[key] = Job(extrapolate_command(folder, segments, samples, batch_size, train_overrides),
                                       folder / "extrapolate.out", folder / "extrapolate.status.json")
         for key, job in list(evaluating.items()):
             code = job.poll()
@@ -185,7 +195,7 @@ def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
 
 def summarize(out: Path) -> dict:
     plan = read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")
-    summary = {key: plan[key] for key in ("preset", "card", "command", "samples", "started")}
+    summary = {key: plan[key] for key in RUN_KEYS}
     summary["tasks"] = {}
     for task in plan["tasks"]:
         results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
@@ -212,8 +222,23 @@ def summarize(out: Path) -> dict:
             "single_seed": single_seed_rows(out, task, plan["seeds"]),
             "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
+            "run": {key: plan[key] for key in RUN_KEYS},
         }
     return summary
+
+
+def keep_other_tasks(summary: dict, earlier_path: Path) -> list[str]:
+    """Tasks of the summary already in `into` that this run did not train stay in it, each with the run that
+    measured it (`run`): rerunning one task replaces that task's numbers, all seeds at once, and nothing else."""
+    if not earlier_path.exists():
+        return []
+    earlier = read_json(earlier_path, "the summary already there")
+    kept = [task for task in earlier.get("tasks", {}) if task not in summary["tasks"]]
+    for task in kept:
+        result = earlier["tasks"][task]
+        result.setdefault("run", {key: earlier.get(key) for key in RUN_KEYS})
+    summary["tasks"] = {**{task: earlier["tasks"][task] for task in kept}, **summary["tasks"]}
+    return kept
 
 
 def plot_summary(summary: dict, path: Path) -> None:
@@ -239,11 +264,21 @@ def plot_summary(summary: dict, path: Path) -> None:
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
 
-def write_summary(out: Path, into: Path) -> dict:
-    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them."""
+def write_summary(out: Path, into: Path, echo=print) -> dict:
+    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them.
+
+    Tasks of an earlier summary in `into` that this run did not train are kept as they were (see keep_other_tasks).
+    """
     summary = summarize(out)
+    trained = list(summary["tasks"])
     into.mkdir(parents=True, exist_ok=True)
-    for task, result in summary["tasks"].items():
+    for task in keep_other_tasks(summary, into / "summary.json"):
+        echo(f"kept {task} from the summary already in {into} (run started {summary['tasks'][task]['run']['started']})")
+    for task in trained:
+        result = summary["tasks"][task]
+        if (into / task).is_dir():  # an earlier run's files of this task would mix with this run's
+            shutil.rmtree(into / task)
+            echo(f"replaced {task} in {into} with this run's")
         for seed in result["seeds"]:
             source, target = seed_folder(out, task, seed), into / task / f"seed{seed}"
             target.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,86 @@
+"""Running a sample through the engine one segment at a time with the backbone on eager attention, keeping every
+segment's attention map and the memory after it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rmt_cli.attention.groups import position_groups
+from rmt_cli.errors import RuntimeFailure
+from rmt_cli.samples import Sample, SampleFactory
+
+
+@contextmanager
+def eager_attention(backbone):
+    """Switch the backbone to eager attention (the only kind that returns its weights) and back."""
+    config = backbone.config
+    previous = getattr(config, "_attn_implementation", None)
+
+    def switch(implementation):
+        setter = getattr(backbone, "set_attn_implementation", None)
+        if setter is not None:
+            try:
+                setter(implementation)
+                return
+            except (ValueError, ImportError, AttributeError):
+                pass
+        config._attn_implementation = implementation
+
+    switch("eager")
+    try:
+        yield
+    finally:
+        if previous and previous != "eager":
+            switch(previous)
+
+
+@dataclass
+class SampleCapture:
+    maps: list[np.ndarray]  # [L, L] per segment (selected layer/head, or averaged)
+    memories: list[np.ndarray]  # [m, hidden]: the initial memory, then the memory after each segment
+    tokens: list[np.ndarray]  # content token ids per segment
+    labels: list[list[str]] = field(default_factory=list)  # position groups per segment
+
+
+def select_attention(attentions: Sequence[torch.Tensor], layer: int | None, head: int | None) -> np.ndarray:
+    """[L, L] map of row 0 from per-layer [batch, heads, L, L] weights: one layer/head, or the mean over them."""
+    stack = torch.stack([a[0].float() for a in attentions])  # [layers, heads, L, L]
+    stack = stack[[layer]] if layer is not None else stack
+    stack = stack[:, [head]] if head is not None else stack
+    return stack.mean(dim=(0, 1)).cpu().numpy()
+
+
+@torch.inference_mode()
+def capture_sample(model, factory: SampleFactory, sample: Sample, layer: int | None = None,
+                   head: int | None = None, autocast=nullcontext) -> SampleCapture:
+    """Run one sample segment by segment through the engine (a RecurrentMemory), keeping attention maps and
+    memory states. autocast: a context-manager factory, e.g. Experiment.autocast."""
+    device = model.initial_memory.device
+    was_training = model.training
+    model.eval()
+    memory = model.start_memory(1)
+    capture = SampleCapture(maps=[], memories=[memory[0].float().cpu().numpy()], tokens=[])
+    last = sample.n_segments - 1
+    try:
+        with eager_attention(model.backbone), autocast():
+            for index in range(sample.n_segments):
+                tokens = factory.segment(sample, index)
+                batch = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None].to(device)
+                memory, _, out = model.read_segment(memory, batch, output_attentions=True)
+                if not out.attentions:
+                    raise RuntimeFailure("the backbone returned no attention weights even with eager attention; "
+                                         "`rmt attention` needs a backbone that supports output_attentions")
+                capture.maps.append(select_attention(out.attentions, layer, head))
+                capture.memories.append(memory[0].float().cpu().numpy())
+                capture.tokens.append(np.asarray(tokens))
+                facts = [f for f in sample.facts if f.segment == index]
+                capture.labels.append(position_groups(model.memory_size, len(tokens), facts,
+                                                      len(sample.question) if index == last else 0, model.layout))
+    finally:
+        model.train(was_training)
+    return capture

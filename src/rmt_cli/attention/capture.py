@@ -1,5 +1,9 @@
 """Running a sample through the engine one segment at a time with the backbone on eager attention, keeping every
-segment's attention map and the memory after it."""
+segment's attention map and the memory after it.
+
+Each segment goes through `RecurrentMemory.forward`, as in every other command. The engine does not hand out
+attention weights, so while a capture runs, hooks on the backbone ask each of its calls for them and keep them.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,29 @@ def eager_attention(backbone):
             switch(previous)
 
 
+@contextmanager
+def recorded_attentions(model):
+    """While active, every backbone call of the engine `model` returns its attention weights, and they are appended
+    to the yielded list: one tuple of per-layer [batch, heads, L, L] weights per segment read."""
+    # The module RecurrentMemory.read_segment calls: the encoder itself, or a causal LM's base model.
+    backbone = model.backbone if model.layout == "encoder" else model.backbone.base_model
+    found = []
+
+    def ask_for_weights(module, args, kwargs):
+        return args, {**kwargs, "output_attentions": True}
+
+    def keep_weights(module, args, output):
+        found.append(output.attentions)
+
+    hooks = [backbone.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
+             backbone.register_forward_hook(keep_weights)]
+    try:
+        yield found
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 @dataclass
 class SampleCapture:
     maps: list[np.ndarray]  # [L, L] per segment (selected layer/head, or averaged)
@@ -66,16 +93,18 @@ def capture_sample(model, factory: SampleFactory, sample: Sample, layer: int | N
     memory = model.start_memory(1)
     capture = SampleCapture(maps=[], memories=[memory[0].float().cpu().numpy()], tokens=[])
     last = sample.n_segments - 1
+    # The generate head (no head module: it is the LM head) reads answer tokens after the question; none here.
+    answer = torch.zeros(1, 0, dtype=torch.long, device=device) if model.head is None else None
     try:
-        with eager_attention(model.backbone), autocast():
+        with eager_attention(model.backbone), recorded_attentions(model) as attentions, autocast():
             for index in range(sample.n_segments):
                 tokens = factory.segment(sample, index)
                 batch = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None].to(device)
-                memory, _, out = model.read_segment(memory, batch, output_attentions=True)
-                if not out.attentions:
+                memory = model([batch], memory=memory, answer=answer).memory
+                if not attentions[-1]:
                     raise RuntimeFailure("the backbone returned no attention weights even with eager attention; "
                                          "`rmt attention` needs a backbone that supports output_attentions")
-                capture.maps.append(select_attention(out.attentions, layer, head))
+                capture.maps.append(select_attention(attentions[-1], layer, head))
                 capture.memories.append(memory[0].float().cpu().numpy())
                 capture.tokens.append(np.asarray(tokens))
                 facts = [f for f in sample.facts if f.segment == index]

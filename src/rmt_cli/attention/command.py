@@ -22,6 +22,7 @@ DEFAULT_SEGMENTS = 4
 
 
 def attention_from_config(cfg) -> None:
+    """Everything `rmt attention` does, from the composed config of the command (`--checkpoint` and overrides)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 

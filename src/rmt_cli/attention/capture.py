@@ -101,10 +101,11 @@ def capture_sample(model, factory: SampleFactory, sample: Sample, layer: int | N
                 tokens = factory.segment(sample, index)
                 batch = torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None].to(device)
                 memory = model([batch], memory=memory, answer=answer).memory
-                if not attentions[-1]:
+                weights = attentions.pop() if attentions else None  # only this segment's weights are kept
+                if not weights:
                     raise RuntimeFailure("the backbone returned no attention weights even with eager attention; "
                                          "`rmt attention` needs a backbone that supports output_attentions")
-                capture.maps.append(select_attention(attentions[-1], layer, head))
+                capture.maps.append(select_attention(weights, layer, head))
                 capture.memories.append(memory[0].float().cpu().numpy())
                 capture.tokens.append(np.asarray(tokens))
                 facts = [f for f in sample.facts if f.segment == index]

@@ -1,4 +1,9 @@
-"""Figures people would rather look at than read: accuracy against input length."""
+"""Matplotlib set-up shared by every command that draws, and the figures people would rather look at than read:
+accuracy against input length.
+
+Figures are drawn off-screen (Agg). Code that keeps a figure to itself uses `agg_figure`, which stays out of
+pyplot's registry; code that uses pyplot's `plt.subplots` saves (and frees) its figures with `save_figure`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,23 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def agg_figure(**options) -> Figure:
+    """A figure (`Figure` options: figsize, layout, ...) drawn by Agg and unknown to pyplot: nothing to close."""
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """Tighten the layout of a pyplot figure, write it to `path` and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def plot_extrapolation(rows: list[dict], trained_segments: int, content_per_segment: int, path: Path,
@@ -31,6 +52,4 @@ def save_accuracy_figure(fig, ax, path: Path, title: str, ylabel: str = "accurac
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower left", fontsize=legend_size)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -1,7 +1,7 @@
 """Model FLOPs of training and MFU (model FLOPs utilisation): the share of the GPU's bf16 peak a run uses.
 
 A training step costs about three forwards (the backward twice one), each over every position of every segment;
-the count is flops.py's "layers" convention (the transformer layers, no vocabulary projection: the engine reads
+the count is rmt_cli.flops's "layers" convention (the transformer layers, no vocabulary projection: the engine reads
 hidden states, and a generate head's LM head sees only a few answer positions). Truncated BPTT backpropagates
 through fewer segments, so there the figure is an upper bound.
 """

@@ -38,6 +38,15 @@ def test_smoke_training_writes_config_metrics_and_checkpoints(smoke_run):
     assert "Curriculum finished" in result.stdout
 
 
+def test_a_stage_leaves_early_at_its_own_advance_at(tmp_path):
+    stages = "curriculum.stages=[{segments:1,steps:8,advance_at:0},{segments:2,steps:2}]"
+    result = rmt("train", "experiment=smoke", stages, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [(line["stage"], line["step"]) for line in lines if line["kind"] == "val"]
+    assert val == [(1, 2), (2, 2)]  # stage 1 ended at its first validation; stage 2 ran its 2 steps
+
+
 def test_eval_reads_the_trained_run(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     result = rmt("eval", "--checkpoint", str(run_dir), "--samples", "16", "task.segments=3",

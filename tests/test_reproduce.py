@@ -129,3 +129,16 @@ def test_the_readme_results_table_is_the_committed_summary():
         cells = [cell.strip().strip("*") for cell in row.split("|")[3:8]]
         lengths = [result["lengths"][n] for n in ("1", "8", "32", "512", "4096")]
         assert cells == [f"{x['mean']:.1f} ({bound(x['min'])}–{bound(x['max'])})" for x in lengths], task
+
+
+def test_a_last_stage_left_at_its_own_advance_at_counts_as_completed(tmp_path):
+    from rmt_cli.reproduce import curriculum_completed
+
+    (tmp_path / "config.yaml").write_text("curriculum:\n  advance_at: null\n  stages:\n"
+                                          "  - {segments: 32, steps: 600, advance_at: 0.97}\n")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "val", "stage": 1, "step": 150,
+                                                        "val_accuracy": 0.96}) + "\n")
+    assert not curriculum_completed(tmp_path)
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"kind": "val", "stage": 1, "step": 200, "val_accuracy": 0.98}) + "\n")
+    assert curriculum_completed(tmp_path)

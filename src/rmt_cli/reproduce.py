@@ -162,7 +162,7 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
 
 
 def curriculum_completed(train: Path) -> bool:
-    """Whether every stage of the run's curriculum ran to its end (or left early at curriculum.advance_at).
+    """Whether every stage of the run's curriculum ran to its end (or left early at its advance_at).
 
     Read from the stages in config.yaml and the validation lines in metrics.jsonl, so that a run stopped by a time
     limit counts as incomplete whatever its own summary line says.
@@ -175,7 +175,9 @@ def curriculum_completed(train: Path) -> bool:
     except (OSError, KeyError, TypeError, ValueError):
         return False
     last = len(curriculum["stages"])
-    steps, advance_at = curriculum["stages"][-1]["steps"], curriculum.get("advance_at")
+    stage = curriculum["stages"][-1]
+    advance_at = stage.get("advance_at", curriculum.get("advance_at"))
+    steps = stage["steps"]
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
                for line in lines)

@@ -48,6 +48,7 @@ class Stage:
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
+    advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
 
     @property
     def validation_segments(self) -> int:
@@ -67,11 +68,13 @@ def curriculum_stages(cfg) -> list[Stage]:
         lo, hi = (int(segments), int(segments)) if isinstance(segments, int) else (int(segments[0]), int(segments[1]))
         bptt = stage.get("bptt_segments", cfg.trainer.bptt_segments)
         facts_in_last, val_segments = stage.get("facts_in_last"), stage.get("val_segments")
+        advance_at = setting(stage, "advance_at", cfg.curriculum.get("advance_at"))
         stages.append(Stage(number, (lo, hi), int(stage.steps), float(setting(stage, "lr", cfg.trainer.lr)),
                             float(setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio)),
                             None if bptt is None else int(bptt),
                             None if facts_in_last is None else int(facts_in_last),
-                            None if val_segments is None else int(val_segments)))
+                            None if val_segments is None else int(val_segments),
+                            None if advance_at is None else float(advance_at)))
     return stages
 
 
@@ -250,8 +253,7 @@ class Trainer:
                     best_accuracy = val
                     if self.ranks.writer:
                         save_checkpoint(self.best_folder(stage.number), self.model, self.meta(stage, step, val))
-                advance_at = self.cfg.curriculum.get("advance_at")
-                done = (advance_at is not None and val >= float(advance_at)) or step == stage.steps
+                done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
                 if done:
                     self.summary.append({"stage": stage.number, "segments": stage.label, "steps": step,
                                          "best_val_accuracy": best_accuracy,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from rmt_cli.errors import UsageError
+
 RUN_NODES = ("backbone", "task", "noise", "memory", "segment")  # what a checkpoint's own run config decides
 
 
@@ -35,8 +37,6 @@ def command_line_keys(overrides) -> set[str]:
 
 def check_model_matches(cfg, meta: dict) -> None:
     """The settings that shape the model (memory size, segment length, backbone, head) are the checkpoint's."""
-    from rmt_cli.errors import UsageError
-
     trained = OmegaConf.create(meta["config"])
     for key, default in (("memory.size", None), ("segment.length", None), ("backbone.name", None),
                          ("task.head", "classify")):
@@ -56,7 +56,7 @@ def load_trained(cfg):
 
     from rmt_cli import export
     from rmt_cli.checkpoint import load_weights, open_checkpoint
-    from rmt_cli.code_trust import check_checkpoint_backbone
+    from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
     from rmt_cli.config_check import check
     from rmt_cli.experiment import apply_inference_settings, build_experiment
 
@@ -70,7 +70,10 @@ def load_trained(cfg):
     check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
     user_keys = command_line_keys(HydraConfig.get().overrides.task)
     if not exported:
-        check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
+        try:
+            check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
+        except CodeNotAllowed as refused:
+            raise UsageError(f"{refused}: add {refused.key}={refused.value} to the command line to allow it") from None
     check_model_matches(cfg, meta)
     experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
     if exported:

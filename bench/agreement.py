@@ -19,8 +19,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
-from rmt_cli.evaluate import correct_answers, predict
 from rmt_cli.experiment import apply_inference_settings, build_experiment
+from rmt_cli.inference import correct_answers, predict
 
 PLAIN = {"inference_dtype": "fp32", "graph_max_rows": 8}
 FAST = {"inference_dtype": "bf16", "graph_max_rows": None}

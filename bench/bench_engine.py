@@ -36,9 +36,9 @@ import torch
 
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, content_length
-from rmt_cli.evaluate import to_device
 from rmt_cli.experiment import apply_inference_settings, autocast_for
 from rmt_cli.flops import forward_flops, shape_from_hf_config
+from rmt_cli.inference import to_device
 from rmt_cli.train import build_optimizer
 from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, step_tokens
 

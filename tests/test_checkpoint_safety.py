@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rmt_cli.checkpoint import load_weights, save_checkpoint, sha256
-from rmt_cli.code_trust import check_checkpoint_backbone
+from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 
@@ -78,9 +78,10 @@ def test_a_checkpoint_may_ask_only_for_what_its_preset_or_the_command_line_allow
     if refused is None:
         check_checkpoint_backbone(backbone, user_keys, "RUN")
         return
-    with pytest.raises(UsageError, match="a checkpoint cannot choose code to run or import") as error:
+    with pytest.raises(CodeNotAllowed, match="a checkpoint cannot choose code to run or import$") as error:
         check_checkpoint_backbone(backbone, user_keys, "RUN")
-    assert refused in str(error.value) and "to the command line to allow it" in str(error.value)
+    assert refused in str(error.value) and f"asks for {error.value.key}={error.value.value} " in str(error.value)
+    assert isinstance(error.value, UsageError) and "command line" not in str(error.value)  # the commands add that
 
 
 def test_eval_of_a_checkpoint_that_asks_for_remote_code_loads_nothing(tiny_checkpoint, tmp_path, monkeypatch):

@@ -64,6 +64,40 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_one_line(tmp_p
                                      "over 3 processes; use a multiple of 3")
 
 
+@pytest.mark.parametrize("args, code, message", [
+    (["memory.size=120"], 2, "error: memory.size=120 leaves -59 content tokens in a 64-position segment (3 go to "
+                             "[CLS]/[SEP]); need at least 40: lower memory.size or raise segment.length"),
+    (["noise=files", "noise.paths=[/nonexistent]"], 1,
+     "error: noise path /nonexistent does not exist; fix noise.paths"),
+])
+def test_an_error_of_the_workers_is_the_launchers_one_line_with_its_exit_code(tmp_path, args, code, message):
+    """Both are found only when the workers build the experiment, after the launcher has started them."""
+    result = rmt("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu", *args,
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == code and result.stderr.strip() == message
+
+
+def test_workers_leave_their_errors_for_the_launcher_first_one_first(tmp_path, monkeypatch):
+    import time
+
+    from rmt_cli import distributed, worker_errors
+
+    monkeypatch.delenv(worker_errors.FOLDER_VARIABLE, raising=False)
+    worker_errors.record("not launched by rmt: nothing written", 1)
+    monkeypatch.setenv(worker_errors.FOLDER_VARIABLE, str(tmp_path))
+    for rank, message, code in [(1, "the first error", 2), (0, None, 130), (2, "what followed", 1)]:
+        monkeypatch.setenv("RANK", str(rank))
+        worker_errors.record(message, code)
+        time.sleep(0.01)
+    (tmp_path / "rank-3.json").write_text('{"rank": 3, "mess')  # a worker killed while writing
+    failures = worker_errors.read(tmp_path)
+    assert [(f.rank, f.message, f.exit_code) for f in failures] == [(1, "the first error", 2), (0, None, 130),
+                                                                     (2, "what followed", 1)]
+    assert distributed.first_failure(failures).rank == 1
+    assert distributed.first_failure(failures[1:2]).exit_code == 130  # Ctrl-C without an error of its own
+    assert distributed.first_failure([]) is None
+
+
 LONGER_SMOKE = ["experiment=smoke", "curriculum.stages=[{segments:1,steps:150},{segments:2,steps:150}]",
                 "trainer.eval_every=50"]
 

@@ -80,8 +80,8 @@ def accuracy_of_the_run(run_dir, samples, segments):
     from omegaconf import OmegaConf
 
     from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
-    from rmt_cli.evaluate import accuracy
     from rmt_cli.experiment import build_experiment
+    from rmt_cli.inference import accuracy
 
     folder = find_checkpoint(run_dir)
     cfg = OmegaConf.create(read_meta(folder)["config"])

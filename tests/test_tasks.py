@@ -329,9 +329,9 @@ def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, to
 
     from conftest import tiny_bert
     from rmt_cli.engine import RecurrentMemory
-    from rmt_cli.evaluate import accuracy, predict
     from rmt_cli.experiment import Experiment
     from rmt_cli.heads import ClassifyHead
+    from rmt_cli.inference import accuracy, predict
 
     path = tmp_path / "qa5_generated_test.txt"
     write_babi(path, [GENERATORS["qa5"](np.random.default_rng(seed)) for seed in range(60)])
@@ -355,7 +355,7 @@ def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, to
     experiment = Experiment(model, tokenizer, mapped, ClassifyHead(), None, by_name, torch.device("cpu"))
     predicted = [trained[p] for p in predict(experiment, by_name, named, batch_size=8)]
     assert set(predicted) == {"milk"}
-    score = np.mean([p == a for p, a in zip(predicted, answers)])
+    score = np.mean([p == a for p, a in zip(predicted, answers, strict=True)])
     assert 0 < score < 1 and accuracy(experiment, by_name, named, batch_size=8) == score
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import typer
 
-from rmt_cli import config_dir
+from rmt_cli import config_dir, worker_errors
 from rmt_cli.errors import RmtError, UsageError
 
 app = typer.Typer(
@@ -49,9 +49,11 @@ def report_errors(function: Callable[[], None]) -> None:
         if debug_enabled():
             raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        worker_errors.record(str(error), error.exit_code)  # a data-parallel worker also tells its launcher
         raise SystemExit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        worker_errors.record(None, 130)
         raise SystemExit(130) from None
 
 

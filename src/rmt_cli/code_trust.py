@@ -3,7 +3,8 @@
 A checkpoint's meta.json carries the backbone settings of its run. The settings that choose code (a model folder's
 own modelling code through `trust_remote_code`, the folder or hub id that code comes from, the Python package
 imported for offline weights, an attention kernel) are taken from the shipped preset of the same backbone name, or
-from this command line; a checkpoint that asks for anything else is refused with the override that allows it.
+from what the user set; a checkpoint that asks for anything else is refused (CodeNotAllowed). The commands add the
+override that allows it to the message.
 """
 
 from __future__ import annotations
@@ -33,13 +34,23 @@ def normalised(value):
     return None if value in (None, False, "", "???") else value
 
 
-def check_checkpoint_backbone(backbone: dict, command_line_keys: set[str], folder) -> None:
+class CodeNotAllowed(UsageError):
+    """A checkpoint's backbone asks for a setting that chooses code (`key`, a full config key, set to `value`) which
+    neither its preset nor the user gave."""
+
+    def __init__(self, folder, key: str, value, preset_name, preset_value):
+        self.key, self.value = key, value
+        super().__init__(f"checkpoint {folder} asks for {key}={value} (the {preset_name} preset sets {preset_value}); "
+                         "a checkpoint cannot choose code to run or import")
+
+
+def check_checkpoint_backbone(backbone: dict, user_keys: set[str], folder) -> None:
     """Refuse a checkpoint's backbone settings that would choose code the user did not ask for.
 
-    `backbone` is the backbone node the command is about to use; `command_line_keys` are the config keys this
-    command line set (`backbone` itself when the user selected a preset, which then decides everything).
+    `backbone` is the backbone node about to be used; `user_keys` are the config keys the user set themselves
+    (`backbone` itself when the user selected a preset, which then decides everything).
     """
-    if "backbone" in command_line_keys:
+    if "backbone" in user_keys:
         return
     trusted = preset(backbone.get("name"))
     for node in ("", "tokenizer."):
@@ -50,12 +61,10 @@ def check_checkpoint_backbone(backbone: dict, command_line_keys: set[str], folde
         expected = expected if isinstance(expected, dict) else {}
         for key in CODE_KEYS:
             full = f"backbone.{node}{key}"
-            if full in command_line_keys:
+            if full in user_keys:
                 continue
             value, allowed = normalised(given.get(key)), normalised(expected.get(key))
             if value is not None and value != allowed:
                 shown = str(value).lower() if isinstance(value, bool) else value
-                preset_has = "nothing" if allowed is None else allowed
-                raise UsageError(f"checkpoint {folder} asks for {full}={shown} (the {backbone.get('name')} "
-                                 f"preset sets {preset_has}); a checkpoint cannot choose code to run or import: "
-                                 f"add {full}={shown} to the command line to allow it")
+                raise CodeNotAllowed(folder, full, shown, backbone.get("name"),
+                                     "nothing" if allowed is None else allowed)

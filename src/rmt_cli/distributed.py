@@ -10,16 +10,17 @@ writes the run folder. With one process every helper here is a no-op, so the tra
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from rmt_cli import worker_errors
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 
 
@@ -122,40 +123,55 @@ def pass_on(signum: int, handler) -> None:
         handler(signum, None)
 
 
+STOPPED = "training stopped; run the same command again to resume"  # a worker stopped without an error of its own
+ERROR_KINDS = {UsageError.exit_code: UsageError, Interrupted.exit_code: Interrupted}  # any other code: RuntimeFailure
+
+
 def launch_workers(devices: int, arguments: list[str]) -> None:
     """Run `rmt train ARGUMENTS` as `devices` data-parallel processes through torchrun, and wait for them.
 
     Ctrl-C reaches the workers from the terminal; SIGTERM and SIGUSR2 sent to this process go to torchrun, which
     passes them on. Either way each worker finishes its step, rank 0 saves, and the same command resumes. A SIGUSR2
     is then handed to the handler this process had before (under submitit: requeue the job).
+
+    A worker that fails leaves its one-line error and exit code in a folder of this process (see worker_errors);
+    the first of them becomes this process's error, with the same message and exit code.
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
                "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR2", f"--shutdown-timeout={SHUTDOWN_SECONDS}",
                "-m", "rmt_cli", "train", *arguments]
     received = []
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as torchrun:
-        def note(signum, frame):
-            received.append(signum)
-            if signum != signal.SIGINT:  # the terminal sends Ctrl-C to torchrun and the workers already
-                torchrun.send_signal(signum)
+    with tempfile.TemporaryDirectory(prefix="rmt-worker-errors-") as errors_folder:
+        environment = {**os.environ, worker_errors.FOLDER_VARIABLE: errors_folder}
+        # torchrun's stderr (its workers' too) is held back: its report of a failure is noise next to the workers'
+        # one-line errors, and its tail is shown only when no worker left an error.
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment) as torchrun:
+            def note(signum, frame):
+                received.append(signum)
+                if signum != signal.SIGINT:  # the terminal sends Ctrl-C to torchrun and the workers already
+                    torchrun.send_signal(signum)
 
-        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
-        try:
-            stderr = torchrun.communicate()[1]
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
+            try:
+                stderr = torchrun.communicate()[1]
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        failures = worker_errors.read(errors_folder)
     if torchrun.returncode == 0:
         return
-    # The workers' own one-line errors; torchrun's failure report around them is noise to the user.
-    errors = list(dict.fromkeys(line[len("error: "):] for line in stderr.splitlines() if line.startswith("error: ")))
+    first = first_failure(failures)
+    message = first.message if first is not None and first.message else STOPPED
     if received:
         pass_on(received[0], previous[received[0]])
-        raise Interrupted(errors[0] if errors else "training stopped; run the same command again to resume")
-    codes = [int(code) for code in re.findall(r"exitcode\s*:\s*(-?\d+)", stderr)]
-    code = codes[0] if codes else torchrun.returncode
-    if errors or code == 130:
-        kind = {2: UsageError, 130: Interrupted}.get(code, RuntimeFailure)
-        raise kind(errors[0] if errors else "training stopped; run the same command again to resume")
+        raise Interrupted(message)
+    if first is not None:
+        raise ERROR_KINDS.get(first.exit_code, RuntimeFailure)(message)
     tail = " | ".join(stderr.strip().splitlines()[-5:])
     raise RuntimeFailure(f"data-parallel workers failed (torchrun exit code {torchrun.returncode}): {tail}")
+
+
+def first_failure(failures: list[worker_errors.WorkerError]) -> worker_errors.WorkerError | None:
+    """The first worker error that has a message (the others often follow from it: a peer that went away, the stop
+    torchrun then sends); the first of all when none has."""
+    return next((failure for failure in failures if failure.message), failures[0] if failures else None)

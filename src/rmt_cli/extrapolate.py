@@ -20,7 +20,8 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
-from rmt_cli.evaluate import load_trained, predict
+from rmt_cli.inference import predict
+from rmt_cli.trained_run import load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",

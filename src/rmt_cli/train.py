@@ -28,8 +28,8 @@ from rmt_cli import distributed, loggers, run_info
 from rmt_cli.checkpoint import (latest_resume_point, load_trainer_state, load_weights, read_meta, resume_folder,
                                  resume_points, save_checkpoint, save_resume_point, tidy)
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
-from rmt_cli.evaluate import correct_answers, predict, to_device
 from rmt_cli.experiment import Experiment, build_experiment
+from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
 from rmt_cli.samples import BatchPlan, step_tokens

@@ -27,7 +27,8 @@ def attention_from_config(cfg) -> None:
     from omegaconf import OmegaConf
 
     from rmt_cli.attention.plots import write_figures
-    from rmt_cli.evaluate import load_trained, predict
+    from rmt_cli.inference import predict
+    from rmt_cli.trained_run import load_trained
 
     cfg, _, folder, experiment = load_trained(cfg)
     model, factory = experiment.model, experiment.eval_data
@@ -41,7 +42,7 @@ def attention_from_config(cfg) -> None:
     predictions = predict(experiment, factory, samples, batch_size=len(samples))
     labels = list(experiment.task.labels)
     reports = [sample_report(i, s, c, int(p), labels, setting.layout)
-               for i, (s, c, p) in enumerate(zip(samples, captures, predictions))]
+               for i, (s, c, p) in enumerate(zip(samples, captures, predictions, strict=True))]
     means = role_means(reports)
     tokens = token_map(reports[0], captures[0], experiment.tokenizer)
 

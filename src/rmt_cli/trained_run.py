@@ -1,0 +1,84 @@
+"""What every command that reads a trained run (`rmt eval`, `rmt extrapolate`, `rmt attention`) starts with: the
+checkpoint or `rmt export` folder it names, the run's config with this command line's overrides on top, checked,
+and the experiment with the trained weights loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from rmt_cli.errors import UsageError
+
+RUN_NODES = ("backbone", "task", "noise", "memory", "segment")  # what a checkpoint's own run config decides
+
+
+def checkpoint_config(cfg, checkpoint_meta: dict):
+    """The run's config, with what the user overrode on this command line applied on top.
+
+    Nodes the user re-selected (`task=detect`) come from the fresh composition; single keys (`task.segments=8`)
+    are copied onto the run's node; the command's own keys (checkpoint, samples, ...) come from `cfg`.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    merged = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
+    merged = OmegaConf.merge(merged, {k: cfg[k] for k in cfg if k not in RUN_NODES})
+    for key in command_line_keys(HydraConfig.get().overrides.task):
+        if key.split(".")[0] in RUN_NODES:
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    return merged
+
+
+def command_line_keys(overrides) -> set[str]:
+    """The config keys a list of Hydra overrides sets (`+a.b=1` and `a.b=1` both set `a.b`)."""
+    return {override.lstrip("+~").split("=", 1)[0] for override in overrides}
+
+
+def check_model_matches(cfg, meta: dict) -> None:
+    """The settings that shape the model (memory size, segment length, backbone, head) are the checkpoint's."""
+    trained = OmegaConf.create(meta["config"])
+    for key, default in (("memory.size", None), ("segment.length", None), ("backbone.name", None),
+                         ("task.head", "classify")):
+        wanted, used = OmegaConf.select(cfg, key, default=default), OmegaConf.select(trained, key, default=default)
+        if wanted != used:
+            raise UsageError(f"the checkpoint was trained with {key}={used}, not {wanted}; "
+                             "drop that override to evaluate it")
+
+
+def load_trained(cfg):
+    """The checkpoint (or `rmt export` folder) named by `cfg.checkpoint`: its folder and metadata, the run's config
+    with this command line's overrides, and the experiment with the trained weights loaded.
+
+    Returns (cfg, meta, folder, experiment).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from rmt_cli import export
+    from rmt_cli.checkpoint import load_weights, open_checkpoint
+    from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
+    from rmt_cli.config_check import check
+    from rmt_cli.experiment import apply_inference_settings, build_experiment
+
+    exported = export.is_export(cfg.checkpoint)
+    if exported:  # its backbone loads from the folder the user named, with no code of its own
+        folder = Path(cfg.checkpoint)
+        meta = export.checkpoint_meta(folder)
+    else:
+        folder, meta = open_checkpoint(Path(cfg.checkpoint))
+    cfg = checkpoint_config(cfg, meta)
+    check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
+    user_keys = command_line_keys(HydraConfig.get().overrides.task)
+    if not exported:
+        try:
+            check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), user_keys, folder)
+        except CodeNotAllowed as refused:
+            raise UsageError(f"{refused}: add {refused.key}={refused.value} to the command line to allow it") from None
+    check_model_matches(cfg, meta)
+    experiment = build_experiment(cfg, cfg.device, with_training_data=False, trained_labels=meta.get("labels"))
+    if exported:
+        export.load_rmt_weights(folder, experiment.model)
+    else:
+        load_weights(folder, experiment.model, verified=True)
+    apply_inference_settings(experiment.model, cfg)
+    return cfg, meta, folder, experiment

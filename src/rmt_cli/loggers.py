@@ -126,7 +126,8 @@ def open_metrics(cfg, run_dir: Path, stage_steps: list[int], info: dict, enabled
             openers.append(partial(TensorBoardBackend, Path(run_dir) / str(settings.dir), info))
         elif name == "wandb":  # every attempt of a resumed run is a W&B run of its own: nothing to purge
             config = OmegaConf.to_container(cfg, resolve=True)
-            openers.append(lambda first, wandb=settings: WandbBackend(wandb, Path(run_dir), config, info))
+            openers.append(lambda first, wandb=settings, config=config:
+                           WandbBackend(wandb, Path(run_dir), config, info))
     return Metrics(Path(run_dir) / "metrics.jsonl", openers, stage_steps, enabled)
 
 

@@ -248,7 +248,7 @@ def plot_summary(summary: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
-    for color, (task, result) in zip(colors, summary["tasks"].items()):
+    for color, (task, result) in zip(colors, summary["tasks"].items(), strict=False):
         rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
         tokens = [row["tokens"] for row in rows]
         seeds = len(result["seeds"])

@@ -41,7 +41,7 @@ def attention_from_config(cfg) -> None:
     predictions = predict(experiment, factory, samples, batch_size=len(samples))
     labels = list(experiment.task.labels)
     reports = [sample_report(i, s, c, int(p), labels, setting.layout)
-               for i, (s, c, p) in enumerate(zip(samples, captures, predictions))]
+               for i, (s, c, p) in enumerate(zip(samples, captures, predictions, strict=True))]
     means = role_means(reports)
     tokens = token_map(reports[0], captures[0], experiment.tokenizer)
 

@@ -355,7 +355,7 @@ def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, to
     experiment = Experiment(model, tokenizer, mapped, ClassifyHead(), None, by_name, torch.device("cpu"))
     predicted = [trained[p] for p in predict(experiment, by_name, named, batch_size=8)]
     assert set(predicted) == {"milk"}
-    score = np.mean([p == a for p, a in zip(predicted, answers)])
+    score = np.mean([p == a for p, a in zip(predicted, answers, strict=True)])
     assert 0 < score < 1 and accuracy(experiment, by_name, named, batch_size=8) == score
 
 

@@ -84,7 +84,7 @@ class Metrics(MetricsLog):
     def __init__(self, path: Path, openers: list[Callable], stage_steps: list[int], enabled: bool = True):
         super().__init__(path, enabled)
         self.openers = openers
-        self.backends = []
+        self.backends: list[TensorBoardBackend | WandbBackend] = []
         self.stage_offsets = {number: sum(stage_steps[:number - 1]) for number in range(1, len(stage_steps) + 1)}
 
     def global_step(self, fields: dict) -> int:
@@ -120,7 +120,7 @@ def open_metrics(cfg, run_dir: Path, stage_steps: list[int], info: dict, enabled
     """The run's metrics; its backends open on entering it, on the writing rank only."""
     from omegaconf import OmegaConf
 
-    openers = []
+    openers: list[Callable] = []
     for name, settings in chosen(cfg).items():
         if name == "tensorboard":
             openers.append(partial(TensorBoardBackend, Path(run_dir) / str(settings.dir), info))

@@ -72,6 +72,7 @@ def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: 
     if facts_file is not None:
         train_file, test_file = babi_split_files(facts_file)
         return StoryPool(read_babi(train_file if train else test_file, labels))
+    assert babilong is not None, "a data-backed task has a facts file or a BABILong split"
     return StoryPool(load_babilong(*babilong))
 
 
@@ -315,10 +316,10 @@ def pack(lengths: list[int], capacity: np.ndarray) -> np.ndarray:
     return segments
 
 
-def fit(segments: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
+def fit(drawn: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
     """Drawn segments (non-decreasing) moved as little as it takes for every segment's facts to fit it: facts that
     overflow a segment move on to the next, then those pushed past the last come back toward the first."""
-    segments = [int(s) for s in segments]
+    segments = [int(s) for s in drawn]
     n = len(capacity)
     for order, step in ((range(len(lengths)), 1), (range(len(lengths) - 1, -1, -1), -1)):
         current, load = (0, 0) if step == 1 else (n - 1, 0)

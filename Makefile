@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install corpus train smoke test test-all clean
+.PHONY: install corpus train smoke test test-all lint clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q
+
+# Lint and type-check (settings in pyproject.toml); CI runs it after the tests.
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src/rmt_cli
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -158,7 +158,8 @@ def part_a(models, factory, device, batch: int, segments: int) -> dict:
     out = {"batch": batch, "segments": segments, "plain_tok_s": tokens / plain_s,
            "plain_bf16_tok_s": tokens / plain_bf16_s, "ratio_plain_bf16": plain_s / plain_bf16_s}
     for suffix, bf16, graphs in PATHS:
-        seconds = timed(lambda: stream(models[bf16], factory, samples, device, cuda_graphs=graphs), device)
+        seconds = timed(lambda bf16=bf16, graphs=graphs: stream(models[bf16], factory, samples, device,
+                                                                 cuda_graphs=graphs), device)
         out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
     return out
 
@@ -199,7 +200,7 @@ def part_c(models, factory, device, batch: int, target_tokens: int = 1_000_000) 
         for suffix, bf16, graphs in PATHS:
             if graphs and rows > 1:
                 continue  # large batches: part g shows whether graphs help there, at a fraction of the time
-            def run(chosen):
+            def run(chosen, bf16=bf16, graphs=graphs):
                 return lambda: stream(models[bf16], factory, chosen, device, cuda_graphs=graphs)
             out[key.format(suffix)] = timed(run(samples), device, repeat=1, warmup=run(short)) / rows
     return out
@@ -223,7 +224,8 @@ def part_g(models, factory, device, batches: list[int], segments: int = 8) -> li
     for bf16, model in models.items():
         for batch in batches:
             samples = factory.sample_set("test", 0, segments, batch)
-            eager_s, graph_s = (timed(lambda: stream(model, factory, samples, device, cuda_graphs=graphs), device)
+            eager_s, graph_s = (timed(lambda model=model, samples=samples, graphs=graphs:
+                                      stream(model, factory, samples, device, cuda_graphs=graphs), device)
                                 for graphs in (False, True))
             rows.append({"weights": "bf16" if bf16 else "fp32", "batch": batch, "segments": segments,
                          "eager_ms_per_segment": 1000 * eager_s / segments,

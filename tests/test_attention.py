@@ -59,7 +59,8 @@ def test_fact_positions_match_the_composed_segment(synthetic_noise, tokenizer):
         for segment in fact_segments(sample):
             tokens = factory.segment(sample, segment)
             here = [f for f in sample.facts if f.segment == segment]
-            for fact, (start, end) in zip(sorted(here, key=lambda f: f.offset), fact_spans(here, len(tokens))):
+            for fact, (start, end) in zip(sorted(here, key=lambda f: f.offset), fact_spans(here, len(tokens)),
+                                          strict=False):
                 assert np.array_equal(tokens[start:end], fact.tokens)
                 checked += 1
     assert checked >= 12

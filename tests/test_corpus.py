@@ -93,7 +93,7 @@ def squash(text: str) -> str:
 
 def decoded_sentences(corpus: TokenCorpus, tokenizer) -> list[str]:
     bounds = [*corpus.sentence_starts.tolist(), len(corpus.tokens)]
-    return [tokenizer.decode(corpus.tokens[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [tokenizer.decode(corpus.tokens[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def test_split_sentences():

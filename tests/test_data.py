@@ -23,13 +23,13 @@ def all_segments(f, sample):
 def test_same_seed_gives_identical_samples_byte_for_byte(task, synthetic_noise, tokenizer):
     f = factory(task, synthetic_noise, tokenizer)
     a, b = f.sample_set("test", 3, 4, 10), f.sample_set("test", 3, 4, 10)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x.label == y.label
-        assert all(np.array_equal(s, t) for s, t in zip(all_segments(f, x), all_segments(f, y)))
+        assert all(np.array_equal(s, t) for s, t in zip(all_segments(f, x), all_segments(f, y), strict=True))
     other = f.sample_set("test", 4, 4, 10)
-    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, other))
+    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, other, strict=True))
     validation = f.sample_set("validation", 3, 4, 10)
-    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, validation))
+    assert any(not np.array_equal(x.noise_starts, y.noise_starts) for x, y in zip(a, validation, strict=True))
 
 
 def test_qa1_answer_is_the_place_the_person_went():

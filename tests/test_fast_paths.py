@@ -122,13 +122,13 @@ def test_fused_adamw_only_on_cuda_and_when_switched_on(tiny_engine):
 def test_fused_adamw_takes_the_same_steps_as_the_plain_one(tiny_engine):
     models = [copy.deepcopy(tiny_engine).train() for _ in range(2)]
     steps = random_steps(2, 2, 10)
-    for model, fused in zip(models, (False, True)):
+    for model, fused in zip(models, (False, True), strict=True):
         optimizer = build_optimizer(model, 1e-3, 0.01, torch.device("cuda"), fused=fused)  # fused runs on CPU too
         for _ in range(2):
             optimizer.zero_grad()
             model(steps).logits.sum().backward()
             optimizer.step()
-    for plain, fused in zip(models[0].parameters(), models[1].parameters()):
+    for plain, fused in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)  # Adam divides rounding by tiny roots
     assert not torch.equal(models[0].initial_memory, tiny_engine.initial_memory)
 
@@ -151,7 +151,7 @@ def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tm
     assert key == (2, batch) and trainer.next_sample == batch
     trainer.prefetched = None
     fresh_plan, fresh_tokens = trainer.host_batch(stages[1], batch)
-    assert all((a == b).all() for a, b in zip(tokens, fresh_tokens)) and len(tokens) == len(fresh_tokens)
+    assert all((a == b).all() for a, b in zip(tokens, fresh_tokens, strict=True)) and len(tokens) == len(fresh_tokens)
     assert (plan.labels() == fresh_plan.labels()).all()
     trainer.prefetched = (key, (plan, tokens))
     drawn = []

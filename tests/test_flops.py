@@ -306,7 +306,7 @@ def test_cli_csv_memory_option(runner):
                                  "--format", "csv"])
     assert result.exit_code == 0, result.output
     header, row = result.stdout.strip().splitlines()
-    values = dict(zip(header.split(","), row.split(",")))
+    values = dict(zip(header.split(","), row.split(","), strict=True))
     assert values["segments"] == "4197" and values["memory_size"] == "12"  # 488 content tokens per segment
 
 

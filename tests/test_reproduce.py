@@ -60,7 +60,8 @@ def test_a_seed_whose_extrapolation_stopped_early_is_named(tmp_path):
 def test_a_length_that_no_seed_reached_is_reported_as_not_measured(tmp_path):
     accuracy = {key: {1: rows[1]} for key, rows in ACCURACY.items()}
     summary = write_summary(fake_protocol(tmp_path / "run", accuracy), tmp_path / "results")
-    assert summary["tasks"]["memorize"]["not_measured"] == [8] and list(summary["tasks"]["memorize"]["lengths"]) == ["1"]
+    assert summary["tasks"]["memorize"]["not_measured"] == [8]
+    assert list(summary["tasks"]["memorize"]["lengths"]) == ["1"]
     assert "| memorize | 98.3 (95.0–100.0) | not measured |" in table(summary)
 
 

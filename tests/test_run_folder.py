@@ -177,7 +177,8 @@ def test_one_bad_sweep_point_does_not_stop_the_good_ones(tmp_path):
     result = rmt("train", "-m", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", "memory.size=0,10",
                  f"hydra.sweep.dir={tmp_path}")
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1] == ("error: sweep point experiment=smoke curriculum.stages=[{segments:"
-                                                      "1,steps:1}] memory.size=0: memory.size=0 must be at least 1")
+    assert result.stderr.strip().splitlines()[-1] == ("error: sweep point experiment=smoke curriculum.stages="
+                                                      "[{segments:1,steps:1}] memory.size=0: "
+                                                      "memory.size=0 must be at least 1")
     assert (tmp_path / "1_memorize" / "checkpoints" / "stage1-best").is_dir()
     assert not (tmp_path / "0_memorize").exists()

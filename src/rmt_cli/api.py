@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,7 @@ class Run:
     """A RecurrentMemory model with its tokenizer and task, ready to answer questions about texts of any length."""
 
     model: RecurrentMemory
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer
     task: Task
     segment_length: int
 
@@ -151,18 +151,18 @@ def load_run(path, device: str = "auto") -> Run:
     from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.experiment import head_kind, pick_device
 
-    device = pick_device(device)
+    chosen = pick_device(device)
     if export.is_export(path):
-        return export.load_export(Path(path), device)
+        return export.load_export(Path(path), chosen)
     folder, meta = open_checkpoint(Path(path))
     cfg = OmegaConf.create(meta["config"])
     # As on the command line, a checkpoint may not choose code to run or import.
-    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)
+    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)  # type: ignore[arg-type]  # a dict
     head = head_kind(cfg)
     backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=int(cfg.memory.size),
                segment_length=int(cfg.segment.length), head=head, layout=backbone.layout, task=str(cfg.task.name),
                pooler=backbone.pooler)
     load_weights(folder, run.model, verified=True)
-    run.model.to(device)
+    run.model.to(chosen)
     return run

@@ -43,7 +43,7 @@ def fetch_austen(dest: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="rmt-austen-") as tmp:
         novels = read_novels(_unpack(Path(tmp)))
     dest.mkdir(parents=True, exist_ok=True)
-    for name, path in zip(NOVELS, paths):
+    for name, path in zip(NOVELS, paths, strict=True):
         tmp_path = path.with_suffix(".txt.tmp")
         tmp_path.write_text(novels[name], encoding="utf-8")
         os.replace(tmp_path, path)  # a fetch cut short never leaves a partial novel behind

@@ -33,7 +33,9 @@ def read_babi(path: str, labels: tuple[str, ...] | None = None) -> tuple[Story, 
         raise RuntimeFailure(f"cannot read task.facts_file {path}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise UsageError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
-    stories, statements, last, spellings = [], [], 0, {}
+    stories, last = [], 0
+    statements: list[str] = []
+    spellings: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line:

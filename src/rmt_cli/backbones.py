@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,11 +23,11 @@ from rmt_cli.errors import RuntimeFailure, UsageError
 
 @dataclass
 class Backbone:
-    model: object  # transformers.PreTrainedModel: a base encoder, or a *ForCausalLM for the decoder layout
-    tokenizer: object
+    model: torch.nn.Module  # transformers.PreTrainedModel: a base encoder, or a *ForCausalLM for the decoder layout
+    tokenizer: Any  # a transformers tokenizer
     max_positions: int
     layout: str
-    pooler: object = None  # an encoder's pretrained pooler dense layer (the engine's `pooler` head uses it)
+    pooler: torch.nn.Linear | None = None  # an encoder's pretrained pooler dense layer (for the engine's `pooler` head)
 
 
 def layout(cfg) -> str:

@@ -41,7 +41,7 @@ def debug_enabled() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def report_errors(function: Callable[[], None]) -> None:
+def report_errors(function: Callable[[], object]) -> None:
     """Run `function`; a user-caused error becomes one line on stderr and its exit code, no traceback."""
     try:
         function()
@@ -192,10 +192,10 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
         sweep.report_failures(folder)
         return
     try:
-        with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
+        with run_folder.locked(folder) if folder is not None and writes_run(config_name) else nullcontext():
             hydra_main(task)()
     except SystemExit as exit_:
-        if exit_.code and writes_run(config_name):
+        if exit_.code and folder is not None and writes_run(config_name):
             run_folder.remove_if_unused(folder, before)
         raise
 

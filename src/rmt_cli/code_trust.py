@@ -26,7 +26,7 @@ def preset(name) -> dict:
     path = config_dir() / "backbone" / f"{name}.yaml"
     if not isinstance(name, str) or not SAFE_PRESET_NAME.fullmatch(name) or not path.is_file():
         return {}
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]  # a mapping
 
 
 def normalised(value):

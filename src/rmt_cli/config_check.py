@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
+from typing import Any, Callable, TypeGuard
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,7 +32,7 @@ def shown(value) -> str:
     return str(value)
 
 
-def is_whole(value) -> bool:
+def is_whole(value) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -190,7 +190,7 @@ MODEL = {"memory": {"size": whole(1)}, "segment": {"length": whole(1)}}
 CHECKPOINT = {"checkpoint": text, "device": device}
 INFERENCE = {"cuda_graphs": flag, "graph_max_rows": optional(whole(1)), "inference_dtype": choice("fp32", "bf16")}
 
-COMMANDS = {
+COMMANDS: dict[str, dict] = {
     "train": {"seed": whole(0), "resume": choice("auto", "force"), "trainer": TRAINER},
     "eval": {**CHECKPOINT, **INFERENCE, "samples": whole(1), "batch_size": whole(1)},
     "extrapolate": {**CHECKPOINT, **INFERENCE, "max_segments": None, "segments": None, "samples": whole(1),
@@ -206,6 +206,7 @@ OPTIONS = {key: f"--{key.replace('_', '-')}" for key in ("samples", "batch_size"
 
 def check(cfg, command: str, unknown_keys: bool = True) -> None:
     """Check `cfg`, the composed config of `command` (train, eval, ...); Hydra's own node is left to Hydra."""
+    values: dict[str, Any]  # each top-level node as plain containers
     try:
         values = {key: OmegaConf.to_container(cfg[key], resolve=True)
                   if isinstance(cfg[key], (DictConfig, ListConfig)) else cfg[key] for key in cfg if key != "hydra"}
@@ -295,7 +296,9 @@ def check_curriculum(curriculum) -> None:
             raise UsageError(f"curriculum stage {number_} has steps={shown(stage['steps'])}; every stage needs at "
                              "least 1 step (a whole number)")
         for key in ("lr", "warmup_ratio", "bptt_segments", "facts_in_last", "val_segments", "advance_at"):
-            STAGE[key](f"curriculum stage {number_} {key}", stage.get(key))
+            check_value = STAGE[key]
+            assert check_value is not None  # only segments, checked above, has no Check of its own
+            check_value(f"curriculum stage {number_} {key}", stage.get(key))
 
 
 def check_stage_segments(number_: int, segments) -> None:

@@ -342,7 +342,7 @@ def _cached(key: dict, tokenizer: Any, cache_dir: Path, build: _Build) -> NoiseS
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{path.stem}-", suffix=".tmp", delete=False) as f:
             tmp = Path(f.name)
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: **arrays also meets allow_pickle: bool
         os.chmod(tmp, 0o644)  # temp files are created private; the cache may be shared
         os.replace(tmp, path)  # readers never see a half-written file
     except OSError as err:

@@ -48,6 +48,8 @@ def install_missing(modules: dict[str, str], echo: Callable[[str], None], no_dep
 
 def package_folder(module: str) -> Path:
     spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeFailure(f"{module} is not an installed package")
     return Path(list(spec.submodule_search_locations)[0])
 
 

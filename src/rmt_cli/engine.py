@@ -29,7 +29,7 @@ otherwise bound by launching the backbone's kernels from Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -83,10 +83,10 @@ class RecurrentMemory(nn.Module):
             raise ValueError("the generate head needs a decoder backbone (its LM head)")
         if head == "pooler" and pooler is None:
             raise ValueError("the pooler head needs the backbone's pooler (its dense layer)")
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a Hugging Face model, duck-typed (torch types its attributes Tensor | Module)
         self.memory_size = memory_size
         self.layout = layout
-        embeddings = backbone.get_input_embeddings()
+        embeddings = backbone.get_input_embeddings()  # type: ignore[operator]  # torch types it Tensor | Module
         hidden = embeddings.embedding_dim  # OPT's project_in/out keep hidden states at the embedding width
         # Start memory at the scale of the token embeddings the backbone was trained on.
         std = embeddings.weight.detach().float().std().item()
@@ -94,7 +94,8 @@ class RecurrentMemory(nn.Module):
         if layout == "encoder":
             self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
         classifier = [nn.Dropout(dropout), nn.Linear(hidden, num_labels)]
-        self.head = {"classify": nn.Sequential(*classifier), "pooler": nn.Sequential(pooler, nn.Tanh(), *classifier),
+        pooled = [] if pooler is None else [pooler, nn.Tanh()]  # None only for the heads that discard it
+        self.head = {"classify": nn.Sequential(*classifier), "pooler": nn.Sequential(*pooled, *classifier),
                      "generate": None}[head]
         self.segment_graphs: dict[tuple, SegmentGraph] = {}  # a plain attribute: not module state
 
@@ -166,7 +167,7 @@ class RecurrentMemory(nn.Module):
             raise ValueError("truncated BPTT and answers need n_steps= when steps is an iterator")
         if (answer is None) != (self.head is not None):
             raise ValueError("the generate head reads answer tokens (answer=); the classify head takes none")
-        detach_before = None if grad_steps is None else n_steps - grad_steps
+        detach_before = None if grad_steps is None or n_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
                   and (self.graph_max_rows is None or memory.shape[0] <= self.graph_max_rows))
         start, rows = memory, 0
@@ -186,7 +187,7 @@ class RecurrentMemory(nn.Module):
                     new_memory, readout = self._read_states(memory[:rows], tokens)
                 memory = keep_unstarted_rows(new_memory, memory)
                 continue
-            step_answer = answer if step == n_steps - 1 else None
+            step_answer = answer if n_steps is not None and step == n_steps - 1 else None
             if step_answer is not None:
                 last_read = (memory.clone() if static is not None else memory, tokens)
             elif graphs and rows == memory.shape[0] and tokens.device.type in self.graph_devices:
@@ -202,6 +203,8 @@ class RecurrentMemory(nn.Module):
             memory = keep_unstarted_rows(new_memory, memory)
         if static is not None and memory is static.memory:  # overwritten by the next call that replays this graph
             memory = memory.clone()
+        if readout is None:
+            raise ValueError("steps holds no segment")
         return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read)
 
     def generate(self, steps: Iterable[Tensor], answer_length: int, memory: Optional[Tensor] = None,
@@ -261,7 +264,7 @@ class SegmentGraph:
         self.model = model
         self.tokens = torch.zeros(rows, content, dtype=torch.long, device=device)
         self.memory = torch.zeros(rows, *model.initial_memory.shape, dtype=memory_dtype, device=device)
-        self.graph = None
+        self.graph: torch.cuda.CUDAGraph | None = None
         if device.type == "cuda":
             with torch.cuda.device(device):
                 self._capture()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,7 +25,7 @@ MIN_CONTENT_TOKENS = 40
 @dataclass
 class Experiment:
     model: RecurrentMemory
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer
     task: TaskSpec
     head: ClassifyHead | GenerateHead
     train_data: SampleFactory | None

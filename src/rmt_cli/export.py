@@ -77,7 +77,9 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
     disable_progress_bar()  # save_pretrained's bar for a single shard
     run.model.backbone.save_pretrained(out_dir)
     if run.task.head == "pooler":
-        restore_pooler(out_dir, run.model.head[0])
+        head = run.model.head  # Sequential(pooler dense, tanh, dropout, linear)
+        assert head is not None and isinstance(head[0], torch.nn.Linear)
+        restore_pooler(out_dir, head[0])
     run.tokenizer.save_pretrained(out_dir)
     rmt_state = {name: tensor.contiguous() for name, tensor in run.model.state_dict().items()
                  if not name.startswith("backbone.")}

@@ -84,7 +84,7 @@ class Metrics(MetricsLog):
     def __init__(self, path: Path, openers: list[Callable], stage_steps: list[int], enabled: bool = True):
         super().__init__(path, enabled)
         self.openers = openers
-        self.backends = []
+        self.backends: list[TensorBoardBackend | WandbBackend] = []
         self.stage_offsets = {number: sum(stage_steps[:number - 1]) for number in range(1, len(stage_steps) + 1)}
 
     def global_step(self, fields: dict) -> int:
@@ -120,13 +120,14 @@ def open_metrics(cfg, run_dir: Path, stage_steps: list[int], info: dict, enabled
     """The run's metrics; its backends open on entering it, on the writing rank only."""
     from omegaconf import OmegaConf
 
-    openers = []
+    openers: list[Callable] = []
     for name, settings in chosen(cfg).items():
         if name == "tensorboard":
             openers.append(partial(TensorBoardBackend, Path(run_dir) / str(settings.dir), info))
         elif name == "wandb":  # every attempt of a resumed run is a W&B run of its own: nothing to purge
             config = OmegaConf.to_container(cfg, resolve=True)
-            openers.append(lambda first, wandb=settings: WandbBackend(wandb, Path(run_dir), config, info))
+            openers.append(lambda first, wandb=settings, config=config:
+                           WandbBackend(wandb, Path(run_dir), config, info))
     return Metrics(Path(run_dir) / "metrics.jsonl", openers, stage_steps, enabled)
 
 

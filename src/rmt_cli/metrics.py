@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 log = logging.getLogger("rmt")
@@ -56,7 +56,7 @@ class Reporter:
         self.total, self.done, self.plain_every = total_steps, 0, plain_every
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=False)
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self):
         if self.interactive:
@@ -71,6 +71,7 @@ class Reporter:
     def advance(self, description: str) -> None:
         self.done += 1
         if self.interactive:
+            assert self.task is not None, "advance() outside `with reporter:`"
             self.progress.update(self.task, advance=1, description=description)
         elif not self.quiet and (self.done % self.plain_every == 0 or self.done == 1):
             print(description, flush=True)

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 
@@ -66,7 +67,7 @@ def backbone_overrides(overrides: list[str]) -> list[str]:
 
 
 def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_size: int,
-                        overrides: list[str] = ()) -> list[str]:
+                        overrides: Sequence[str] = ()) -> list[str]:
     """Task, noise and model come from the trained run's checkpoint; the backbone overrides of its training are
     repeated."""
     return rmt_command("extrapolate", "--checkpoint", str(folder / "train"),
@@ -115,7 +116,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
             training[task, seed] = Job(train_command(preset, task, seed, folder, train_overrides),
                                        folder / "train.out", folder / "train.status.json")
             echo(f"started training {task} seed {seed}")
-    evaluating = {}
+    evaluating: dict[tuple[str, int], Job] = {}
     while training or evaluating:
         time.sleep(5)
         for key, job in list(training.items()):
@@ -248,7 +249,7 @@ def plot_summary(summary: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
-    for color, (task, result) in zip(colors, summary["tasks"].items()):
+    for color, (task, result) in zip(colors, summary["tasks"].items(), strict=False):
         rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
         tokens = [row["tokens"] for row in rows]
         seeds = len(result["seeds"])

@@ -3,6 +3,8 @@ in one folder, so it is refused unless asked for (`resume=force`)."""
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 from omegaconf import OmegaConf
 
 from rmt_cli.errors import UsageError
@@ -15,6 +17,7 @@ SHOWN = 6  # differing keys named in the message
 
 def flatten(value, prefix: str = "") -> dict:
     """Dotted keys of a nested config (list items as key[i]) and their values."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):
@@ -48,7 +51,8 @@ def check_same_run(saved_config: dict, cfg, run_dir) -> None:
     """Refuse to resume `run_dir` with `cfg` when it alters the run that wrote `saved_config`, unless forced."""
     if cfg.get("resume") == "force":
         return
-    changes = config_changes(saved_config, OmegaConf.to_container(cfg, resolve=True))
+    # OmegaConf types to_container's result as a union: a DictConfig gives a dict
+    changes = config_changes(saved_config, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     if changes:
         shown = "; ".join(changes[:SHOWN]) + (f"; and {len(changes) - SHOWN} more" if len(changes) > SHOWN else "")
         raise UsageError(f"run folder {run_dir} holds a run with another config ({shown}): start fresh in another "

@@ -32,7 +32,7 @@ def git_commit(folder: Path) -> dict | None:
 def package_versions() -> dict[str, str | None]:
     from rmt_cli import __version__
 
-    versions = {"rmt": __version__}
+    versions: dict[str, str | None] = {"rmt": __version__}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -42,7 +42,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def device_info(device: torch.device) -> dict:
-    info = {"device": str(device), "python": platform.python_version(), "platform": platform.platform()}
+    info: dict[str, str | None] = {"device": str(device), "python": platform.python_version(),
+                                   "platform": platform.platform()}
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         info.update(gpu=torch.cuda.get_device_name(index), cuda=torch.version.cuda)

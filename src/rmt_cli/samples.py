@@ -72,6 +72,7 @@ def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: 
     if facts_file is not None:
         train_file, test_file = babi_split_files(facts_file)
         return StoryPool(read_babi(train_file if train else test_file, labels))
+    assert babilong is not None, "a data-backed task has a facts file or a BABILong split"
     return StoryPool(load_babilong(*babilong))
 
 
@@ -118,10 +119,15 @@ class SampleFactory:
             raise RuntimeFailure(f"the noise split {', '.join(corpus.documents)} is shorter than one segment of "
                                  f"{content_length} tokens; add text to the corpus or lower segment.length")
         self._offsets = np.arange(content_length)
+        # memos of encode and pool_needs, per factory (functools.cache on a method would keep every factory alive)
+        self._encoded: dict[str, np.ndarray] = {}
+        self._pool_needs: dict[StoryPool, tuple[int, Story]] = {}
 
-    @cache
     def encode(self, text: str) -> np.ndarray:
-        return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
+        if text not in self._encoded:
+            self._encoded[text] = np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"],
+                                             dtype=np.int32)
+        return self._encoded[text]
 
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              facts_in_last: int | None = None) -> Sample:
@@ -199,16 +205,17 @@ class SampleFactory:
             else:
                 sentence_starts = self.sentence_offsets(noise_starts[segment], room)
                 offsets = np.sort(sentence_starts[rng.integers(len(sentence_starts), size=len(members))])
-            places += [(int(segment), int(offset), int(story[i])) for offset, i in zip(offsets, members)]
+            places += [(int(segment), int(offset), int(story[i])) for offset, i in zip(offsets, members, strict=True)]
         return places
 
-    @cache
     def pool_needs(self, pool: StoryPool) -> tuple[int, Story]:
         """The fewest segments that hold every story of a pool, and the story that needs them."""
-        needs = ((minimum_segments(self.lengths(s), len(self.encode(s.question)), self.content_length), i)
-                 for i, s in enumerate(pool.stories))
-        need, index = max(needs)
-        return need, pool.stories[index]
+        if pool not in self._pool_needs:
+            needs = ((minimum_segments(self.lengths(s), len(self.encode(s.question)), self.content_length), i)
+                     for i, s in enumerate(pool.stories))
+            need, index = max(needs)
+            self._pool_needs[pool] = need, pool.stories[index]
+        return self._pool_needs[pool]
 
     def check_pool(self, pool: StoryPool, n_segments: int) -> None:
         """Refuse, before any sample is drawn, inputs too short for the pool's longest story."""
@@ -309,10 +316,10 @@ def pack(lengths: list[int], capacity: np.ndarray) -> np.ndarray:
     return segments
 
 
-def fit(segments: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
+def fit(drawn: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
     """Drawn segments (non-decreasing) moved as little as it takes for every segment's facts to fit it: facts that
     overflow a segment move on to the next, then those pushed past the last come back toward the first."""
-    segments = [int(s) for s in segments]
+    segments = [int(s) for s in drawn]
     n = len(capacity)
     for order, step in ((range(len(lengths)), 1), (range(len(lengths) - 1, -1, -1), -1)):
         current, load = (0, 0) if step == 1 else (n - 1, 0)
@@ -362,9 +369,9 @@ def step_tokens(factory: SampleFactory, plan: BatchPlan, step: int) -> np.ndarra
     rows = plan.active_rows(step)
     samples = plan.samples[:rows]
     local = [s.n_segments - plan.n_steps + step for s in samples]
-    starts = np.fromiter((s.noise_starts[i] for s, i in zip(samples, local)), dtype=np.int64, count=rows)
+    starts = np.fromiter((s.noise_starts[i] for s, i in zip(samples, local, strict=True)), dtype=np.int64, count=rows)
     tokens = factory.corpus.tokens[starts[:, None] + factory._offsets[None, :]]
-    for row, (sample, index) in enumerate(zip(samples, local)):
+    for row, (sample, index) in enumerate(zip(samples, local, strict=True)):
         if index == sample.n_segments - 1 or index in sample.fact_segments:
             tokens[row] = factory.compose(sample, index, tokens[row])
     return tokens

@@ -136,7 +136,7 @@ class Trainer:
                  ranks: distributed.Ranks = distributed.Ranks()):
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
-        self.step_model = self.model  # what a training step calls: the model, or its DDP wrapper
+        self.step_model: torch.nn.Module = self.model  # what a training step calls: the model, or its DDP wrapper
         if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -155,9 +155,9 @@ class Trainer:
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = run_dir / "checkpoints"
         self.next_sample = 0  # index of the next training sample (of the global batch): the data position
-        self.prefetched = None  # ((stage, position), host_batch(stage, position)) built ahead of its step
+        self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.summary: list[dict] = []
-        self.stop_signal = None  # the signal that asked this run to stop, once one has
+        self.stop_signal: int | None = None  # the signal that asked this run to stop, once one has
         self.previous_handlers: dict = {}
 
     def run(self) -> None:
@@ -263,7 +263,8 @@ class Trainer:
                     return True
             if stop_requested:
                 saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
-                distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
+                if self.stop_signal is not None:  # this rank's own signal (another rank's may have stopped it)
+                    distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "
                                   "run the same command again to resume")
         return True
@@ -296,7 +297,7 @@ class Trainer:
 
     @staticmethod
     def rng_state() -> dict:
-        state = {"torch_rng": torch.get_rng_state()}
+        state: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -400,6 +401,7 @@ class Trainer:
         if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
             return self.prefetched[1]
         data = self.experiment.train_data
+        assert data is not None, "a Trainer's experiment holds training data"
         local = int(self.cfg.trainer.batch_size) // self.ranks.world
         first = position + self.ranks.rank * local
         samples = [data.training_sample(int(self.cfg.seed), first + i, stage.segments, stage.facts_in_last)

@@ -22,8 +22,8 @@ def checkpoint_config(cfg, checkpoint_meta: dict):
     """
     from hydra.core.hydra_config import HydraConfig
 
-    merged = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
-    merged = OmegaConf.merge(merged, {k: cfg[k] for k in cfg if k not in RUN_NODES})
+    saved = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
+    merged = OmegaConf.merge(saved, {k: cfg[k] for k in cfg if k not in RUN_NODES})
     for key in command_line_keys(HydraConfig.get().overrides.task):
         if key.split(".")[0] in RUN_NODES:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)

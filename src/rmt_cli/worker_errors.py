@@ -41,7 +41,7 @@ def record(message: str | None, exit_code: int) -> None:
         pass  # the launcher then reports torchrun's own account of the failure; the error line is printed anyway
 
 
-def read(folder: Path) -> list[WorkerError]:
+def read(folder: str | Path) -> list[WorkerError]:
     """The errors the workers left in `folder`, the first one written first."""
     errors = []
     for path in Path(folder).glob("rank-*.json"):

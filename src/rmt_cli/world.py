@@ -205,7 +205,7 @@ def three_argument_relations(rng: np.random.Generator) -> Story:
     def questions(world: World):
         if not world.gifts:
             return []
-        gift = dict(zip("gor", world.gifts[-1]))
+        gift = dict(zip("gor", world.gifts[-1], strict=True))
         return [(form.format(**gift), gift[asked])]
 
     return simulate(rng, GIVERS, {"move": 0.35, "get": 0.2, "drop": 0.1, "give": 0.35}, Pace(2, 3.3, 4), questions,

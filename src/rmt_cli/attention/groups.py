@@ -75,11 +75,11 @@ def group_attention(attn: np.ndarray, labels: Sequence[str], mode: str = "share"
     compares groups of different sizes fairly. Groups absent from `labels` are NaN.
     """
     attn = np.asarray(attn, dtype=np.float64)
-    labels = np.asarray(labels)
+    label_array = np.asarray(labels)
     if attn.shape != (len(labels), len(labels)):
         raise ValueError(f"attention map {attn.shape} does not match {len(labels)} position labels")
     out = np.full((len(GROUPS), len(GROUPS)), np.nan)
-    masks = [labels == g for g in GROUPS]
+    masks = [label_array == g for g in GROUPS]
     for i, rows in enumerate(masks):
         if not rows.any():
             continue

@@ -85,7 +85,7 @@ def plot_tokens(attn: np.ndarray, labels: Sequence[str], tokens: Sequence[str], 
     block = attn[rows, cols]
     image = zoom.imshow(block, cmap="viridis", aspect="auto")  # own colour range: differences show
     zoom.set_xticks(range(window[1] - window[0]), tokens[window[0]:window[1]], rotation=90, fontsize=7)
-    for tick, group in zip(zoom.get_xticklabels(), labels[cols]):
+    for tick, group in zip(zoom.get_xticklabels(), labels[cols], strict=False):
         if group == FACT:
             tick.set_color("tab:red")
             tick.set_fontweight("bold")

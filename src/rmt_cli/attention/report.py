@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def sample_report(index: int, sample: Sample, capture: SampleCapture, prediction
     changes = memory_change(capture.memories)
     facts_at = fact_segments(sample)
     top, ranked_facts = ranked_segments(changes, facts_at)
-    roles = {}
+    roles: dict[str, dict[str, Any]] = {}
     for role, segment in pick_roles(sample).items():
         if segment is None:
             continue

@@ -25,10 +25,10 @@ def pick_roles(sample: Sample) -> dict[str, int | None]:
     last = sample.n_segments - 1
     facts = fact_segments(sample)
     before_last = [s for s in facts if s != last]
-    write = (before_last or facts or [None])[0]
+    write = next(iter(before_last or facts), None)
     free = [s for s in range(last) if s not in facts]
     after = [s for s in free if write is not None and s > write]
-    keep = (after or free or [None])[0]
+    keep = next(iter(after or free), None)
     return {"write": write, "keep": keep, "read": last}
 
 
@@ -37,7 +37,7 @@ def memory_change(memories: Sequence[np.ndarray]) -> list[float]:
     changes = []
     for before, after in pairwise(memories):
         before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
-        norm = np.linalg.norm(before)
+        norm = float(np.linalg.norm(before))
         changes.append(float(np.linalg.norm(after - before) / max(norm, 1e-12)))
     return changes
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rmt_cli.errors import UsageError
 from rmt_cli.flops.count import full_attention_flops, rmt_flops, segment_count
@@ -93,6 +94,7 @@ def measure_model(config, shape: ModelShape, tokens: Sequence[int], segment_leng
     model = build_model(config, shape.encoder, pooler=shape.pooler)
     content = segment_content(shape, segment_length, memory_size)
     generator = torch.Generator().manual_seed(0)
+    special: dict[str, Any]  # cls_id and sep_id, for an encoder
     special = {"cls_id": min(101, shape.vocab - 1), "sep_id": min(102, shape.vocab - 1)} if shape.encoder else {}
     engine = RecurrentMemory(backbone=model, memory_size=memory_size, num_labels=MEASURE_LABELS, layout=shape.layout,
                              **special).eval()

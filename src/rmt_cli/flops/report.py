@@ -105,7 +105,7 @@ def plot_figure(rows: Sequence[dict], path: Path, curves: Sequence[dict] | None 
         panels.append((lambda n: n >= PANEL_SPLIT, f"(b) {PANEL_SPLIT:,} to {top:,} tokens"))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     models = list(dict.fromkeys(row["model"] for row in curves))
-    for ax, (keep, title) in zip(axes, panels):
+    for ax, (keep, title) in zip(axes, panels, strict=True):
         for i, model in enumerate(models):
             color = f"C{i % 10}"
             for table, style in ((curves, "line"), (rows, "marks")):
@@ -113,7 +113,7 @@ def plot_figure(rows: Sequence[dict], path: Path, curves: Sequence[dict] | None 
                                 if r["model"] == model and keep(r["tokens"]))
                 if not points:
                     continue
-                xs, full, rmt = zip(*points)
+                xs, full, rmt = zip(*points, strict=True)
                 if style == "line":
                     ax.plot(xs, full, color=color, linewidth=1.6, label=f"{model} full attention")
                     ax.plot(xs, rmt, color=color, linewidth=1.2, linestyle=":", label=f"{model} RMT")

@@ -121,11 +121,11 @@ def backbone_hf_config(spec: str, conf_dir: Path | None = None):
         known = sorted(p.stem for p in ((conf_dir or config_dir()) / "backbone").glob("*.yaml"))
         raise UsageError(f"unknown backbone '{spec}': use one of conf/backbone ({', '.join(known) or 'none found'}) "
                          "or a folder with config.json")
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from rmt_cli.backbones import backbone_config, inline_config, resolve_path
 
-    cfg = OmegaConf.load(yaml_path)
+    cfg: DictConfig = OmegaConf.load(yaml_path)  # type: ignore[assignment]  # a backbone preset is a mapping
     name = yaml_path.stem
     if cfg.get("config"):
         return inline_config(cfg), name

@@ -1,19 +1,9 @@
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from helpers.cli import rmt
 
 from rmt_cli.cli import config_dir
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-ENV.pop("HYDRA_FULL_ERROR", None)
-
-
-def rmt(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

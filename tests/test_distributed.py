@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli import environment, rmt, rmt_popen, rmt_process
 
 from rmt_cli.loggers import WALL_CLOCK
-from test_cli import ENV, rmt
 
 HELPERS = Path(__file__).parent / "helpers"
+ENV = environment()
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -39,7 +40,9 @@ def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_ba
 
 def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    result = rmt("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu", f"hydra.run.dir={run_dir}")
+    # A process of its own: the workers write to its stdout.
+    result = rmt_process("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu",
+                         f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Curriculum finished") == 1  # rank 0 alone reports
     lines = metric_lines(run_dir)
@@ -93,9 +96,8 @@ def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_en
     assert plain.returncode == 0, plain.stderr
 
     sweep = tmp_path / "sweep"
-    job = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "-m", *args, "cluster=local",
-                            f"hydra.sweep.dir={sweep}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    job = rmt_popen("train", "-m", *args, "cluster=local", f"hydra.sweep.dir={sweep}", stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)
     metrics = sweep / "0_memorize" / "metrics.jsonl"
     deadline = time.time() + 240
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 40):  # mid-way through stage 1

@@ -1,13 +1,12 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from helpers.cli import rmt, rmt_popen
 
 from rmt_cli.loggers import WALL_CLOCK
-from test_cli import ENV, rmt
 
 STAGES = "curriculum.stages=[{segments:1,steps:12},{segments:2,steps:12},{segments:3,steps:12}]"
 
@@ -27,9 +26,8 @@ def uninterrupted(tmp_path_factory):
 
 
 def start_and_wait(run_dir, pattern):
-    process = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", STAGES,
-                                f"hydra.run.dir={run_dir}"], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = rmt_popen("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}", stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(run_dir.glob(pattern)) and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)

@@ -107,6 +107,7 @@ def test_help_documents_the_commands():
     assert "--max-segments" in extrapolate and "512 positions" not in extrapolate
 
 
+@pytest.mark.slow  # each point runs in a submitit process of its own, importing torch
 def test_multirun_through_the_submitit_local_launcher(tmp_path):
     result = rmt("train", "-m", "experiment=smoke", "task=memorize,detect", "cluster=local",
                  f"hydra.sweep.dir={tmp_path}")

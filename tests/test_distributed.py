@@ -21,6 +21,7 @@ def metric_lines(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in line.items() if k not in WALL_CLOCK} for line in lines]
 
 
+@pytest.mark.slow  # three processes, each importing torch
 def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_batch(tmp_path):
     script = str(HELPERS / "first_step_gradients.py")
     alone = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")], env=ENV, capture_output=True,
@@ -38,6 +39,7 @@ def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_ba
         assert torch.allclose(grad, two["grads"][name], rtol=0, atol=1e-5 * grad.abs().max().item() + 1e-12), name
 
 
+@pytest.mark.slow  # torchrun and two workers, each importing torch
 def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
     run_dir = tmp_path / "run"
     # A process of its own: the workers write to its stdout.
@@ -52,6 +54,7 @@ def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
     assert len(list((run_dir / "checkpoints").glob("last-*"))) == 2
 
 
+@pytest.mark.slow  # torchrun and two workers, each importing torch
 def test_ranks_started_by_torchrun_write_to_rank_zeros_run_folder(tmp_path):
     result = subprocess.run([*TORCHRUN, "-m", "rmt_cli", "train", "experiment=smoke", "trainer.device=cpu"],
                             env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -83,6 +86,7 @@ def submitit_tasks() -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # a 300-step run, then a submitit job that is signalled, requeued and resumed
 @pytest.mark.parametrize("devices", [1, 2])
 def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_ends_as_if_uninterrupted(tmp_path,
                                                                                                         devices):

@@ -34,6 +34,7 @@ def start_and_wait(run_dir, pattern):
     return process
 
 
+@pytest.mark.slow  # a process of its own to kill, importing torch
 def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     process = start_and_wait(run_dir, "checkpoints/stage2-best")
@@ -46,6 +47,7 @@ def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, 
     assert metrics(run_dir) == uninterrupted
 
 
+@pytest.mark.slow  # a process of its own to signal, importing torch
 def test_ctrl_c_saves_and_the_same_command_resumes(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     process = start_and_wait(run_dir, "checkpoints/last-*")

@@ -65,6 +65,7 @@ def test_the_lock_of_a_run_that_died_is_taken_over(tmp_path):
     assert not (run_dir / ".lock").exists()
 
 
+@pytest.mark.slow  # a process of its own to kill, importing torch
 def test_a_run_killed_before_its_first_resume_point_reruns_to_the_same_metrics(tmp_path):
     stages = "curriculum.stages=[{segments:1,steps:12}]"
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install corpus train smoke test test-all lint clean
+.PHONY: install corpus train smoke test test-slow test-all lint clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,13 @@ train: install
 smoke: install
 	$(VENV)/bin/rmt train experiment=smoke
 
+# The everyday suite; test-slow runs the rest (processes of their own: torchrun, kill and resume, requeue; the
+# SmolLM2 GGUF load; the wheel in a fresh venv; the benches), test-all both together.
 test: install
 	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 test-all: install
 	$(PY) -m pytest -q

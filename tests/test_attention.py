@@ -1,10 +1,8 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers.cli import rmt
 
 from rmt_cli.attention import (CLS, FACT, GROUPS, MEMORY, OTHER, QUESTION, SEP, capture_sample, fact_segments,
                                fact_spans, group_attention, memory_change, pick_roles, position_groups,
@@ -12,13 +10,6 @@ from rmt_cli.attention import (CLS, FACT, GROUPS, MEMORY, OTHER, QUESTION, SEP, 
 from rmt_cli.samples import PlacedFact, Sample, SampleFactory, TaskSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-ENV.pop("HYDRA_FULL_ERROR", None)
-
-
-def rmt(*args):
-    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)
 
 
 def constructed_sample():

@@ -54,8 +54,8 @@ def test_gguf_backbone_resolves_to_its_package_folder_without_importing_it():
     assert cfg.offline_package not in sys.modules
 
 
+@pytest.mark.slow  # about 14 s on 2 CPU cores, mostly de-quantising the 4-bit GGUF weights
 def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
-    # About 14 s on 2 CPU cores, mostly de-quantising the 4-bit GGUF weights.
     from rmt_cli.backbones import load_backbone
     from rmt_cli.engine import RecurrentMemory
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers.cli import rmt
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
@@ -263,17 +263,16 @@ def substitute(text: str, places: dict) -> str:
 @pytest.mark.parametrize("command, code, message", CASES, ids=[case[0][4:] for case in CASES])
 def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(command, code, message, places, tmp_path,
                                                                      monkeypatch):
-    from rmt_cli.cli import app
-
     monkeypatch.chdir(tmp_path)
     args = shlex.split(substitute(command, places))[1:]
     if args[0] in ("train", "eval", "extrapolate", "attention") and not any("hydra.run.dir" in a for a in args):
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
     before = {p: sorted(os.listdir(p)) for p in (places["RUN"], places["FILES"])}
-    result = CliRunner().invoke(app, args)
-    assert "Traceback" not in result.output, result.output
-    assert result.stderr.splitlines() == [f"error: {substitute(message, places)}"], result.output
-    assert result.exit_code == code
+    result = rmt(*args)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.stderr.splitlines() == [f"error: {substitute(message, places)}"], output
+    assert result.returncode == code
     assert os.listdir(tmp_path) == [], "the command left files behind"
     assert {p: sorted(os.listdir(p)) for p in (places["RUN"], places["FILES"])} == before
 

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
+from helpers.cli import rmt
 
 from rmt_cli.checkpoint import load_weights, save_checkpoint, sha256
 from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
@@ -54,12 +54,6 @@ def set_backbone(**values):
     return edit
 
 
-def rmt(*args):
-    from rmt_cli.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 @pytest.mark.parametrize("backbone, user_keys, refused", [
     ({"name": "tiny", "trust_remote_code": True}, set(), "backbone.trust_remote_code=true"),
     ({"name": "tiny", "name_or_path": "/models/own-code"}, set(), "backbone.name_or_path=/models/own-code"),
@@ -95,7 +89,7 @@ def test_eval_of_a_checkpoint_that_asks_for_remote_code_loads_nothing(tiny_check
     asking = copy_with_meta(tiny_checkpoint[0], tmp_path / "asking",
                             set_backbone(trust_remote_code=True, name_or_path=str(tmp_path / "own-code")))
     result = rmt("eval", "--checkpoint", str(asking), f"hydra.run.dir={tmp_path / 'out'}")
-    assert result.exit_code == 2, result.output
+    assert result.returncode == 2, result.stderr
     assert "asks for backbone.trust_remote_code=true" in result.stderr
     assert "add backbone.trust_remote_code=true to the command line" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -104,10 +98,10 @@ def test_eval_of_a_checkpoint_that_asks_for_remote_code_loads_nothing(tiny_check
 def test_the_command_line_allows_what_the_checkpoint_asks_for(tiny_checkpoint, tmp_path):
     asking = copy_with_meta(tiny_checkpoint[0], tmp_path / "asking", set_backbone(attn_implementation="eager"))
     refused = rmt("eval", "--checkpoint", str(asking), "--samples", "2", f"hydra.run.dir={tmp_path / 'a'}")
-    assert refused.exit_code == 2 and "backbone.attn_implementation=eager" in refused.stderr
+    assert refused.returncode == 2 and "backbone.attn_implementation=eager" in refused.stderr
     allowed = rmt("eval", "--checkpoint", str(asking), "--samples", "2", "backbone.attn_implementation=eager",
                   f"hydra.run.dir={tmp_path / 'b'}")
-    assert allowed.exit_code == 0, allowed.output
+    assert allowed.returncode == 0, allowed.stderr
     assert json.loads((tmp_path / "b" / "eval.json").read_text())["samples"] == 2
 
 
@@ -129,7 +123,7 @@ def test_every_load_checks_the_manifest(tiny_checkpoint, tmp_path):
 def test_a_meta_json_without_what_commands_need_is_one_line(tiny_checkpoint, tmp_path, edit, message):
     broken = copy_with_meta(tiny_checkpoint[0], tmp_path / "broken", edit)
     result = rmt("eval", "--checkpoint", str(broken), f"hydra.run.dir={tmp_path / 'out'}")
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

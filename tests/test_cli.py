@@ -1,19 +1,9 @@
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from helpers.cli import rmt
 
 from rmt_cli.cli import config_dir
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-ENV.pop("HYDRA_FULL_ERROR", None)
-
-
-def rmt(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +116,7 @@ def test_help_documents_the_commands():
     assert "--max-segments" in extrapolate and "512 positions" not in extrapolate
 
 
+@pytest.mark.slow  # each point runs in a submitit process of its own, importing torch
 def test_multirun_through_the_submitit_local_launcher(tmp_path):
     result = rmt("train", "-m", "experiment=smoke", "task=memorize,detect", "cluster=local",
                  f"hydra.sweep.dir={tmp_path}")

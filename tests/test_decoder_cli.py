@@ -1,19 +1,9 @@
 """`rmt train / eval / extrapolate / attention / flops` end to end with tiny random decoder backbones."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-ENV.pop("HYDRA_FULL_ERROR", None)
-
-
-def rmt(*args):
-    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=300)
+from helpers.cli import rmt
 
 
 def train(run_dir, *overrides):

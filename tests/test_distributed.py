@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli import environment, rmt, rmt_popen, rmt_process
 
 from rmt_cli.loggers import WALL_CLOCK
-from test_cli import ENV, rmt
 
 HELPERS = Path(__file__).parent / "helpers"
+ENV = environment()
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -20,6 +21,7 @@ def metric_lines(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in line.items() if k not in WALL_CLOCK} for line in lines]
 
 
+@pytest.mark.slow  # three processes, each importing torch
 def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_batch(tmp_path):
     script = str(HELPERS / "first_step_gradients.py")
     alone = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")], env=ENV, capture_output=True,
@@ -37,9 +39,12 @@ def test_two_gloo_processes_give_the_gradients_of_one_process_over_the_global_ba
         assert torch.allclose(grad, two["grads"][name], rtol=0, atol=1e-5 * grad.abs().max().item() + 1e-12), name
 
 
+@pytest.mark.slow  # torchrun and two workers, each importing torch
 def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    result = rmt("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu", f"hydra.run.dir={run_dir}")
+    # A process of its own: the workers write to its stdout.
+    result = rmt_process("train", "experiment=smoke", "trainer.devices=2", "trainer.device=cpu",
+                         f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Curriculum finished") == 1  # rank 0 alone reports
     lines = metric_lines(run_dir)
@@ -49,6 +54,7 @@ def test_trainer_devices_starts_two_workers_that_share_one_run_folder(tmp_path):
     assert len(list((run_dir / "checkpoints").glob("last-*"))) == 2
 
 
+@pytest.mark.slow  # torchrun and two workers, each importing torch
 def test_ranks_started_by_torchrun_write_to_rank_zeros_run_folder(tmp_path):
     result = subprocess.run([*TORCHRUN, "-m", "rmt_cli", "train", "experiment=smoke", "trainer.device=cpu"],
                             env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -114,6 +120,7 @@ def submitit_tasks() -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # a 300-step run, then a submitit job that is signalled, requeued and resumed
 @pytest.mark.parametrize("devices", [1, 2])
 def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_ends_as_if_uninterrupted(tmp_path,
                                                                                                         devices):
@@ -127,9 +134,8 @@ def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_en
     assert plain.returncode == 0, plain.stderr
 
     sweep = tmp_path / "sweep"
-    job = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "-m", *args, "cluster=local",
-                            f"hydra.sweep.dir={sweep}"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    job = rmt_popen("train", "-m", *args, "cluster=local", f"hydra.sweep.dir={sweep}", stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)
     metrics = sweep / "0_memorize" / "metrics.jsonl"
     deadline = time.time() + 240
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 40):  # mid-way through stage 1

@@ -1,10 +1,8 @@
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from helpers.cli import rmt
 
 from rmt_cli import export, load_run
 from rmt_cli.errors import UsageError
@@ -52,13 +50,9 @@ def test_export_refuses_a_folder_that_holds_files(smoke_run_dir, tmp_path):
 
 
 def test_rmt_export_writes_the_folder_and_an_offline_push_is_one_line(smoke_run_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from rmt_cli.cli import app
-
     out = tmp_path / "model"
-    result = CliRunner().invoke(app, ["export", str(smoke_run_dir), str(out), "--push-to-hub", "someone/rmt-memorize"])
-    assert result.exit_code == 1 and f"exported {smoke_run_dir} to {out}" in result.stdout
+    result = rmt("export", smoke_run_dir, out, "--push-to-hub", "someone/rmt-memorize")
+    assert result.returncode == 1 and f"exported {smoke_run_dir} to {out}" in result.stdout
     assert result.stderr.strip().splitlines() == [
         f"error: cannot push to the Hub while offline (HF_HUB_OFFLINE is set); the export is in {out}; "
         f"upload it later with `hf upload someone/rmt-memorize {out}`"]
@@ -66,10 +60,7 @@ def test_rmt_export_writes_the_folder_and_an_offline_push_is_one_line(smoke_run_
 
 
 def test_rmt_eval_reads_an_export(smoke_run_dir, exported, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    result = subprocess.run([sys.executable, "-m", "rmt_cli", "eval", "--checkpoint", str(exported), "--samples", "24",
-                             f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=env)
+    result = rmt("eval", "--checkpoint", exported, "--samples", "24", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["segments"] == 2 and report["samples"] == 24

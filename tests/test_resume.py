@@ -1,13 +1,12 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from helpers.cli import rmt, rmt_popen
 
 from rmt_cli.loggers import WALL_CLOCK
-from test_cli import ENV, rmt
 
 STAGES = "curriculum.stages=[{segments:1,steps:12},{segments:2,steps:12},{segments:3,steps:12}]"
 
@@ -27,15 +26,15 @@ def uninterrupted(tmp_path_factory):
 
 
 def start_and_wait(run_dir, pattern):
-    process = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", STAGES,
-                                f"hydra.run.dir={run_dir}"], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = rmt_popen("train", "experiment=smoke", STAGES, f"hydra.run.dir={run_dir}", stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(run_dir.glob(pattern)) and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     return process
 
 
+@pytest.mark.slow  # a process of its own to kill, importing torch
 def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     process = start_and_wait(run_dir, "checkpoints/stage2-best")
@@ -48,6 +47,7 @@ def test_a_run_killed_mid_curriculum_resumes_to_the_same_metrics(uninterrupted, 
     assert metrics(run_dir) == uninterrupted
 
 
+@pytest.mark.slow  # a process of its own to signal, importing torch
 def test_ctrl_c_saves_and_the_same_command_resumes(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     process = start_and_wait(run_dir, "checkpoints/last-*")

@@ -3,11 +3,10 @@
 import fcntl
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
+from helpers.cli import rmt, rmt_popen
 
 from rmt_cli.checkpoint import FILE_MODE, save_checkpoint, tidy
 from rmt_cli.errors import RuntimeFailure
@@ -18,17 +17,11 @@ TWO_STAGES = "curriculum.stages=[{segments:1,steps:4},{segments:2,steps:4}]"
 THREE_STAGES = "curriculum.stages=[{segments:1,steps:4},{segments:2,steps:4},{segments:3,steps:2}]"
 
 
-def rmt(*args):
-    from rmt_cli.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 @pytest.fixture(scope="module")
 def three_stage_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("whole") / "run"
     result = rmt("train", "experiment=smoke", THREE_STAGES, f"hydra.run.dir={run_dir}")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
     return run_dir
 
 
@@ -56,7 +49,7 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
         held.write("process 4242 on node7")
         held.flush()
         result = rmt("train", "experiment=smoke", f"hydra.run.dir={run_dir}")
-    assert result.exit_code == 2
+    assert result.returncode == 2
     assert result.stderr.strip() == (f"error: run folder {run_dir} is in use by process 4242 on node7; wait for "
                                      "that run to end, or choose another folder with hydra.run.dir=DIR")
     assert sorted(os.listdir(run_dir)) == [".lock"]
@@ -67,18 +60,18 @@ def test_the_lock_of_a_run_that_died_is_taken_over(tmp_path):
     run_dir.mkdir()
     (run_dir / ".lock").write_text("process 4242 on node7")  # no process holds it any more
     result = rmt("train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", f"hydra.run.dir={run_dir}")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
     assert f"took over the lock of process 4242 on node7 on {run_dir}, which has ended" in result.stdout
     assert not (run_dir / ".lock").exists()
 
 
+@pytest.mark.slow  # a process of its own to kill, importing torch
 def test_a_run_killed_before_its_first_resume_point_reruns_to_the_same_metrics(tmp_path):
     stages = "curriculum.stages=[{segments:1,steps:12}]"
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert rmt("train", "experiment=smoke", stages, "trainer.eval_every=100", f"hydra.run.dir={whole}").exit_code == 0
-    process = subprocess.Popen([sys.executable, "-m", "rmt_cli", "train", "experiment=smoke", stages,
-                                "trainer.eval_every=100", f"hydra.run.dir={killed}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert rmt("train", "experiment=smoke", stages, "trainer.eval_every=100", f"hydra.run.dir={whole}").returncode == 0
+    process = rmt_popen("train", "experiment=smoke", stages, "trainer.eval_every=100", f"hydra.run.dir={killed}",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
         if (killed / "metrics.jsonl").is_file() and len((killed / "metrics.jsonl").read_text().splitlines()) >= 3:
@@ -89,7 +82,7 @@ def test_a_run_killed_before_its_first_resume_point_reruns_to_the_same_metrics(t
     assert not list(killed.glob("checkpoints/last-*")), "the run saved a resume point before it could be killed"
     assert len(metrics(killed)) >= 3
     result = rmt("train", "experiment=smoke", stages, "trainer.eval_every=100", f"hydra.run.dir={killed}")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
     assert metrics(killed) == metrics(whole)
 
 
@@ -97,31 +90,31 @@ def test_a_rerun_with_another_config_is_refused_and_names_what_differs(three_sta
     before = (three_stage_run / "metrics.jsonl").read_text(), (three_stage_run / "config.yaml").read_text()
     result = rmt("train", "experiment=smoke", THREE_STAGES, "trainer.lr=0.5", "seed=7",
                  f"hydra.run.dir={three_stage_run}")
-    assert result.exit_code == 2
+    assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: run folder {three_stage_run} holds a run with another config (seed: 0 → 7; trainer.lr: 0.001 → 0.5)"
         ": start fresh in another folder (hydra.run.dir=DIR), or add resume=force to continue it with the new values")
     result = rmt("train", "experiment=smoke", THREE_STAGES, "task=qa2", f"hydra.run.dir={three_stage_run}")
-    assert result.exit_code == 2 and "task.generator: qa1 → qa2" in result.stderr
+    assert result.returncode == 2 and "task.generator: qa1 → qa2" in result.stderr
     assert ((three_stage_run / "metrics.jsonl").read_text(), (three_stage_run / "config.yaml").read_text()) == before
 
 
 def test_resume_force_continues_a_changed_run(tmp_path):
     run_dir = tmp_path / "run"
-    assert rmt("train", "experiment=smoke", TWO_STAGES, f"hydra.run.dir={run_dir}").exit_code == 0
+    assert rmt("train", "experiment=smoke", TWO_STAGES, f"hydra.run.dir={run_dir}").returncode == 0
     changed = ("train", "experiment=smoke", THREE_STAGES, "trainer.weight_decay=0.5", f"hydra.run.dir={run_dir}")
-    assert rmt(*changed).exit_code == 2
+    assert rmt(*changed).returncode == 2
     result = rmt(*changed, "resume=force")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
     assert f"continuing {run_dir} into stage 3" in result.stdout
     assert "weight_decay: 0.5" in (run_dir / "config.yaml").read_text()
 
 
 def test_stages_added_on_a_rerun_continue_the_run(three_stage_run, tmp_path):
     run_dir = tmp_path / "run"
-    assert rmt("train", "experiment=smoke", TWO_STAGES, f"hydra.run.dir={run_dir}").exit_code == 0
+    assert rmt("train", "experiment=smoke", TWO_STAGES, f"hydra.run.dir={run_dir}").returncode == 0
     result = rmt("train", "experiment=smoke", THREE_STAGES, f"hydra.run.dir={run_dir}")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
     assert f"continuing {run_dir} into stage 3" in result.stdout
     assert metrics(run_dir) == metrics(three_stage_run)
 
@@ -129,12 +122,12 @@ def test_stages_added_on_a_rerun_continue_the_run(three_stage_run, tmp_path):
 def test_a_failed_command_leaves_no_empty_run_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = rmt("train", "experiment=smoke", "noise=files", f"noise.paths=[{tmp_path}/nothing]")
-    assert result.exit_code == 1 and "does not exist" in result.stderr
+    assert result.returncode == 1 and "does not exist" in result.stderr
     assert not list((tmp_path / "outputs" / "train").iterdir())
     given = tmp_path / "given"
     result = rmt("train", "experiment=smoke", "noise=files", f"noise.paths=[{tmp_path}/nothing]",
                  f"hydra.run.dir={given}")
-    assert result.exit_code == 1 and not given.exists()
+    assert result.returncode == 1 and not given.exists()
 
 
 def test_a_full_disk_during_a_save_is_one_line_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -176,7 +169,7 @@ def test_leftovers_of_an_interrupted_save_are_tidied(tmp_path):
 def test_one_bad_sweep_point_does_not_stop_the_good_ones(tmp_path):
     result = rmt("train", "-m", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", "memory.size=0,10",
                  f"hydra.sweep.dir={tmp_path}")
-    assert result.exit_code == 2
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == ("error: sweep point experiment=smoke curriculum.stages="
                                                       "[{segments:1,steps:1}] memory.size=0: "
                                                       "memory.size=0 must be at least 1")

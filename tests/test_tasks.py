@@ -1,14 +1,13 @@
 """Tasks: label sets, stories spread through the input in order, bAbI files, BABILong, `rmt preview`, qa1 end to
 end. (The generators themselves: test_world.py.)"""
 
-import os
 import re
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 from omegaconf import OmegaConf
 from test_world import solve
 
@@ -22,13 +21,7 @@ from rmt_cli.stories import GENERATORS, LABELS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babi"
 TRAIN_FILE, TEST_FILE = FIXTURES / "qa2_sample_train.txt", FIXTURES / "qa2_sample_test.txt"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "200"}
-ENV.pop("HYDRA_FULL_ERROR", None)
-
-
-def rmt(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rmt_cli", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=300)
+rmt = partial(cli.rmt, env={"COLUMNS": "200"})  # rich lays `rmt preview` out for a 200-column terminal
 
 
 def drawn_story(factory: SampleFactory, seed, n_segments: int) -> Story:

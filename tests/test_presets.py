@@ -1,4 +1,4 @@
-"""The paper presets are what users run: each composes, and its curriculum trains at a tiny scale in-process."""
+"""The presets are what users run: each composes, and its curriculum trains at a tiny scale in-process."""
 
 import json
 
@@ -11,13 +11,17 @@ from rmt_cli.experiment import build_experiment
 from rmt_cli.train import Trainer, curriculum_stages
 
 PAPER_PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("paper_minilm_*.yaml"))
-SHRINK = ["backbone=tiny", "noise=synthetic", "segment.length=64", "trainer.batch_size=2",
+# Every user-facing preset but smoke (tiny already), each shrunk onto a tiny backbone of its own layout.
+PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml") if p.stem != "smoke")
+TINY_BACKBONE = {"smollm2_memorize": "tiny-llama"}  # a decoder preset keeps a decoder
+SHRINK = ["noise=synthetic", "segment.length=64", "trainer.batch_size=2",
           "trainer.eval_batch_size=4", "trainer.val_samples=4", "trainer.eval_every=1", "trainer.device=cpu"]
 
 
 def shrunk(preset: str):
+    backbone = f"backbone={TINY_BACKBONE.get(preset, 'tiny')}"
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}", *SHRINK])
+        cfg = compose("train", overrides=[f"experiment={preset}", backbone, *SHRINK])
     stages = OmegaConf.to_container(cfg.curriculum.stages)
     # The first and the last stage, one step each: the last stage carries each preset's special settings.
     cfg.curriculum.stages = [{**stages[0], "steps": 1}, {**stages[-1], "steps": 1}]
@@ -28,8 +32,8 @@ def test_there_is_a_paper_preset_per_task():
     assert PAPER_PRESETS == ["paper_minilm_detect", "paper_minilm_memorize", "paper_minilm_reasoning"]
 
 
-@pytest.mark.parametrize("preset", PAPER_PRESETS)
-def test_paper_preset_trains_two_steps_at_tiny_scale(preset, tmp_path):
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_trains_two_steps_at_tiny_scale(preset, tmp_path):
     cfg, full_stages = shrunk(preset)
     assert all(stage["steps"] >= 100 for stage in full_stages)  # the shipped recipe, not a shrunk one
     experiment = build_experiment(cfg, "cpu", with_training_data=True)

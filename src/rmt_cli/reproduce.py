@@ -177,7 +177,7 @@ def curriculum_completed(train: Path) -> bool:
         return False
     last = len(curriculum["stages"])
     stage = curriculum["stages"][-1]
-    advance_at = stage.get("advance_at", curriculum.get("advance_at"))
+    advance_at = stage.get("advance_at") if stage.get("advance_at") is not None else curriculum.get("advance_at")
     steps = stage["steps"]
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))

@@ -16,6 +16,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+from rmt_cli.atomic import atomic_file
 from rmt_cli.errors import RmtError, RuntimeFailure
 
 PACKAGE = "r-cran-janeaustenr"
@@ -44,9 +45,8 @@ def fetch_austen(dest: Path) -> list[Path]:
         novels = read_novels(_unpack(Path(tmp)))
     dest.mkdir(parents=True, exist_ok=True)
     for name, path in zip(NOVELS, paths, strict=True):
-        tmp_path = path.with_suffix(".txt.tmp")
-        tmp_path.write_text(novels[name], encoding="utf-8")
-        os.replace(tmp_path, path)  # a fetch cut short never leaves a partial novel behind
+        with atomic_file(path, encoding="utf-8") as novel:  # a fetch cut short never leaves a partial novel behind
+            novel.write(novels[name])
     return paths
 
 

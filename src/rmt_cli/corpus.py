@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rmt_cli.atomic import atomic_file
 from rmt_cli.austen import default_austen_dir
 from rmt_cli.errors import RuntimeFailure, UsageError
 
@@ -337,17 +337,11 @@ def _cached(key: dict, tokenizer: Any, cache_dir: Path, build: _Build) -> NoiseS
         arrays[f"{s}_tokens"] = corpus.tokens
         arrays[f"{s}_starts"] = corpus.sentence_starts
         arrays[f"{s}_documents"] = np.array(corpus.documents, dtype=str)
-    tmp: Path | None = None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=f".{path.stem}-", suffix=".tmp", delete=False) as f:
-            tmp = Path(f.name)
+        with atomic_file(path, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: **arrays also meets allow_pickle: bool
-        os.chmod(tmp, 0o644)  # temp files are created private; the cache may be shared
-        os.replace(tmp, path)  # readers never see a half-written file
     except OSError as err:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         raise RuntimeFailure(
             f"cannot write the token cache in {cache_dir} ({err.strerror or err}); "
             "set RMT_CACHE_DIR to a writable directory"

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rmt_cli.atomic import atomic_file
+
 FOLDER_VARIABLE = "RMT_WORKER_ERRORS"
 
 
@@ -32,11 +34,9 @@ def record(message: str | None, exit_code: int) -> None:
         return
     rank = int(os.environ.get("RANK", "0"))
     entry = {"rank": rank, "message": message, "exit_code": exit_code, "time": time.time()}
-    path = Path(folder) / f"rank-{rank}.json"
-    staging = path.with_suffix(".tmp")
-    try:  # written under another name and renamed, so that the launcher never reads half a file
-        staging.write_text(json.dumps(entry))
-        os.replace(staging, path)
+    try:  # the launcher never reads half a file
+        with atomic_file(Path(folder) / f"rank-{rank}.json") as file:
+            file.write(json.dumps(entry))
     except OSError:
         pass  # the launcher then reports torchrun's own account of the failure; the error line is printed anyway
 

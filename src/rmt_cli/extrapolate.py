@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
 from rmt_cli.inference import predict
-from rmt_cli.trained_run import load_trained
+from rmt_cli.trained_run import command_run_folder, load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
@@ -111,14 +110,11 @@ def trained_segments(meta: dict) -> int:
 
 
 def extrapolate_from_config(cfg) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
     from rmt_cli.plots import plot_extrapolation
 
     lengths = length_schedule(int(cfg.max_segments), cfg.segments)
     cfg, meta, folder, experiment = load_trained(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    run_dir = command_run_folder(cfg)
     title = f"{cfg.task.name}: {folder}"
     rows: list[dict] = []
     console = Console()

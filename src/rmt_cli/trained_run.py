@@ -82,3 +82,12 @@ def load_trained(cfg):
         load_weights(folder, experiment.model, verified=True)
     apply_inference_settings(experiment.model, cfg)
     return cfg, meta, folder, experiment
+
+
+def command_run_folder(cfg) -> Path:
+    """This command's run folder (Hydra's output folder), with the command's resolved config saved in it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    return run_dir

@@ -4,7 +4,6 @@ attention.json to the run folder and print a summary."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from rmt_cli.attention.capture import capture_sample
 from rmt_cli.attention.report import (
@@ -23,18 +22,14 @@ DEFAULT_SEGMENTS = 4
 
 def attention_from_config(cfg) -> None:
     """Everything `rmt attention` does, from the composed config of the command (`--checkpoint` and overrides)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
     from rmt_cli.attention.plots import write_figures
     from rmt_cli.inference import predict
-    from rmt_cli.trained_run import load_trained
+    from rmt_cli.trained_run import command_run_folder, load_trained
 
     cfg, _, folder, experiment = load_trained(cfg)
     model, factory = experiment.model, experiment.eval_data
     setting = read_setting(cfg, str(folder), model, factory.content_length)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    run_dir = command_run_folder(cfg)
 
     samples = factory.sample_set("test", int(cfg.task.eval_seed), setting.segments, int(cfg.samples))
     captures = [capture_sample(model, factory, s, setting.layer, setting.head, experiment.autocast)

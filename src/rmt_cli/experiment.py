@@ -11,6 +11,7 @@ import torch
 
 from rmt_cli.babi import note_single_file
 from rmt_cli.backbones import layout, load_backbone, max_positions
+from rmt_cli.config_check import INFERENCE
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
@@ -55,14 +56,12 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
         every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
     graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
     """
-    name = str(cfg.get("inference_dtype") or "fp32")
-    if name not in INFERENCE_DTYPES:
-        raise UsageError(f"inference_dtype={name} is unknown; use {' or '.join(INFERENCE_DTYPES)}")
-    rows = cfg.get("graph_max_rows", RecurrentMemory.graph_max_rows)
-    if rows is not None and int(rows) < 1:
-        raise UsageError(f"graph_max_rows={rows} must be at least 1 (or null: CUDA graphs at every batch size)")
-    model.to(INFERENCE_DTYPES[name])
-    model.graph_max_rows = None if rows is None else int(rows)
+    settings = {"inference_dtype": cfg.get("inference_dtype") or "fp32",
+                "graph_max_rows": cfg.get("graph_max_rows", RecurrentMemory.graph_max_rows)}
+    for key, value in settings.items():  # checked as at compose time: callers may pass any mapping
+        INFERENCE[key](key, value)
+    model.to(INFERENCE_DTYPES[settings["inference_dtype"]])
+    model.graph_max_rows = settings["graph_max_rows"]
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
-from rmt_cli.inference import predict
+from rmt_cli.inference import correct, predict
 from rmt_cli.trained_run import command_run_folder, load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
@@ -53,14 +53,14 @@ def resident_memory_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def accuracy_by_fact_quarter(correct: np.ndarray, samples: list) -> dict:
+def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
     """Accuracy of the samples whose earliest fact lies in each quarter of the input (None: no sample there).
 
     Tells apart the two ways a long input fails: low in the first quarter, a fact is lost over a long hold; low in
     the last, a long fact-free prefix has spoilt the memory's ability to take a fact in.
     """
     quarters = np.array([min(3, 4 * min(s.fact_segments, default=0) // s.n_segments) for s in samples])
-    return {name: (float(correct[quarters == q].mean()) if np.any(quarters == q) else None)
+    return {name: (float(answered[quarters == q].mean()) if np.any(quarters == q) else None)
             for q, name in enumerate(QUARTERS)}
 
 
@@ -76,14 +76,14 @@ def measure_length(experiment, n_segments: int, cfg) -> dict:
     predictions = predict(experiment, data, samples, int(cfg.batch_size), graphs)  # ends with a device-to-host copy
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
-    correct = predictions == np.array([sample.label for sample in samples])
+    answered = correct(predictions, samples)
     return {"segments": n_segments, "tokens": tokens,
-            "accuracy": float(correct.mean()),
+            "accuracy": float(answered.mean()),
             "samples": len(samples), "seconds": round(seconds, 4),
             "samples_per_s": round(len(samples) / seconds, 2),
             "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
             "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(correct, samples)}
+            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
 
 
 def write_rows(rows: list[dict], run_dir: Path) -> None:

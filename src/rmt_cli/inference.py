@@ -48,8 +48,13 @@ def to_device(tokens: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def correct(predictions: np.ndarray, samples: list) -> np.ndarray:
+    """Per sample, whether its prediction is its label."""
+    return predictions == np.array([s.label for s in samples])
+
+
 def correct_answers(predictions: np.ndarray, samples: list) -> int:
-    return int(np.sum(predictions == np.array([s.label for s in samples])))
+    return int(np.sum(correct(predictions, samples)))
 
 
 def accuracy(experiment, factory: SampleFactory, samples: list, batch_size: int, cuda_graphs: bool = False) -> float:

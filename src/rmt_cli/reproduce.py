@@ -170,6 +170,8 @@ def curriculum_completed(train: Path) -> bool:
     """
     import yaml
 
+    from rmt_cli.train import setting
+
     try:
         curriculum = yaml.safe_load((train / "config.yaml").read_text())["curriculum"]
         lines = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -177,8 +179,7 @@ def curriculum_completed(train: Path) -> bool:
         return False
     last = len(curriculum["stages"])
     stage = curriculum["stages"][-1]
-    advance_at = stage.get("advance_at") if stage.get("advance_at") is not None else curriculum.get("advance_at")
-    steps = stage["steps"]
+    steps, advance_at = stage["steps"], setting(stage, "advance_at", curriculum.get("advance_at"))
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
                for line in lines)

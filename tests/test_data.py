@@ -188,3 +188,31 @@ def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
     assert accuracy_by_fact_quarter(correct, samples) == {
         "accuracy_fact_in_q1": 0.5, "accuracy_fact_in_q2": 1.0, "accuracy_fact_in_q3": None,
         "accuracy_fact_in_q4": 0.5}
+
+
+def test_predictions_count_how_often_the_noise_names_each_answer():
+    from types import SimpleNamespace
+
+    from rmt_cli.predictions import MentionCounter, occurrences, prediction_rows
+    from rmt_cli.samples import PlacedFact, Sample
+
+    # "garden" is one token (7), "hall way" two (8, 9): both spellings (alone, after a space) give the same tokens
+    spell = {"garden": [7], "hallway": [8, 9], "office": [5]}
+    factory = SimpleNamespace(encode=lambda text: np.array(spell[text.strip()], dtype=np.int32), content_length=4,
+                              corpus=SimpleNamespace(tokens=np.array([7, 1, 8, 9, 7, 7, 2, 8, 9, 8], dtype=np.int32)))
+    labels = ("garden", "hallway", "office")
+    count = MentionCounter(factory, labels)
+    # windows at 0 and 4: [7 1 8 9] and [7 7 2 8] -> garden 3 times, hallway once (the 8 9 split over windows 4-8
+    # is not in one window), office never; window 6 [2 8 9 8] -> hallway once
+    assert count(Sample(np.array([0, 4]), (), np.zeros(1), 0)).tolist() == [3, 1, 0]
+    assert count(Sample(np.array([6, 6, 0]), (), np.zeros(1), 0)).tolist() == [1, 3, 0]
+    assert occurrences(np.array([[8, 9, 8, 9], [9, 8, 1, 1]]), np.array([8, 9])) == 2
+
+    fact = PlacedFact(1, 0, np.zeros(2, dtype=np.int64))
+    samples = [Sample(np.array([0, 4]), (fact,), np.zeros(1), 1), Sample(np.array([6, 6]), (), np.zeros(1), 0)]
+    rows = prediction_rows(factory, samples, np.array([0, -1]), labels)
+    assert rows == [
+        {"segments": 2, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
+         "first_fact_segment": 1, "noise_mentions_of_answer": 1, "noise_mentions_of_predicted": 3},
+        {"segments": 2, "sample": 1, "answer": "garden", "predicted": "", "correct": False,
+         "first_fact_segment": None, "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]

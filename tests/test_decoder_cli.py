@@ -1,5 +1,6 @@
 """`rmt train / eval / extrapolate / attention / flops` end to end with tiny random decoder backbones."""
 
+import csv
 import json
 
 import pytest
@@ -52,6 +53,14 @@ def test_extrapolate_streams_a_decoder(gpt2_run, tmp_path):
     rows = json.loads((tmp_path / "extrapolation.json").read_text())
     assert [(r["segments"], r["tokens"]) for r in rows] == [(1, 44), (5, 220)]
     assert rows[0]["accuracy_fact_in_q1"] == rows[0]["accuracy"] and rows[0]["accuracy_fact_in_q2"] is None
+    with (tmp_path / "predictions.csv").open() as file:
+        answers = list(csv.DictReader(file))
+    assert [(a["segments"], a["sample"]) for a in answers] == [(n, i) for n in ("1", "5") for i in "0123"]
+    for row in rows:  # the per-sample answers add up to each length's accuracy
+        mine = [a for a in answers if a["segments"] == str(row["segments"])]
+        assert sum(a["correct"] == "True" for a in mine) / len(mine) == row["accuracy"]
+    assert all(a["correct"] == str(a["answer"] == a["predicted"]) for a in answers)
+    assert all(int(a["noise_mentions_of_answer"]) >= 0 for a in answers)
 
 
 def test_attention_analyses_write_slots_and_the_question_end(gpt2_run, tmp_path):

@@ -1,7 +1,8 @@
 """`rmt extrapolate`: accuracy of a trained model at a schedule of input lengths, up to millions of tokens.
 
 Each length has its own fixed, seeded test set; samples stream segment by segment, so memory stays flat in
-length. Rows are written to CSV/JSON as soon as they finish, so an interrupted run keeps what it measured.
+length. Rows are written to CSV/JSON as soon as they finish, so an interrupted run keeps what it measured; every
+sample's answer goes to predictions.csv (see predictions.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from rmt_cli.errors import UsageError
 from rmt_cli.inference import correct, predict
+from rmt_cli.predictions import prediction_rows, write_predictions
 from rmt_cli.trained_run import command_run_folder, load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
@@ -64,7 +66,8 @@ def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
             for q, name in enumerate(QUARTERS)}
 
 
-def measure_length(experiment, n_segments: int, cfg) -> dict:
+def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
+    """The row of one length, and one row per sample of its test set."""
     data = experiment.eval_data
     samples = data.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
     cuda = experiment.device.type == "cuda"
@@ -77,13 +80,14 @@ def measure_length(experiment, n_segments: int, cfg) -> dict:
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
     answered = correct(predictions, samples)
-    return {"segments": n_segments, "tokens": tokens,
-            "accuracy": float(answered.mean()),
-            "samples": len(samples), "seconds": round(seconds, 4),
-            "samples_per_s": round(len(samples) / seconds, 2),
-            "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
-            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
+    row = {"segments": n_segments, "tokens": tokens,
+           "accuracy": float(answered.mean()),
+           "samples": len(samples), "seconds": round(seconds, 4),
+           "samples_per_s": round(len(samples) / seconds, 2),
+           "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
+           "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+           "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
+    return row, prediction_rows(data, samples, predictions, experiment.task.labels)
 
 
 def write_rows(rows: list[dict], run_dir: Path) -> None:
@@ -117,13 +121,17 @@ def extrapolate_from_config(cfg) -> None:
     run_dir = command_run_folder(cfg)
     title = f"{cfg.task.name}: {folder}"
     rows: list[dict] = []
+    answers: list[dict] = []
     console = Console()
     try:
         with Live(render(rows, title), console=console, auto_refresh=False,
                   transient=not console.is_terminal) as live:
             for n_segments in lengths:
-                rows.append(measure_length(experiment, n_segments, cfg))
+                row, per_sample = measure_length(experiment, n_segments, cfg)
+                rows.append(row)
+                answers += per_sample
                 write_rows(rows, run_dir)
+                write_predictions(answers, run_dir / "predictions.csv")
                 live.update(render(rows, title), refresh=True)
                 if not console.is_terminal:
                     row = rows[-1]
@@ -135,4 +143,5 @@ def extrapolate_from_config(cfg) -> None:
             plot_extrapolation(rows, trained_segments(meta), experiment.eval_data.content_length,
                                run_dir / "extrapolation.png", title=f"{cfg.task.name}, trained on "
                                f"≤ {trained_segments(meta)} segments", chance=1 / len(experiment.task.labels))
-            console.print(f"wrote {len(rows)} rows to {run_dir}/extrapolation.csv, .json and .png")
+            console.print(f"wrote {len(rows)} rows to {run_dir}/extrapolation.csv, .json and .png, and every "
+                          f"sample's answer to predictions.csv")

@@ -29,7 +29,7 @@ PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512
          "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
 # Per-seed files copied next to the summary: small, and enough to rerun or re-plot any seed.
 KEPT_FILES = {"train": ("config.yaml", "metrics.jsonl", "train.out"),
-              "extrapolate": ("extrapolation.csv", "extrapolation.json")}
+              "extrapolate": ("extrapolation.csv", "extrapolation.json", "predictions.csv")}
 
 
 def seed_folder(out: Path, task: str, seed: int) -> Path:

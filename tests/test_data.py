@@ -196,12 +196,13 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
     from rmt_cli.predictions import MentionCounter, occurrences, prediction_rows
     from rmt_cli.samples import PlacedFact, Sample
 
-    # "garden" is one token (7), "hall way" two (8, 9): both spellings (alone, after a space) give the same tokens
-    spell = {"garden": [7], "hallway": [8, 9], "office": [5]}
-    factory = SimpleNamespace(encode=lambda text: np.array(spell[text.strip()], dtype=np.int32), content_length=4,
-                              corpus=SimpleNamespace(tokens=np.array([7, 1, 8, 9, 7, 7, 2, 8, 9, 8], dtype=np.int32)))
+    # "garden" is one token (7), "hallway" two (8, 9), "office" one (5)
     labels = ("garden", "hallway", "office")
-    count = MentionCounter(factory, labels)
+    spellings = [[np.array([7])], [np.array([8, 9])], [np.array([5])]]
+    factory = SimpleNamespace(answer_spellings=lambda: spellings, task=SimpleNamespace(labels=labels),
+                              content_length=4,
+                              corpus=SimpleNamespace(tokens=np.array([7, 1, 8, 9, 7, 7, 2, 8, 9, 8], dtype=np.int32)))
+    count = MentionCounter(factory)
     # windows at 0 and 4: [7 1 8 9] and [7 7 2 8] -> garden 3 times, hallway once (the 8 9 split over windows 4-8
     # is not in one window), office never; window 6 [2 8 9 8] -> hallway once
     assert count(Sample(np.array([0, 4]), (), np.zeros(1), 0)).tolist() == [3, 1, 0]
@@ -210,9 +211,33 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
 
     fact = PlacedFact(1, 0, np.zeros(2, dtype=np.int64))
     samples = [Sample(np.array([0, 4]), (fact,), np.zeros(1), 1), Sample(np.array([6, 6]), (), np.zeros(1), 0)]
-    rows = prediction_rows(factory, samples, np.array([0, -1]), labels)
+    rows = prediction_rows(factory, samples, np.array([0, -1]))
     assert rows == [
         {"segments": 2, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
          "first_fact_segment": 1, "noise_mentions_of_answer": 1, "noise_mentions_of_predicted": 3},
         {"segments": 2, "sample": 1, "answer": "garden", "predicted": "", "correct": False,
          "first_fact_segment": None, "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]
+
+
+def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
+    from rmt_cli.corpus import TokenCorpus
+    from rmt_cli.samples import SampleFactory, TaskSpec
+
+    task = TaskSpec("detect", "qa1", "random")
+    plain = tokenizer("It was a fine day . They sat in the parlour .", add_special_tokens=False)["input_ids"]
+    named = tokenizer("She walked in the garden .", add_special_tokens=False)["input_ids"]
+    tokens = np.array((plain * 3 + named + plain * 3), dtype=np.int32)
+    starts = np.arange(0, len(tokens), 4)
+    factory = SampleFactory(task, TokenCorpus(tokens, starts, ("doc",)), tokenizer, content_length=8)
+    garden = factory.answer_spellings()[task.labels.index("garden")]
+    assert [s.tolist() for s in garden] == [tokenizer("garden", add_special_tokens=False)["input_ids"]]
+    where = 3 * len(plain) + named.index(garden[0][0])
+    windows = factory.confuser_windows
+    assert len(windows) and all(start <= where < start + 8 for start in windows)
+    assert set(windows) == {s for s in factory.window_starts if s <= where < s + 8}
+
+    rng = np.random.default_rng(0)
+    every = factory.draw(rng, 6, confuser_share=1.0)
+    assert set(every.noise_starts) <= set(windows)
+    none = factory.training_sample(0, 5, (6, 6))
+    assert none.noise_starts.tolist() == factory.training_sample(0, 5, (6, 6), confuser_share=0.0).noise_starts.tolist()

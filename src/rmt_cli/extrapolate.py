@@ -87,7 +87,7 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
            "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
-    return row, prediction_rows(data, samples, predictions, experiment.task.labels)
+    return row, prediction_rows(data, samples, predictions)
 
 
 def write_rows(rows: list[dict], run_dir: Path) -> None:

@@ -19,20 +19,6 @@ COLUMNS = ("segments", "sample", "answer", "predicted", "correct", "first_fact_s
            "noise_mentions_of_answer", "noise_mentions_of_predicted")
 
 
-def answer_token_sequences(factory: SampleFactory, labels: tuple[str, ...]) -> list[list[np.ndarray]]:
-    """Per label, the token sequences that spell it in running text: alone and after a space (BPE tokenizers
-    spell a word differently at the start of a text and after a space; WordPiece gives the same tokens twice)."""
-    spellings = []
-    for label in labels:
-        found: dict[tuple[int, ...], np.ndarray] = {}
-        for text in (label, " " + label):
-            tokens = factory.encode(text)
-            if len(tokens):
-                found.setdefault(tuple(tokens.tolist()), tokens)
-        spellings.append(list(found.values()))
-    return spellings
-
-
 CHUNK = 1024  # noise windows read at once: a million-token sample is counted in a few arrays of ~2 MB
 
 
@@ -40,11 +26,11 @@ class MentionCounter:
     """Counts, per label, the occurrences of its spellings in a sample's noise windows (each window read as it lies
     in the corpus, before the facts go in; a spelling split across two windows does not count)."""
 
-    def __init__(self, factory: SampleFactory, labels: tuple[str, ...]):
-        self.factory, self.n_labels = factory, len(labels)
+    def __init__(self, factory: SampleFactory):
+        self.factory, self.n_labels = factory, len(factory.task.labels)
         single: dict[int, int] = {}
         self.multi: list[tuple[int, np.ndarray]] = []
-        for label, sequences in enumerate(answer_token_sequences(factory, labels)):
+        for label, sequences in enumerate(factory.answer_spellings()):
             for sequence in sequences:
                 if len(sequence) == 1:
                     single.setdefault(int(sequence[0]), label)
@@ -78,11 +64,10 @@ def occurrences(windows: np.ndarray, sequence: np.ndarray) -> int:
     return int(found.sum())
 
 
-def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np.ndarray,
-                    labels: tuple[str, ...]) -> list[dict]:
+def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np.ndarray) -> list[dict]:
     """One row per sample: its answer, the prediction (empty: a generated answer that is no label), whether they
     agree, where the first fact lies, and how often the noise names the answer and the prediction."""
-    count_mentions = MentionCounter(factory, labels)
+    count_mentions, labels = MentionCounter(factory), factory.task.labels
     rows = []
     for index, (sample, guess) in enumerate(zip(samples, predicted, strict=True)):
         mentions = count_mentions(sample)

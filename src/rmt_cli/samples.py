@@ -129,10 +129,38 @@ class SampleFactory:
                                              dtype=np.int32)
         return self._encoded[text]
 
+    def answer_spellings(self) -> list[list[np.ndarray]]:
+        """Per label, the token sequences that spell it in running text: alone and after a space (BPE tokenizers
+        spell a word differently at the start of a text and after a space; WordPiece gives the same tokens twice)."""
+        spellings = []
+        for label in self.task.labels:
+            found: dict[tuple[int, ...], np.ndarray] = {}
+            for text in (label, " " + label):
+                tokens = self.encode(text)
+                if len(tokens):
+                    found.setdefault(tuple(tokens.tolist()), tokens)
+            spellings.append(list(found.values()))
+        return spellings
+
+    @cached_property
+    def confuser_windows(self) -> np.ndarray:
+        """Starts of the noise windows in which one of the task's answers begins ("... walked into the garden ..."):
+        noise that a memory must not take for a fact."""
+        tokens = self.corpus.tokens
+        begins = np.zeros(len(tokens) + 1, dtype=np.int64)  # begins[i + 1]: an answer's spelling starts at token i
+        for sequences in self.answer_spellings():
+            for sequence in sequences:
+                if len(sequence) <= len(tokens):
+                    windows = np.lib.stride_tricks.sliding_window_view(tokens, len(sequence))
+                    begins[1:len(windows) + 1] |= (windows == sequence).all(axis=1)
+        seen = np.cumsum(begins)
+        return self.window_starts[seen[self.window_starts + self.content_length] > seen[self.window_starts]]
+
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
-             facts_in_last: int | None = None) -> Sample:
+             facts_in_last: int | None = None, confuser_share: float = 0.0) -> Sample:
         """One sample of n_segments; with `facts_in_last`, randomly placed facts fall in the last k segments (as
-        far as the story fits them)."""
+        far as the story fits them); with `confuser_share`, that share of the noise windows (on average) is drawn
+        from those that name an answer (`confuser_windows`) instead of from all."""
         source = self.task.stories(split)
         if isinstance(source, StoryPool):
             self.check_pool(source, n_segments)
@@ -146,6 +174,8 @@ class SampleFactory:
             raise UsageError(f"{self.task.name} stories do not fit inputs of {n_segments} segments of "
                              f"{self.content_length} content tokens; use more segments or raise segment.length")
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
+        if confuser_share:
+            noise_starts = self.with_confusers(rng, noise_starts, confuser_share)
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
@@ -156,6 +186,16 @@ class SampleFactory:
             places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
         facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
         return Sample(noise_starts, facts, question, self.task.labels.index(story.answer))
+
+    def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float) -> np.ndarray:
+        confusers = self.confuser_windows
+        if len(confusers) == 0:
+            raise UsageError(f"confuser_share={share}: the training noise never names one of the answers "
+                             f"({', '.join(self.task.labels)}); leave it out or use noise that does")
+        chosen = rng.random(len(noise_starts)) < share
+        noise_starts = noise_starts.copy()
+        noise_starts[chosen] = confusers[rng.integers(len(confusers), size=int(chosen.sum()))]
+        return noise_starts
 
     def segments_needed(self, story: Story) -> int:
         return minimum_segments(self.lengths(story), len(self.encode(story.question)), self.content_length)
@@ -245,10 +285,11 @@ class SampleFactory:
         return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments, split) for i in range(size)]
 
     def training_sample(self, seed: int, index: int, segments: tuple[int, int],
-                        facts_in_last: int | None = None) -> Sample:
+                        facts_in_last: int | None = None, confuser_share: float = 0.0) -> Sample:
         """Training sample number `index`; its segment count is drawn uniformly from segments=(lo, hi)."""
         rng = np.random.default_rng((seed, SPLIT_CODES["train"], index))
-        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)), facts_in_last=facts_in_last)
+        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)), facts_in_last=facts_in_last,
+                         confuser_share=confuser_share)
 
     def segment(self, sample: Sample, index: int) -> np.ndarray:
         """Content tokens of one segment of one sample (noise with facts inserted; the question ends the last)."""

@@ -12,7 +12,7 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   c  time for one 1M-token sample, alone (batch 1) and amortised over a batch, per inference path
   d  CPU sample assembly: tokens/s of the step gather, and one 2M-token sample produced whole
   g  per-segment time, eager vs CUDA graph, at batch sizes 1..128 with fp32 and bf16 weights: where graphs help
-     (what `graph_max_rows` should be)
+     (what `graph_max_rows` should be); also both with SDPA forced to the flash kernel
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks)
@@ -219,17 +219,38 @@ def part_d(factory, batch: int = 256, segments: int = 64, long_segments: int = 4
             "sample_2m_tokens": long_segments * factory.content_length, "sample_2m_ms": 1000 * whole_s}
 
 
+def flash_only():
+    """SDPA restricted to the flash kernel (CUDA): tells whether a captured graph is slow because of the
+    attention kernel chosen under capture."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
+
+
 def part_g(models, factory, device, batches: list[int], segments: int = 8) -> list[dict]:
+    """Per-segment time eager and as CUDA graphs, then both with SDPA forced to the flash kernel (`*_flash_*`;
+    None where no flash kernel takes the inputs). Graphs are captured afresh for each kernel choice."""
     rows = []
     for bf16, model in models.items():
         for batch in batches:
             samples = factory.sample_set("test", 0, segments, batch)
-            eager_s, graph_s = (timed(lambda model=model, samples=samples, graphs=graphs:
-                                      stream(model, factory, samples, device, cuda_graphs=graphs), device)
-                                for graphs in (False, True))
-            rows.append({"weights": "bf16" if bf16 else "fp32", "batch": batch, "segments": segments,
-                         "eager_ms_per_segment": 1000 * eager_s / segments,
-                         "graph_ms_per_segment": 1000 * graph_s / segments, "graph_speedup": eager_s / graph_s})
+
+            def per_segment(graphs: bool, model=model, samples=samples) -> float:
+                return timed(lambda: stream(model, factory, samples, device, cuda_graphs=graphs), device) / segments
+
+            eager_s, graph_s = per_segment(False), per_segment(True)
+            row = {"weights": "bf16" if bf16 else "fp32", "batch": batch, "segments": segments,
+                   "eager_ms_per_segment": 1000 * eager_s, "graph_ms_per_segment": 1000 * graph_s,
+                   "graph_speedup": eager_s / graph_s}
+            model.segment_graphs.clear()
+            try:
+                with flash_only():
+                    row |= {"eager_flash_ms_per_segment": 1000 * per_segment(False),
+                            "graph_flash_ms_per_segment": 1000 * per_segment(True)}
+            except RuntimeError:  # no flash kernel for these inputs on this device
+                row |= {"eager_flash_ms_per_segment": None, "graph_flash_ms_per_segment": None}
+            model.segment_graphs.clear()
+            rows.append(row)
         model.segment_graphs.clear()
     return rows
 

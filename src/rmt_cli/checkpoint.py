@@ -167,7 +167,9 @@ def verify(folder: Path) -> None:
 
 # What every command that reads a checkpoint needs from its meta.json.
 META_KEYS = {"config": dict, "max_segments": int, "labels": list}
-CONFIG_NODES = ("backbone", "task", "noise", "memory", "segment")
+# The config nodes a checkpoint's run decides: its meta.json's config holds each of them, and the commands that read
+# a trained run (and `rmt export`) take them from there.
+RUN_NODES = ("backbone", "task", "noise", "memory", "segment")
 
 
 def read_meta(folder: Path) -> dict:
@@ -179,7 +181,7 @@ def read_meta(folder: Path) -> dict:
     missing = [key for key, kind in META_KEYS.items() if not isinstance(meta, dict) or
                not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool)]
     if not missing:
-        missing = [f"config.{node}" for node in CONFIG_NODES if not isinstance(meta["config"].get(node), dict)]
+        missing = [f"config.{node}" for node in RUN_NODES if not isinstance(meta["config"].get(node), dict)]
     if missing:
         raise UsageError(f"checkpoint {folder}: {META} lacks {', '.join(missing)}; "
                          "it is not a checkpoint of `rmt train` (pass a run folder it wrote)")

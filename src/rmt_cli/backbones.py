@@ -50,7 +50,7 @@ def package_path(package: str) -> Path:
 def resolve_path(cfg) -> str:
     """Where the weights live: an explicit name/folder, or the folder of an installed offline package."""
     if cfg.get("name_or_path"):
-        return str(cfg.name_or_path)
+        return cfg.name_or_path
     package = cfg.get("offline_package")
     if package:
         folder = package_path(package)
@@ -126,7 +126,7 @@ def load_tokenizer(cfg):
 
 def load_pretrained(loader, path: str, cfg, **kwargs):
     if cfg.get("gguf_file"):
-        kwargs["gguf_file"] = str(cfg.gguf_file)
+        kwargs["gguf_file"] = cfg.gguf_file
     try:
         return loader.from_pretrained(path, trust_remote_code=bool(cfg.get("trust_remote_code", False)), **kwargs)
     except (OSError, ValueError, ImportError) as error:

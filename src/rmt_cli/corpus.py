@@ -132,7 +132,7 @@ def _files(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
         where = ", ".join(map(str, roots))
         raise RuntimeFailure(f"no .txt files in {where}; put UTF-8 .txt files there or fix noise.paths")
     docs = [(str(p), p) for p in sorted(found)]
-    fraction = float(cfg.eval_fraction)
+    fraction = cfg.eval_fraction
     if not 0.0 < fraction < 1.0:
         raise UsageError(f"noise.eval_fraction must be between 0 and 1, got {fraction}")
 
@@ -206,7 +206,7 @@ def _synthetic(cfg: Any, tokenizer: Any) -> NoiseSplits:
     if len(words) == 0:
         raise RuntimeFailure("the tokenizer has no plain lowercase word tokens for synthetic noise; use noise=austen")
     period = tokenizer(".", add_special_tokens=False)["input_ids"][-1]
-    n, seed = int(cfg.tokens), int(cfg.seed)
+    n, seed = cfg.tokens, cfg.seed
     train = _random_sentences(words, period, n, np.random.default_rng([seed, 0]))
     eval_ = _random_sentences(words, period, n, np.random.default_rng([seed, 1]))
     return NoiseSplits(

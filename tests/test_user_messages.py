@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from helpers.cli import rmt
 
+from rmt_cli.babi import AnswerNotALabel, BabiFileUnreadable, read_babi
+from rmt_cli.babilong import BabilongUnavailable
 from rmt_cli.backbones import BackboneNotLoaded, NoPooler, NotAnEncoder, PackageMissing, UnknownLayout
 from rmt_cli.checkpoint import CheckpointNotFound, NotACheckpoint, read_meta
 from rmt_cli.errors import RmtError
 from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
+from rmt_cli.samples import (NoiseShorterThanSegment, SentenceLongerThanSegment, StoriesDoNotFit,
+                             StoryNeedsMoreSegments)
 from rmt_cli.user_messages import WORDINGS, user_message
 
 # What only the command line may name: a config key with its group, an override, one of rmt's commands.
@@ -51,6 +55,27 @@ CASES = [
      "checkpoint /c has no readable meta.json (JSONDecodeError); it is not a checkpoint of `rmt train`"),
     (NotACheckpoint(Path("/c"), missing=("labels",)), {"folder": Path("/c"), "missing": ("labels",)},
      "checkpoint /c: meta.json lacks labels; it is not a checkpoint of `rmt train` (pass a run folder it wrote)"),
+    (NoiseShorterThanSegment(("a", "b"), 100), {"documents": ("a", "b"), "content_length": 100},
+     "the noise split a, b is shorter than one segment of 100 tokens; add text to the corpus or lower "
+     "segment.length"),
+    (StoriesDoNotFit("qa3", 2, 50), {"task": "qa3", "n_segments": 2, "content_length": 50},
+     "qa3 stories do not fit inputs of 2 segments of 50 content tokens; use more segments or raise segment.length"),
+    (SentenceLongerThanSegment("f line 3", 50), {"where": "f line 3"},
+     "f line 3 has a sentence longer than the 50 content tokens of a segment; raise segment.length or lower "
+     "memory.size"),
+    (StoryNeedsMoreSegments("f line 9", 4, 120, 3, 1, 50), {"need": 3, "n_segments": 1, "tokens": 120},
+     "f line 9 (4 facts and its question, 120 tokens) needs at least 3 segments of 50 content tokens, this input "
+     "has 1: train and evaluate on at least 3 segments (curriculum.stages, task.segments) or raise segment.length"),
+    (BabiFileUnreadable("/q.txt"), {"path": "/q.txt", "reason": None},
+     "task.facts_file /q.txt does not exist; pass a bAbI file such as qa1_single-supporting-fact_train.txt"),
+    (BabiFileUnreadable("/q.txt", "Permission denied"), {"reason": "Permission denied"},
+     "cannot read task.facts_file /q.txt: Permission denied"),
+    (AnswerNotALabel("f line 3", "milk", ("a", "b")), {"answer": "milk", "labels": ("a", "b")},
+     "f line 3: answer 'milk' is not one of the task's labels (a, b); is this a file of another bAbI task? Pick the "
+     "matching task, or set task.generator=null to take the labels from the file"),
+    (BabilongUnavailable("0k", "qa1", "offline"), {"length": "0k", "split": "qa1", "reason": "offline"},
+     "cannot load BABILong (RMT-team/babilong 0k/qa1): offline; it needs the Hugging Face hub once (then it is "
+     "cached); offline, use a generated task such as task=qa2 or a bAbI file with task.facts_file=PATH"),
 ]
 
 
@@ -94,10 +119,23 @@ def test_an_unreadable_meta_json_is_not_a_checkpoint(tmp_path):
     assert error.value.missing == ("labels",) and error.value.unreadable is None
 
 
+def test_a_missing_babi_file_carries_its_path(tmp_path):
+    with pytest.raises(BabiFileUnreadable) as error:
+        read_babi(str(tmp_path / "qa1_train.txt"))
+    assert (error.value.path, error.value.reason) == (str(tmp_path / "qa1_train.txt"), None)
+
+
 def one_line_error(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
+
+
+def test_rmt_words_a_missing_babi_file_with_its_setting(tmp_path):
+    result = rmt("preview", "noise=synthetic", f"task.facts_file={tmp_path}/qa1_train.txt")
+    assert result.returncode == 1
+    assert one_line_error(result) == (f"error: task.facts_file {tmp_path}/qa1_train.txt does not exist; pass a bAbI "
+                                      "file such as qa1_single-supporting-fact_train.txt")
 
 
 def test_rmt_words_a_backbone_it_cannot_load_with_its_setting(tmp_path):
@@ -106,6 +144,19 @@ def test_rmt_words_a_backbone_it_cannot_load_with_its_setting(tmp_path):
     line = one_line_error(result)
     assert line.startswith(f"error: cannot load backbone '{tmp_path}/no-model' (hub id (no local folder of that name)")
     assert line.endswith("; point backbone.name_or_path at a local model folder, or use backbone=minilm")
+
+
+def test_rmt_words_a_story_longer_than_the_input_with_the_settings_that_fit_it(tmp_path):
+    facts = [f"{i} Mary went to the kitchen." for i in range(1, 13)]
+    for split in ("train", "test"):
+        (tmp_path / f"long_{split}.txt").write_text("\n".join([*facts, "13 Where is Mary?\tkitchen\t12"]) + "\n")
+    result = rmt("preview", "noise=synthetic", "task=qa1", f"task.facts_file={tmp_path}/long_train.txt",
+                 "segment.length=64", "memory.size=10", "--segments", "1")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert re.fullmatch(rf"error: {tmp_path}/long_test.txt line 13 \(12 facts and its question, \d+ tokens\) needs at "
+                        r"least (\d+) segments of 51 content tokens, this input has 1: train and evaluate on at least "
+                        r"\1 segments \(curriculum.stages, task.segments\) or raise segment.length", line), line
 
 
 def test_a_sweep_point_reports_the_worded_error(tmp_path):

@@ -35,6 +35,18 @@ def not_a_checkpoint(error: Any) -> str:
     return f"{error}; {NOT_FROM_TRAIN}" + ("" if error.unreadable else " (pass a run folder it wrote)")
 
 
+def story_needs_more_segments(error: Any) -> str:
+    return (f"{error}: train and evaluate on at least {error.need} segments (curriculum.stages, task.segments) or "
+            "raise segment.length")
+
+
+def babi_file_unreadable(error: Any) -> str:
+    if error.reason is None:
+        return (f"task.facts_file {error.path} does not exist; pass a bAbI file such as "
+                "qa1_single-supporting-fact_train.txt")
+    return f"cannot read task.facts_file {error.path}: {error.reason}"
+
+
 WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.backbones.UnknownLayout": lambda error: (
         f"backbone.layout={error.layout} is unknown; use encoder (BERT family) or decoder "
@@ -59,6 +71,15 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.checkpoint.CheckpointDoesNotFit": lambda error: (
         f"{error} ({SHAPE_CAUSES.get(error.tensor, 'another backbone')}); evaluate it with the settings it was "
         "trained with"),
+    "rmt_cli.samples.NoiseShorterThanSegment": lambda error: f"{error}; add text to the corpus or lower segment.length",
+    "rmt_cli.samples.StoriesDoNotFit": lambda error: f"{error}; use more segments or raise segment.length",
+    "rmt_cli.samples.SentenceLongerThanSegment": lambda error: f"{error}; raise segment.length or lower memory.size",
+    "rmt_cli.samples.StoryNeedsMoreSegments": story_needs_more_segments,
+    "rmt_cli.babi.BabiFileUnreadable": babi_file_unreadable,
+    "rmt_cli.babi.AnswerNotALabel": lambda error: (
+        f"{error} Pick the matching task, or set task.generator=null to take the labels from the file"),
+    "rmt_cli.babilong.BabilongUnavailable": lambda error: (
+        f"{error}; offline, use a generated task such as task=qa2 or a bAbI file with task.facts_file=PATH"),
 }
 
 

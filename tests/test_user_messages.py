@@ -7,6 +7,7 @@ import importlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.cli import rmt
 
@@ -14,10 +15,13 @@ from rmt_cli.babi import AnswerNotALabel, BabiFileUnreadable, read_babi
 from rmt_cli.babilong import BabilongUnavailable
 from rmt_cli.backbones import BackboneNotLoaded, NoPooler, NotAnEncoder, PackageMissing, UnknownLayout
 from rmt_cli.checkpoint import CheckpointNotFound, NotACheckpoint, read_meta
+from rmt_cli.corpus import (AustenCorpusMissing, BadEvalFraction, CorpusTooSmall, HubUnreachable, NoiseFilesMissing,
+                            NoNoisePaths, NoPlainWords, NoTextField, NotARegularFile, NoTrainingDocuments,
+                            TokenCorpus, UnknownEvalDocuments, UnknownNoiseSource)
 from rmt_cli.errors import RmtError
 from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
-from rmt_cli.samples import (NoiseShorterThanSegment, SentenceLongerThanSegment, StoriesDoNotFit,
-                             StoryNeedsMoreSegments)
+from rmt_cli.samples import (NoiseShorterThanSegment, SampleFactory, SentenceLongerThanSegment, StoriesDoNotFit,
+                             StoryNeedsMoreSegments, TaskSpec)
 from rmt_cli.user_messages import WORDINGS, user_message
 
 # What only the command line may name: a config key with its group, an override, one of rmt's commands.
@@ -76,6 +80,31 @@ CASES = [
     (BabilongUnavailable("0k", "qa1", "offline"), {"length": "0k", "split": "qa1", "reason": "offline"},
      "cannot load BABILong (RMT-team/babilong 0k/qa1): offline; it needs the Hugging Face hub once (then it is "
      "cached); offline, use a generated task such as task=qa2 or a bAbI file with task.facts_file=PATH"),
+    (UnknownNoiseSource("tape"), {"source": "tape"},
+     "unknown noise.source 'tape'; use noise=austen, noise=files, noise=synthetic or noise=pg19"),
+    (AustenCorpusMissing(Path("/a"), folder_exists=True, default=False), {"root": Path("/a")},
+     "no .txt files in /a; run `python -m rmt_cli.austen /a`"),
+    (UnknownEvalDocuments(["emma"], Path("/a"), ["persuasion"], default=True), {"missing": ["emma"]},
+     "noise.eval_documents ['emma'] not found in /a (it has ['persuasion']); fix noise.eval_documents or run "
+     "`rmt download`"),
+    (NoTrainingDocuments(), {},
+     "noise.eval_documents holds out every Austen novel; leave at least one for training"),
+    (NoNoisePaths(), {}, "noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'"),
+    (NoiseFilesMissing("/d", path_exists=True), {"where": "/d"},
+     "no .txt files in /d; put UTF-8 .txt files there or fix noise.paths"),
+    (NoiseFilesMissing("/d", path_exists=False), {"path_exists": False},
+     "noise path /d does not exist; fix noise.paths"),
+    (NotARegularFile(Path("/d/fifo.txt")), {"path": Path("/d/fifo.txt")},
+     "noise file /d/fifo.txt is not a regular file (a named pipe, socket or device); remove it or fix noise.paths"),
+    (BadEvalFraction(1.0), {"fraction": 1.0}, "noise.eval_fraction must be between 0 and 1, got 1.0"),
+    (HubUnreachable("ds", "train", "offline"), {"dataset": "ds", "split": "train"},
+     "dataset hub unreachable, cannot stream ds split 'train' (offline); use noise=austen or noise=files "
+     "noise.paths=[...]"),
+    (NoTextField("ds", "text", ["body"]), {"field": "text", "fields": ["body"]},
+     "ds has no field 'text' (fields: ['body']); fix noise.text_field"),
+    (NoPlainWords(), {}, "the tokenizer has no plain lowercase word tokens for synthetic noise; use noise=austen"),
+    (CorpusTooSmall("synthetic", "train", 5), {"source": "synthetic", "split": "train", "tokens": 5},
+     "the train split of the synthetic noise corpus has only 5 tokens (need 10,000); raise noise.tokens"),
 ]
 
 
@@ -123,6 +152,13 @@ def test_a_missing_babi_file_carries_its_path(tmp_path):
     with pytest.raises(BabiFileUnreadable) as error:
         read_babi(str(tmp_path / "qa1_train.txt"))
     assert (error.value.path, error.value.reason) == (str(tmp_path / "qa1_train.txt"), None)
+
+
+def test_noise_shorter_than_a_segment_carries_its_documents():
+    corpus = TokenCorpus(np.arange(10, dtype=np.int32), np.array([0]), ("tiny.txt",))
+    with pytest.raises(NoiseShorterThanSegment) as error:
+        SampleFactory(TaskSpec("qa1", "qa1", "random"), corpus, tokenizer=None, content_length=40)
+    assert (error.value.documents, error.value.content_length) == (("tiny.txt",), 40)
 
 
 def one_line_error(result) -> str:

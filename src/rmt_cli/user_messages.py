@@ -19,16 +19,33 @@ from rmt_cli.errors import RmtError
 SHAPE_CAUSES = {"initial_memory": "another memory.size", "head.1.weight": "a task with another number of answers",
                 "head.1.bias": "a task with another number of answers"}
 
+# What makes a noise corpus large enough, by noise.source.
+SMALL_CORPUS_FIX = {
+    "austen": "re-fetch it with `rmt download` or change noise.eval_documents",
+    "files": "add more text to noise.paths or change noise.eval_fraction",
+    "synthetic": "raise noise.tokens",
+    "hub": "raise noise.max_documents",
+}
+
 NOT_FROM_TRAIN = "it is not a checkpoint of `rmt train`"
 PASS_A_RUN = "pass the run folder written by `rmt train`"
 
 CLASSIFY_INSTEAD = "use task.head=classify"
 
 
+def fetch_austen(error: Any) -> str:
+    """The command that puts the Austen corpus where the config expects it."""
+    return "run `rmt download`" if error.default else f"run `python -m rmt_cli.austen {error.root}`"
+
+
 def fetch_package(error: Any) -> str:
     from rmt_cli.download import fetch_hint
 
     return f"{error}: {fetch_hint(error.package)}"
+
+
+def missing_noise_files(error: Any) -> str:
+    return f"{error} or fix noise.paths" if error.path_exists else f"{error}; fix noise.paths"
 
 
 def not_a_checkpoint(error: Any) -> str:
@@ -45,6 +62,10 @@ def babi_file_unreadable(error: Any) -> str:
         return (f"task.facts_file {error.path} does not exist; pass a bAbI file such as "
                 "qa1_single-supporting-fact_train.txt")
     return f"cannot read task.facts_file {error.path}: {error.reason}"
+
+
+def small_corpus(error: Any) -> str:
+    return f"{error}; {SMALL_CORPUS_FIX[error.source]}"
 
 
 WORDINGS: dict[str, Callable[[Any], str]] = {
@@ -80,6 +101,24 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
         f"{error} Pick the matching task, or set task.generator=null to take the labels from the file"),
     "rmt_cli.babilong.BabilongUnavailable": lambda error: (
         f"{error}; offline, use a generated task such as task=qa2 or a bAbI file with task.facts_file=PATH"),
+    "rmt_cli.corpus.UnknownNoiseSource": lambda error: (
+        f"unknown noise.source {error.source!r}; use noise=austen, noise=files, noise=synthetic or noise=pg19"),
+    "rmt_cli.corpus.AustenCorpusMissing": lambda error: f"{error}; {fetch_austen(error)}",
+    "rmt_cli.corpus.UnknownEvalDocuments": lambda error: (
+        f"noise.eval_documents {error.missing} not found in {error.root} (it has {error.available}); "
+        f"fix noise.eval_documents or {fetch_austen(error)}"),
+    "rmt_cli.corpus.NoTrainingDocuments": lambda error: (
+        "noise.eval_documents holds out every Austen novel; leave at least one for training"),
+    "rmt_cli.corpus.NoNoisePaths": lambda error: (
+        "noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'"),
+    "rmt_cli.corpus.NoiseFilesMissing": missing_noise_files,
+    "rmt_cli.corpus.NotARegularFile": lambda error: f"{error}; remove it or fix noise.paths",
+    "rmt_cli.corpus.BadEvalFraction": lambda error: (
+        f"noise.eval_fraction must be between 0 and 1, got {error.fraction}"),
+    "rmt_cli.corpus.HubUnreachable": lambda error: f"{error}; use noise=austen or noise=files noise.paths=[...]",
+    "rmt_cli.corpus.NoTextField": lambda error: f"{error}; fix noise.text_field",
+    "rmt_cli.corpus.NoPlainWords": lambda error: f"{error}; use noise=austen",
+    "rmt_cli.corpus.CorpusTooSmall": small_corpus,
 }
 
 

@@ -60,11 +60,11 @@ class GenerateHead:
         if end is None:
             raise NoAnswerEnd()
         targets = [tokenizer(" " + label, add_special_tokens=False)["input_ids"] + [end] for label in labels]
-        first_label: dict[tuple[int, ...], str] = {}
+        label_of: dict[tuple[int, ...], str] = {}  # the first answer with these target tokens
         for label, target in zip(labels, targets, strict=True):
-            same = first_label.setdefault(tuple(target), label)
-            if same != label:
-                raise SameAnswerTokens((same, label))
+            if tuple(target) in label_of:
+                raise SameAnswerTokens((label_of[tuple(target)], label))
+            label_of[tuple(target)] = label
         self.end = end
         self.answer_length = max(len(t) for t in targets)  # tokens generated per answer
         self.answer_positions = self.answer_length - 1  # all but the last are read back while generating

@@ -64,5 +64,9 @@ def test_wrap_refuses_a_segment_the_backbone_cannot_hold(tokenizer):
 
 
 def test_load_run_names_a_missing_run(tmp_path):
-    with pytest.raises(RuntimeFailure, match="does not exist; pass the run folder"):
+    from rmt_cli.checkpoint import CheckpointNotFound
+
+    with pytest.raises(CheckpointNotFound, match="does not exist$") as error:
         rmt_cli.load_run(tmp_path / "nothing", device="cpu")
+    assert isinstance(error.value, RuntimeFailure) and error.value.path == tmp_path / "nothing"
+    assert "rmt train" not in str(error.value)  # the command line adds the command that writes a run

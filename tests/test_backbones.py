@@ -72,13 +72,17 @@ def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
 
 
 def test_a_decoder_declared_an_encoder_is_one_line():
-    from rmt_cli.backbones import load_backbone
+    from rmt_cli.backbones import NotAnEncoder, load_backbone
     from rmt_cli.errors import UsageError
+    from rmt_cli.user_messages import user_message
 
     cfg = OmegaConf.load(config_dir() / "backbone" / "tiny-gpt2.yaml")
     cfg.layout = "encoder"
-    with pytest.raises(UsageError, match="set backbone.layout=decoder"):
+    with pytest.raises(NotAnEncoder, match="take the decoder layout$") as error:
         load_backbone(cfg)
+    assert isinstance(error.value, UsageError) and error.value.name == "tiny-gpt2"
+    assert "backbone.layout" not in str(error.value)
+    assert user_message(error.value).endswith(": set backbone.layout=decoder for a GPT-2, OPT or Llama family model")
 
 
 def test_the_pooler_head_reads_the_backbones_pretrained_pooler(tokenizer, tmp_path):

@@ -6,9 +6,10 @@ import shutil
 import pytest
 from helpers.cli import rmt
 
-from rmt_cli.checkpoint import load_weights, save_checkpoint, sha256
+from rmt_cli.checkpoint import CheckpointDoesNotFit, load_weights, save_checkpoint, sha256
 from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
 from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.user_messages import user_message
 
 
 def compose(*overrides):
@@ -133,13 +134,17 @@ def test_weights_of_another_shape_name_the_setting_that_differs(tiny_checkpoint)
     folder, experiment = tiny_checkpoint
     model = experiment.model
     other = RecurrentMemory(model.backbone, memory_size=model.memory_size, num_labels=3, cls_id=101, sep_id=102)
-    with pytest.raises(UsageError, match="head.1.bias is \\[6\\] there and \\[3\\] here "
-                                         "\\(a task with another number of answers\\)"):
+    with pytest.raises(CheckpointDoesNotFit, match="head.1.bias is \\[6\\] there and \\[3\\] here$") as error:
         load_weights(folder, other)
+    assert isinstance(error.value, UsageError)
+    assert (error.value.tensor, error.value.stored, error.value.expected) == ("head.1.bias", [6], [3])
+    assert user_message(error.value).endswith("here (a task with another number of answers); evaluate it with the "
+                                              "settings it was trained with")
     other = RecurrentMemory(model.backbone, memory_size=model.memory_size + 1, num_labels=6, cls_id=101, sep_id=102)
-    with pytest.raises(UsageError, match="initial_memory is \\[10, 32\\] there and \\[11, 32\\] here "
-                                         "\\(another memory.size\\)"):
+    with pytest.raises(CheckpointDoesNotFit, match="initial_memory is \\[10, 32\\] there and \\[11, 32\\] here$") \
+            as error:
         load_weights(folder, other)
+    assert "memory.size" not in str(error.value) and "(another memory.size)" in user_message(error.value)
 
 
 def test_the_python_api_refuses_a_checkpoint_that_asks_for_remote_code(tiny_checkpoint, tmp_path, monkeypatch):

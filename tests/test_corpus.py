@@ -14,8 +14,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from rmt_cli import austen
-from rmt_cli.corpus import MIN_SPLIT_TOKENS, TokenCorpus, load_noise, split_sentences, tokenize_documents
+from rmt_cli.corpus import (MIN_SPLIT_TOKENS, AustenCorpusMissing, HubUnreachable, TokenCorpus, load_noise,
+                            split_sentences, tokenize_documents)
 from rmt_cli.errors import RuntimeFailure
+from rmt_cli.user_messages import user_message
 
 WORDS = "the quiet river carried old letters past green fields toward a distant town where nobody waited".split()
 
@@ -188,12 +190,15 @@ def test_missing_paths(tmp_path, tokenizer, monkeypatch):
         load_noise(files_cfg(tmp_path / "empty"), tokenizer, tmp_path / "cache")
 
     austen_cfg = {"source": "austen", "eval_documents": ["northangerabbey", "persuasion"]}
-    with pytest.raises(RuntimeFailure, match=r"python -m rmt_cli\.austen"):
+    with pytest.raises(AustenCorpusMissing, match="^Austen corpus not found at .*nope$") as err:
         load_noise(OmegaConf.create({**austen_cfg, "path": str(tmp_path / "nope")}), tokenizer, tmp_path / "cache")
+    assert (err.value.root, err.value.folder_exists, err.value.default) == (tmp_path / "nope", False, False)
+    assert user_message(err.value).endswith(f"; run `python -m rmt_cli.austen {tmp_path / 'nope'}`")
     monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path / "data"))
-    with pytest.raises(RuntimeFailure, match="run `rmt download`") as err:
+    with pytest.raises(AustenCorpusMissing) as err:
         load_noise(OmegaConf.create({**austen_cfg, "path": None}), tokenizer, tmp_path / "cache")
-    assert str(tmp_path / "data" / "austen") in str(err.value)
+    assert str(tmp_path / "data" / "austen") in str(err.value) and "rmt download" not in str(err.value)
+    assert user_message(err.value).endswith("; run `rmt download`")
 
 
 def test_too_little_text(tmp_path, tokenizer):
@@ -241,9 +246,10 @@ def test_hub_unreachable(tmp_path, tokenizer, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     cfg = OmegaConf.load(Path(__file__).parents[1] / "conf" / "noise" / "pg19.yaml")
-    with pytest.raises(RuntimeFailure, match="hub unreachable") as err:
+    with pytest.raises(HubUnreachable, match="hub unreachable") as err:
         load_noise(cfg, tokenizer, tmp_path / "cache")
-    assert "noise=austen" in str(err.value) and "noise=files" in str(err.value)
+    assert (err.value.dataset, err.value.split) == ("deepmind/pg19", "train") and "noise=" not in str(err.value)
+    assert user_message(err.value).endswith("; use noise=austen or noise=files noise.paths=[...]")
 
 
 def test_configs_load():

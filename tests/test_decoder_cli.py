@@ -105,12 +105,13 @@ def test_bad_decoder_sizes_and_options_are_usage_errors(overrides, message):
     from rmt_cli import config_dir
     from rmt_cli.errors import UsageError
     from rmt_cli.experiment import check_sizes
+    from rmt_cli.user_messages import user_message
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=smoke", *overrides])
     with pytest.raises(UsageError) as error:
         check_sizes(cfg)
-    assert message in str(error.value) and "\n" not in str(error.value)
+    assert message in user_message(error.value) and "\n" not in user_message(error.value)
     if "memory.size=13" in overrides:
         cfg.memory.size = 12
         assert check_sizes(cfg) == 64 - 2 * 12  # the smallest content a segment may hold: 40 tokens

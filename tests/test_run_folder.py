@@ -140,9 +140,14 @@ def test_a_full_disk_during_a_save_is_one_line_and_leaves_no_temporary_folder(tm
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "save_model", full_disk)
-    with pytest.raises(RuntimeFailure, match="cannot write checkpoint .*stage1-best \\(No space left on device\\); "
-                                             "free disk space, then run the same command again"):
+    from rmt_cli.user_messages import user_message
+
+    with pytest.raises(checkpoint.CheckpointNotWritten,
+                       match="cannot write checkpoint .*stage1-best \\(No space left on device\\)$") as error:
         save_checkpoint(tmp_path / "stage1-best", torch.nn.Linear(2, 2), {})
+    assert isinstance(error.value, RuntimeFailure) and error.value.reason == "No space left on device"
+    assert user_message(error.value).endswith("); free disk space, then run the same command again to resume from "
+                                              "the last checkpoint")
     assert os.listdir(tmp_path) == []
 
 

@@ -160,8 +160,8 @@ def load_run(path, device: str = "auto") -> Run:
     check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)  # type: ignore[arg-type]  # a dict
     head = head_kind(cfg)
     backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
-    run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=int(cfg.memory.size),
-               segment_length=int(cfg.segment.length), head=head, layout=backbone.layout, task=str(cfg.task.name),
+    run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=cfg.memory.size,
+               segment_length=cfg.segment.length, head=head, layout=backbone.layout, task=cfg.task.name,
                pooler=backbone.pooler)
     load_weights(folder, run.model, verified=True)
     run.model.to(chosen)

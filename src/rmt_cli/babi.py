@@ -17,6 +17,24 @@ BABI_LINE = "'ID text' (a number, one space, the text)"
 BABI_QUESTION = "'ID question?<TAB>answer<TAB>supporting IDs'"
 
 
+class BabiFileUnreadable(RuntimeFailure):
+    """bAbI file `path` does not exist (`reason` None) or cannot be read (`reason`: the system's account)."""
+
+    def __init__(self, path: str, reason: str | None = None):
+        self.path, self.reason = path, reason
+        super().__init__(f"bAbI file {path} does not exist" if reason is None else
+                         f"cannot read bAbI file {path}: {reason}")
+
+
+class AnswerNotALabel(UsageError):
+    """An answer of a bAbI file (`where`: file and line) is none of the task's `labels`."""
+
+    def __init__(self, where: str, answer: str, labels: tuple[str, ...]):
+        self.where, self.answer, self.labels = where, answer, labels
+        super().__init__(f"{where}: answer {answer!r} is not one of the task's labels ({', '.join(labels)}); "
+                         "is this a file of another bAbI task?")
+
+
 @cache
 def read_babi(path: str, labels: tuple[str, ...] | None = None) -> tuple[Story, ...]:
     """Stories of a bAbI text file (read once): each question with the statements of its story before it.
@@ -27,10 +45,9 @@ def read_babi(path: str, labels: tuple[str, ...] | None = None) -> tuple[Story, 
     try:
         text = Path(path).read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise RuntimeFailure(f"task.facts_file {path} does not exist; pass a bAbI file such as "
-                             "qa1_single-supporting-fact_train.txt") from None
+        raise BabiFileUnreadable(path) from None
     except OSError as err:
-        raise RuntimeFailure(f"cannot read task.facts_file {path}: {err.strerror or err}") from None
+        raise BabiFileUnreadable(path, str(err.strerror or err)) from None
     except UnicodeDecodeError as err:
         raise UsageError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
     stories, last = [], 0
@@ -80,9 +97,7 @@ def check_answer(answer: str, labels: tuple[str, ...] | None, where: str, spelli
         if same:
             raise UsageError(f"{where}: answer {answer!r} differs from the label {same[0]!r} only in case; "
                              f"write it {same[0]!r}")
-        raise UsageError(f"{where}: answer {answer!r} is not one of the task's labels ({', '.join(labels)}); "
-                         "is this a file of another bAbI task? Pick the matching task, or set task.generator=null "
-                         "to take the labels from the file")
+        raise AnswerNotALabel(where, answer, labels)
     if "," in answer:
         raise UsageError(f"{where}: answer {answer!r} lists several answers; a task answers with one label "
                          "(bAbI qa8 and qa19 list several: they are not supported)")

@@ -17,9 +17,60 @@ from typing import Any
 
 import torch
 
-from rmt_cli.download import backbone_folder, fetch_hint
+from rmt_cli.download import backbone_folder
 from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
+
+
+class UnknownLayout(UsageError):
+    """A backbone config names a segment layout the engine does not have."""
+
+    def __init__(self, layout):
+        self.layout = layout
+        super().__init__(f"unknown backbone layout {layout!r}; the layouts are encoder (BERT family) and decoder "
+                         "(GPT-2, OPT, Llama families)")
+
+
+class PackageMissing(RuntimeFailure):
+    """The weights package a backbone config names (`package`, an importable module name) is not installed."""
+
+    def __init__(self, package: str):
+        self.package = package
+        super().__init__(f"backbone package '{package}' is not installed")
+
+
+class FolderMissing(RuntimeFailure):
+    """The downloaded model folder a backbone config names (`name`, under the data folder: `folder`) is not there."""
+
+    def __init__(self, name: str, folder: Path):
+        self.name, self.folder = name, folder
+        super().__init__(f"backbone folder {folder} is missing")
+
+
+class NotAnEncoder(UsageError):
+    """A backbone loaded with the encoder layout has no [CLS]/[SEP] tokens or no BERT-like base model."""
+
+    def __init__(self, name):
+        self.name = name
+        super().__init__(f"backbone {name} is no BERT-family encoder (no [CLS]/[SEP], or no base model of that "
+                         "kind); GPT-2, OPT and Llama family models take the decoder layout")
+
+
+class NoPooler(UsageError):
+    """An encoder asked for its pooler has none with a dense layer."""
+
+    def __init__(self, name):
+        self.name = name
+        super().__init__(f"backbone {name} has no pooler with a dense layer")
+
+
+class BackboneNotLoaded(RuntimeFailure):
+    """transformers could not load a model or tokenizer from `path` (`where`: a folder or a hub id); `reason` is the
+    first line of its error."""
+
+    def __init__(self, path: str, where: str, reason: str):
+        self.path, self.where, self.reason = path, where, reason
+        super().__init__(f"cannot load backbone '{path}' ({where}): {reason}")
 
 
 @dataclass
@@ -35,8 +86,7 @@ def layout(cfg) -> str:
     """The segment layout of a backbone config (presets written before decoders existed are encoders)."""
     value = cfg.get("layout") or "encoder"
     if value not in LAYOUTS:
-        raise UsageError(f"backbone.layout={value} is unknown; use encoder (BERT family) or decoder "
-                         "(GPT-2, OPT, Llama families)")
+        raise UnknownLayout(value)
     return value
 
 
@@ -44,18 +94,18 @@ def package_path(package: str) -> Path:
     """The folder of an installed package, found without importing it (a weights package may import an app)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeFailure(f"backbone package '{package}' is not installed: {fetch_hint(package)}")
+        raise PackageMissing(package)
     return Path(list(spec.submodule_search_locations)[0])
 
 
 def resolve_path(cfg) -> str:
     """Where the weights live: an explicit name/folder, or the folder of an installed offline package."""
     if cfg.get("name_or_path"):
-        return str(cfg.name_or_path)
+        return cfg.name_or_path
     if cfg.get("offline_folder"):
         folder = backbone_folder(cfg.offline_folder)
         if not (folder / "config.json").is_file():
-            raise RuntimeFailure(f"backbone folder {folder} is missing: {fetch_hint(cfg.offline_folder)}")
+            raise FolderMissing(cfg.offline_folder, folder)
         return str(folder)
     package = cfg.get("offline_package")
     if package:
@@ -97,8 +147,7 @@ def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
 
     kind = layout(cfg)
     tokenizer = load_tokenizer(cfg)
-    not_encoder = UsageError(f"backbone {cfg.name} is no BERT-family encoder (no [CLS]/[SEP], or no base model of "
-                             "that kind): set backbone.layout=decoder for a GPT-2, OPT or Llama family model")
+    not_encoder = NotAnEncoder(cfg.name)
     if kind == "encoder" and None in (tokenizer.cls_token_id, tokenizer.sep_token_id):
         raise not_encoder
     loader = AutoModelForCausalLM if kind == "decoder" else AutoModel
@@ -118,7 +167,7 @@ def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
     if with_pooler and kind == "encoder":
         pooler, model.pooler = getattr(model.pooler, "dense", None), None
         if not isinstance(pooler, torch.nn.Linear):
-            raise UsageError(f"backbone {cfg.name} has no pooler with a dense layer; use task.head=classify")
+            raise NoPooler(cfg.name)
     return Backbone(model=model, tokenizer=tokenizer, max_positions=int(model.config.max_position_embeddings),
                     layout=kind, pooler=pooler)
 
@@ -133,11 +182,10 @@ def load_tokenizer(cfg):
 
 def load_pretrained(loader, path: str, cfg, **kwargs):
     if cfg.get("gguf_file"):
-        kwargs["gguf_file"] = str(cfg.gguf_file)
+        kwargs["gguf_file"] = cfg.gguf_file
     try:
         return loader.from_pretrained(path, trust_remote_code=bool(cfg.get("trust_remote_code", False)), **kwargs)
     except (OSError, ValueError, ImportError) as error:
         where = "folder" if Path(path).exists() else "hub id (no local folder of that name)"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RuntimeFailure(f"cannot load backbone '{path}' ({where}): {first}; "
-                             "point backbone.name_or_path at a local model folder, or use backbone=minilm") from None
+        raise BackboneNotLoaded(path, where, first) from None

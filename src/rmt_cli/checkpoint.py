@@ -30,6 +30,44 @@ WEIGHTS, META, TRAINER, MANIFEST = "model.safetensors", "meta.json", "trainer.pt
 RESUME_PREFIX = "last-"
 
 
+class CheckpointNotWritten(RuntimeFailure):
+    """Writing checkpoint `folder` failed (`reason`: the system's or the library's one-line account, e.g. a full
+    disk); nothing was left under its name."""
+
+    def __init__(self, folder: Path, reason: str):
+        self.folder, self.reason = folder, reason
+        super().__init__(f"cannot write checkpoint {folder} ({reason})")
+
+
+class CheckpointNotFound(RuntimeFailure):
+    """`path` does not exist, or holds no checkpoint (`exists` tells which)."""
+
+    def __init__(self, path: Path, exists: bool):
+        self.path, self.exists = path, exists
+        super().__init__(f"{path} holds no checkpoint ({WEIGHTS} under checkpoints/stageN-best)" if exists else
+                         f"checkpoint path {path} does not exist")
+
+
+class NotACheckpoint(UsageError):
+    """Checkpoint `folder`'s meta.json is unreadable (`unreadable`: the error's type name) or lacks the entries in
+    `missing`."""
+
+    def __init__(self, folder: Path, missing: tuple[str, ...] = (), unreadable: str | None = None):
+        self.folder, self.missing, self.unreadable = folder, missing, unreadable
+        super().__init__(f"checkpoint {folder} has no readable {META} ({unreadable})" if unreadable else
+                         f"checkpoint {folder}: {META} lacks {', '.join(missing)}")
+
+
+class CheckpointDoesNotFit(UsageError):
+    """Checkpoint `folder` stores `tensor` in the shape `stored`, the model has it in `expected`: the model was built
+    with other settings."""
+
+    def __init__(self, folder: Path, tensor: str, stored: list[int], expected: list[int]):
+        self.folder, self.tensor, self.stored, self.expected = folder, tensor, stored, expected
+        super().__init__(f"checkpoint {folder} does not fit this model: {tensor} is {stored} there and {expected} "
+                         "here")
+
+
 def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_state: dict | None = None) -> None:
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".tmp")
@@ -48,9 +86,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, meta: dict, trainer_st
         shutil.rmtree(staging, ignore_errors=True)
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip()
         reason = reason.splitlines()[0] if reason else type(error).__name__
-        raise RuntimeFailure(f"cannot write checkpoint {folder} ({reason}); "
-                             "free disk space, then run the same command again to resume from the last checkpoint"
-                             ) from None
+        raise CheckpointNotWritten(folder, reason) from None
     previous = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, previous)
@@ -146,14 +182,13 @@ def find_checkpoint(path: Path) -> Path:
     """A checkpoint folder from a run folder (its last stage's best), a checkpoints/ folder, or itself."""
     path = Path(path)
     if not path.exists():
-        raise RuntimeFailure(f"checkpoint path {path} does not exist; pass the run folder written by `rmt train`")
+        raise CheckpointNotFound(path, exists=False)
     if (path / WEIGHTS).is_file():
         return path
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     stages = sorted((p for p in folder.glob("stage*-best") if (p / WEIGHTS).is_file()), key=stage_number)
     if not stages:
-        raise RuntimeFailure(f"{path} holds no checkpoint ({WEIGHTS} under checkpoints/stageN-best); "
-                             "pass the run folder written by `rmt train`")
+        raise CheckpointNotFound(path, exists=True)
     return stages[-1]
 
 
@@ -167,22 +202,22 @@ def verify(folder: Path) -> None:
 
 # What every command that reads a checkpoint needs from its meta.json.
 META_KEYS = {"config": dict, "max_segments": int, "labels": list}
-CONFIG_NODES = ("backbone", "task", "noise", "memory", "segment")
+# The config nodes a checkpoint's run decides: its meta.json's config holds each of them, and the commands that read
+# a trained run (and `rmt export`) take them from there.
+RUN_NODES = ("backbone", "task", "noise", "memory", "segment")
 
 
 def read_meta(folder: Path) -> dict:
     try:
         meta = json.loads((Path(folder) / META).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"checkpoint {folder} has no readable {META} ({error.__class__.__name__}); "
-                         "it is not a checkpoint of `rmt train`") from None
+        raise NotACheckpoint(folder, unreadable=error.__class__.__name__) from None
     missing = [key for key, kind in META_KEYS.items() if not isinstance(meta, dict) or
                not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool)]
     if not missing:
-        missing = [f"config.{node}" for node in CONFIG_NODES if not isinstance(meta["config"].get(node), dict)]
+        missing = [f"config.{node}" for node in RUN_NODES if not isinstance(meta["config"].get(node), dict)]
     if missing:
-        raise UsageError(f"checkpoint {folder}: {META} lacks {', '.join(missing)}; "
-                         "it is not a checkpoint of `rmt train` (pass a run folder it wrote)")
+        raise NotACheckpoint(folder, missing=tuple(missing))
     return meta
 
 
@@ -219,14 +254,7 @@ def check_shapes(folder: Path, model: torch.nn.Module) -> None:
         raise RuntimeFailure(f"cannot read {Path(folder) / WEIGHTS}: {' '.join(str(error).split())}") from None
     for name, shape in stored.items():
         if name in expected and expected[name] != shape:
-            raise UsageError(f"checkpoint {folder} does not fit this model: {name} is {list(shape)} there and "
-                             f"{list(expected[name])} here ({SHAPE_CAUSES.get(name, 'another backbone')}); "
-                             "evaluate it with the settings it was trained with")
-
-
-# Which setting a tensor's shape follows, for the message when a checkpoint does not fit.
-SHAPE_CAUSES = {"initial_memory": "another memory.size", "head.1.weight": "a task with another number of answers",
-                "head.1.bias": "a task with another number of answers"}
+            raise CheckpointDoesNotFit(folder, name, list(shape), list(expected[name]))
 
 
 def load_trainer_state(folder: Path) -> dict:

@@ -17,6 +17,7 @@ import typer
 
 from rmt_cli import config_dir, worker_errors
 from rmt_cli.errors import RmtError, UsageError
+from rmt_cli.user_messages import user_message
 
 app = typer.Typer(
     help="Recurrent Memory Transformer experiments: train, evaluate, extrapolate, count FLOPs.\n\n"
@@ -48,8 +49,9 @@ def report_errors(function: Callable[[], object]) -> None:
     except RmtError as error:
         if debug_enabled():
             raise
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        worker_errors.record(str(error), error.exit_code)  # a data-parallel worker also tells its launcher
+        message = user_message(error)
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        worker_errors.record(message, error.exit_code)  # a data-parallel worker also tells its launcher
         raise SystemExit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)

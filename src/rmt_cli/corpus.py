@@ -33,12 +33,95 @@ _BATCH_SENTENCES = 8192
 _SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)([.!?]+[\"'”’)\]]*)\s+")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 
-_SMALL_FIX = {
-    "austen": "re-fetch it with `rmt download` or change noise.eval_documents",
-    "files": "add more text to noise.paths or change noise.eval_fraction",
-    "synthetic": "raise noise.tokens",
-    "hub": "raise noise.max_documents",
-}
+SOURCES = ("austen", "files", "synthetic", "hub")
+
+
+class UnknownNoiseSource(UsageError):
+    def __init__(self, source):
+        self.source = source
+        super().__init__(f"unknown noise source {source!r}; the sources are {', '.join(SOURCES)}")
+
+
+class AustenCorpusMissing(RuntimeFailure):
+    """The Austen corpus folder `root` does not exist (`folder_exists` False) or holds no .txt file; `default`: it
+    is the default folder, not one the config named."""
+
+    def __init__(self, root: Path, folder_exists: bool, default: bool):
+        self.root, self.folder_exists, self.default = root, folder_exists, default
+        super().__init__(f"no .txt files in {root}" if folder_exists else f"Austen corpus not found at {root}")
+
+
+class UnknownEvalDocuments(RuntimeFailure):
+    """Documents held out for evaluation (`missing`) are not among the corpus's (`available`) in `root`."""
+
+    def __init__(self, missing: list[str], root: Path, available: list[str], default: bool):
+        self.missing, self.root, self.available, self.default = missing, root, available, default
+        super().__init__(f"evaluation documents {missing} not found in {root} (it has {available})")
+
+
+class NoTrainingDocuments(UsageError):
+    def __init__(self):
+        super().__init__("the evaluation documents are every Austen novel; leave at least one for training")
+
+
+class NoNoisePaths(UsageError):
+    def __init__(self):
+        super().__init__("no noise files or folders given")
+
+
+class NoiseFilesMissing(RuntimeFailure):
+    """A noise path (`where`) does not exist (`path_exists` False), or the paths hold no .txt file."""
+
+    def __init__(self, where: str, path_exists: bool):
+        self.where, self.path_exists = where, path_exists
+        super().__init__(f"no .txt files in {where}; put UTF-8 .txt files there" if path_exists else
+                         f"noise path {where} does not exist")
+
+
+class NotARegularFile(UsageError):
+    """A noise file that is a named pipe, socket or device (reading a pipe would wait for a writer forever)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"noise file {path} is not a regular file (a named pipe, socket or device)")
+
+
+class BadEvalFraction(UsageError):
+    def __init__(self, fraction):
+        self.fraction = fraction
+        super().__init__(f"the evaluation fraction must be between 0 and 1, got {fraction}")
+
+
+class HubUnreachable(RuntimeFailure):
+    """Streaming `dataset`'s `split` failed (`reason`: the first line of the error)."""
+
+    def __init__(self, dataset: str, split: str, reason: str):
+        self.dataset, self.split, self.reason = dataset, split, reason
+        super().__init__(f"dataset hub unreachable, cannot stream {dataset} split {split!r} ({reason})")
+
+
+class NoTextField(UsageError):
+    """`dataset`'s rows have no `field` (they have `fields`)."""
+
+    def __init__(self, dataset: str, field: str, fields: list[str]):
+        self.dataset, self.field, self.fields = dataset, field, fields
+        super().__init__(f"{dataset} has no field {field!r} (fields: {fields})")
+
+
+class NoPlainWords(RuntimeFailure):
+    def __init__(self):
+        super().__init__("the tokenizer has no plain lowercase word tokens for synthetic noise")
+
+
+class CorpusTooSmall(RuntimeFailure):
+    """The `source` corpus has no text (`split` None), or its `split` has `tokens` tokens, fewer than
+    MIN_SPLIT_TOKENS."""
+
+    def __init__(self, source: str, split: str | None = None, tokens: int = 0):
+        self.source, self.split, self.tokens = source, split, tokens
+        super().__init__(f"the {source} noise corpus contains no text" if split is None else
+                         f"the {split} split of the {source} noise corpus has only {tokens:,} tokens "
+                         f"(need {MIN_SPLIT_TOKENS:,})")
 
 
 @dataclass(frozen=True)
@@ -75,9 +158,7 @@ def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> Noise
     elif source == "hub":
         key, build = _hub(cfg, tokenizer)
     else:
-        raise UsageError(
-            f"unknown noise.source {source!r}; use noise=austen, noise=files, noise=synthetic or noise=pg19"
-        )
+        raise UnknownNoiseSource(source)
     return _cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)
 
 
@@ -91,22 +172,18 @@ _Build = Callable[[], NoiseSplits]
 def _austen(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
     custom = cfg.get("path")
     root = Path(custom).expanduser() if custom else default_austen_dir()
-    fix = f"run `python -m rmt_cli.austen {root}`" if custom else "run `rmt download`"
     if not root.is_dir():
-        raise RuntimeFailure(f"Austen corpus not found at {root}; {fix}")
+        raise AustenCorpusMissing(root, folder_exists=False, default=not custom)
     files = {p.stem: p for p in sorted(root.glob("*.txt"))}
     if not files:
-        raise RuntimeFailure(f"no .txt files in {root}; {fix}")
+        raise AustenCorpusMissing(root, folder_exists=True, default=not custom)
     eval_names = _as_list(cfg.eval_documents)
     missing = [name for name in eval_names if name not in files]
     if missing:
-        raise RuntimeFailure(
-            f"noise.eval_documents {missing} not found in {root} (it has {sorted(files)}); "
-            f"fix noise.eval_documents or {fix}"
-        )
+        raise UnknownEvalDocuments(missing, root, sorted(files), default=not custom)
     train_names = [name for name in files if name not in eval_names]
     if not train_names:
-        raise UsageError("noise.eval_documents holds out every Austen novel; leave at least one for training")
+        raise NoTrainingDocuments()
     train = [(name, files[name]) for name in train_names]
     eval_ = [(name, files[name]) for name in eval_names]
     return _documents_key(train, eval_), lambda: _tokenize_splits(train, eval_, tokenizer)
@@ -115,7 +192,7 @@ def _austen(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
 def _files(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
     roots = [Path(p).expanduser() for p in _as_list(cfg.paths)]
     if not roots:
-        raise UsageError("noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'")
+        raise NoNoisePaths()
     found: set[Path] = set()
     for root in roots:
         if root.is_dir():
@@ -123,18 +200,17 @@ def _files(cfg: Any, tokenizer: Any) -> tuple[dict, _Build]:
         elif root.exists():
             found.add(root)
         else:
-            raise RuntimeFailure(f"noise path {root} does not exist; fix noise.paths")
+            raise NoiseFilesMissing(str(root), path_exists=False)
     for path in found:
         if not path.is_file():  # reading a named pipe would wait for a writer forever
-            raise UsageError(f"noise file {path} is not a regular file (a named pipe, socket or device); "
-                             "remove it or fix noise.paths")
+            raise NotARegularFile(path)
     if not found:
         where = ", ".join(map(str, roots))
-        raise RuntimeFailure(f"no .txt files in {where}; put UTF-8 .txt files there or fix noise.paths")
+        raise NoiseFilesMissing(where, path_exists=True)
     docs = [(str(p), p) for p in sorted(found)]
-    fraction = float(cfg.eval_fraction)
+    fraction = cfg.eval_fraction
     if not 0.0 < fraction < 1.0:
-        raise UsageError(f"noise.eval_fraction must be between 0 and 1, got {fraction}")
+        raise BadEvalFraction(fraction)
 
     if len(docs) == 1:
         name, path = docs[0]
@@ -184,13 +260,10 @@ def _stream_hub_documents(cfg: Any, split: str) -> tuple[list[str], list[str]]:
         rows = list(itertools.islice(stream, cfg.max_documents))
     except Exception as err:  # offline, unknown dataset, auth, network: all reported the same way
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise RuntimeFailure(
-            f"dataset hub unreachable, cannot stream {cfg.dataset} split {split!r} ({detail}); "
-            "use noise=austen or noise=files noise.paths=[...]"
-        ) from None
+        raise HubUnreachable(cfg.dataset, split, detail) from None
     if rows and cfg.text_field not in rows[0]:
         fields = sorted(rows[0])
-        raise UsageError(f"{cfg.dataset} has no field {cfg.text_field!r} (fields: {fields}); fix noise.text_field")
+        raise NoTextField(cfg.dataset, cfg.text_field, fields)
     names = [f"{cfg.dataset}/{split}/{i}" for i in range(len(rows))]
     return names, [row[cfg.text_field] for row in rows]
 
@@ -204,9 +277,9 @@ def _synthetic(cfg: Any, tokenizer: Any) -> NoiseSplits:
         dtype=np.int32,
     )
     if len(words) == 0:
-        raise RuntimeFailure("the tokenizer has no plain lowercase word tokens for synthetic noise; use noise=austen")
+        raise NoPlainWords()
     period = tokenizer(".", add_special_tokens=False)["input_ids"][-1]
-    n, seed = int(cfg.tokens), int(cfg.seed)
+    n, seed = cfg.tokens, cfg.seed
     train = _random_sentences(words, period, n, np.random.default_rng([seed, 0]))
     eval_ = _random_sentences(words, period, n, np.random.default_rng([seed, 1]))
     return NoiseSplits(
@@ -296,13 +369,10 @@ def _read_text(path: Path) -> str:
 
 def _check_sizes(splits: NoiseSplits, source: str) -> None:
     if len(splits.train.tokens) + len(splits.eval.tokens) == 0:
-        raise RuntimeFailure(f"the {source} noise corpus contains no text; {_SMALL_FIX[source]}")
+        raise CorpusTooSmall(source)
     for split, corpus in (("train", splits.train), ("eval", splits.eval)):
         if len(corpus.tokens) < MIN_SPLIT_TOKENS:
-            raise RuntimeFailure(
-                f"the {split} split of the {source} noise corpus has only {len(corpus.tokens):,} tokens "
-                f"(need {MIN_SPLIT_TOKENS:,}); {_SMALL_FIX[source]}"
-            )
+            raise CorpusTooSmall(source, split, len(corpus.tokens))
 
 
 # ---------------------------------------------------------------------------------------------

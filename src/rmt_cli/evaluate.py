@@ -11,10 +11,10 @@ from rmt_cli.trained_run import command_run_folder, load_trained
 
 def evaluate_from_config(cfg) -> None:
     cfg, meta, folder, experiment = load_trained(cfg)
-    segments = int(cfg.task.segments or meta["max_segments"])
-    samples = experiment.eval_data.sample_set("test", int(cfg.task.eval_seed), segments, int(cfg.samples))
+    segments = cfg.task.segments or meta["max_segments"]
+    samples = experiment.eval_data.sample_set("test", cfg.task.eval_seed, segments, cfg.samples)
     start = time.perf_counter()
-    acc = accuracy(experiment, experiment.eval_data, samples, int(cfg.batch_size),
+    acc = accuracy(experiment, experiment.eval_data, samples, cfg.batch_size,
                    cuda_graphs=bool(cfg.get("cuda_graphs", False)))
     seconds = time.perf_counter() - start
     result = {"checkpoint": str(folder), "task": cfg.task.name, "segments": segments, "samples": len(samples),

@@ -73,21 +73,21 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
     task = cfg.task
     source, facts_file = task.get("source") or "generator", task.get("facts_file")
     if facts_file is not None:
-        facts_file = task.facts_file = str(Path(str(facts_file)).expanduser().resolve())
+        facts_file = task.facts_file = str(Path(facts_file).expanduser().resolve())
     if source not in ("generator", "babilong"):
         raise UsageError(f"task.source={source} is unknown; use generator or babilong")
     if facts_file is not None and source == "babilong":
         raise UsageError("task.facts_file does not apply to task=babilong; use task=qa1 (or another) with it")
     babilong = None
     if source == "babilong":
-        if str(task.length) != "0k":
+        if task.length != "0k":
             raise UsageError(f"task.length={task.length}: BABILong's longer configs carry their own PG-19 text; "
                              "this tool places the 0k stories into its own noise (noise=pg19 for the same "
                              "books): use task.length=0k")
-        babilong = (str(task.length), str(task.split))
+        babilong = (task.length, task.split)
     elif facts_file is None and task.generator not in GENERATORS:
         raise UsageError(f"task.generator={task.generator} is unknown (available: {', '.join(GENERATORS)})")
-    spec = TaskSpec(name=task.name, generator=str(task.get("generator") or ""), fact_position=task.fact_position,
+    spec = TaskSpec(name=task.name, generator=task.get("generator") or "", fact_position=task.fact_position,
                     facts_file=facts_file, babilong=babilong,
                     trained_labels=None if trained_labels is None else tuple(trained_labels))
     answers = spec.answers() if facts_file is not None or trained_labels is not None else ()  # reads the files
@@ -118,7 +118,7 @@ def head_kind(cfg) -> str:
 
 def check_sizes(cfg) -> int:
     """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
-    memory, length = int(cfg.memory.size), int(cfg.segment.length)
+    memory, length = cfg.memory.size, cfg.segment.length
     if memory <= 0:
         raise UsageError(f"memory.size={memory} must be at least 1")
     head_kind(cfg)
@@ -148,18 +148,18 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                      trained_labels: list[str] | None = None) -> Experiment:
     content = check_sizes(cfg)
     device = pick_device(device_name)
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    torch.manual_seed(cfg.get("seed", 0))
     backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")
     tokenizer = backbone.tokenizer
     task = task_spec(cfg, trained_labels)
     head = build_head(head_kind(cfg), tokenizer, task.labels)
-    length = int(cfg.segment.length)
+    length = cfg.segment.length
     if length + head.answer_positions > backbone.max_positions:
         raise UsageError(f"segment.length={length} leaves no room for the answer ({head.answer_positions} "
                          f"token{'s' * (head.answer_positions != 1)} read after the question) in the backbone's "
                          f"{backbone.max_positions} positions; "
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
-    model = RecurrentMemory(backbone.model, memory_size=int(cfg.memory.size), num_labels=len(task.labels),
+    model = RecurrentMemory(backbone.model, memory_size=cfg.memory.size, num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
                             head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None).to(device)
     noise = load_noise(cfg.noise, tokenizer)

@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers.utils.logging import disable_progress_bar
 
+from rmt_cli.checkpoint import RUN_NODES
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 SETTINGS, WEIGHTS, CARD = "rmt_config.json", "rmt_weights.safetensors", "README.md"
 FORMAT = "rmt-export/1"
-RUN_NODES = ("backbone", "task", "noise", "memory", "segment")
 
 
 def is_export(path) -> bool:

@@ -69,14 +69,14 @@ def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
 def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
     """The row of one length, and one row per sample of its test set."""
     data = experiment.eval_data
-    samples = data.sample_set("test", int(cfg.task.eval_seed), n_segments, int(cfg.samples))
+    samples = data.sample_set("test", cfg.task.eval_seed, n_segments, cfg.samples)
     cuda = experiment.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     graphs = bool(cfg.get("cuda_graphs", False))
-    predictions = predict(experiment, data, samples, int(cfg.batch_size), graphs)  # ends with a device-to-host copy
+    predictions = predict(experiment, data, samples, cfg.batch_size, graphs)  # ends with a device-to-host copy
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
     answered = correct(predictions, samples)
@@ -84,7 +84,7 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
            "accuracy": float(answered.mean()),
            "samples": len(samples), "seconds": round(seconds, 4),
            "samples_per_s": round(len(samples) / seconds, 2),
-           "tokens_per_s": round(len(samples) * n_segments * int(cfg.segment.length) / seconds),
+           "tokens_per_s": round(len(samples) * n_segments * cfg.segment.length / seconds),
            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
     return row, prediction_rows(data, samples, predictions)
@@ -116,7 +116,7 @@ def trained_segments(meta: dict) -> int:
 def extrapolate_from_config(cfg) -> None:
     from rmt_cli.plots import plot_extrapolation
 
-    lengths = length_schedule(int(cfg.max_segments), cfg.segments)
+    lengths = length_schedule(cfg.max_segments, cfg.segments)
     cfg, meta, folder, experiment = load_trained(cfg)
     run_dir = command_run_folder(cfg)
     title = f"{cfg.task.name}: {folder}"

@@ -19,6 +19,23 @@ from rmt_cli.errors import UsageError
 IGNORE = -100  # target padding, skipped by the loss
 
 
+class NoAnswerEnd(UsageError):
+    """Answers generated as text end with an end token; the tokenizer has neither EOS nor [SEP]."""
+
+    def __init__(self):
+        super().__init__("answers generated as text need an end-of-answer token, and this tokenizer has neither EOS "
+                         "nor [SEP]")
+
+
+class SameAnswerTokens(UsageError):
+    """Two answers (`answers`, a pair of labels) are the same tokens under the tokenizer: generated text cannot tell
+    them apart."""
+
+    def __init__(self, answers: tuple[str, str]):
+        self.answers = answers
+        super().__init__(f"the answers {answers[0]!r} and {answers[1]!r} have the same tokens under this tokenizer")
+
+
 class ClassifyHead:
     """A label from the engine's classifier: a linear layer (`classify`) or the backbone's pooler then one
     (`pooler`)."""
@@ -41,12 +58,13 @@ class GenerateHead:
     def __init__(self, tokenizer, labels: tuple[str, ...]):
         end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
         if end is None:
-            raise UsageError("task.head=generate needs an end-of-answer token, and this tokenizer has neither EOS "
-                             "nor [SEP]; use task.head=classify")
+            raise NoAnswerEnd()
         targets = [tokenizer(" " + label, add_special_tokens=False)["input_ids"] + [end] for label in labels]
-        if len({tuple(t) for t in targets}) < len(targets):
-            raise UsageError("two answers of this task have the same tokens under this tokenizer; "
-                             "use task.head=classify")
+        label_of: dict[tuple[int, ...], str] = {}  # the first answer with these target tokens
+        for label, target in zip(labels, targets, strict=True):
+            if tuple(target) in label_of:
+                raise SameAnswerTokens((label_of[tuple(target)], label))
+            label_of[tuple(target)] = label
         self.end = end
         self.answer_length = max(len(t) for t in targets)  # tokens generated per answer
         self.answer_positions = self.answer_length - 1  # all but the last are read back while generating

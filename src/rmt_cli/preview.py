@@ -32,7 +32,7 @@ def segment_text(runs, tokenizer, answer: str) -> Text:
 
 
 def preview_from_config(cfg, console: Console | None = None) -> None:
-    n_segments, seed = int(cfg.segments), int(cfg.seed)
+    n_segments, seed = cfg.segments, cfg.seed
     if n_segments < 1:
         raise UsageError(f"--segments {n_segments}: a sample has at least 1 segment")
     content = check_sizes(cfg)

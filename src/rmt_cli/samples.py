@@ -23,6 +23,43 @@ from rmt_cli.stories import GENERATORS, LABELS, ORDER_FREE, StoryPool
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 
 
+class NoiseShorterThanSegment(RuntimeFailure):
+    """The noise split made of `documents` holds no window of `content_length` tokens."""
+
+    def __init__(self, documents: tuple[str, ...], content_length: int):
+        self.documents, self.content_length = documents, content_length
+        super().__init__(f"the noise split {', '.join(documents)} is shorter than one segment of {content_length} "
+                         "tokens")
+
+
+class StoriesDoNotFit(UsageError):
+    """No story drawn from `task`'s generator fits an input of `n_segments` segments of `content_length` tokens."""
+
+    def __init__(self, task: str, n_segments: int, content_length: int):
+        self.task, self.n_segments, self.content_length = task, n_segments, content_length
+        super().__init__(f"{task} stories do not fit inputs of {n_segments} segments of {content_length} content "
+                         "tokens")
+
+
+class SentenceLongerThanSegment(UsageError):
+    """A story (`where`: its file and line, or its task) has a sentence longer than a segment's content."""
+
+    def __init__(self, where: str, content_length: int):
+        self.where, self.content_length = where, content_length
+        super().__init__(f"{where} has a sentence longer than the {content_length} content tokens of a segment")
+
+
+class StoryNeedsMoreSegments(UsageError):
+    """The longest story of a task's data (`where`, `facts` facts and its question in `tokens` tokens) needs `need`
+    segments of `content_length` tokens; the input has `n_segments`."""
+
+    def __init__(self, where: str, facts: int, tokens: int, need: int, n_segments: int, content_length: int):
+        self.where, self.facts, self.tokens = where, facts, tokens
+        self.need, self.n_segments, self.content_length = need, n_segments, content_length
+        super().__init__(f"{where} ({facts} facts and its question, {tokens} tokens) needs at least {need} segments "
+                         f"of {content_length} content tokens, this input has {n_segments}")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a task puts into an input; built from the `task` config."""
@@ -116,8 +153,7 @@ class SampleFactory:
         self.tokenizer = tokenizer
         self.window_starts = corpus.window_starts(content_length)
         if len(self.window_starts) == 0:
-            raise RuntimeFailure(f"the noise split {', '.join(corpus.documents)} is shorter than one segment of "
-                                 f"{content_length} tokens; add text to the corpus or lower segment.length")
+            raise NoiseShorterThanSegment(corpus.documents, content_length)
         self._offsets = np.arange(content_length)
         # memos of encode and pool_needs, per factory (functools.cache on a method would keep every factory alive)
         self._encoded: dict[str, np.ndarray] = {}
@@ -171,8 +207,7 @@ class SampleFactory:
             # A generated story longer than this input: draw another, so short inputs hold the shorter stories.
             story = source(rng)
         else:
-            raise UsageError(f"{self.task.name} stories do not fit inputs of {n_segments} segments of "
-                             f"{self.content_length} content tokens; use more segments or raise segment.length")
+            raise StoriesDoNotFit(self.task.name, n_segments, self.content_length)
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
         if confuser_share:
             noise_starts = self.with_confusers(rng, noise_starts, confuser_share)
@@ -264,13 +299,9 @@ class SampleFactory:
             return
         where = story.source or f"a {self.task.name} story"
         if need >= UNFIT:
-            raise UsageError(f"{where} has a sentence longer than the {self.content_length} content tokens of a "
-                             "segment; raise segment.length or lower memory.size")
+            raise SentenceLongerThanSegment(where, self.content_length)
         tokens = sum(self.lengths(story)) + len(self.encode(story.question))
-        raise UsageError(f"{where} ({len(story.facts)} facts and its question, {tokens} tokens) needs at least "
-                         f"{need} segments of {self.content_length} content tokens, this input has {n_segments}: "
-                         f"train and evaluate on at least {need} segments (curriculum.stages, task.segments) or "
-                         "raise segment.length")
+        raise StoryNeedsMoreSegments(where, len(story.facts), tokens, need, n_segments, self.content_length)
 
     def sentence_offsets(self, window_start: int, limit: int) -> np.ndarray:
         """Offsets (0..limit) of the sentence starts inside the noise window that begins at window_start."""

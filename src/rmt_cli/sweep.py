@@ -13,12 +13,13 @@ from pathlib import Path
 import typer
 
 from rmt_cli.errors import RmtError
+from rmt_cli.user_messages import user_message
 
 FAILURES = ".failed-points.jsonl"
 
 
 def record_failure(sweep_dir: Path, overrides: list[str], error: RmtError) -> None:
-    line = json.dumps({"overrides": " ".join(overrides), "error": str(error), "exit_code": error.exit_code})
+    line = json.dumps({"overrides": " ".join(overrides), "error": user_message(error), "exit_code": error.exit_code})
     with open(Path(sweep_dir) / FAILURES, "a") as file:  # one short line per append: safe from several processes
         file.write(line + "\n")
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from rmt_cli.checkpoint import RUN_NODES
 from rmt_cli.errors import UsageError
-
-RUN_NODES = ("backbone", "task", "noise", "memory", "segment")  # what a checkpoint's own run config decides
 
 
 def checkpoint_config(cfg, checkpoint_meta: dict):

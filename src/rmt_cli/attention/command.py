@@ -31,7 +31,7 @@ def attention_from_config(cfg) -> None:
     setting = read_setting(cfg, str(folder), model, factory.content_length)
     run_dir = command_run_folder(cfg)
 
-    samples = factory.sample_set("test", int(cfg.task.eval_seed), setting.segments, int(cfg.samples))
+    samples = factory.sample_set("test", cfg.task.eval_seed, setting.segments, cfg.samples)
     captures = [capture_sample(model, factory, s, setting.layer, setting.head, experiment.autocast)
                 for s in samples]
     predictions = predict(experiment, factory, samples, batch_size=len(samples))
@@ -55,8 +55,7 @@ def read_setting(cfg, checkpoint: str, model, content_length: int) -> Setting:
     segments = cfg.task.get("segments")
     backbone_config = model.backbone.config
     layers, heads = int(backbone_config.num_hidden_layers), int(backbone_config.num_attention_heads)
-    layer = None if cfg.get("layer") is None else int(cfg.layer)
-    head = None if cfg.get("head") is None else int(cfg.head)
+    layer, head = cfg.get("layer"), cfg.get("head")
     check_range("layer", layer, layers, "layers")
     check_range("head", head, heads, "attention heads")
     return Setting(checkpoint=checkpoint, task=cfg.task.name,

@@ -132,7 +132,7 @@ def backbone_hf_config(spec: str, conf_dir: Path | None = None):
     if OmegaConf.is_missing(cfg, "name_or_path"):
         raise UsageError(f"backbone '{name}' has no name_or_path set; pass the model folder itself: --backbone PATH")
     folder = Path(resolve_path(cfg)).expanduser()
-    if cfg.get("gguf_file") and (folder / str(cfg.gguf_file)).is_file():
+    if cfg.get("gguf_file") and (folder / cfg.gguf_file).is_file():
         return backbone_config(cfg), name
     if not (folder / "config.json").is_file():
         raise UsageError(f"backbone '{name}' points at '{folder}', which is not a local folder with config.json; "

@@ -237,12 +237,6 @@ class Trainer:
                                    **loggers.peak_gpu_memory(experiment.device))
             stop_requested, out_of_time = distributed.any_rank([self.stop_signal is not None, self.out_of_time()],
                                                                experiment.device)
-            if out_of_time and step < stage.steps:
-                # Like a signal: the stage goes on where it stopped when the same command runs again.
-                saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
-                self.reporter.note(f"time limit of {trainer.time_limit_minutes} minutes reached at stage "
-                                   f"{stage.number} step {step}; saved {saved} - rerun the same command to continue")
-                return False
             if step % int(trainer.eval_every) == 0 or step == stage.steps:
                 val = self.validate(val_samples)
                 self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.validation_segments,
@@ -261,8 +255,14 @@ class Trainer:
                 self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=done)
                 if done:
                     return True
-            if stop_requested:
+            if stop_requested or out_of_time:
+                # After this step's validation, so that a rerun, which continues with the next step, misses none.
                 saved = self.save_last(stage, step, optimizer, scheduler, best_accuracy, stage_done=False)
+                if not stop_requested:  # the stage goes on where it stopped when the same command runs again
+                    self.reporter.note(f"time limit of {trainer.time_limit_minutes} minutes reached at stage "
+                                       f"{stage.number} step {step}; saved {saved} - rerun the same command to "
+                                       "continue")
+                    return False
                 if self.stop_signal is not None:  # this rank's own signal (another rank's may have stopped it)
                     distributed.pass_on(self.stop_signal, self.previous_handlers[self.stop_signal])
                 raise Interrupted(f"stopped at stage {stage.number} step {step}; saved {saved} - "

@@ -127,15 +127,15 @@ def uninterrupted_in_process(smoke_cfg, tmp_path_factory):
 def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(
         last_step, smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
     from rmt_cli.checkpoint import load_trainer_state, resume_points
-    from rmt_cli.train import Trainer
+    from rmt_cli.stopping import Deadline
 
     checks = iter(range(100))  # one check before each stage, one after each step: check N follows stage 1's step N
-    monkeypatch.setattr(Trainer, "out_of_time", lambda self: next(checks) == last_step)
+    monkeypatch.setattr(Deadline, "passed", lambda self: next(checks) == last_step)
     stopped = train_in_process(smoke_cfg, tmp_path / "run")
     assert [line["step"] for line in stopped if line["kind"] == "train"] == list(range(1, last_step + 1))
     assert stopped == uninterrupted_in_process[:len(stopped) - 1] + [
         {"kind": "summary", "completed": False, "best_val_accuracy": {}}]
     state = load_trainer_state(resume_points(tmp_path / "run" / "checkpoints")[0])
     assert (state["stage"], state["step"], state["stage_done"], state["finished"]) == (1, last_step, False, False)
-    monkeypatch.setattr(Trainer, "out_of_time", lambda self: False)
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
     assert train_in_process(smoke_cfg, tmp_path / "run") == uninterrupted_in_process

@@ -66,16 +66,12 @@ def curriculum_stages(cfg) -> list[Stage]:
     stages = []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
         segments = stage.segments
-        lo, hi = (int(segments), int(segments)) if isinstance(segments, int) else (int(segments[0]), int(segments[1]))
-        bptt = stage.get("bptt_segments", cfg.trainer.bptt_segments)
-        facts_in_last, val_segments = stage.get("facts_in_last"), stage.get("val_segments")
-        advance_at = setting(stage, "advance_at", cfg.curriculum.get("advance_at"))
-        stages.append(Stage(number, (lo, hi), int(stage.steps), float(setting(stage, "lr", cfg.trainer.lr)),
-                            float(setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio)),
-                            None if bptt is None else int(bptt),
-                            None if facts_in_last is None else int(facts_in_last),
-                            None if val_segments is None else int(val_segments),
-                            None if advance_at is None else float(advance_at)))
+        lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
+        # config_check lets a whole number through (trainer.lr=1): the constant schedule would log it as an int.
+        lr = float(setting(stage, "lr", cfg.trainer.lr))
+        stages.append(Stage(number, (lo, hi), stage.steps, lr, setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio),
+                            stage.get("bptt_segments", cfg.trainer.bptt_segments), stage.get("facts_in_last"),
+                            stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at"))))
     return stages
 
 
@@ -88,12 +84,12 @@ def setting(stage, key: str, default):
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     """What config_check cannot know: the processes and GPUs of this job (the values are checked already)."""
     trainer = cfg.trainer
-    devices = int(trainer.get("devices", 1))
+    devices = trainer.get("devices", 1)
     world = max(devices, ranks.world)
-    if int(trainer.batch_size) % world:
+    if trainer.batch_size % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
                          f"{world} processes; use a multiple of {world}")
-    if devices > 1 and distributed.wants_cuda(str(trainer.device)) and devices > torch.cuda.device_count():
+    if devices > 1 and distributed.wants_cuda(trainer.device) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
 
@@ -106,16 +102,16 @@ def train_from_config(cfg) -> None:
     check_trainer(cfg, ranks)
     loggers.chosen(cfg)
     stages = curriculum_stages(cfg)
-    devices = int(cfg.trainer.get("devices", 1))
+    devices = cfg.trainer.get("devices", 1)
     if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
         distributed.launch_workers(devices, [*HydraConfig.get().overrides.task, f"hydra.run.dir={run_dir}"])
         return
     distributed.join(ranks)
     try:
-        experiment = build_experiment(cfg, distributed.device_name(str(cfg.trainer.device), ranks),
+        experiment = build_experiment(cfg, distributed.device_name(cfg.trainer.device, ranks),
                                       with_training_data=True)
         if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
-            torch.manual_seed(int(cfg.seed) + ranks.rank)
+            torch.manual_seed(cfg.seed + ranks.rank)
         Trainer(cfg, experiment, stages, run_dir, ranks).run()
     finally:
         distributed.leave()
@@ -173,10 +169,10 @@ class Trainer:
             run_info.write(run_dir, {**self.info, "finished": False})
         self.metrics = loggers.open_metrics(cfg, run_dir, [s.steps for s in stages], self.info,
                                             enabled=ranks.writer)
-        self.flops = TrainingFlops(self.model.backbone.config, int(cfg.segment.length), experiment.device,
+        self.flops = TrainingFlops(self.model.backbone.config, cfg.segment.length, experiment.device,
                                    ranks.world)
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
-        self.checkpoints = CheckpointManager(run_dir / "checkpoints", int(cfg.trainer.keep_last), ranks.writer)
+        self.checkpoints = CheckpointManager(run_dir / "checkpoints", cfg.trainer.keep_last, ranks.writer)
         self.state = TrainState()
         self.resumed_optimization: dict = {}  # the optimizer and scheduler of the stage the run stopped inside
         self.stop_signals = StopSignals(self.reporter.note, abort_on_second=ranks.world == 1)
@@ -234,12 +230,13 @@ class Trainer:
             if stage.number > 1:
                 self.checkpoints.load_best(stage.number - 1, self.model)
         trainer = self.cfg.trainer
-        optimizer = build_optimizer(self.model, stage.lr, float(trainer.weight_decay), self.experiment.device,
-                                    fused=bool(trainer.get("fused_adamw", True)))
-        scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=int(stage.warmup_ratio * stage.steps),
+        optimizer = build_optimizer(self.model, stage.lr, trainer.weight_decay, self.experiment.device,
+                                    fused=trainer.get("fused_adamw", True))
+        warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
+        scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)
-        val_samples = self.experiment.eval_data.sample_set("validation", int(self.cfg.task.eval_seed),
-                                                           stage.validation_segments, int(trainer.val_samples))
+        val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
+                                                           stage.validation_segments, trainer.val_samples)
         run = StageRun(stage, optimizer, scheduler, val_samples)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -260,7 +257,7 @@ class Trainer:
 
     def validation_due(self, stage: Stage) -> bool:
         step = self.state.step
-        return step % int(self.cfg.trainer.eval_every) == 0 or step == stage.steps
+        return step % self.cfg.trainer.eval_every == 0 or step == stage.steps
 
     def validate_and_save(self, run: StageRun) -> bool:
         """Validate, keep the stage's best weights, write a resume point; True once the stage is done.
@@ -300,8 +297,7 @@ class Trainer:
         share = samples[self.ranks.rank::self.ranks.world]
         correct = 0
         if share:
-            predictions = predict(self.experiment, self.experiment.eval_data, share,
-                                  int(self.cfg.trainer.eval_batch_size))
+            predictions = predict(self.experiment, self.experiment.eval_data, share, self.cfg.trainer.eval_batch_size)
             correct = correct_answers(predictions, share)
         return distributed.total([correct], self.experiment.device)[0] / len(samples)
 
@@ -348,7 +344,7 @@ class Trainer:
         tokens_per_s = tokens / (time.perf_counter() - tick)
         self.reporter.advance(f"stage {stage.number} ({stage.label} seg) step {step}/{stage.steps} "
                               f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
-        if step % int(self.cfg.trainer.log_every) == 0 or step == 1:
+        if step % self.cfg.trainer.log_every == 0 or step == 1:
             self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
                                lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
                                tokens_per_s=round(tokens_per_s, 1), **self.flops.fields(tokens_per_s),
@@ -358,7 +354,7 @@ class Trainer:
         """Returns the global batch's mean loss, the tokens all ranks read and the gradient norm before clipping."""
         run.optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.accumulate_gradients(run.stage, self.state.step)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.cfg.trainer.grad_clip))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
         run.optimizer.step()
         run.scheduler.step()
         return loss, tokens, grad_norm.item()
@@ -372,7 +368,7 @@ class Trainer:
         """
         trainer, experiment = self.cfg.trainer, self.experiment
         plan, host_steps = self.host_batch(stage, self.state.next_sample)
-        self.state.next_sample += int(trainer.batch_size)
+        self.state.next_sample += trainer.batch_size
         device = experiment.device
         steps = [to_device(tokens, device) for tokens in host_steps]
         labels = to_device(plan.labels(), device)
@@ -389,7 +385,7 @@ class Trainer:
             kept = f"the last good state is {saved[0]} (rerun resumes from it)" if saved else "nothing was saved yet"
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
-        return loss_value, int(token_sum) * int(self.cfg.segment.length)
+        return loss_value, int(token_sum) * self.cfg.segment.length  # total() sums in floating point
 
     def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
         """This rank's slice of the global batch that starts at training sample `position`: its plan and step
@@ -399,9 +395,9 @@ class Trainer:
             return self.prefetched[1]
         data = self.experiment.train_data
         assert data is not None, "a Trainer's experiment holds training data"
-        local = int(self.cfg.trainer.batch_size) // self.ranks.world
+        local = self.cfg.trainer.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
-        samples = [data.training_sample(int(self.cfg.seed), first + i, stage.segments, stage.facts_in_last)
+        samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.facts_in_last)
                    for i in range(local)]
         plan = BatchPlan.right_aligned(samples)
         return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]

@@ -148,7 +148,7 @@ def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tm
     trainer.accumulate_gradients(stages[1], 1)
     batch = int(cfg.trainer.batch_size)
     (key, (plan, tokens)) = trainer.prefetched
-    assert key == (2, batch) and trainer.next_sample == batch
+    assert key == (2, batch) and trainer.state.next_sample == batch
     trainer.prefetched = None
     fresh_plan, fresh_tokens = trainer.host_batch(stages[1], batch)
     assert all((a == b).all() for a, b in zip(tokens, fresh_tokens, strict=True)) and len(tokens) == len(fresh_tokens)

@@ -91,7 +91,7 @@ def test_a_resumed_run_replaces_the_tensorboard_events_after_its_checkpoint(tmp_
         for step in (1, 2, 3, 4):
             metrics.write(kind="train", stage=1, step=step, segments="1", loss=float(step))
     resumed = loggers.open_metrics(cfg, tmp_path, [4, 4], {})
-    resumed.truncate(2)  # as Trainer.restore does: the checkpoint was taken after step 2
+    resumed.truncate(2)  # as Trainer.resume does: the checkpoint was taken after step 2
     with resumed:
         for step in (3, 4):
             resumed.write(kind="train", stage=1, step=step, segments="1", loss=10.0 * step)

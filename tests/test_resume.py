@@ -97,27 +97,45 @@ def test_a_damaged_latest_checkpoint_is_reported_and_the_previous_one_used(unint
     assert metrics(run_dir) == uninterrupted
 
 
-
-def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def smoke_cfg():
     from hydra import compose, initialize_config_dir
 
     from rmt_cli import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=["experiment=smoke", "trainer.device=cpu"])
+
+
+def train_in_process(cfg, run_dir):
+    """`rmt train experiment=smoke` on `run_dir`, in this process; its metrics."""
     from rmt_cli.experiment import build_experiment
     from rmt_cli.train import Trainer, curriculum_stages
 
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu"])
+    run_dir.mkdir(exist_ok=True)
+    Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir).run()
+    return metrics(run_dir)
 
-    def train(run_dir):
-        run_dir.mkdir(exist_ok=True)
-        Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir).run()
-        return metrics(run_dir)
 
-    uninterrupted = train(tmp_path / "whole")
-    checks = iter(range(100))  # out of time at the 4th check: stage 1, step 3 of 4 (one check per stage and step)
-    monkeypatch.setattr(Trainer, "out_of_time", lambda self: next(checks) == 3)
-    stopped = train(tmp_path / "run")
-    assert [line["step"] for line in stopped if line["kind"] == "train"] == [1, 2, 3]
-    assert stopped[-1] == {"kind": "summary", "completed": False, "best_val_accuracy": {}}
-    monkeypatch.setattr(Trainer, "out_of_time", lambda self: False)
-    assert train(tmp_path / "run") == uninterrupted
+@pytest.fixture(scope="module")
+def uninterrupted_in_process(smoke_cfg, tmp_path_factory):
+    return train_in_process(smoke_cfg, tmp_path_factory.mktemp("whole") / "run")
+
+
+# Step 2 is a validation step of experiment=smoke (eval_every=2), step 3 is not.
+@pytest.mark.parametrize("last_step", [2, 3])
+def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(
+        last_step, smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
+    from rmt_cli.checkpoint import load_trainer_state, resume_points
+    from rmt_cli.stopping import Deadline
+
+    checks = iter(range(100))  # one check before each stage, one after each step: check N follows stage 1's step N
+    monkeypatch.setattr(Deadline, "passed", lambda self: next(checks) == last_step)
+    stopped = train_in_process(smoke_cfg, tmp_path / "run")
+    assert [line["step"] for line in stopped if line["kind"] == "train"] == list(range(1, last_step + 1))
+    assert stopped == uninterrupted_in_process[:len(stopped) - 1] + [
+        {"kind": "summary", "completed": False, "best_val_accuracy": {}}]
+    state = load_trainer_state(resume_points(tmp_path / "run" / "checkpoints")[0])
+    assert (state["stage"], state["step"], state["stage_done"], state["finished"]) == (1, last_step, False, False)
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    assert train_in_process(smoke_cfg, tmp_path / "run") == uninterrupted_in_process

@@ -142,16 +142,6 @@ def damage(folder: Path) -> str | None:
     return None
 
 
-def save_resume_point(checkpoints: Path, position: int, model: torch.nn.Module, meta: dict, trainer_state: dict,
-                      keep: int) -> Path:
-    """Write checkpoints/last-POSITION and delete all but the newest `keep` of them."""
-    folder = resume_folder(checkpoints, position)
-    save_checkpoint(folder, model, meta, trainer_state)
-    for old in resume_points(checkpoints)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
 def resume_folder(checkpoints: Path, position: int) -> Path:
     """Where the resume checkpoint at data position `position` lives."""
     return Path(checkpoints) / f"{RESUME_PREFIX}{position:09d}"

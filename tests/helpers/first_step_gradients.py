@@ -27,7 +27,7 @@ def main(out: Path) -> None:
     loss, tokens = trainer.accumulate_gradients(stages[1], 1)  # stage 2: two segments, mixed batch
     if ranks.writer:
         grads = {name: p.grad.detach().clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
-        torch.save({"loss": loss, "tokens": tokens, "next_sample": trainer.next_sample, "grads": grads}, out)
+        torch.save({"loss": loss, "tokens": tokens, "next_sample": trainer.state.next_sample, "grads": grads}, out)
     distributed.leave()
 
 

@@ -80,10 +80,12 @@ CASES = [
      "curriculum stage 1 has steps=0; every stage needs at least 1 step (a whole number)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
-     "facts_in_last, val_segments, advance_at)"),
+     "facts_in_last, val_segments, advance_at, confuser_share)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,val_segments:0}]", 2,
      "curriculum stage 1 val_segments=0 must be at least 1"),
+    ("rmt train curriculum.stages=[{segments:1,steps:5,confuser_share:1.5}]", 2,
+     "curriculum stage 1 confuser_share=1.5 must be between 0 and 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,advance_at:-1}]", 2,
      "curriculum stage 1 advance_at=-1 must be at least 0"),
     ("rmt train curriculum.advance_at=high", 2, "curriculum.advance_at=high must be a finite number"),

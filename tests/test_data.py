@@ -241,3 +241,17 @@ def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
     assert set(every.noise_starts) <= set(windows)
     none = factory.training_sample(0, 5, (6, 6))
     assert none.noise_starts.tolist() == factory.training_sample(0, 5, (6, 6), confuser_share=0.0).noise_starts.tolist()
+
+
+def test_a_stage_with_confuser_share_trains_on_noise_that_names_the_answers(tmp_path):
+    from helpers.cli import rmt
+
+    stages = "curriculum.stages=[{segments:2,steps:2,confuser_share:0.5}]"
+    text = tmp_path / "plain.txt"  # noise that never names a place
+    text.write_text("It was a fine day, and they sat in the parlour and talked of the weather.\n" * 7000)
+    result = rmt("train", "experiment=smoke", stages, "noise=files", f"noise.paths=[{text}]",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "error: the training noise never names one of the answers" in result.stderr
+    assert "leave confuser_share out of the curriculum stage" in result.stderr
+    result = rmt("train", "experiment=smoke", stages, f"hydra.run.dir={tmp_path / 'austen'}")
+    assert result.returncode == 0, result.stderr

@@ -49,6 +49,15 @@ class SentenceLongerThanSegment(UsageError):
         super().__init__(f"{where} has a sentence longer than the {content_length} content tokens of a segment")
 
 
+class NoConfusers(UsageError):
+    """Training noise asked to hold `share` of windows that name one of the `labels` has no such window."""
+
+    def __init__(self, share: float, labels: tuple[str, ...]):
+        self.share, self.labels = share, labels
+        super().__init__(f"the training noise never names one of the answers ({', '.join(labels)}), so no share "
+                         f"({share:g}) of its windows can be drawn from those that do")
+
+
 class StoryNeedsMoreSegments(UsageError):
     """The longest story of a task's data (`where`, `facts` facts and its question in `tokens` tokens) needs `need`
     segments of `content_length` tokens; the input has `n_segments`."""
@@ -225,8 +234,7 @@ class SampleFactory:
     def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float) -> np.ndarray:
         confusers = self.confuser_windows
         if len(confusers) == 0:
-            raise UsageError(f"confuser_share={share}: the training noise never names one of the answers "
-                             f"({', '.join(self.task.labels)}); leave it out or use noise that does")
+            raise NoConfusers(share, self.task.labels)
         chosen = rng.random(len(noise_starts)) < share
         noise_starts = noise_starts.copy()
         noise_starts[chosen] = confusers[rng.integers(len(confusers), size=int(chosen.sum()))]

@@ -50,6 +50,7 @@ class Stage:
     facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
+    confuser_share: float = 0.0  # share of training noise windows drawn from those that name an answer
 
     @property
     def validation_segments(self) -> int:
@@ -71,7 +72,8 @@ def curriculum_stages(cfg) -> list[Stage]:
         lr = float(setting(stage, "lr", cfg.trainer.lr))
         stages.append(Stage(number, (lo, hi), stage.steps, lr, setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio),
                             stage.get("bptt_segments", cfg.trainer.bptt_segments), stage.get("facts_in_last"),
-                            stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at"))))
+                            stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at")),
+                            stage.get("confuser_share") or 0.0))
     return stages
 
 
@@ -397,7 +399,8 @@ class Trainer:
         assert data is not None, "a Trainer's experiment holds training data"
         local = self.cfg.trainer.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
-        samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.facts_in_last)
+        samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.facts_in_last,
+                                        stage.confuser_share)
                    for i in range(local)]
         plan = BatchPlan.right_aligned(samples)
         return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]

@@ -103,6 +103,8 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.samples.StoriesDoNotFit": lambda error: f"{error}; use more segments or raise segment.length",
     "rmt_cli.samples.SentenceLongerThanSegment": lambda error: f"{error}; raise segment.length or lower memory.size",
     "rmt_cli.samples.StoryNeedsMoreSegments": story_needs_more_segments,
+    "rmt_cli.samples.NoConfusers": lambda error: (
+        f"{error}; leave confuser_share out of the curriculum stage, or use noise that names them"),
     "rmt_cli.babi.BabiFileUnreadable": babi_file_unreadable,
     "rmt_cli.babi.AnswerNotALabel": lambda error: (
         f"{error} Pick the matching task, or set task.generator=null to take the labels from the file"),

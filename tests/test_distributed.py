@@ -70,6 +70,7 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_one_line(tmp_p
                                      "over 3 processes; use a multiple of 3")
 
 
+@pytest.mark.slow  # two worker processes per case, each importing torch
 @pytest.mark.parametrize("args, code, message", [
     (["memory.size=120"], 2, "error: memory.size=120 leaves -59 content tokens in a 64-position segment (3 go to "
                              "[CLS]/[SEP]); need at least 40: lower memory.size or raise segment.length"),

@@ -117,7 +117,8 @@ def test_the_pooler_head_trains_at_smoke_scale(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from rmt_cli.experiment import build_experiment
-    from rmt_cli.train import Trainer, curriculum_stages
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.train import Trainer
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=smoke", "task.head=pooler", "trainer.device=cpu"])

@@ -160,7 +160,7 @@ def test_facts_in_last_places_training_facts_in_the_last_segments(synthetic_nois
 def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     from omegaconf import OmegaConf
 
-    from rmt_cli.train import curriculum_stages
+    from rmt_cli.curriculum import curriculum_stages
 
     cfg = OmegaConf.create({"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None},
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},

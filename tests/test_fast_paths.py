@@ -139,7 +139,8 @@ def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tm
     from rmt_cli import config_dir
     from rmt_cli.experiment import build_experiment
     from rmt_cli.samples import SampleFactory
-    from rmt_cli.train import Trainer, curriculum_stages
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.train import Trainer
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu"])

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from rmt_cli import config_dir
 from rmt_cli.experiment import build_experiment
-from rmt_cli.train import Trainer, curriculum_stages
+from rmt_cli.curriculum import curriculum_stages
+from rmt_cli.train import Trainer
 
 PAPER_PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("paper_minilm_*.yaml"))
 # Every user-facing preset but smoke (tiny already), each shrunk onto a tiny backbone of its own layout.

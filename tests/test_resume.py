@@ -110,7 +110,8 @@ def smoke_cfg():
 def train_in_process(cfg, run_dir):
     """`rmt train experiment=smoke` on `run_dir`, in this process; its metrics."""
     from rmt_cli.experiment import build_experiment
-    from rmt_cli.train import Trainer, curriculum_stages
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.train import Trainer
 
     run_dir.mkdir(exist_ok=True)
     Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir).run()

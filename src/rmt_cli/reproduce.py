@@ -170,7 +170,7 @@ def curriculum_completed(train: Path) -> bool:
     """
     import yaml
 
-    from rmt_cli.train import setting
+    from rmt_cli.curriculum import setting
 
     try:
         curriculum = yaml.safe_load((train / "config.yaml").read_text())["curriculum"]

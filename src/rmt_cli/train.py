@@ -26,6 +26,7 @@ from transformers import get_scheduler
 from rmt_cli import distributed, loggers, run_info
 from rmt_cli.checkpoint import read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
+from rmt_cli.curriculum import Stage, curriculum_stages
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.inference import correct_answers, predict, to_device
@@ -37,50 +38,6 @@ from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Stage:
-    number: int
-    segments: tuple[int, int]  # segment counts drawn uniformly per sample from [lo, hi]
-    steps: int
-    lr: float
-    warmup_ratio: float
-    bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
-    facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
-    val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
-    advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
-    confuser_share: float = 0.0  # share of training noise windows drawn from those that name an answer
-
-    @property
-    def validation_segments(self) -> int:
-        return self.segments[1] if self.val_segments is None else self.val_segments
-
-    @property
-    def label(self) -> str:
-        lo, hi = self.segments
-        return str(hi) if lo == hi else f"{lo}-{hi}"
-
-
-def curriculum_stages(cfg) -> list[Stage]:
-    """The curriculum as Stages; its values were checked when the config was composed (config_check.py)."""
-    stages = []
-    for number, stage in enumerate(cfg.curriculum.stages, start=1):
-        segments = stage.segments
-        lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
-        # config_check lets a whole number through (trainer.lr=1): the constant schedule would log it as an int.
-        lr = float(setting(stage, "lr", cfg.trainer.lr))
-        stages.append(Stage(number, (lo, hi), stage.steps, lr, setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio),
-                            stage.get("bptt_segments", cfg.trainer.bptt_segments), stage.get("facts_in_last"),
-                            stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at")),
-                            stage.get("confuser_share") or 0.0))
-    return stages
-
-
-def setting(stage, key: str, default):
-    """A stage's own value of `key`, else the trainer's (an explicit 0 counts, unlike an `or` fallback)."""
-    value = stage.get(key)
-    return default if value is None else value
 
 
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:

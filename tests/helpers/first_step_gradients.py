@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 
 from rmt_cli import config_dir, distributed
 from rmt_cli.experiment import build_experiment
-from rmt_cli.train import Trainer, curriculum_stages
+from rmt_cli.curriculum import curriculum_stages
+from rmt_cli.train import Trainer
 
 
 def main(out: Path) -> None:

@@ -166,12 +166,13 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
-                                                       "advance_at": 0.97}]}})
+                                                       "advance_at": 0.97, "confuser_share": 0.25}]}})
     first, last = curriculum_stages(cfg)
     assert (first.warmup_ratio, first.bptt_segments, first.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.facts_in_last, last.lr) == (8, 8, 2e-5)
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
+    assert (first.confuser_share, last.confuser_share) == (0.0, 0.25)
 
 
 def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():

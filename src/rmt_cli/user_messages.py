@@ -110,24 +110,25 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
         f"{error} Pick the matching task, or set task.generator=null to take the labels from the file"),
     "rmt_cli.babilong.BabilongUnavailable": lambda error: (
         f"{error}; offline, use a generated task such as task=qa2 or a bAbI file with task.facts_file=PATH"),
-    "rmt_cli.corpus.UnknownNoiseSource": lambda error: (
+    "rmt_cli.corpus.load.UnknownNoiseSource": lambda error: (
         f"unknown noise.source {error.source!r}; use noise=austen, noise=files, noise=synthetic or noise=pg19"),
-    "rmt_cli.corpus.AustenCorpusMissing": lambda error: f"{error}; {fetch_austen(error)}",
-    "rmt_cli.corpus.UnknownEvalDocuments": lambda error: (
+    "rmt_cli.corpus.source_austen.AustenCorpusMissing": lambda error: f"{error}; {fetch_austen(error)}",
+    "rmt_cli.corpus.source_austen.UnknownEvalDocuments": lambda error: (
         f"noise.eval_documents {error.missing} not found in {error.root} (it has {error.available}); "
         f"fix noise.eval_documents or {fetch_austen(error)}"),
-    "rmt_cli.corpus.NoTrainingDocuments": lambda error: (
+    "rmt_cli.corpus.source_austen.NoTrainingDocuments": lambda error: (
         "noise.eval_documents holds out every Austen novel; leave at least one for training"),
-    "rmt_cli.corpus.NoNoisePaths": lambda error: (
+    "rmt_cli.corpus.source_files.NoNoisePaths": lambda error: (
         "noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'"),
-    "rmt_cli.corpus.NoiseFilesMissing": missing_noise_files,
-    "rmt_cli.corpus.NotARegularFile": lambda error: f"{error}; remove it or fix noise.paths",
-    "rmt_cli.corpus.BadEvalFraction": lambda error: (
+    "rmt_cli.corpus.source_files.NoiseFilesMissing": missing_noise_files,
+    "rmt_cli.corpus.source_files.NotARegularFile": lambda error: f"{error}; remove it or fix noise.paths",
+    "rmt_cli.corpus.source_files.BadEvalFraction": lambda error: (
         f"noise.eval_fraction must be between 0 and 1, got {error.fraction}"),
-    "rmt_cli.corpus.HubUnreachable": lambda error: f"{error}; use noise=austen or noise=files noise.paths=[...]",
-    "rmt_cli.corpus.NoTextField": lambda error: f"{error}; fix noise.text_field",
-    "rmt_cli.corpus.NoPlainWords": lambda error: f"{error}; use noise=austen",
-    "rmt_cli.corpus.CorpusTooSmall": small_corpus,
+    "rmt_cli.corpus.source_hub.HubUnreachable": lambda error: (
+        f"{error}; use noise=austen or noise=files noise.paths=[...]"),
+    "rmt_cli.corpus.source_hub.NoTextField": lambda error: f"{error}; fix noise.text_field",
+    "rmt_cli.corpus.source_synthetic.NoPlainWords": lambda error: f"{error}; use noise=austen",
+    "rmt_cli.corpus.sizes.CorpusTooSmall": small_corpus,
 }
 
 

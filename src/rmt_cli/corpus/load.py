@@ -1,0 +1,46 @@
+"""load_noise: the `noise` config node's corpus as token arrays, through the token cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rmt_cli.corpus.cache import cached
+from rmt_cli.corpus.sizes import check_sizes
+from rmt_cli.corpus.source_austen import austen_noise
+from rmt_cli.corpus.source_files import files_noise
+from rmt_cli.corpus.source_hub import hub_noise
+from rmt_cli.corpus.source_synthetic import synthetic_noise
+from rmt_cli.corpus.tokens import NoiseSplits
+from rmt_cli.errors import UsageError
+
+SOURCES = ("austen", "files", "synthetic", "hub")
+
+
+class UnknownNoiseSource(UsageError):
+    def __init__(self, source):
+        self.source = source
+        super().__init__(f"unknown noise source {source!r}; the sources are {', '.join(SOURCES)}")
+
+
+def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> NoiseSplits:
+    """Load the `noise` config node's corpus as token arrays, from the cache when possible."""
+    source = cfg.source
+    if source == "synthetic":
+        splits = synthetic_noise(cfg, tokenizer)
+        check_sizes(splits, source)
+        return splits
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("RMT_CACHE_DIR") or Path.home() / ".cache" / "rmt" / "tokens")
+    # Each cached source returns a cache key (everything the result depends on, besides the tokenizer)
+    # and a function that builds the splits when the cache misses.
+    if source == "austen":
+        key, build = austen_noise(cfg, tokenizer)
+    elif source == "files":
+        key, build = files_noise(cfg, tokenizer)
+    elif source == "hub":
+        key, build = hub_noise(cfg, tokenizer)
+    else:
+        raise UnknownNoiseSource(source)
+    return cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)

@@ -1,0 +1,100 @@
+"""noise=files: the user's own UTF-8 .txt files and folders, split into train and eval by `eval_fraction`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rmt_cli.corpus.cache import Build, documents_key
+from rmt_cli.corpus.documents import as_list, read_text, tokenize_splits
+from rmt_cli.corpus.sizes import MIN_SPLIT_TOKENS
+from rmt_cli.corpus.tokens import NoiseSplits, TokenCorpus, tokenize_documents
+from rmt_cli.errors import RuntimeFailure, UsageError
+
+
+class NoNoisePaths(UsageError):
+    def __init__(self):
+        super().__init__("no noise files or folders given")
+
+
+class NoiseFilesMissing(RuntimeFailure):
+    """A noise path (`where`) does not exist (`path_exists` False), or the paths hold no .txt file."""
+
+    def __init__(self, where: str, path_exists: bool):
+        self.where, self.path_exists = where, path_exists
+        super().__init__(f"no .txt files in {where}; put UTF-8 .txt files there" if path_exists else
+                         f"noise path {where} does not exist")
+
+
+class NotARegularFile(UsageError):
+    """A noise file that is a named pipe, socket or device (reading a pipe would wait for a writer forever)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"noise file {path} is not a regular file (a named pipe, socket or device)")
+
+
+class BadEvalFraction(UsageError):
+    def __init__(self, fraction):
+        self.fraction = fraction
+        super().__init__(f"the evaluation fraction must be between 0 and 1, got {fraction}")
+
+
+def files_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
+    """The cache key of the `noise` node's files and their split, and the function that tokenises them."""
+    roots = [Path(p).expanduser() for p in as_list(cfg.paths)]
+    if not roots:
+        raise NoNoisePaths()
+    found: set[Path] = set()
+    for root in roots:
+        if root.is_dir():
+            found.update(root.rglob("*.txt"))
+        elif root.exists():
+            found.add(root)
+        else:
+            raise NoiseFilesMissing(str(root), path_exists=False)
+    for path in found:
+        if not path.is_file():  # reading a named pipe would wait for a writer forever
+            raise NotARegularFile(path)
+    if not found:
+        where = ", ".join(map(str, roots))
+        raise NoiseFilesMissing(where, path_exists=True)
+    docs = [(str(p), p) for p in sorted(found)]
+    fraction = cfg.eval_fraction
+    if not 0.0 < fraction < 1.0:
+        raise BadEvalFraction(fraction)
+
+    if len(docs) == 1:
+        name, path = docs[0]
+        key = {**documents_key(docs, []), "eval_fraction": fraction}
+        return key, lambda: _tail_split(name, path, fraction, tokenizer)
+
+    # Hold out whole documents from the end, as long as that brings eval closer to the fraction.
+    sizes = [p.stat().st_size for _, p in docs]
+    target = fraction * sum(sizes)
+    n_eval, eval_size = 1, sizes[-1]
+    while n_eval < len(docs) - 1 and abs(eval_size + sizes[-n_eval - 1] - target) < abs(eval_size - target):
+        n_eval += 1
+        eval_size += sizes[-n_eval]
+    train, eval_ = docs[:-n_eval], docs[-n_eval:]
+    return documents_key(train, eval_), lambda: tokenize_splits(train, eval_, tokenizer)
+
+
+def _tail_split(name: str, path: Path, fraction: float, tokenizer: Any) -> NoiseSplits:
+    """One document: its last `fraction` of tokens (cut at a sentence start) becomes eval."""
+    tokens, starts = tokenize_documents([read_text(path)], tokenizer)
+    i = int(np.searchsorted(starts, (1.0 - fraction) * len(tokens)))
+    if len(tokens) >= 2 * MIN_SPLIT_TOKENS and i >= len(starts):
+        raise RuntimeFailure(
+            f"{path} holds {len(tokens):,} tokens in {len(starts):,} sentence(s), none starting in its last "
+            f"{round(100 * fraction)}% (held out for evaluation): noise is cut at sentence starts, so give text "
+            "with sentence ends (. ! ?) or blank lines"
+        )
+    cut = int(starts[i]) if i < len(starts) else len(tokens)
+    percent = round(100 * (1 - fraction))
+    return NoiseSplits(
+        TokenCorpus(tokens[:cut], starts[:i], (f"{name} (first {percent}%)",)),
+        TokenCorpus(tokens[cut:], starts[i:] - cut, (f"{name} (last {100 - percent}%)",)),
+    )

@@ -36,6 +36,10 @@ CASES = [
     ("rmt train trainer.nope=1", 2, "Could not override 'trainer.nope'. To append to your config use +trainer.nope=1"),
     ("rmt train +trainer.lrr=1", 2, f"trainer.lrr is not a setting of trainer (known: {TRAINER_KEYS}); check its "
                                     "spelling"),
+    ("rmt train -m --cfg job experiment=smoke", 2,
+     "-m runs a sweep and --cfg prints without running: give one of them"),
+    ("rmt preview -m task=qa1,qa2", 2,
+     "rmt preview prints one sample and runs no sweeps: drop -m, and run it once per task"),
     ("rmt train +epochs=3", 2, "epochs is not a setting of this command (known: backbone, task, memory, segment, seed, "
                                "resume, trainer, curriculum, noise, logger); check its spelling"),
     ("rmt train memory.size=0", 2, "memory.size=0 must be at least 1"),

@@ -75,6 +75,7 @@ def split_overrides(args: list[str]) -> tuple[list[str], bool]:
 
 
 PRINT_ONLY_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+PRINTING_FLAGS = {"--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}  # Hydra refuses them beside -m
 
 
 def check_composes(config_name: str, overrides: list[str]):
@@ -173,6 +174,9 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
 
     hydra_main = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     overrides, multirun = split_overrides(args)
+    printing = PRINTING_FLAGS & set(args)
+    if multirun and printing:
+        raise UsageError(f"-m runs a sweep and {sorted(printing)[0]} prints without running: give one of them")
     if PRINT_ONLY_FLAGS & set(args):  # Hydra prints and runs nothing
         sys.argv = [f"rmt-{config_name}", *args]
         hydra_main(lambda cfg: None)()
@@ -459,8 +463,12 @@ def preview(
     """
     from rmt_cli.preview import preview_from_config
 
-    args = [f"segments={segments}", f"seed={seed}"]
-    report_errors(lambda: run_hydra("preview", preview_from_config, [*args, *ctx.args]))
+    def run() -> None:
+        if {"-m", "--multirun"} & set(ctx.args):
+            raise UsageError("rmt preview prints one sample and runs no sweeps: drop -m, and run it once per task")
+        run_hydra("preview", preview_from_config, [f"segments={segments}", f"seed={seed}", *ctx.args])
+
+    report_errors(run)
 
 
 reproduce_app = typer.Typer(

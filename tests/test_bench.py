@@ -87,3 +87,36 @@ def test_agreement_of_the_fast_path_on_a_smoke_run(tmp_path):
                     "inference_dtype=bf16", "graph_max_rows=null", f"hydra.run.dir={tmp_path / 'eval'}")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["accuracy"] == rows[1]["fast_accuracy"]
+
+
+def write_predictions(path: Path, rows: list[tuple[int, int, str, str]]) -> Path:
+    lines = ["segments,sample,answer,predicted,correct,first_fact_segment,noise_mentions_of_answer,"
+             "noise_mentions_of_predicted"]
+    lines += [f"{segments},{sample},{answer},{predicted},{answer == predicted},0,0,0"
+              for segments, sample, answer, predicted in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_predictions_counts_accuracy_and_agreement_per_length(tmp_path):
+    plain = write_predictions(tmp_path / "plain.csv", [(8, 0, "garden", "garden"), (8, 1, "office", "kitchen"),
+                                                       (64, 0, "garden", "office"), (64, 1, "hallway", "hallway")])
+    fast = write_predictions(tmp_path / "fast.csv", [(8, 0, "garden", "garden"), (8, 1, "office", "office"),
+                                                     (64, 0, "garden", "office"), (64, 1, "hallway", "hallway"),
+                                                     (512, 0, "garden", "garden")])
+    out = tmp_path / "agreement.json"
+    result = run(BENCH / "compare_predictions.py", plain, fast, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == [
+        {"segments": 8, "samples": 2, "plain_accuracy": 0.5, "fast_accuracy": 1.0, "agreement": 0.5},
+        {"segments": 64, "samples": 2, "plain_accuracy": 0.5, "fast_accuracy": 0.5, "agreement": 1.0}]
+    assert "same prediction on 50.0%" in result.stdout
+
+
+def test_compare_predictions_refuses_test_sets_that_differ(tmp_path):
+    plain = write_predictions(tmp_path / "plain.csv", [(8, 0, "garden", "garden"), (8, 1, "office", "office")])
+    fast = write_predictions(tmp_path / "fast.csv", [(8, 0, "garden", "garden")])
+    result = run(BENCH / "compare_predictions.py", plain, fast)
+    assert result.returncode != 0 and "same --samples" in result.stderr and "Traceback" not in result.stderr
+    missing = run(BENCH / "compare_predictions.py", tmp_path / "none.csv", fast)
+    assert missing.returncode != 0 and "is not a file" in missing.stderr

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
-from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, step_tokens
+from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, TrainingMix, step_tokens
 
 TASKS = {
     "memorize": TaskSpec("memorize", "qa1", "start"),
@@ -151,7 +151,7 @@ def test_whole_sample_gather_equals_segment_by_segment(synthetic_noise, tokenize
 
 def test_facts_in_last_places_training_facts_in_the_last_segments(synthetic_noise, tokenizer):
     f = factory("detect", synthetic_noise, tokenizer)
-    samples = [f.training_sample(0, i, (20, 20), facts_in_last=3) for i in range(50)]
+    samples = [f.training_sample(0, i, (20, 20), TrainingMix(facts_in_last=3)) for i in range(50)]
     assert {fact.segment for s in samples for fact in s.facts} == {17, 18, 19}
     anywhere = [f.training_sample(0, i, (20, 20)) for i in range(50)]
     assert min(fact.segment for s in anywhere for fact in s.facts) < 17
@@ -166,13 +166,15 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
-                                                       "advance_at": 0.97, "confuser_share": 0.25}]}})
+                                                       "advance_at": 0.97, "confuser_share": 0.25,
+                                                       "multi_fact_share": 0.5}]}})
     first, last = curriculum_stages(cfg)
     assert (first.warmup_ratio, first.bptt_segments, first.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.facts_in_last, last.lr) == (8, 8, 2e-5)
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.confuser_share, last.confuser_share) == (0.0, 0.25)
+    assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5))
 
 
 def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
@@ -238,10 +240,11 @@ def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
     assert set(windows) == {s for s in factory.window_starts if s <= where < s + 8}
 
     rng = np.random.default_rng(0)
-    every = factory.draw(rng, 6, confuser_share=1.0)
+    every = factory.draw(rng, 6, mix=TrainingMix(confuser_share=1.0))
     assert set(every.noise_starts) <= set(windows)
     none = factory.training_sample(0, 5, (6, 6))
-    assert none.noise_starts.tolist() == factory.training_sample(0, 5, (6, 6), confuser_share=0.0).noise_starts.tolist()
+    zero = factory.training_sample(0, 5, (6, 6), TrainingMix(confuser_share=0.0))
+    assert none.noise_starts.tolist() == zero.noise_starts.tolist()
 
 
 def test_a_stage_with_confuser_share_trains_on_noise_that_names_the_answers(tmp_path):
@@ -256,3 +259,40 @@ def test_a_stage_with_confuser_share_trains_on_noise_that_names_the_answers(tmp_
     assert "leave confuser_share out of the curriculum stage" in result.stderr
     result = rmt("train", "experiment=smoke", stages, f"hydra.run.dir={tmp_path / 'austen'}")
     assert result.returncode == 0, result.stderr
+
+
+def test_multi_fact_share_draws_stories_whose_question_several_facts_name(synthetic_noise, tokenizer):
+    from rmt_cli.facts import facts_naming_the_question
+
+    f = factory("reasoning", synthetic_noise, tokenizer)
+    for i in range(40):  # a share of 0 draws nothing more: training samples stay as they were
+        plain, zero = f.training_sample(0, i, (2, 2)), f.training_sample(0, i, (2, 2), TrainingMix(multi_fact_share=0))
+        assert plain.question.tolist() == zero.question.tolist()
+        assert plain.noise_starts.tolist() == zero.noise_starts.tolist()
+
+    def named_twice(share: float) -> float:
+        rng = np.random.default_rng(0)
+        return np.mean([facts_naming_the_question(f.pick_story(rng, "train", 2, share)) > 1 for _ in range(400)])
+
+    assert 0.3 < named_twice(0.0) < 0.8  # about half of qa4's questions, as bAbI draws them
+    assert named_twice(1.0) == 1.0 and named_twice(0.0) < named_twice(0.5) < 1.0
+
+
+def test_a_question_named_by_several_facts_is_counted_as_such():
+    from rmt_cli.facts import Story, facts_naming_the_question
+
+    chain = ("The bedroom is west of the kitchen.", "The kitchen is west of the garden.")
+    assert facts_naming_the_question(Story(chain, "What is west of the kitchen?", "bedroom")) == 2
+    assert facts_naming_the_question(Story(chain, "What is the bedroom west of?", "kitchen")) == 1
+    moves = ("Mary went to the garden.", "John moved to the office.", "Mary journeyed to the hallway.")
+    assert facts_naming_the_question(Story(moves, "Where is Mary?", "hallway")) == 2
+    assert facts_naming_the_question(Story(moves[:1], "Where is Mary?", "garden")) == 1
+
+
+def test_multi_fact_share_on_a_one_fact_task_is_one_line(tmp_path):
+    from helpers.cli import rmt
+
+    stages = "curriculum.stages=[{segments:2,steps:2,multi_fact_share:0.5}]"
+    result = rmt("train", "experiment=smoke", "task=detect", stages, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and "error: no detect story asks about someone or somewhere" in result.stderr
+    assert "leave multi_fact_share out of the curriculum stage" in result.stderr and "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from rmt_cli.engine import content_length
 from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.experiment import task_spec
 from rmt_cli.facts import LOCATIONS, Story
-from rmt_cli.samples import SampleFactory, TaskSpec, minimum_segments
+from rmt_cli.samples import SampleFactory, TaskSpec, TrainingMix, minimum_segments
 from rmt_cli.stories import GENERATORS, LABELS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babi"
@@ -104,10 +104,11 @@ def test_facts_in_last_keeps_a_long_story_in_the_last_segments(synthetic_noise, 
     facts = [f.encode(t) for t in read_babi(str(path))[0].facts]
     rng = np.random.default_rng(0)
     for _ in range(10):
-        sample = f.draw(rng, 12, facts_in_last=8)
+        sample = f.draw(rng, 12, mix=TrainingMix(facts_in_last=8))
         check_placement(f, sample, facts)
         assert min(sample.fact_segments) >= 4
-    squeezed = f.draw(rng, 12, facts_in_last=2)  # too long for 2 segments: it reaches back as far as it must
+    # too long for 2 segments: it reaches back as far as it must
+    squeezed = f.draw(rng, 12, mix=TrainingMix(facts_in_last=2))
     check_placement(f, squeezed, facts)
     assert max(squeezed.fact_segments) == 11 and min(squeezed.fact_segments) < 10
 

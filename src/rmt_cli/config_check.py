@@ -264,7 +264,7 @@ def check_node(prefix: str, values: dict, schema: dict, unknown_keys: bool, name
 STAGE = {"segments": None, "steps": whole(1), "lr": optional(positive), "warmup_ratio": optional(number(0, 1)),
          "bptt_segments": optional(whole(1)), "facts_in_last": optional(whole(1)),
          "val_segments": optional(whole(1)), "advance_at": optional(number(0)),
-         "confuser_share": optional(number(0, 1))}
+         "confuser_share": optional(number(0, 1)), "multi_fact_share": optional(number(0, 1))}
 
 
 def check_curriculum(curriculum) -> None:
@@ -298,7 +298,7 @@ def check_curriculum(curriculum) -> None:
             raise UsageError(f"curriculum stage {number_} has steps={shown(stage['steps'])}; every stage needs at "
                              "least 1 step (a whole number)")
         for key in ("lr", "warmup_ratio", "bptt_segments", "facts_in_last", "val_segments", "advance_at",
-                    "confuser_share"):
+                    "confuser_share", "multi_fact_share"):
             check_value = STAGE[key]
             assert check_value is not None  # only segments, checked above, has no Check of its own
             check_value(f"curriculum stage {number_} {key}", stage.get(key))

@@ -1,11 +1,14 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
-the stage sets them, its own learning rate, warm-up, BPTT window, fact placement, validation length, early exit and
-share of confusing noise (the trainer's values otherwise).
+the stage sets them, its own learning rate, warm-up, BPTT window, validation length, early exit and training mix
+(fact placement, share of confusing noise, share of stories whose question several facts name); the trainer's
+values otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from rmt_cli.samples import TrainingMix
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,12 @@ class Stage:
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     confuser_share: float = 0.0  # share of training noise windows drawn from those that name an answer
+    multi_fact_share: float = 0.0  # share of training stories whose question names someone or somewhere 2+ facts name
+
+    @property
+    def mix(self) -> TrainingMix:
+        """How this stage's training samples are drawn beyond their length."""
+        return TrainingMix(self.facts_in_last, self.confuser_share, self.multi_fact_share)
 
     @property
     def validation_segments(self) -> int:
@@ -42,7 +51,7 @@ def curriculum_stages(cfg) -> list[Stage]:
         stages.append(Stage(number, (lo, hi), stage.steps, lr, setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio),
                             stage.get("bptt_segments", cfg.trainer.bptt_segments), stage.get("facts_in_last"),
                             stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at")),
-                            setting(stage, "confuser_share", 0.0)))
+                            setting(stage, "confuser_share", 0.0), setting(stage, "multi_fact_share", 0.0)))
     return stages
 
 

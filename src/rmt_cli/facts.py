@@ -7,6 +7,7 @@ text files (babi.py) or from BABILong (babilong.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ LOCATIONS = ("bathroom", "bedroom", "garden", "hallway", "kitchen", "office")
 PEOPLE = ("Mary", "John", "Daniel", "Sandra")
 MOVES = ("moved", "went", "went back", "journeyed", "travelled")
 OPPOSITE = {"north": "south", "south": "north", "east": "west", "west": "east"}
+NAMES = frozenset(LOCATIONS + PEOPLE)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,14 @@ class Story:
     question: str
     answer: str
     source: str = field(default="", compare=False)  # where a story read from data comes from, for messages
+
+
+def facts_naming_the_question(story: Story) -> int:
+    """How many facts name a person or place that the question names. "What is west of the kitchen?" after "The
+    bedroom is west of the kitchen." and "The kitchen is west of the garden." gives 2: finding the fact that names
+    the kitchen is not enough, its relation answers (qa1: "Where is Mary?" after two of Mary's moves, their order)."""
+    asked = NAMES.intersection(re.findall(r"\w+", story.question))
+    return sum(bool(asked.intersection(re.findall(r"\w+", fact))) for fact in story.facts)
 
 
 def single_supporting_fact(rng: np.random.Generator) -> Story:

@@ -17,10 +17,20 @@ from rmt_cli.babi import babi_split_files, read_babi
 from rmt_cli.babilong import load_babilong
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.errors import RuntimeFailure, UsageError
-from rmt_cli.facts import Story
+from rmt_cli.facts import Story, facts_naming_the_question
 from rmt_cli.stories import GENERATORS, LABELS, ORDER_FREE, StoryPool
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class TrainingMix:
+    """How a curriculum stage draws its training samples beyond their length; the defaults draw them as validation
+    and test samples are drawn."""
+
+    facts_in_last: int | None = None  # facts in the last k segments (None: anywhere)
+    confuser_share: float = 0.0  # share of noise windows drawn from those that name an answer
+    multi_fact_share: float = 0.0  # share of stories whose question names someone or somewhere that 2+ facts name
 
 
 class NoiseShorterThanSegment(RuntimeFailure):
@@ -47,6 +57,15 @@ class SentenceLongerThanSegment(UsageError):
     def __init__(self, where: str, content_length: int):
         self.where, self.content_length = where, content_length
         super().__init__(f"{where} has a sentence longer than the {content_length} content tokens of a segment")
+
+
+class NoMultiFactStories(UsageError):
+    """A stage asked for stories whose question names someone or somewhere that several facts name; `task` has none."""
+
+    def __init__(self, task: str, share: float):
+        self.task, self.share = task, share
+        super().__init__(f"no {task} story asks about someone or somewhere that two of its facts name, so no share "
+                         f"({share:g}) of the training stories can be such stories")
 
 
 class NoConfusers(UsageError):
@@ -202,34 +221,47 @@ class SampleFactory:
         return self.window_starts[seen[self.window_starts + self.content_length] > seen[self.window_starts]]
 
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
-             facts_in_last: int | None = None, confuser_share: float = 0.0) -> Sample:
-        """One sample of n_segments; with `facts_in_last`, randomly placed facts fall in the last k segments (as
-        far as the story fits them); with `confuser_share`, that share of the noise windows (on average) is drawn
-        from those that name an answer (`confuser_windows`) instead of from all."""
-        source = self.task.stories(split)
-        if isinstance(source, StoryPool):
-            self.check_pool(source, n_segments)
-        story: Story = source(rng)
-        for _ in range(MAX_REDRAWS):
-            if self.segments_needed(story) <= n_segments:
-                break
-            # A generated story longer than this input: draw another, so short inputs hold the shorter stories.
-            story = source(rng)
-        else:
-            raise StoriesDoNotFit(self.task.name, n_segments, self.content_length)
+             mix: TrainingMix = TrainingMix()) -> Sample:
+        """One sample of n_segments; a training `mix` other than the default places its facts in the last k segments
+        (as far as the story fits them), draws a share of the noise windows (on average) from those that name an
+        answer (`confuser_windows`), or a share of the stories from those whose question names someone or
+        somewhere that several facts name."""
+        story = self.pick_story(rng, split, n_segments, mix.multi_fact_share)
         noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
-        if confuser_share:
-            noise_starts = self.with_confusers(rng, noise_starts, confuser_share)
+        if mix.confuser_share:
+            noise_starts = self.with_confusers(rng, noise_starts, mix.confuser_share)
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
-        first = 0 if facts_in_last is None else max(0, n_segments - facts_in_last)
+        first = 0 if mix.facts_in_last is None else max(0, n_segments - mix.facts_in_last)
         if budget >= 0:
             places = self.scatter(rng, noise_starts, len(fact_tokens), budget, first)
         else:
             places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
         facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
         return Sample(noise_starts, facts, question, self.task.labels.index(story.answer))
+
+    def pick_story(self, rng: np.random.Generator, split: str, n_segments: int, multi_fact_share: float) -> Story:
+        """A story that fits n_segments; with `multi_fact_share`, that share of the stories (on average) is one whose
+        question names someone or somewhere that several facts name ("What is west of the kitchen?" after two facts
+        about the kitchen), so the fact that names it does not give the answer alone."""
+        source = self.task.stories(split)
+        if isinstance(source, StoryPool):
+            self.check_pool(source, n_segments)
+        wants_multi_fact = multi_fact_share > 0 and rng.random() < multi_fact_share  # no draw at 0: sets unchanged
+        saw_multi_fact = False
+        story: Story = source(rng)
+        for _ in range(MAX_REDRAWS):
+            multi_fact = facts_naming_the_question(story) > 1
+            saw_multi_fact |= multi_fact
+            if self.segments_needed(story) <= n_segments and (multi_fact or not wants_multi_fact):
+                return story
+            # A generated story longer than this input (or not of the kind wanted): draw another, so short inputs
+            # hold the shorter stories.
+            story = source(rng)
+        if wants_multi_fact and not saw_multi_fact:
+            raise NoMultiFactStories(self.task.name, multi_fact_share)
+        raise StoriesDoNotFit(self.task.name, n_segments, self.content_length)
 
     def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float) -> np.ndarray:
         confusers = self.confuser_windows
@@ -324,11 +356,10 @@ class SampleFactory:
         return [self.draw(np.random.default_rng((seed, code, n_segments, i)), n_segments, split) for i in range(size)]
 
     def training_sample(self, seed: int, index: int, segments: tuple[int, int],
-                        facts_in_last: int | None = None, confuser_share: float = 0.0) -> Sample:
+                        mix: TrainingMix = TrainingMix()) -> Sample:
         """Training sample number `index`; its segment count is drawn uniformly from segments=(lo, hi)."""
         rng = np.random.default_rng((seed, SPLIT_CODES["train"], index))
-        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)), facts_in_last=facts_in_last,
-                         confuser_share=confuser_share)
+        return self.draw(rng, int(rng.integers(segments[0], segments[1] + 1)), mix=mix)
 
     def segment(self, sample: Sample, index: int) -> np.ndarray:
         """Content tokens of one segment of one sample (noise with facts inserted; the question ends the last)."""

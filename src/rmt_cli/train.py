@@ -356,9 +356,7 @@ class Trainer:
         assert data is not None, "a Trainer's experiment holds training data"
         local = self.cfg.trainer.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
-        samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.facts_in_last,
-                                        stage.confuser_share)
-                   for i in range(local)]
+        samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.mix) for i in range(local)]
         plan = BatchPlan.right_aligned(samples)
         return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]
 

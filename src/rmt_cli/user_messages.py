@@ -105,6 +105,9 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.samples.StoryNeedsMoreSegments": story_needs_more_segments,
     "rmt_cli.samples.NoConfusers": lambda error: (
         f"{error}; leave confuser_share out of the curriculum stage, or use noise that names them"),
+    "rmt_cli.samples.NoMultiFactStories": lambda error: (
+        f"{error}; leave multi_fact_share out of the curriculum stage, or use a task whose stories have several "
+        "facts (reasoning, qa1)"),
     "rmt_cli.babi.BabiFileUnreadable": babi_file_unreadable,
     "rmt_cli.babi.AnswerNotALabel": lambda error: (
         f"{error} Pick the matching task, or set task.generator=null to take the labels from the file"),

@@ -173,6 +173,8 @@ CASES = [
      "command line to allow it"),
     ("rmt eval --checkpoint RUN memory.size=20", 2,
      "the checkpoint was trained with memory.size=10, not 20; drop that override to evaluate it"),
+    ("rmt eval --checkpoint RUN memory.rescale_writes=true", 2,
+     "the checkpoint was trained with memory.rescale_writes=false, not true; drop that override to evaluate it"),
     ("rmt eval --checkpoint GENERATE_RUN task.head=classify", 2,
      "the checkpoint was trained with task.head=generate, not classify; drop that override to evaluate it"),
     ("rmt eval --checkpoint RUN backbone=minilm", 2,

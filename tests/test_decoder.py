@@ -157,3 +157,18 @@ def test_generate_loss_is_cross_entropy_on_the_answer_tokens_only(tokenizer):
         expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         assert IGNORE not in targets  # both answers are one word piece and the end token
         torch.testing.assert_close(head.loss(engine, steps, labels), expected)
+
+
+@pytest.mark.parametrize("preset", DECODER_PRESETS)
+def test_rescaled_writes_give_memory_at_the_token_embeddings_scale_and_learn_it(preset):
+    plain = decoder_engine(preset)
+    engine = RecurrentMemory(plain.backbone, memory_size=3, num_labels=6, dropout=0.0, layout="decoder",
+                             rescale_writes=True)
+    embeddings = engine.backbone.get_input_embeddings().weight.detach()
+    torch.testing.assert_close(engine.write_scale.detach(), embeddings.pow(2).mean(-1).sqrt().mean())
+    out = engine(random_steps(2, 3, 16))
+    rms = out.memory.pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, engine.write_scale.item()), rtol=1e-3, atol=1e-5)
+    out.logits.sum().backward()
+    assert engine.write_scale.grad is not None and engine.write_scale.grad.abs() > 0
+    assert plain.write_scale is None and "write_scale" not in dict(plain.named_parameters())

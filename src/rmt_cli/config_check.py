@@ -187,7 +187,7 @@ TRAINER = {
     "time_limit_minutes": optional(positive),
     "keep_last": whole(1, " (resume checkpoints to keep)"),
 }
-MODEL = {"memory": {"size": whole(1)}, "segment": {"length": whole(1)}}
+MODEL = {"memory": {"size": whole(1), "rescale_writes": optional(flag)}, "segment": {"length": whole(1)}}
 CHECKPOINT = {"checkpoint": text, "device": device}
 INFERENCE = {"cuda_graphs": flag, "graph_max_rows": optional(whole(1)), "inference_dtype": choice("fp32", "bf16")}
 

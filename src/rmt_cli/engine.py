@@ -75,7 +75,7 @@ class RecurrentMemory(nn.Module):
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
-                 head: str = "classify", pooler: Optional[nn.Linear] = None):
+                 head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
@@ -91,6 +91,14 @@ class RecurrentMemory(nn.Module):
         # Start memory at the scale of the token embeddings the backbone was trained on.
         std = embeddings.weight.detach().float().std().item()
         self.initial_memory = nn.Parameter(torch.randn(memory_size, hidden) * std)
+        # A decoder's written memory is its last hidden layer after the final norm: SmolLM2's has an RMS of about
+        # 2.3 where its token embeddings have 0.13, and a Llama-family model feeds inputs_embeds to its first layer
+        # unnormalised. With rescale_writes each written vector is RMS-normalised and scaled by one learned number
+        # that starts at the token embeddings' RMS, so the memory is read back at the scale of the inputs.
+        self.write_scale = None
+        if rescale_writes:
+            rms = embeddings.weight.detach().float().pow(2).mean(-1).sqrt().mean().item()
+            self.write_scale = nn.Parameter(torch.tensor(rms))
         if layout == "encoder":
             self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
         classifier = [nn.Dropout(dropout), nn.Linear(hidden, num_labels)]
@@ -118,7 +126,7 @@ class RecurrentMemory(nn.Module):
             inputs = torch.cat([cls[:, None], memory.to(cls.dtype), sep[:, None], embed(tokens), sep[:, None]], dim=1)
             out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
             hidden = out.last_hidden_state
-            return hidden[:, 1:1 + m], hidden[:, 0], out
+            return self.written(hidden[:, 1:1 + m]), hidden[:, 0], out
         content = embed(tokens)
         memory = memory.to(content.dtype)
         parts = [memory, content] + ([embed(answer)] if answer is not None else []) + [memory]
@@ -129,7 +137,13 @@ class RecurrentMemory(nn.Module):
         hidden = out.last_hidden_state
         last = m + tokens.shape[1] - 1  # the last content position: the end of the question in the last segment
         readout = hidden[:, last] if answer is None else hidden[:, last:last + 1 + answer.shape[1]]
-        return hidden[:, hidden.shape[1] - m:], readout, out
+        return self.written(hidden[:, hidden.shape[1] - m:]), readout, out
+
+    def written(self, slots: Tensor) -> Tensor:
+        """The memory written by a segment's memory slots: as they are, or rescaled (`rescale_writes`)."""
+        if self.write_scale is None:
+            return slots
+        return slots * torch.rsqrt(slots.pow(2).mean(-1, keepdim=True) + 1e-6) * self.write_scale.to(slots.dtype)
 
     def answer_logits(self, readout: Tensor) -> Tensor:
         """Label logits (classify) or next-token logits over the vocabulary (generate), in fp32."""

@@ -161,7 +161,8 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
     model = RecurrentMemory(backbone.model, memory_size=cfg.memory.size, num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
-                            head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None).to(device)
+                            head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None,
+                            rescale_writes=cfg.memory.get("rescale_writes", False)).to(device)  # absent: older runs
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from rmt_cli.checkpoint import RUN_NODES
+from rmt_cli.config_check import shown
 from rmt_cli.errors import UsageError
 
 
@@ -35,13 +36,14 @@ def command_line_keys(overrides) -> set[str]:
 
 
 def check_model_matches(cfg, meta: dict) -> None:
-    """The settings that shape the model (memory size, segment length, backbone, head) are the checkpoint's."""
+    """The settings that shape the model (memory size and writes, segment length, backbone, head) are the
+    checkpoint's."""
     trained = OmegaConf.create(meta["config"])
-    for key, default in (("memory.size", None), ("segment.length", None), ("backbone.name", None),
-                         ("task.head", "classify")):
+    for key, default in (("memory.size", None), ("memory.rescale_writes", False), ("segment.length", None),
+                         ("backbone.name", None), ("task.head", "classify")):
         wanted, used = OmegaConf.select(cfg, key, default=default), OmegaConf.select(trained, key, default=default)
         if wanted != used:
-            raise UsageError(f"the checkpoint was trained with {key}={used}, not {wanted}; "
+            raise UsageError(f"the checkpoint was trained with {key}={shown(used)}, not {shown(wanted)}; "
                              "drop that override to evaluate it")
 
 

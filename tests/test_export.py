@@ -106,3 +106,32 @@ def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
     with torch.inference_mode():
         segments = trained.segments(STORY, "Where is Mary?")
         assert torch.equal(shared.model(segments).logits, trained.model(segments).logits)
+
+
+def test_a_run_with_rescaled_memory_writes_exports_and_loads_back(tmp_path):
+    """memory.rescale_writes adds a learned scale: a checkpoint and its export both rebuild the model with it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from rmt_cli import config_dir
+    from rmt_cli.checkpoint import save_checkpoint
+    from rmt_cli.experiment import build_experiment
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "memory.rescale_writes=true"])
+    experiment = build_experiment(cfg, "cpu", with_training_data=False)
+    with torch.no_grad():
+        experiment.model.write_scale.fill_(0.37)  # a trained value, not the one a fresh model starts from
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "stage": 1, "step": 4, "val_accuracy": 0.5,
+            "max_segments": 1, "labels": list(experiment.task.labels)}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "stage1-best", experiment.model, meta)
+    out = export.export_run(tmp_path / "run", tmp_path / "model")
+    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert json.loads((out / "rmt_config.json").read_text())["rescale_writes"] is True
+    assert trained.model.write_scale.item() == shared.model.write_scale.item() == pytest.approx(0.37)
+    with torch.inference_mode():
+        segments = trained.segments(STORY, "Where is Mary?")
+        expected, got = trained.model(segments), shared.model(segments)
+    assert torch.equal(got.memory, expected.memory)
+    rms = got.memory.pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.full_like(rms, 0.37), rtol=1e-3, atol=1e-5)

@@ -62,6 +62,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "format": FORMAT,
         "layout": run.model.layout,
         "memory_size": run.model.memory_size,
+        "rescale_writes": run.model.write_scale is not None,
         "head": run.task.head,
         "labels": list(run.task.labels),
         "segment_length": run.segment_length,
@@ -194,7 +195,8 @@ def load_export(folder: Path, device: torch.device):
                              with_pooler=settings["head"] == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, settings["labels"], memory_size=int(settings["memory_size"]),
                segment_length=int(settings["segment_length"]), head=settings["head"], layout=settings["layout"],
-               task=settings["task"], pooler=backbone.pooler)
+               task=settings["task"], pooler=backbone.pooler,
+               rescale_writes=settings.get("rescale_writes", False))  # absent: exports made before the setting
     load_rmt_weights(folder, run.model)
     run.model.to(device)
     return run

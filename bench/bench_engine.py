@@ -40,7 +40,9 @@ from rmt_cli.experiment import apply_inference_settings, autocast_for
 from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.inference import to_device
 from rmt_cli.train import build_optimizer
-from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, step_tokens
+from rmt_cli.batches import BatchPlan, step_tokens
+from rmt_cli.samples import SampleFactory
+from rmt_cli.task_spec import TaskSpec
 
 GEOMETRIES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),

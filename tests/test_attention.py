@@ -7,7 +7,8 @@ from helpers.cli import rmt
 from rmt_cli.attention import (CLS, FACT, GROUPS, MEMORY, OTHER, QUESTION, SEP, capture_sample, fact_segments,
                                fact_spans, group_attention, memory_change, pick_roles, position_groups,
                                ranked_segments)
-from rmt_cli.samples import PlacedFact, Sample, SampleFactory, TaskSpec
+from rmt_cli.samples import PlacedFact, Sample, SampleFactory
+from rmt_cli.task_spec import TaskSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

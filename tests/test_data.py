@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
-from rmt_cli.samples import BatchPlan, SampleFactory, TaskSpec, TrainingMix, step_tokens
+from rmt_cli.batches import BatchPlan, step_tokens
+from rmt_cli.samples import SampleFactory, TrainingMix
+from rmt_cli.task_spec import TaskSpec
 
 TASKS = {
     "memorize": TaskSpec("memorize", "qa1", "start"),
@@ -224,7 +226,8 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
 
 def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
     from rmt_cli.corpus import TokenCorpus
-    from rmt_cli.samples import SampleFactory, TaskSpec
+    from rmt_cli.samples import SampleFactory
+    from rmt_cli.task_spec import TaskSpec
 
     task = TaskSpec("detect", "qa1", "random")
     plain = tokenizer("It was a fine day . They sat in the parlour .", add_special_tokens=False)["input_ids"]

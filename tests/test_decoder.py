@@ -71,7 +71,7 @@ def test_information_flows_through_decoder_memory(preset):
 @pytest.mark.parametrize("preset", DECODER_PRESETS)
 def test_right_aligned_mixed_decoder_batch_equals_each_sample_alone(preset):
     engine = decoder_engine(preset)
-    counts = [3, 2, 1]  # sorted longest first, as samples.BatchPlan orders them
+    counts = [3, 2, 1]  # sorted longest first, as batches.BatchPlan orders them
     alone = [random_steps(1, n, 12, seed=10 + i) for i, n in enumerate(counts)]
     batched = [torch.cat([alone[i][t - (3 - n)] for i, n in enumerate(counts) if n >= 3 - t]) for t in range(3)]
     with torch.no_grad():

@@ -103,7 +103,7 @@ def test_truncated_bptt_trains_the_initial_memory_of_samples_that_start_inside_t
 
 
 def test_right_aligned_mixed_batch_equals_each_sample_alone(tiny_engine):
-    counts = [3, 2, 1]  # sorted longest first, as samples.BatchPlan orders them
+    counts = [3, 2, 1]  # sorted longest first, as batches.BatchPlan orders them
     alone = [random_steps(1, n, 12, seed=10 + i) for i, n in enumerate(counts)]
     n_steps = max(counts)
     batched = []
@@ -138,7 +138,7 @@ def test_memory_state_can_be_carried_across_calls(tiny_engine):
 
 
 def mixed_batch_steps(counts, content=12):
-    """Right-aligned steps of samples with `counts` segments each (longest first), as samples.BatchPlan builds."""
+    """Right-aligned steps of samples with `counts` segments each (longest first), as batches.BatchPlan builds."""
     alone = [random_steps(1, n, content, seed=20 + i) for i, n in enumerate(counts)]
     n_steps = max(counts)
     return [torch.cat([alone[i][t - (n_steps - n)] for i, n in enumerate(counts) if n >= n_steps - t])

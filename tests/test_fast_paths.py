@@ -23,7 +23,7 @@ def random_steps(batch, n_steps, content, seed=0):
 
 
 def mixed_batch_steps(counts, content=12):
-    """Right-aligned steps of samples with `counts` segments each (longest first), as samples.BatchPlan builds."""
+    """Right-aligned steps of samples with `counts` segments each (longest first), as batches.BatchPlan builds."""
     alone = [random_steps(1, n, content, seed=20 + i) for i, n in enumerate(counts)]
     n_steps = max(counts)
     return [torch.cat([alone[i][t - (n_steps - n)] for i, n in enumerate(counts) if n >= n_steps - t])

@@ -16,7 +16,9 @@ from rmt_cli.engine import content_length
 from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.experiment import task_spec
 from rmt_cli.facts import LOCATIONS, Story
-from rmt_cli.samples import SampleFactory, TaskSpec, TrainingMix, minimum_segments
+from rmt_cli.placement import minimum_segments
+from rmt_cli.samples import SampleFactory, TrainingMix
+from rmt_cli.task_spec import TaskSpec
 from rmt_cli.stories import GENERATORS, LABELS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babi"

@@ -20,8 +20,10 @@ from rmt_cli.corpus import (AustenCorpusMissing, BadEvalFraction, CorpusTooSmall
                             TokenCorpus, UnknownEvalDocuments, UnknownNoiseSource)
 from rmt_cli.errors import RmtError
 from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
-from rmt_cli.samples import (NoiseShorterThanSegment, SampleFactory, SentenceLongerThanSegment, StoriesDoNotFit,
-                             StoryNeedsMoreSegments, TaskSpec)
+from rmt_cli.sample_errors import (NoiseShorterThanSegment, SentenceLongerThanSegment, StoriesDoNotFit,
+                                   StoryNeedsMoreSegments)
+from rmt_cli.samples import SampleFactory
+from rmt_cli.task_spec import TaskSpec
 from rmt_cli.user_messages import WORDINGS, user_message
 
 # What only the command line may name: a config key with its group, an override, one of rmt's commands.

@@ -158,7 +158,7 @@ class RecurrentMemory(nn.Module):
         """Run a right-aligned batch segment by segment.
 
         steps: token ids [rows_t, content] per step; rows_t is non-decreasing and the rows of step t are the first
-            rows_t samples of the batch (see samples.BatchPlan). The last step holds every row.
+            rows_t samples of the batch (see batches.BatchPlan). The last step holds every row.
         memory: [batch, m, hidden] state to continue from (default: the learned initial memory).
         batch, n_steps: needed only when `steps` is an iterator rather than a list.
         grad_steps: truncated BPTT, gradients flow through the last `grad_steps` steps only; the steps before them

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rmt_cli.samples import BatchPlan, SampleFactory, step_tokens
+from rmt_cli.batches import BatchPlan, step_tokens
+
+from rmt_cli.samples import SampleFactory
 
 
 @torch.inference_mode()

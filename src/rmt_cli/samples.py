@@ -1,7 +1,8 @@
 """Samples assembled in token space: noise windows from a token corpus, facts at sentence starts, question last.
 
 A sample is a small recipe (one noise window start per segment, where each fact goes, the question, the label),
-so an input of millions of tokens costs a few kilobytes until its segments are produced, one step at a time.
+so an input of millions of tokens costs a few kilobytes until its segments are produced, one step at a time
+(batches.py schedules them, placement.py fits facts into segments, task_spec.py says what a task puts in).
 Every sample is drawn from its own seeded generator, so a set is identical byte for byte for the same seed,
 whatever the batch size, and training can resume at any sample index.
 """
@@ -9,18 +10,20 @@ whatever the batch size, and training can resume at any sample index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 
 import numpy as np
 
-from rmt_cli.babi import babi_split_files, read_babi
-from rmt_cli.babilong import load_babilong
 from rmt_cli.corpus import TokenCorpus
-from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.facts import Story, facts_naming_the_question
-from rmt_cli.stories import GENERATORS, LABELS, ORDER_FREE, StoryPool
+from rmt_cli.placement import UNFIT, fit, minimum_segments, pack
+from rmt_cli.sample_errors import (NoConfusers, NoiseShorterThanSegment, NoMultiFactStories, SentenceLongerThanSegment,
+                                   StoriesDoNotFit, StoryNeedsMoreSegments)
+from rmt_cli.stories import StoryPool
+from rmt_cli.task_spec import TaskSpec
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+MAX_REDRAWS = 1000  # stories drawn before a sample gives up on finding one that fits
 
 
 @dataclass(frozen=True)
@@ -31,121 +34,6 @@ class TrainingMix:
     facts_in_last: int | None = None  # facts in the last k segments (None: anywhere)
     confuser_share: float = 0.0  # share of noise windows drawn from those that name an answer
     multi_fact_share: float = 0.0  # share of stories whose question names someone or somewhere that 2+ facts name
-
-
-class NoiseShorterThanSegment(RuntimeFailure):
-    """The noise split made of `documents` holds no window of `content_length` tokens."""
-
-    def __init__(self, documents: tuple[str, ...], content_length: int):
-        self.documents, self.content_length = documents, content_length
-        super().__init__(f"the noise split {', '.join(documents)} is shorter than one segment of {content_length} "
-                         "tokens")
-
-
-class StoriesDoNotFit(UsageError):
-    """No story drawn from `task`'s generator fits an input of `n_segments` segments of `content_length` tokens."""
-
-    def __init__(self, task: str, n_segments: int, content_length: int):
-        self.task, self.n_segments, self.content_length = task, n_segments, content_length
-        super().__init__(f"{task} stories do not fit inputs of {n_segments} segments of {content_length} content "
-                         "tokens")
-
-
-class SentenceLongerThanSegment(UsageError):
-    """A story (`where`: its file and line, or its task) has a sentence longer than a segment's content."""
-
-    def __init__(self, where: str, content_length: int):
-        self.where, self.content_length = where, content_length
-        super().__init__(f"{where} has a sentence longer than the {content_length} content tokens of a segment")
-
-
-class NoMultiFactStories(UsageError):
-    """A stage asked for stories whose question names someone or somewhere that several facts name; `task` has none."""
-
-    def __init__(self, task: str, share: float):
-        self.task, self.share = task, share
-        super().__init__(f"no {task} story asks about someone or somewhere that two of its facts name, so no share "
-                         f"({share:g}) of the training stories can be such stories")
-
-
-class NoConfusers(UsageError):
-    """Training noise asked to hold `share` of windows that name one of the `labels` has no such window."""
-
-    def __init__(self, share: float, labels: tuple[str, ...]):
-        self.share, self.labels = share, labels
-        super().__init__(f"the training noise never names one of the answers ({', '.join(labels)}), so no share "
-                         f"({share:g}) of its windows can be drawn from those that do")
-
-
-class StoryNeedsMoreSegments(UsageError):
-    """The longest story of a task's data (`where`, `facts` facts and its question in `tokens` tokens) needs `need`
-    segments of `content_length` tokens; the input has `n_segments`."""
-
-    def __init__(self, where: str, facts: int, tokens: int, need: int, n_segments: int, content_length: int):
-        self.where, self.facts, self.tokens = where, facts, tokens
-        self.need, self.n_segments, self.content_length = need, n_segments, content_length
-        super().__init__(f"{where} ({facts} facts and its question, {tokens} tokens) needs at least {need} segments "
-                         f"of {content_length} content tokens, this input has {n_segments}")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a task puts into an input; built from the `task` config."""
-
-    name: str
-    generator: str  # key of stories.GENERATORS
-    fact_position: str  # "start": the story opens the input; "random": each fact at a random sentence start
-    facts_file: str | None = None  # a bAbI text file: its stories replace the generator's
-    babilong: tuple[str, str] | None = None  # (length config, split), e.g. ("0k", "qa1"): BABILong's stories
-    trained_labels: tuple[str, ...] | None = None  # a checkpoint's labels: answers map to them by name
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """The answer vocabulary, in the order of the classification head: a checkpoint's, else the generator's,
-        else every answer found in the task's data (sorted)."""
-        if self.trained_labels is not None:
-            return self.trained_labels
-        if self.generator in LABELS:
-            return LABELS[self.generator]
-        return self.answers()
-
-    def answers(self) -> tuple[str, ...]:
-        """Every answer the task's stories can have: the generator's labels, or those found in its data."""
-        if self.facts_file is None and self.babilong is None:
-            return LABELS[self.generator]
-        return _data_labels(self.facts_file, self.babilong, LABELS.get(self.generator))
-
-    def stories(self, split: str):
-        """Where the stories of a split come from: a callable rng -> Story (a generator or a StoryPool).
-
-        A bAbI file trains on its *_train.txt and validates and tests on the *_test.txt beside it (if any; see
-        babi.babi_split_files). BABILong publishes test rows only: every split draws from them.
-        """
-        if self.facts_file is None and self.babilong is None:
-            return GENERATORS[self.generator]
-        return _data_pool(self.facts_file, self.babilong, split == "train", LABELS.get(self.generator))
-
-    @property
-    def ordered(self) -> bool:
-        """Whether the facts must appear in story order (all but qa4's order-free relations)."""
-        return self.facts_file is not None or self.babilong is not None or self.generator not in ORDER_FREE
-
-
-@cache
-def _data_pool(facts_file: str | None, babilong: tuple[str, str] | None, train: bool,
-               labels: tuple[str, ...] | None) -> StoryPool:
-    if facts_file is not None:
-        train_file, test_file = babi_split_files(facts_file)
-        return StoryPool(read_babi(train_file if train else test_file, labels))
-    assert babilong is not None, "a data-backed task has a facts file or a BABILong split"
-    return StoryPool(load_babilong(*babilong))
-
-
-@cache
-def _data_labels(facts_file: str | None, babilong: tuple[str, str] | None,
-                 labels: tuple[str, ...] | None) -> tuple[str, ...]:
-    pools = (_data_pool(facts_file, babilong, True, labels), _data_pool(facts_file, babilong, False, labels))
-    return tuple(sorted({story.answer for pool in pools for story in pool.stories}))
 
 
 @dataclass(frozen=True)
@@ -399,90 +287,3 @@ class SampleFactory:
             if len(tokens):
                 kept.append((kind, tokens))
         return kept + [("question", sample.question)] if last else kept
-
-
-UNFIT = 1 << 30  # segments "needed" by a story with a sentence longer than a segment
-MAX_REDRAWS = 1000
-
-
-def minimum_segments(lengths: list[int], question: int, content: int) -> int:
-    """The fewest segments of `content` tokens that hold facts of these lengths in order and the question last."""
-    if max(lengths, default=0) > content or question > content:
-        return UNFIT
-    segments, load = 1, 0
-    for length in lengths:
-        if load + length > content:
-            segments, load = segments + 1, 0
-        load += length
-    return segments + (load + question > content)
-
-
-def pack(lengths: list[int], capacity: np.ndarray) -> np.ndarray:
-    """Segment of each fact when facts fill segments in order from the first (next fit)."""
-    segments, segment, load = np.zeros(len(lengths), dtype=np.int64), 0, 0
-    for i, length in enumerate(lengths):
-        if load + length > capacity[segment]:
-            segment, load = segment + 1, 0
-        segments[i], load = segment, load + length
-    return segments
-
-
-def fit(drawn: np.ndarray, lengths: list[int], capacity: np.ndarray) -> np.ndarray:
-    """Drawn segments (non-decreasing) moved as little as it takes for every segment's facts to fit it: facts that
-    overflow a segment move on to the next, then those pushed past the last come back toward the first."""
-    segments = [int(s) for s in drawn]
-    n = len(capacity)
-    for order, step in ((range(len(lengths)), 1), (range(len(lengths) - 1, -1, -1), -1)):
-        current, load = (0, 0) if step == 1 else (n - 1, 0)
-        for i in order:
-            target = max(segments[i], current) if step == 1 else min(segments[i], current)
-            if target != current:
-                current, load = target, 0
-            while 0 <= current < n and load + lengths[i] > capacity[current]:
-                current, load = current + step, 0
-            segments[i], load = current, load + lengths[i]
-    if min(segments) < 0:  # moving facts back and forth found no fit; the first-fit packing does
-        return pack(lengths, capacity)
-    return np.array(segments, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """Right-aligned schedule of a batch: every sample's last segment falls on the final step.
-
-    Samples are sorted by segment count, longest first, so that the samples active at a step are always a prefix
-    of the batch: step t runs rows [0, active[t]) and a sample costs nothing before its first segment.
-    """
-
-    samples: tuple[Sample, ...]  # sorted, longest first
-    order: np.ndarray  # order[j] = position in the caller's list of sorted row j
-    counts: np.ndarray  # segments of each sorted row
-
-    @classmethod
-    def right_aligned(cls, samples: list[Sample]) -> "BatchPlan":
-        order = np.argsort([-s.n_segments for s in samples], kind="stable")
-        ordered = tuple(samples[i] for i in order)
-        return cls(ordered, order, np.array([s.n_segments for s in ordered]))
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.counts[0])
-
-    def active_rows(self, step: int) -> int:
-        return int(np.sum(self.counts >= self.n_steps - step))
-
-    def labels(self) -> np.ndarray:
-        return np.array([s.label for s in self.samples], dtype=np.int64)
-
-
-def step_tokens(factory: SampleFactory, plan: BatchPlan, step: int) -> np.ndarray:
-    """[active rows, content_length] token ids of one step of a right-aligned batch (vectorised gather)."""
-    rows = plan.active_rows(step)
-    samples = plan.samples[:rows]
-    local = [s.n_segments - plan.n_steps + step for s in samples]
-    starts = np.fromiter((s.noise_starts[i] for s, i in zip(samples, local, strict=True)), dtype=np.int64, count=rows)
-    tokens = factory.corpus.tokens[starts[:, None] + factory._offsets[None, :]]
-    for row, (sample, index) in enumerate(zip(samples, local, strict=True)):
-        if index == sample.n_segments - 1 or index in sample.fact_segments:
-            tokens[row] = factory.compose(sample, index, tokens[row])
-    return tokens

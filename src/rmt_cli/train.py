@@ -32,7 +32,7 @@ from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
-from rmt_cli.samples import BatchPlan, step_tokens
+from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng

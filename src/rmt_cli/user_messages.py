@@ -99,13 +99,15 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.checkpoint.CheckpointDoesNotFit": lambda error: (
         f"{error} ({SHAPE_CAUSES.get(error.tensor, 'another backbone')}); evaluate it with the settings it was "
         "trained with"),
-    "rmt_cli.samples.NoiseShorterThanSegment": lambda error: f"{error}; add text to the corpus or lower segment.length",
-    "rmt_cli.samples.StoriesDoNotFit": lambda error: f"{error}; use more segments or raise segment.length",
-    "rmt_cli.samples.SentenceLongerThanSegment": lambda error: f"{error}; raise segment.length or lower memory.size",
-    "rmt_cli.samples.StoryNeedsMoreSegments": story_needs_more_segments,
-    "rmt_cli.samples.NoConfusers": lambda error: (
+    "rmt_cli.sample_errors.NoiseShorterThanSegment": lambda error: (
+        f"{error}; add text to the corpus or lower segment.length"),
+    "rmt_cli.sample_errors.StoriesDoNotFit": lambda error: f"{error}; use more segments or raise segment.length",
+    "rmt_cli.sample_errors.SentenceLongerThanSegment": lambda error: (
+        f"{error}; raise segment.length or lower memory.size"),
+    "rmt_cli.sample_errors.StoryNeedsMoreSegments": story_needs_more_segments,
+    "rmt_cli.sample_errors.NoConfusers": lambda error: (
         f"{error}; leave confuser_share out of the curriculum stage, or use noise that names them"),
-    "rmt_cli.samples.NoMultiFactStories": lambda error: (
+    "rmt_cli.sample_errors.NoMultiFactStories": lambda error: (
         f"{error}; leave multi_fact_share out of the curriculum stage, or use a task whose stories have several "
         "facts (reasoning, qa1)"),
     "rmt_cli.babi.BabiFileUnreadable": babi_file_unreadable,

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from rmt_cli.errors import RuntimeFailure
-from rmt_cli.reproduce import PLAN, seed_folder, table, write_summary
+from rmt_cli.reproduce import PLAN, seed_folder
+from rmt_cli.reproduce_summary import table, write_summary
 
 ACCURACY = {("memorize", 0): {1: 1.0, 8: 1.0}, ("memorize", 1): {1: 1.0, 8: 0.9},
             ("memorize", 2): {1: 0.95, 8: 0.5}}
@@ -133,7 +134,7 @@ def test_the_readme_results_table_is_the_committed_summary():
 
 
 def test_a_last_stage_left_at_its_own_advance_at_counts_as_completed(tmp_path):
-    from rmt_cli.reproduce import curriculum_completed
+    from rmt_cli.reproduce_summary import curriculum_completed
 
     (tmp_path / "config.yaml").write_text("curriculum:\n  advance_at: null\n  stages:\n"
                                           "  - {segments: 32, steps: 600, advance_at: 0.97}\n")

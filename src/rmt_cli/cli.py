@@ -491,7 +491,8 @@ def reproduce_run(
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
-    from rmt_cli.reproduce import parse_list, run_protocol, table, write_summary
+    from rmt_cli.reproduce import parse_list, run_protocol
+    from rmt_cli.reproduce_summary import table, write_summary
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -514,7 +515,7 @@ def reproduce_summarize(
     """Mean, min and max over seeds per task and length: summary.json, accuracy_vs_length.png and a Markdown
     table (what the README shows). A task this run did not train keeps its numbers from the summary already in
     --into; a task it trained replaces them, all seeds at once."""
-    from rmt_cli.reproduce import table, write_summary
+    from rmt_cli.reproduce_summary import table, write_summary
 
     report_errors(lambda: typer.echo(table(write_summary(out, into, typer.echo))))
 

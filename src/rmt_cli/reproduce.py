@@ -4,6 +4,8 @@ test sets, and summarise them as mean, min and max over seeds, never the best of
     rmt reproduce run OUT --tasks memorize,detect,reasoning --seeds 0,1,2     (one GPU: all runs side by side)
     rmt reproduce summarize OUT --into results/paper                          (summary.json + plot)
 
+This module runs the protocol; reproduce_summary.py summarises a run folder.
+
 A run folder OUT holds plan.json (what was asked, the card), and OUT/TASK/seedN/{train,extrapolate} with each
 command's output, wall time and exit code, so a summary can always be traced back to the commands that made it.
 """
@@ -12,24 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from statistics import mean
 
-from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.errors import UsageError
 
 PLAN = "plan.json"
-RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
-# The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
-PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
-         "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
-# Per-seed files copied next to the summary: small, and enough to rerun or re-plot any seed.
-KEPT_FILES = {"train": ("config.yaml", "metrics.jsonl", "train.out"),
-              "extrapolate": ("extrapolation.csv", "extrapolation.json", "predictions.csv")}
 
 
 def seed_folder(out: Path, task: str, seed: int) -> Path:
@@ -135,186 +128,3 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                 del evaluating[key]
                 echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
                      f"{time.time() - job.started:.0f} s")
-
-
-# ---------------------------------------------------------------------------------------------
-# Summarising: mean, min and max over seeds of every length, from the run folders alone.
-
-def read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RuntimeFailure(f"{what}: {path} is missing") from None
-    except json.JSONDecodeError as error:
-        raise RuntimeFailure(f"{what}: {path} is not valid JSON ({error.msg})") from None
-
-
-def seed_result(folder: Path, task: str, seed: int) -> dict:
-    """One seed's accuracy per length, training wall time and whether its curriculum ran to the end."""
-    what = f"{task} seed {seed}"
-    train = read_json(folder / "train.status.json", f"{what} has no finished training")
-    if train["exit_code"] != 0:
-        raise RuntimeFailure(f"{what}: training exited with {train['exit_code']}; see {folder / 'train.out'}")
-    rows = read_json(folder / "extrapolate" / "extrapolation.json", f"{what} was not extrapolated")
-    return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
-            "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
-            "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
-            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
-
-
-def curriculum_completed(train: Path) -> bool:
-    """Whether every stage of the run's curriculum ran to its end (or left early at its advance_at).
-
-    Read from the stages in config.yaml and the validation lines in metrics.jsonl, so that a run stopped by a time
-    limit counts as incomplete whatever its own summary line says.
-    """
-    import yaml
-
-    from rmt_cli.curriculum import setting
-
-    try:
-        curriculum = yaml.safe_load((train / "config.yaml").read_text())["curriculum"]
-        lines = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, KeyError, TypeError, ValueError):
-        return False
-    last = len(curriculum["stages"])
-    stage = curriculum["stages"][-1]
-    steps, advance_at = stage["steps"], setting(stage, "advance_at", curriculum.get("advance_at"))
-    return any(line.get("kind") == "val" and line["stage"] == last and
-               (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
-               for line in lines)
-
-
-def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
-    """Extra lengths measured on one seed only (OUT/TASK/seedN/extrapolate_NAME/, e.g. 20,480 segments): shown
-    apart from the means, never mixed into them."""
-    rows = []
-    for seed in seeds:
-        for path in sorted(seed_folder(out, task, seed).glob("extrapolate_*/extrapolation.json")):
-            rows += [{"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
-                      "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2)}
-                     for row in read_json(path, f"{task} seed {seed}")]
-    return rows
-
-
-def summarize(out: Path) -> dict:
-    plan = read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")
-    summary = {key: plan[key] for key in RUN_KEYS}
-    summary["tasks"] = {}
-    for task in plan["tasks"]:
-        results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
-        lengths = sorted(set.intersection(*(set(r["accuracy"]) for r in results.values())))
-        # A length no seed reached is reported as not measured; one that only some seeds reached has no fair mean.
-        not_measured = sorted(set(plan["segments"]) - set.union(*(set(r["accuracy"]) for r in results.values())))
-        for seed, result in results.items():
-            gap = sorted(set(plan["segments"]) - set(result["accuracy"]) - set(not_measured))
-            if gap:
-                raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation "
-                                     f"stopped early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
-        any_seed = next(iter(results.values()))
-        summary["tasks"][task] = {
-            "preset": f"{plan['preset']}_{task}",
-            "seeds": plan["seeds"],
-            "lengths": {str(n): {"segments": n, "tokens": any_seed["tokens"][n],
-                                 "samples": any_seed["samples"][n],
-                                 "mean": round(mean(r["accuracy"][n] for r in results.values()), 2),
-                                 "min": round(min(r["accuracy"][n] for r in results.values()), 2),
-                                 "max": round(max(r["accuracy"][n] for r in results.values()), 2),
-                                 "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()}}
-                        for n in lengths},
-            "not_measured": not_measured,
-            "single_seed": single_seed_rows(out, task, plan["seeds"]),
-            "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
-            "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
-            "run": {key: plan[key] for key in RUN_KEYS},
-        }
-    return summary
-
-
-def keep_other_tasks(summary: dict, earlier_path: Path) -> list[str]:
-    """Tasks of the summary already in `into` that this run did not train stay in it, each with the run that
-    measured it (`run`): rerunning one task replaces that task's numbers, all seeds at once, and nothing else."""
-    if not earlier_path.exists():
-        return []
-    earlier = read_json(earlier_path, "the summary already there")
-    kept = [task for task in earlier.get("tasks", {}) if task not in summary["tasks"]]
-    for task in kept:
-        result = earlier["tasks"][task]
-        result.setdefault("run", {key: earlier.get(key) for key in RUN_KEYS})
-    summary["tasks"] = {**{task: earlier["tasks"][task] for task in kept}, **summary["tasks"]}
-    return kept
-
-
-def plot_summary(summary: dict, path: Path) -> None:
-    from rmt_cli.plots import plt, save_accuracy_figure
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
-    for color, (task, result) in zip(colors, summary["tasks"].items(), strict=False):
-        rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
-        tokens = [row["tokens"] for row in rows]
-        seeds = len(result["seeds"])
-        ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color,
-                label=f"{task}: mean of {seeds} seeds")
-        ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=color, alpha=0.2)
-        for row in result.get("single_seed", []):
-            ax.scatter([row["tokens"]], [row["accuracy"]], marker="D", s=50, facecolors="none", edgecolors=color,
-                       label=f"{task}: seed {row['seed']} alone, {row['samples']} samples")
-        if task in PAPER:
-            per_segment = rows[0]["tokens"] // rows[0]["segments"]
-            ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
-                       color=color, label=f"{task}: paper (bert-base)")
-    save_accuracy_figure(fig, ax, path, f"{summary['preset']} presets, {summary['card']}",
-                         ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
-
-
-def write_summary(out: Path, into: Path, echo=print) -> dict:
-    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them.
-
-    Tasks of an earlier summary in `into` that this run did not train are kept as they were (see keep_other_tasks).
-    """
-    summary = summarize(out)
-    trained = list(summary["tasks"])
-    into.mkdir(parents=True, exist_ok=True)
-    for task in keep_other_tasks(summary, into / "summary.json"):
-        echo(f"kept {task} from the summary already in {into} (run started {summary['tasks'][task]['run']['started']})")
-    for task in trained:
-        result = summary["tasks"][task]
-        if (into / task).is_dir():  # an earlier run's files of this task would mix with this run's
-            shutil.rmtree(into / task)
-            echo(f"replaced {task} in {into} with this run's")
-        for seed in result["seeds"]:
-            source, target = seed_folder(out, task, seed), into / task / f"seed{seed}"
-            target.mkdir(parents=True, exist_ok=True)
-            for step, names in KEPT_FILES.items():
-                for name in names:
-                    path = source / step / name if (source / step / name).exists() else source / name
-                    if path.exists():
-                        shutil.copyfile(path, target / (name if name.endswith(".out") else f"{step}_{name}"))
-            for name in ("train.status.json", "extrapolate.status.json", "extrapolate.out"):
-                if (source / name).exists():
-                    shutil.copyfile(source / name, target / name)
-            for extra in source.glob("extrapolate_*/extrapolation.json"):
-                shutil.copyfile(extra, target / f"{extra.parent.name}.json")
-                if (source / f"{extra.parent.name}.out").exists():
-                    shutil.copyfile(source / f"{extra.parent.name}.out", target / f"{extra.parent.name}.out")
-    (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    plot_summary(summary, into / "accuracy_vs_length.png")
-    return summary
-
-
-def table(summary: dict) -> str:
-    """The summary as a Markdown table: mean (min–max) per task and length."""
-    lengths = sorted({int(n) for result in summary["tasks"].values()
-                      for n in [*result["lengths"], *result.get("not_measured", [])]})
-    lines = ["| task | " + " | ".join(f"{n:,}" for n in lengths) + " | training (mean) |",
-             "| --- | " + " | ".join("--:" for _ in lengths) + " | --: |"]
-    for task, result in summary["tasks"].items():
-        cells = []
-        for n in lengths:
-            row = result["lengths"].get(str(n))
-            cells.append("not measured" if row is None else
-                         f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
-        minutes = mean(result["train_seconds"].values()) / 60
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
-    return "\n".join(lines)

@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, content_length
 from rmt_cli.experiment import apply_inference_settings, autocast_for
 from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.inference import to_device
-from rmt_cli.train import build_optimizer
-from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.samples import SampleFactory
 from rmt_cli.task_spec import TaskSpec
+from rmt_cli.train import build_optimizer
 
 GEOMETRIES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),

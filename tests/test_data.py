@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
 from rmt_cli.batches import BatchPlan, step_tokens
+from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
 from rmt_cli.samples import SampleFactory, TrainingMix
 from rmt_cli.task_spec import TaskSpec
 

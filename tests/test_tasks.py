@@ -18,8 +18,8 @@ from rmt_cli.experiment import task_spec
 from rmt_cli.facts import LOCATIONS, Story
 from rmt_cli.placement import minimum_segments
 from rmt_cli.samples import SampleFactory, TrainingMix
-from rmt_cli.task_spec import TaskSpec
 from rmt_cli.stories import GENERATORS, LABELS
+from rmt_cli.task_spec import TaskSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "babi"
 TRAIN_FILE, TEST_FILE = FIXTURES / "qa2_sample_train.txt", FIXTURES / "qa2_sample_test.txt"
@@ -322,8 +322,8 @@ def test_preview_takes_segments_and_seed(tmp_path, tokenizer):
 
 def test_a_permuted_label_order_scores_what_the_model_scores(synthetic_noise, tokenizer, tmp_path):
     import torch
-
     from conftest import tiny_bert
+
     from rmt_cli.engine import RecurrentMemory
     from rmt_cli.experiment import Experiment
     from rmt_cli.heads import ClassifyHead

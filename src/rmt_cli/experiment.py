@@ -17,8 +17,8 @@ from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_p
 from rmt_cli.errors import UsageError
 from rmt_cli.heads import ClassifyHead, GenerateHead, build_head
 from rmt_cli.samples import SampleFactory
-from rmt_cli.task_spec import TaskSpec
 from rmt_cli.stories import GENERATORS
+from rmt_cli.task_spec import TaskSpec
 
 # Room a segment needs: a question and the sentences of a story (longer stories spread over several segments).
 MIN_CONTENT_TOKENS = 40

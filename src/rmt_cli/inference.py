@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from rmt_cli.batches import BatchPlan, step_tokens
-
 from rmt_cli.samples import SampleFactory
 
 

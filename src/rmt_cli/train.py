@@ -7,6 +7,10 @@ through the recurrent engine with backpropagation through the segments, validate
 Data-parallel (`trainer.devices=N` or torchrun, see distributed.py): the whole recurrent loop of a step is one
 DistributedDataParallel forward; each rank reads its own slice of the global batch and of the validation set, and
 every decision (stop, time limit, best checkpoint, next stage) is taken on numbers summed over all ranks.
+
+This module is longer than most (about 360 lines) because the Trainer is kept whole: its stage loop, step and
+validation read as one story. What it leans on lives elsewhere: curriculum.py (stages), train_state.py (what a
+checkpoint restores), checkpoint_manager.py (bests, last-N), stopping.py (signals, time limit), batches.py.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from transformers import get_scheduler
 
 from rmt_cli import distributed, loggers, run_info
+from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.checkpoint import read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
 from rmt_cli.curriculum import Stage, curriculum_stages
@@ -32,7 +37,6 @@ from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
-from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng

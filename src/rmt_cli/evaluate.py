@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import time
 
+from rmt_cli.experiment import apply_inference_settings
 from rmt_cli.inference import accuracy
 from rmt_cli.trained_run import command_run_folder, load_trained
 
 
 def evaluate_from_config(cfg) -> None:
     cfg, meta, folder, experiment = load_trained(cfg)
+    apply_inference_settings(experiment.model, cfg)
     segments = cfg.task.segments or meta["max_segments"]
     samples = experiment.eval_data.sample_set("test", cfg.task.eval_seed, segments, cfg.samples)
     start = time.perf_counter()

@@ -11,7 +11,6 @@ import torch
 
 from rmt_cli.babi import note_single_file
 from rmt_cli.backbones import layout, load_backbone, max_positions
-from rmt_cli.config_check import INFERENCE
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
@@ -50,18 +49,14 @@ def autocast_for(model: RecurrentMemory, device: torch.device):
 
 
 def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
-    """A command's inference switches, on a model that only predicts from now on.
+    """A command's inference switches (schema.InferenceCommand), on a model that only predicts from now on.
 
     inference_dtype: fp32 keeps the fp32 weights under bf16 autocast (each matmul casts its operands); bf16 casts
         every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
     graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
     """
-    settings = {"inference_dtype": cfg.get("inference_dtype") or "fp32",
-                "graph_max_rows": cfg.get("graph_max_rows", RecurrentMemory.graph_max_rows)}
-    for key, value in settings.items():  # checked as at compose time: callers may pass any mapping
-        INFERENCE[key](key, value)
-    model.to(INFERENCE_DTYPES[settings["inference_dtype"]])
-    model.graph_max_rows = settings["graph_max_rows"]
+    model.to(INFERENCE_DTYPES[cfg.inference_dtype])
+    model.graph_max_rows = cfg.graph_max_rows
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from rmt_cli.errors import UsageError
+from rmt_cli.experiment import apply_inference_settings
 from rmt_cli.inference import correct, predict
 from rmt_cli.predictions import prediction_rows, write_predictions
 from rmt_cli.trained_run import command_run_folder, load_trained
@@ -118,6 +119,7 @@ def extrapolate_from_config(cfg) -> None:
 
     lengths = length_schedule(cfg.max_segments, cfg.segments)
     cfg, meta, folder, experiment = load_trained(cfg)
+    apply_inference_settings(experiment.model, cfg)
     run_dir = command_run_folder(cfg)
     title = f"{cfg.task.name}: {folder}"
     rows: list[dict] = []

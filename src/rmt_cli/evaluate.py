@@ -13,11 +13,10 @@ from rmt_cli.trained_run import command_run_folder, load_trained
 def evaluate_from_config(cfg) -> None:
     cfg, meta, folder, experiment = load_trained(cfg)
     apply_inference_settings(experiment.model, cfg)
-    segments = cfg.task.segments or meta["max_segments"]
+    segments = meta["max_segments"] if cfg.task.segments is None else cfg.task.segments
     samples = experiment.eval_data.sample_set("test", cfg.task.eval_seed, segments, cfg.samples)
     start = time.perf_counter()
-    acc = accuracy(experiment, experiment.eval_data, samples, cfg.batch_size,
-                   cuda_graphs=bool(cfg.get("cuda_graphs", False)))
+    acc = accuracy(experiment, experiment.eval_data, samples, cfg.batch_size, cuda_graphs=cfg.cuda_graphs)
     seconds = time.perf_counter() - start
     result = {"checkpoint": str(folder), "task": cfg.task.name, "segments": segments, "samples": len(samples),
               "accuracy": acc, "seconds": round(seconds, 3),

@@ -66,7 +66,7 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
     trained_labels: a checkpoint's labels; the task's answers are mapped to them by name.
     """
     task = cfg.task
-    source, facts_file = task.get("source") or "generator", task.get("facts_file")
+    source, facts_file = task.source, task.facts_file
     if facts_file is not None:
         facts_file = task.facts_file = str(Path(facts_file).expanduser().resolve())
     if source not in ("generator", "babilong"):
@@ -82,7 +82,7 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
         babilong = (task.length, task.split)
     elif facts_file is None and task.generator not in GENERATORS:
         raise UsageError(f"task.generator={task.generator} is unknown (available: {', '.join(GENERATORS)})")
-    spec = TaskSpec(name=task.name, generator=task.get("generator") or "", fact_position=task.fact_position,
+    spec = TaskSpec(name=task.name, generator=task.generator, fact_position=task.fact_position,
                     facts_file=facts_file, babilong=babilong,
                     trained_labels=None if trained_labels is None else tuple(trained_labels))
     answers = spec.answers() if facts_file is not None or trained_labels is not None else ()  # reads the files
@@ -98,8 +98,8 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
 
 
 def head_kind(cfg) -> str:
-    """`task.head` (runs saved before it existed classified), checked against the backbone's layout."""
-    kind = cfg.task.get("head") or "classify"
+    """`task.head`, checked against the backbone's layout."""
+    kind = cfg.task.head
     if kind not in HEADS:
         raise UsageError(f"task.head={kind} is unknown; use classify, pooler or generate")
     if kind == "generate" and layout(cfg.backbone) != "decoder":
@@ -114,8 +114,6 @@ def head_kind(cfg) -> str:
 def check_sizes(cfg) -> int:
     """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
     memory, length = cfg.memory.size, cfg.segment.length
-    if memory <= 0:
-        raise UsageError(f"memory.size={memory} must be at least 1")
     head_kind(cfg)
     positions = max_positions(cfg.backbone)
     if length > positions:
@@ -140,10 +138,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_experiment(cfg, device_name: str, with_training_data: bool,
-                     trained_labels: list[str] | None = None) -> Experiment:
+                     trained_labels: list[str] | None = None, seed: int = 0) -> Experiment:
+    """The experiment of a config; `seed` seeds the model's initial weights (training's `seed`)."""
     content = check_sizes(cfg)
     device = pick_device(device_name)
-    torch.manual_seed(cfg.get("seed", 0))
+    torch.manual_seed(seed)
     backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")
     tokenizer = backbone.tokenizer
     task = task_spec(cfg, trained_labels)

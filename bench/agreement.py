@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
 from rmt_cli.experiment import apply_inference_settings, build_experiment
 from rmt_cli.inference import correct_answers, predict
+from rmt_cli.schema import typed_config
 
 PLAIN = {"inference_dtype": "fp32", "graph_max_rows": 8}
 FAST = {"inference_dtype": "bf16", "graph_max_rows": None}
@@ -30,10 +31,10 @@ def load(run_dir: Path, device: str, settings: dict):
     """The run's trained model with these inference settings applied; returns (experiment, run config, meta)."""
     folder = find_checkpoint(run_dir)
     meta = read_meta(folder)
-    cfg = OmegaConf.create(meta["config"])
+    cfg = typed_config("train", meta["config"])
     experiment = build_experiment(cfg, device, with_training_data=False, trained_labels=meta.get("labels"))
     load_weights(folder, experiment.model)
-    apply_inference_settings(experiment.model, settings)
+    apply_inference_settings(experiment.model, OmegaConf.create(settings))
     return experiment, cfg, meta
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.corpus import TokenCorpus
@@ -103,7 +104,7 @@ def build_decoder(geometry: str, head: str = "generate") -> RecurrentMemory:
 def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
     """The model as `inference_dtype=bf16` runs it: every weight cast once, no autocast."""
     fast = copy.deepcopy(model)
-    apply_inference_settings(fast, {"inference_dtype": "bf16", "graph_max_rows": None})
+    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None}))
     return fast
 
 

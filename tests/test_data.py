@@ -160,11 +160,10 @@ def test_facts_in_last_places_training_facts_in_the_last_segments(synthetic_nois
 
 
 def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
-    from omegaconf import OmegaConf
-
     from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.schema import TrainConfig, typed_node
 
-    cfg = OmegaConf.create({"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None},
+    cfg = typed_node(TrainConfig, {"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None},
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,

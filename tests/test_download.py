@@ -108,16 +108,17 @@ def test_a_split_backbone_is_joined_and_unpacked_beside_nothing_else(tmp_path, m
 
 
 def test_a_missing_downloaded_backbone_names_the_command_that_brings_it(tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
-
     from rmt_cli.backbones import resolve_path
+    from rmt_cli.schema import BackboneConfig, typed_node
+
+    mpnet = typed_node(BackboneConfig, {"name": "mpnet-base", "offline_folder": "all-mpnet-base-v2"})
 
     monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path))
     with pytest.raises(FolderMissing, match=r"^backbone folder .*backbones/all-mpnet-base-v2 is missing$") as error:
-        resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"}))
+        resolve_path(mpnet)
     assert isinstance(error.value, RuntimeFailure) and error.value.name == "all-mpnet-base-v2"
     assert user_message(error.value) == f"{error.value}: run `rmt download --mpnet`"
     (tmp_path / "backbones" / "all-mpnet-base-v2").mkdir(parents=True)
     (tmp_path / "backbones" / "all-mpnet-base-v2" / "config.json").write_text("{}")
-    assert resolve_path(OmegaConf.create({"offline_folder": "all-mpnet-base-v2"})) == str(
+    assert resolve_path(mpnet) == str(
         tmp_path / "backbones" / "all-mpnet-base-v2")

@@ -12,6 +12,7 @@ from conftest import DECODER_PRESETS, decoder_engine
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import UsageError
 from rmt_cli.experiment import apply_inference_settings, autocast_for
+from rmt_cli.schema import InferenceCommand
 from rmt_cli.train import build_optimizer
 
 BF16 = dict(atol=3e-2, rtol=3e-2)  # a few bf16 roundings (8 bits of mantissa) through a 2-layer model
@@ -101,15 +102,18 @@ def test_the_switches_off_leave_the_plain_path(tiny_engine):
     assert plain_model.segment_graphs == {}  # 12 rows: above the cap, eager
     assert torch.equal(flagged.logits, plain.logits) and torch.equal(flagged.memory, plain.memory)
     default = copy.deepcopy(tiny_engine)
-    apply_inference_settings(default, OmegaConf.create({}))  # a command without the keys: fp32, cap 8
+    apply_inference_settings(default, OmegaConf.structured(InferenceCommand))  # the defaults: fp32, cap 8
     assert default.graph_max_rows == 8 and default.initial_memory.dtype == torch.float32
 
 
 @pytest.mark.parametrize("settings, message", [({"inference_dtype": "fp16"}, "inference_dtype"),
                                                ({"graph_max_rows": 0}, "graph_max_rows")])
-def test_inference_settings_refuse_unknown_values(tiny_engine, settings, message):
+def test_inference_settings_refuse_unknown_values(settings, message):
+    from rmt_cli.config_check import check_value
+
+    (key, value), = settings.items()
     with pytest.raises(UsageError, match=message):
-        apply_inference_settings(tiny_engine, OmegaConf.create(settings))
+        check_value("eval", key, value)
 
 
 def test_fused_adamw_only_on_cuda_and_when_switched_on(tiny_engine):

@@ -25,7 +25,7 @@ def shrunk(preset: str):
         cfg = compose("train", overrides=[f"experiment={preset}", backbone, *SHRINK])
     stages = OmegaConf.to_container(cfg.curriculum.stages)
     # The first and the last stage, one step each: the last stage carries each preset's special settings.
-    cfg.curriculum.stages = [{**stages[0], "steps": 1}, {**stages[-1], "steps": 1}]
+    OmegaConf.update(cfg, "curriculum.stages", [{**stages[0], "steps": 1}, {**stages[-1], "steps": 1}], merge=True)
     return cfg, stages
 
 

@@ -267,8 +267,10 @@ def test_a_relative_facts_file_is_stored_resolved_and_a_lone_file_is_announced(t
 # Task configs, BABILong.
 
 def task_cfg(**task):
+    from rmt_cli.schema import TaskConfig, typed_node
+
     base = {"name": "t", "generator": "qa1", "fact_position": "random", "facts_file": None}
-    return OmegaConf.create({"task": {**base, **task}})
+    return OmegaConf.create({"task": typed_node(TaskConfig, {**base, **task})})
 
 
 def test_task_spec_refuses_unknown_generators_and_long_babilong_configs():

@@ -24,6 +24,10 @@ def __getattr__(name: str):
 
 
 def config_dir() -> Path:
-    """conf/ ships inside the wheel as rmt_cli/conf; an editable install reads the repo's top-level conf/."""
+    """conf/ ships inside the wheel as rmt_cli/conf; an editable install reads the repo's top-level conf/. The
+    schemas its defaults lists name are put in Hydra's ConfigStore first."""
+    from rmt_cli.schema import register
+
+    register()
     packaged = Path(__file__).resolve().parent / "conf"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"

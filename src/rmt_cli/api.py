@@ -152,19 +152,20 @@ def load_run(path, device: str = "auto") -> Run:
     from rmt_cli.checkpoint import load_weights, open_checkpoint
     from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.experiment import head_kind, pick_device
+    from rmt_cli.trained_run import typed_run_config
 
     chosen = pick_device(device)
     if export.is_export(path):
         return export.load_export(Path(path), chosen)
     folder, meta = open_checkpoint(Path(path))
-    cfg = OmegaConf.create(meta["config"])
+    cfg = typed_run_config("train", meta["config"])
     # As on the command line, a checkpoint may not choose code to run or import.
     check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)  # type: ignore[arg-type]  # a dict
     head = head_kind(cfg)
     backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=cfg.memory.size,
                segment_length=cfg.segment.length, head=head, layout=backbone.layout, task=cfg.task.name,
-               pooler=backbone.pooler, rescale_writes=cfg.memory.get("rescale_writes", False))  # absent: older runs
+               pooler=backbone.pooler, rescale_writes=cfg.memory.rescale_writes)
     load_weights(folder, run.model, verified=True)
     run.model.to(chosen)
     return run

@@ -83,8 +83,8 @@ class Backbone:
 
 
 def layout(cfg) -> str:
-    """The segment layout of a backbone config (presets written before decoders existed are encoders)."""
-    value = cfg.get("layout") or "encoder"
+    """The segment layout of a backbone config."""
+    value = cfg.layout
     if value not in LAYOUTS:
         raise UnknownLayout(value)
     return value
@@ -100,17 +100,17 @@ def package_path(package: str) -> Path:
 
 def resolve_path(cfg) -> str:
     """Where the weights live: an explicit name/folder, or the folder of an installed offline package."""
-    if cfg.get("name_or_path"):
+    if cfg.name_or_path is not None:
         return cfg.name_or_path
-    if cfg.get("offline_folder"):
+    if cfg.offline_folder is not None:
         folder = backbone_folder(cfg.offline_folder)
         if not (folder / "config.json").is_file():
             raise FolderMissing(cfg.offline_folder, folder)
         return str(folder)
-    package = cfg.get("offline_package")
-    if package:
+    package = cfg.offline_package
+    if package is not None:
         folder = package_path(package)
-        if cfg.get("gguf_file"):
+        if cfg.gguf_file is not None:
             return str(folder)  # the GGUF file ships beside the package's code
         return str(importlib.import_module(package).get_model_path())
     raise UsageError("backbone needs name_or_path (hub id or folder), offline_package, offline_folder, or a tiny "
@@ -128,7 +128,7 @@ def inline_config(cfg):
 
 def backbone_config(cfg):
     """The backbone's transformers config, without loading weights."""
-    if cfg.get("config"):
+    if cfg.config is not None:
         return inline_config(cfg)
     from transformers import AutoConfig
 
@@ -153,14 +153,14 @@ def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
     loader = AutoModelForCausalLM if kind == "decoder" else AutoModel
     options = {} if kind == "decoder" else {"add_pooling_layer": with_pooler}
     try:
-        if cfg.get("config"):
+        if cfg.config is not None:
             # A randomly initialised model for tests and benchmarks; tokenizer from a real (offline) backbone.
             model = loader.from_config(inline_config(cfg), **options)
         else:
             # fp32 master weights whatever the folder stores: transformers 5 keeps a bf16 checkpoint in bf16, and
             # AdamW steps of lr 2e-5 on bf16 weights are mostly rounded away. Autocast runs matmuls in bf16 on GPU.
             model = load_pretrained(loader, resolve_path(cfg), cfg, dtype=torch.float32,
-                                    attn_implementation=cfg.get("attn_implementation", "sdpa"), **options)
+                                    attn_implementation=cfg.attn_implementation, **options)
     except TypeError:  # only BERT-like base models take add_pooling_layer
         raise not_encoder from None
     pooler = None
@@ -176,15 +176,15 @@ def load_tokenizer(cfg):
     """The backbone's tokenizer alone (a tiny backbone's comes from its `tokenizer` entry), without weights."""
     from transformers import AutoTokenizer
 
-    source = cfg.tokenizer if cfg.get("config") else cfg
+    source = cfg.tokenizer if cfg.config is not None else cfg
     return load_pretrained(AutoTokenizer, resolve_path(source), source)
 
 
 def load_pretrained(loader, path: str, cfg, **kwargs):
-    if cfg.get("gguf_file"):
+    if cfg.gguf_file is not None:
         kwargs["gguf_file"] = cfg.gguf_file
     try:
-        return loader.from_pretrained(path, trust_remote_code=bool(cfg.get("trust_remote_code", False)), **kwargs)
+        return loader.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, **kwargs)
     except (OSError, ValueError, ImportError) as error:
         where = "folder" if Path(path).exists() else "hub id (no local folder of that name)"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

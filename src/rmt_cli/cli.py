@@ -85,11 +85,46 @@ def check_composes(config_name: str, overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    try:
+    from rmt_cli.config_errors import config_error, under_null_node
+
+    def composed(overrides: list[str]):
         with initialize_config_dir(str(config_dir()), version_base="1.3"):
             return compose(config_name, overrides=overrides, return_hydra_config=True)
+
+    try:
+        return composed(overrides)
     except (HydraException, OmegaConfBaseException, ValueError, TypeError) as error:
-        raise UsageError(one_line_hydra_error(str(error))) from None
+        raise config_error(error, config_name) from None
+    except AssertionError as error:  # OmegaConf refuses a key under a null node with an assertion naming neither
+        for count in range(1, len(overrides) + 1):
+            try:
+                composed(overrides[:count])
+            except AssertionError:
+                raise under_null_node(overrides[count - 1]) from None
+        raise UsageError(f"the config does not compose ({error})") from None
+
+
+def check_sweep_composes(config_name: str, overrides: list[str]) -> None:
+    """Every value a sweep takes composes: a bad one is one line before any point runs (Hydra would stop the sweep
+    at that point with its own account of the error)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from rmt_cli.config_errors import hydra_line
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        raise UsageError(hydra_line(str(error))) from None
+    fixed = [line for line, override in zip(overrides, parsed, strict=True) if not override.is_sweep_override()]
+    check_composes(config_name, fixed)
+    for override in (override for override in parsed if override.is_sweep_override()):
+        try:
+            values = list(override.sweep_string_iterator())
+        except HydraException:  # not a list of values here (a glob of options, an interval): Hydra checks it
+            continue
+        for value in values:
+            check_composes(config_name, [*fixed, f"{override.get_key_element()}={value}"])
 
 
 def given_folder(args: list[str], key: str) -> str | None:
@@ -153,19 +188,6 @@ def check_writable(args: list[str], multirun: bool) -> None:
                          f"choose another with {key}=DIR")
 
 
-def one_line_hydra_error(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    first = lines[0] if lines else "invalid configuration"
-    if "Available options" in message:
-        start = next(i for i, line in enumerate(lines) if line.startswith("Available options"))
-        options = [line for line in lines[start + 1:] if not line.startswith("Config search path")]
-        options = options[: next((i for i, o in enumerate(options) if ":" in o), len(options))]
-        return f"{first} (available: {', '.join(options)})"
-    if first.startswith("Could not override") and len(lines) > 1:
-        return f"{first} {lines[1]}"
-    return first
-
-
 def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> None:
     """Run `task_function(cfg)` as a Hydra app named `config_name`, with `args` as its command line."""
     import hydra
@@ -178,11 +200,15 @@ def run_hydra(config_name: str, task_function: Callable, args: list[str]) -> Non
     if multirun and printing:
         raise UsageError(f"-m runs a sweep and {sorted(printing)[0]} prints without running: give one of them")
     if PRINT_ONLY_FLAGS & set(args):  # Hydra prints and runs nothing
+        if printing:
+            check_composes(config_name, overrides)
         sys.argv = [f"rmt-{config_name}", *args]
         hydra_main(lambda cfg: None)()
         return
     composed = None
-    if not multirun:
+    if multirun:
+        check_sweep_composes(config_name, overrides)
+    else:
         composed = check_composes(config_name, overrides)
         check_config(composed, config_name)
     given = given_folder(args, "hydra.sweep.dir" if multirun else "hydra.run.dir")

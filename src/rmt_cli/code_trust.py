@@ -22,11 +22,15 @@ SAFE_PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def preset(name) -> dict:
-    """The shipped conf/backbone preset called `name`, or {} when there is none."""
+    """The shipped conf/backbone preset called `name` as the schema types it (a checkpoint's backbone is typed the
+    same way), or {} when there is none."""
+    from rmt_cli.schema import BackboneConfig, typed_node
+
     path = config_dir() / "backbone" / f"{name}.yaml"
     if not isinstance(name, str) or not SAFE_PRESET_NAME.fullmatch(name) or not path.is_file():
         return {}
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]  # a mapping
+    # a mapping: to_container's result of a DictConfig
+    return OmegaConf.to_container(typed_node(BackboneConfig, OmegaConf.load(path)))  # type: ignore[return-value]
 
 
 def normalised(value):

@@ -41,21 +41,22 @@ class Stage:
 
 
 def curriculum_stages(cfg) -> list[Stage]:
-    """The curriculum as Stages; its values were checked when the config was composed (config_check.py)."""
-    stages = []
+    """The curriculum as Stages; its values were typed and checked when the config was composed (schema,
+    config_check.py)."""
+    trainer, stages = cfg.trainer, []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
         segments = stage.segments
         lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
-        # config_check lets a whole number through (trainer.lr=1): the constant schedule would log it as an int.
-        lr = float(setting(stage, "lr", cfg.trainer.lr))
-        stages.append(Stage(number, (lo, hi), stage.steps, lr, setting(stage, "warmup_ratio", cfg.trainer.warmup_ratio),
-                            stage.get("bptt_segments", cfg.trainer.bptt_segments), stage.get("facts_in_last"),
-                            stage.get("val_segments"), setting(stage, "advance_at", cfg.curriculum.get("advance_at")),
-                            setting(stage, "confuser_share", 0.0), setting(stage, "multi_fact_share", 0.0)))
+        stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
+                            setting(stage, "warmup_ratio", trainer.warmup_ratio),
+                            setting(stage, "bptt_segments", trainer.bptt_segments), stage.facts_in_last,
+                            stage.val_segments, setting(stage, "advance_at", cfg.curriculum.advance_at),
+                            stage.confuser_share, stage.multi_fact_share))
     return stages
 
 
 def setting(stage, key: str, default):
-    """A stage's own value of `key`, else the trainer's (an explicit 0 counts, unlike an `or` fallback)."""
+    """A stage's own value of `key`; null (or a stage that leaves it out) takes `default`, the trainer's or the
+    curriculum's (an explicit 0 counts, unlike an `or` fallback)."""
     value = stage.get(key)
     return default if value is None else value

@@ -11,7 +11,6 @@ import torch
 
 from rmt_cli.babi import note_single_file
 from rmt_cli.backbones import layout, load_backbone, max_positions
-from rmt_cli.config_check import INFERENCE
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
@@ -51,18 +50,14 @@ def autocast_for(model: RecurrentMemory, device: torch.device):
 
 
 def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
-    """A command's inference switches, on a model that only predicts from now on.
+    """A command's inference switches (schema.InferenceCommand), on a model that only predicts from now on.
 
     inference_dtype: fp32 keeps the fp32 weights under bf16 autocast (each matmul casts its operands); bf16 casts
         every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
     graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
     """
-    settings = {"inference_dtype": cfg.get("inference_dtype") or "fp32",
-                "graph_max_rows": cfg.get("graph_max_rows", RecurrentMemory.graph_max_rows)}
-    for key, value in settings.items():  # checked as at compose time: callers may pass any mapping
-        INFERENCE[key](key, value)
-    model.to(INFERENCE_DTYPES[settings["inference_dtype"]])
-    model.graph_max_rows = settings["graph_max_rows"]
+    model.to(INFERENCE_DTYPES[cfg.inference_dtype])
+    model.graph_max_rows = cfg.graph_max_rows
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
@@ -72,7 +67,7 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
     trained_labels: a checkpoint's labels; the task's answers are mapped to them by name.
     """
     task = cfg.task
-    source, facts_file = task.get("source") or "generator", task.get("facts_file")
+    source, facts_file = task.source, task.facts_file
     if facts_file is not None:
         facts_file = task.facts_file = str(Path(facts_file).expanduser().resolve())
     if source not in ("generator", "babilong"):
@@ -88,7 +83,7 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
         babilong = (task.length, task.split)
     elif facts_file is None and task.generator not in GENERATORS:
         raise UsageError(f"task.generator={task.generator} is unknown (available: {', '.join(GENERATORS)})")
-    spec = TaskSpec(name=task.name, generator=task.get("generator") or "", fact_position=task.fact_position,
+    spec = TaskSpec(name=task.name, generator=task.generator, fact_position=task.fact_position,
                     facts_file=facts_file, babilong=babilong,
                     trained_labels=None if trained_labels is None else tuple(trained_labels))
     answers = spec.answers() if facts_file is not None or trained_labels is not None else ()  # reads the files
@@ -104,8 +99,8 @@ def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
 
 
 def head_kind(cfg) -> str:
-    """`task.head` (runs saved before it existed classified), checked against the backbone's layout."""
-    kind = cfg.task.get("head") or "classify"
+    """`task.head`, checked against the backbone's layout."""
+    kind = cfg.task.head
     if kind not in HEADS:
         raise UsageError(f"task.head={kind} is unknown; use classify, pooler or generate")
     if kind == "generate" and layout(cfg.backbone) != "decoder":
@@ -120,8 +115,6 @@ def head_kind(cfg) -> str:
 def check_sizes(cfg) -> int:
     """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
     memory, length = cfg.memory.size, cfg.segment.length
-    if memory <= 0:
-        raise UsageError(f"memory.size={memory} must be at least 1")
     head_kind(cfg)
     positions = max_positions(cfg.backbone)
     if length > positions:
@@ -146,10 +139,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_experiment(cfg, device_name: str, with_training_data: bool,
-                     trained_labels: list[str] | None = None) -> Experiment:
+                     trained_labels: list[str] | None = None, seed: int = 0) -> Experiment:
+    """The experiment of a config; `seed` seeds the model's initial weights (training's `seed`)."""
     content = check_sizes(cfg)
     device = pick_device(device_name)
-    torch.manual_seed(cfg.get("seed", 0))
+    torch.manual_seed(seed)
     backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")
     tokenizer = backbone.tokenizer
     task = task_spec(cfg, trained_labels)
@@ -163,7 +157,7 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
     model = RecurrentMemory(backbone.model, memory_size=cfg.memory.size, num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
                             head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None,
-                            rescale_writes=cfg.memory.get("rescale_writes", False)).to(device)  # absent: older runs
+                            rescale_writes=cfg.memory.rescale_writes).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

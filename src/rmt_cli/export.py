@@ -46,9 +46,12 @@ def read_settings(folder: Path) -> dict:
 
 def export_run(run_path: Path, out_dir: Path) -> Path:
     """Write the export of a run (its last stage's best checkpoint) or of one checkpoint folder to `out_dir`."""
+    from omegaconf import OmegaConf
+
     from rmt_cli import run_info
     from rmt_cli.api import load_run
     from rmt_cli.checkpoint import find_checkpoint, read_meta
+    from rmt_cli.trained_run import typed_run_config
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -57,7 +60,8 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
     meta = read_meta(folder)
     run_dir = folder.parent.parent if folder.parent.name == "checkpoints" else folder
     run = load_run(folder, device="cpu")
-    config = meta["config"]
+    # every key, saved or at its default; to_container's result of a DictConfig is a dict
+    config: dict = OmegaConf.to_container(typed_run_config("train", meta["config"]))  # type: ignore[assignment]
     settings = {
         "format": FORMAT,
         "layout": run.model.layout,
@@ -71,8 +75,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "backbone": config["backbone"]["name"],
         "trained": {key: meta[key] for key in ("stage", "step", "val_accuracy", "max_segments")},
         "run_info": run_info.read(run_dir),
-        "run_config": {key: config[key] for key in (*RUN_NODES, "curriculum", "trainer", "seed")
-                       if key in config},
+        "run_config": {key: config[key] for key in (*RUN_NODES, "curriculum", "trainer", "seed")},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     disable_progress_bar()  # save_pretrained's bar for a single shard
@@ -116,10 +119,10 @@ def validation_by_stage(metrics: Path) -> list[dict]:
 
 
 def model_card(settings: dict, validation: list[dict]) -> str:
+    from rmt_cli.curriculum import setting
+
     config = settings["run_config"]
-    task = config.get("task", {})
-    default_lr = config.get("trainer", {}).get("lr", "")
-    stages = config.get("curriculum", {}).get("stages", [])
+    task, stages = config["task"], config["curriculum"]["stages"]
     lines = [
         "---", "library_name: rmt", "tags:", "- recurrent-memory-transformer", "- long-context", "---", "",
         f"# RMT {settings['task']} on {settings['backbone']}", "",
@@ -128,12 +131,12 @@ def model_card(settings: dict, validation: list[dict]) -> str:
         f"{settings['segment_length']} positions ({settings['content_length']} text tokens each) and carries "
         f"{settings['memory_size']} memory vectors from one segment to the next.", "",
         "## Task", "",
-        f"`{settings['task']}`: facts placed in long natural text (fact position: {task.get('fact_position', '?')}), "
+        f"`{settings['task']}`: facts placed in long natural text (fact position: {task['fact_position']}), "
         f"a question at the end. The `{settings['head']}` head answers with one of {len(settings['labels'])} "
         f"answers: {', '.join(settings['labels'])}.", "",
         "## Training curriculum", "",
         "| stage | segments | steps | learning rate |", "| --: | --: | --: | --: |",
-        *(f"| {n} | {stage['segments']} | {stage['steps']} | {stage.get('lr') or default_lr} |"
+        *(f"| {n} | {stage['segments']} | {stage['steps']} | {setting(stage, 'lr', config['trainer']['lr'])} |"
           for n, stage in enumerate(stages, start=1)), "",
         "## Validation accuracy", "",
         "| stage | segments | step | accuracy |", "| --: | --: | --: | --: |",
@@ -185,13 +188,12 @@ def load_rmt_weights(folder: Path, model: torch.nn.Module) -> None:
 
 
 def load_export(folder: Path, device: torch.device):
-    from omegaconf import OmegaConf
-
     from rmt_cli.api import wrap
     from rmt_cli.backbones import load_backbone
+    from rmt_cli.schema import BackboneConfig, typed_node
 
     settings = read_settings(folder)
-    backbone = load_backbone(OmegaConf.create(backbone_config(settings, folder)),
+    backbone = load_backbone(typed_node(BackboneConfig, backbone_config(settings, folder)),
                              with_pooler=settings["head"] == "pooler")
     run = wrap(backbone.model, backbone.tokenizer, settings["labels"], memory_size=int(settings["memory_size"]),
                segment_length=int(settings["segment_length"]), head=settings["head"], layout=settings["layout"],

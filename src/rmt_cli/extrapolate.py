@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rmt_cli.errors import UsageError
+from rmt_cli.experiment import apply_inference_settings
 from rmt_cli.inference import correct, predict
 from rmt_cli.predictions import prediction_rows, write_predictions
 from rmt_cli.trained_run import command_run_folder, load_trained
@@ -29,18 +29,11 @@ COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_
            "peak_gpu_mb", "rss_mb", *QUARTERS)
 
 
-def length_schedule(max_segments: int, explicit=None) -> list[int]:
-    """Powers of two up to max_segments, and max_segments itself; or the explicit list, sorted."""
-    if explicit:
-        try:
-            lengths = sorted({int(n) for n in explicit})
-        except ValueError:
-            raise UsageError(f"segments={list(explicit)}: give whole numbers, e.g. --segments 1,2,4,16") from None
-        if lengths[0] < 1:
-            raise UsageError(f"segments={list(explicit)}: every length must be at least 1 segment")
-        return lengths
-    if max_segments < 1:
-        raise UsageError(f"--max-segments {max_segments}: the longest input must be at least 1 segment")
+def length_schedule(max_segments: int, explicit: list[int] | None = None) -> list[int]:
+    """Powers of two up to max_segments, and max_segments itself; or the explicit list, sorted (both checked by
+    config_check: whole numbers of at least 1)."""
+    if explicit is not None:
+        return sorted(set(explicit))
     lengths, n = [], 1
     while n < max_segments:
         lengths.append(n)
@@ -75,8 +68,7 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    graphs = bool(cfg.get("cuda_graphs", False))
-    predictions = predict(experiment, data, samples, cfg.batch_size, graphs)  # ends with a device-to-host copy
+    predictions = predict(experiment, data, samples, cfg.batch_size, cfg.cuda_graphs)  # ends with a device-to-host copy
     seconds = time.perf_counter() - start
     tokens = n_segments * data.content_length
     answered = correct(predictions, samples)
@@ -118,6 +110,7 @@ def extrapolate_from_config(cfg) -> None:
 
     lengths = length_schedule(cfg.max_segments, cfg.segments)
     cfg, meta, folder, experiment = load_trained(cfg)
+    apply_inference_settings(experiment.model, cfg)
     run_dir = command_run_folder(cfg)
     title = f"{cfg.task.name}: {folder}"
     rows: list[dict] = []

@@ -18,19 +18,16 @@ import torch
 from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.metrics import MetricsLog
 
-BACKENDS = ("jsonl", "tensorboard", "wandb")
 NOT_SCALARS = ("kind", "time", "stage", "step", "segments")  # position in the run, not measurements
 # Fields of a metrics line that depend on the wall clock: they differ between two runs that are otherwise the same.
 WALL_CLOCK = ("time", "tokens_per_s", "model_tflops_per_s", "mfu", "peak_gpu_mb")
 
 
 def chosen(cfg) -> dict:
-    """The `logger` group's selections (name -> settings), checked: known names, their packages installed."""
-    selected = dict(cfg.get("logger") or {})
+    """The `logger` group's selections (name -> settings; the schema's other backends are null), checked: their
+    packages installed."""
+    selected = {name: settings for name, settings in cfg.logger.items() if settings is not None}
     for name in selected:
-        if name not in BACKENDS:
-            raise UsageError(f"logger {name} is unknown; use some of {', '.join(BACKENDS)}, "
-                             "e.g. logger=[jsonl,tensorboard]")
         if name != "jsonl" and importlib.util.find_spec(name) is None:
             raise UsageError(f"logger={name} needs the {name} package: pip install 'rmt-cli[{name}]', "
                              f"or leave {name} out of logger=[...]")
@@ -59,8 +56,8 @@ class WandbBackend:
 
         quiet = wandb.Settings(silent=True, console="off")
         try:
-            self.run = wandb.init(mode=str(settings.mode), project=str(settings.project),
-                                  entity=settings.get("entity"), dir=str(run_dir), name=run_dir.name,
+            self.run = wandb.init(mode=settings.mode, project=settings.project,
+                                  entity=settings.entity, dir=str(run_dir), name=run_dir.name,
                                   config={**config, "run_info": info}, settings=quiet)
         except Exception as error:  # wandb raises its own types for a missing login, network and settings
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -123,7 +120,7 @@ def open_metrics(cfg, run_dir: Path, stage_steps: list[int], info: dict, enabled
     openers: list[Callable] = []
     for name, settings in chosen(cfg).items():
         if name == "tensorboard":
-            openers.append(partial(TensorBoardBackend, Path(run_dir) / str(settings.dir), info))
+            openers.append(partial(TensorBoardBackend, Path(run_dir) / settings.dir, info))
         elif name == "wandb":  # every attempt of a resumed run is a W&B run of its own: nothing to purge
             config = OmegaConf.to_container(cfg, resolve=True)
             openers.append(lambda first, wandb=settings, config=config:

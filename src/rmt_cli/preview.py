@@ -12,7 +12,6 @@ from rich.text import Text
 
 from rmt_cli.backbones import load_tokenizer
 from rmt_cli.corpus import load_noise
-from rmt_cli.errors import UsageError
 from rmt_cli.experiment import check_sizes, task_spec
 from rmt_cli.samples import SampleFactory
 
@@ -33,8 +32,6 @@ def segment_text(runs, tokenizer, answer: str) -> Text:
 
 def preview_from_config(cfg, console: Console | None = None) -> None:
     n_segments, seed = cfg.segments, cfg.seed
-    if n_segments < 1:
-        raise UsageError(f"--segments {n_segments}: a sample has at least 1 segment")
     content = check_sizes(cfg)
     task = task_spec(cfg)
     tokenizer = load_tokenizer(cfg.backbone)

@@ -50,17 +50,19 @@ def curriculum_completed(train: Path) -> bool:
     limit counts as incomplete whatever its own summary line says.
     """
     import yaml
+    from omegaconf.errors import OmegaConfBaseException
 
     from rmt_cli.curriculum import setting
+    from rmt_cli.schema import CurriculumConfig, typed_node
 
     try:
-        curriculum = yaml.safe_load((train / "config.yaml").read_text())["curriculum"]
+        curriculum = typed_node(CurriculumConfig, yaml.safe_load((train / "config.yaml").read_text())["curriculum"])
         lines = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, KeyError, TypeError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError, OmegaConfBaseException):
         return False
-    last = len(curriculum["stages"])
-    stage = curriculum["stages"][-1]
-    steps, advance_at = stage["steps"], setting(stage, "advance_at", curriculum.get("advance_at"))
+    last = len(curriculum.stages)
+    stage = curriculum.stages[-1]
+    steps, advance_at = stage.steps, setting(stage, "advance_at", curriculum.advance_at)
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
                for line in lines)

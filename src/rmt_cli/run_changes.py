@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from rmt_cli.errors import UsageError
 
@@ -47,12 +48,23 @@ def config_changes(saved: dict, current: dict) -> list[str]:
     return changes
 
 
+def completed(saved_config: dict) -> dict:
+    """A run's saved config with the keys added since it was saved, at their defaults (as it is typed now)."""
+    from rmt_cli.schema import typed_config
+
+    try:
+        # OmegaConf types to_container's result as a union: a DictConfig gives a dict
+        return OmegaConf.to_container(typed_config("train", saved_config))  # type: ignore[return-value]
+    except OmegaConfBaseException:  # a config this version cannot type: compared as saved, its changes listed
+        return saved_config
+
+
 def check_same_run(saved_config: dict, cfg, run_dir) -> None:
     """Refuse to resume `run_dir` with `cfg` when it alters the run that wrote `saved_config`, unless forced."""
-    if cfg.get("resume") == "force":
+    if cfg.resume == "force":
         return
-    # OmegaConf types to_container's result as a union: a DictConfig gives a dict
-    changes = config_changes(saved_config, OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    current = OmegaConf.to_container(cfg, resolve=True)
+    changes = config_changes(completed(saved_config), current)  # type: ignore[arg-type]  # a dict
     if changes:
         shown = "; ".join(changes[:SHOWN]) + (f"; and {len(changes) - SHOWN} more" if len(changes) > SHOWN else "")
         raise UsageError(f"run folder {run_dir} holds a run with another config ({shown}): start fresh in another "

@@ -16,7 +16,7 @@ class TaskSpec:
     """What a task puts into an input; built from the `task` config."""
 
     name: str
-    generator: str  # key of stories.GENERATORS
+    generator: str | None  # key of stories.GENERATORS; None: the stories come from facts_file or BABILong
     fact_position: str  # "start": the story opens the input; "random": each fact at a random sentence start
     facts_file: str | None = None  # a bAbI text file: its stories replace the generator's
     babilong: tuple[str, str] | None = None  # (length config, split), e.g. ("0k", "qa1"): BABILong's stories
@@ -35,8 +35,14 @@ class TaskSpec:
     def answers(self) -> tuple[str, ...]:
         """Every answer the task's stories can have: the generator's labels, or those found in its data."""
         if self.facts_file is None and self.babilong is None:
+            assert self.generator is not None, "a task without a data file has a generator (experiment.task_spec)"
             return LABELS[self.generator]
-        return _data_labels(self.facts_file, self.babilong, LABELS.get(self.generator))
+        return _data_labels(self.facts_file, self.babilong, self.generator_labels)
+
+    @property
+    def generator_labels(self) -> tuple[str, ...] | None:
+        """The labels of the task's generator; None without one, or for one of no fixed labels."""
+        return None if self.generator is None else LABELS.get(self.generator)
 
     def stories(self, split: str):
         """Where the stories of a split come from: a callable rng -> Story (a generator or a StoryPool).
@@ -45,8 +51,9 @@ class TaskSpec:
         babi.babi_split_files). BABILong publishes test rows only: every split draws from them.
         """
         if self.facts_file is None and self.babilong is None:
+            assert self.generator is not None, "a task without a data file has a generator (experiment.task_spec)"
             return GENERATORS[self.generator]
-        return _data_pool(self.facts_file, self.babilong, split == "train", LABELS.get(self.generator))
+        return _data_pool(self.facts_file, self.babilong, split == "train", self.generator_labels)
 
     @property
     def ordered(self) -> bool:

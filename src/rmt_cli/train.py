@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     """What config_check cannot know: the processes and GPUs of this job (the values are checked already)."""
     trainer = cfg.trainer
-    devices = trainer.get("devices", 1)
+    devices = trainer.devices
     world = max(devices, ranks.world)
     if trainer.batch_size % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
@@ -65,14 +65,14 @@ def train_from_config(cfg) -> None:
     check_trainer(cfg, ranks)
     loggers.chosen(cfg)
     stages = curriculum_stages(cfg)
-    devices = cfg.trainer.get("devices", 1)
+    devices = cfg.trainer.devices
     if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
         distributed.launch_workers(devices, [*HydraConfig.get().overrides.task, f"hydra.run.dir={run_dir}"])
         return
     distributed.join(ranks)
     try:
         experiment = build_experiment(cfg, distributed.device_name(cfg.trainer.device, ranks),
-                                      with_training_data=True)
+                                      with_training_data=True, seed=cfg.seed)
         if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
             torch.manual_seed(cfg.seed + ranks.rank)
         Trainer(cfg, experiment, stages, run_dir, ranks).run()
@@ -194,7 +194,7 @@ class Trainer:
                 self.checkpoints.load_best(stage.number - 1, self.model)
         trainer = self.cfg.trainer
         optimizer = build_optimizer(self.model, stage.lr, trainer.weight_decay, self.experiment.device,
-                                    fused=trainer.get("fused_adamw", True))
+                                    fused=trainer.fused_adamw)
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)

@@ -1,6 +1,6 @@
 """What every command that reads a trained run (`rmt eval`, `rmt extrapolate`, `rmt attention`) starts with: the
-checkpoint or `rmt export` folder it names, the run's config with this command line's overrides on top, checked,
-and the experiment with the trained weights loaded.
+checkpoint or `rmt export` folder it names, the run's config with this command line's overrides on top, typed and
+checked, and the experiment with the trained weights loaded.
 """
 
 from __future__ import annotations
@@ -8,26 +8,43 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from rmt_cli.checkpoint import RUN_NODES
-from rmt_cli.config_check import shown
 from rmt_cli.errors import UsageError
+from rmt_cli.schema import typed_config
+from rmt_cli.schema.rules import shown
 
 
-def checkpoint_config(cfg, checkpoint_meta: dict):
-    """The run's config, with what the user overrode on this command line applied on top.
+def checkpoint_config(cfg, checkpoint_meta: dict, command: str):
+    """The run's config, with what the user overrode on this command line applied on top, typed by the schema of
+    `command` (keys the run's saved config lacks, added since, take their defaults) and checked.
 
     Nodes the user re-selected (`task=detect`) come from the fresh composition; single keys (`task.segments=8`)
     are copied onto the run's node; the command's own keys (checkpoint, samples, ...) come from `cfg`.
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from rmt_cli.config_check import check
+
     saved = OmegaConf.create({k: v for k, v in checkpoint_meta["config"].items() if k in RUN_NODES})
     merged = OmegaConf.merge(saved, {k: cfg[k] for k in cfg if k not in RUN_NODES})
     for key in command_line_keys(HydraConfig.get().overrides.task):
         if key.split(".")[0] in RUN_NODES:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
-    return merged
+    typed = typed_run_config(command, OmegaConf.to_container(merged))  # type: ignore[arg-type]  # a mapping
+    check(typed, command)
+    return typed
+
+
+def typed_run_config(command: str, values: dict):
+    """schema.typed_config, its errors one line each."""
+    from rmt_cli.config_errors import config_error
+
+    try:
+        return typed_config(command, values)
+    except OmegaConfBaseException as error:
+        raise config_error(error, command) from None
 
 
 def command_line_keys(overrides) -> set[str]:
@@ -38,10 +55,9 @@ def command_line_keys(overrides) -> set[str]:
 def check_model_matches(cfg, meta: dict) -> None:
     """The settings that shape the model (memory size and writes, segment length, backbone, head) are the
     checkpoint's."""
-    trained = OmegaConf.create(meta["config"])
-    for key, default in (("memory.size", None), ("memory.rescale_writes", False), ("segment.length", None),
-                         ("backbone.name", None), ("task.head", "classify")):
-        wanted, used = OmegaConf.select(cfg, key, default=default), OmegaConf.select(trained, key, default=default)
+    trained = typed_run_config("train", {node: meta["config"][node] for node in RUN_NODES})
+    for key in ("memory.size", "memory.rescale_writes", "segment.length", "backbone.name", "task.head"):
+        wanted, used = OmegaConf.select(cfg, key), OmegaConf.select(trained, key)
         if wanted != used:
             raise UsageError(f"the checkpoint was trained with {key}={shown(used)}, not {shown(wanted)}; "
                              "drop that override to evaluate it")
@@ -58,8 +74,7 @@ def load_trained(cfg):
     from rmt_cli import export
     from rmt_cli.checkpoint import load_weights, open_checkpoint
     from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
-    from rmt_cli.config_check import check
-    from rmt_cli.experiment import apply_inference_settings, build_experiment
+    from rmt_cli.experiment import build_experiment
 
     exported = export.is_export(cfg.checkpoint)
     if exported:  # its backbone loads from the folder the user named, with no code of its own
@@ -67,8 +82,7 @@ def load_trained(cfg):
         meta = export.checkpoint_meta(folder)
     else:
         folder, meta = open_checkpoint(Path(cfg.checkpoint))
-    cfg = checkpoint_config(cfg, meta)
-    check(cfg, HydraConfig.get().job.name, unknown_keys=False)  # the run's values, as this command will use them
+    cfg = checkpoint_config(cfg, meta, HydraConfig.get().job.name)
     user_keys = command_line_keys(HydraConfig.get().overrides.task)
     if not exported:
         try:
@@ -81,7 +95,6 @@ def load_trained(cfg):
         export.load_rmt_weights(folder, experiment.model)
     else:
         load_weights(folder, experiment.model, verified=True)
-    apply_inference_settings(experiment.model, cfg)
     return cfg, meta, folder, experiment
 
 

@@ -52,14 +52,14 @@ def attention_from_config(cfg) -> None:
 def read_setting(cfg, checkpoint: str, model, content_length: int) -> Setting:
     """The run's setting from the composed config (task.segments, layer, head) and the trained engine; --layer and
     --head are checked against the backbone."""
-    segments = cfg.task.get("segments")
+    segments = cfg.task.segments
     backbone_config = model.backbone.config
     layers, heads = int(backbone_config.num_hidden_layers), int(backbone_config.num_attention_heads)
-    layer, head = cfg.get("layer"), cfg.get("head")
+    layer, head = cfg.layer, cfg.head
     check_range("layer", layer, layers, "layers")
     check_range("head", head, heads, "attention heads")
     return Setting(checkpoint=checkpoint, task=cfg.task.name,
-                   segments=DEFAULT_SEGMENTS if segments is None else int(segments),
+                   segments=DEFAULT_SEGMENTS if segments is None else segments,
                    content_length=content_length, memory_size=model.memory_size, layer=layer, head=head,
                    layers=layers, heads=heads, layout=model.layout)
 

@@ -35,7 +35,7 @@ class NoTrainingDocuments(UsageError):
 
 def austen_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
     """The cache key of the `noise` node's novels and the function that tokenises them."""
-    custom = cfg.get("path")
+    custom = cfg.path
     root = Path(custom).expanduser() if custom else default_austen_dir()
     if not root.is_dir():
         raise AustenCorpusMissing(root, folder_exists=False, default=not custom)

@@ -121,18 +121,24 @@ def backbone_hf_config(spec: str, conf_dir: Path | None = None):
         known = sorted(p.stem for p in ((conf_dir or config_dir()) / "backbone").glob("*.yaml"))
         raise UsageError(f"unknown backbone '{spec}': use one of conf/backbone ({', '.join(known) or 'none found'}) "
                          "or a folder with config.json")
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from rmt_cli.backbones import backbone_config, inline_config, resolve_path
+    from rmt_cli.schema import BackboneConfig, typed_node
 
-    cfg: DictConfig = OmegaConf.load(yaml_path)  # type: ignore[assignment]  # a backbone preset is a mapping
-    name = yaml_path.stem
-    if cfg.get("config"):
+    name, preset = yaml_path.stem, OmegaConf.load(yaml_path)
+    try:
+        cfg = typed_node(BackboneConfig, preset)
+    except OmegaConfBaseException as error:
+        raise UsageError(f"backbone '{name}' ({yaml_path}) is no backbone config: "
+                         f"{str(error).strip().splitlines()[0]}") from None
+    if cfg.config is not None:
         return inline_config(cfg), name
-    if OmegaConf.is_missing(cfg, "name_or_path"):
+    if OmegaConf.is_missing(preset, "name_or_path"):  # hf.yaml: a value the command line gives
         raise UsageError(f"backbone '{name}' has no name_or_path set; pass the model folder itself: --backbone PATH")
     folder = Path(resolve_path(cfg)).expanduser()
-    if cfg.get("gguf_file") and (folder / cfg.gguf_file).is_file():
+    if cfg.gguf_file is not None and (folder / cfg.gguf_file).is_file():
         return backbone_config(cfg), name
     if not (folder / "config.json").is_file():
         raise UsageError(f"backbone '{name}' points at '{folder}', which is not a local folder with config.json; "

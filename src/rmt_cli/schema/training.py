@@ -1,0 +1,95 @@
+"""The config nodes of `rmt train` alone: trainer, curriculum (and its stages) and logger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+from rmt_cli.schema.rules import (
+    choice,
+    device,
+    flag,
+    number,
+    optional,
+    positive,
+    scheduler,
+    setting,
+    stage_segments,
+    text,
+    whole,
+)
+
+
+@dataclass
+class TrainerConfig:
+    """`trainer` (conf/trainer/default.yaml says what each key does)."""
+
+    batch_size: int = setting(16, whole(1))
+    eval_batch_size: int = setting(32, whole(1))
+    lr: float = setting(5.0e-5, positive)
+    weight_decay: float = setting(1.0e-3, number(0))
+    scheduler: str = setting("linear", scheduler)
+    warmup_ratio: float = setting(0.1, number(0, 1))
+    grad_clip: float = setting(1.0, positive)
+    bptt_segments: Optional[int] = setting(None, optional(whole(1)))
+    checkpoint_segments: bool = setting(False, flag)
+    fused_adamw: bool = setting(True, flag)
+    eval_every: int = setting(25, whole(1))
+    val_samples: int = setting(64, whole(1))
+    log_every: int = setting(5, whole(1))
+    device: str = setting("auto", device)
+    devices: int = setting(1, whole(1))
+    time_limit_minutes: Optional[float] = setting(None, optional(positive))
+    keep_last: int = setting(2, whole(1, " (resume checkpoints to keep)"))
+
+
+@dataclass
+class StageConfig:
+    """One stage of the curriculum; a key left null takes the trainer's (or the curriculum's) value."""
+
+    segments: Any = setting(MISSING, stage_segments)  # a count, or a range [lo, hi] drawn from per sample
+    steps: int = setting(MISSING, whole(1))
+    lr: Optional[float] = setting(None, optional(positive))
+    warmup_ratio: Optional[float] = setting(None, optional(number(0, 1)))
+    bptt_segments: Optional[int] = setting(None, optional(whole(1)))
+    facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
+    val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length
+    advance_at: Optional[float] = setting(None, optional(number(0)))
+    confuser_share: float = setting(0.0, number(0, 1))
+    multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
+
+
+@dataclass
+class CurriculumConfig:
+    """`curriculum`: its stages (checked one by one in config_check, which names each by its number)."""
+
+    advance_at: Optional[float] = setting(None, optional(number(0)))  # null: never leave a stage early
+    stages: List[StageConfig] = MISSING
+
+
+@dataclass
+class JsonlConfig:
+    """logger=jsonl: metrics.jsonl, which is written whichever loggers are chosen."""
+
+
+@dataclass
+class TensorBoardConfig:
+    dir: str = setting("tensorboard", text)
+
+
+@dataclass
+class WandbConfig:
+    mode: str = setting("offline", choice("offline", "online"))
+    project: str = setting("rmt", text)
+    entity: Optional[str] = setting(None, optional(text))
+
+
+@dataclass
+class LoggerConfig:
+    """`logger`: the backends chosen (logger=[jsonl,tensorboard]) hold their settings, the others are null."""
+
+    jsonl: Optional[JsonlConfig] = None
+    tensorboard: Optional[TensorBoardConfig] = None
+    wandb: Optional[WandbConfig] = None

@@ -46,8 +46,9 @@ def rmt(*args, cwd: str | Path | None = None, env: dict | None = None) -> subpro
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     saved_rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    wanted = environment(env)  # computed before the clear: it starts from this process's environment
     os.environ.clear()
-    os.environ.update(environment(env))
+    os.environ.update(wanted)
     GlobalHydra.instance().clear()
     try:
         if cwd is not None:

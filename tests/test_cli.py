@@ -3,7 +3,7 @@ import json
 import pytest
 from helpers.cli import rmt
 
-from rmt_cli.cli import config_dir
+from rmt_cli import config_dir
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
 
 
 def test_commands_started_together_without_a_run_folder_each_get_one(tmp_path, monkeypatch):
-    from rmt_cli.cli import check_composes, own_folder
+    from rmt_cli.hydra_runner import check_composes, own_folder
 
     monkeypatch.chdir(tmp_path)
     composed = check_composes("train", ["experiment=smoke"])

@@ -191,7 +191,7 @@ def test_train_reads_the_train_file_and_evaluation_the_test_file(synthetic_noise
 def test_task_facts_file_flows_from_the_config():
     from hydra import compose, initialize_config_dir
 
-    from rmt_cli.cli import config_dir
+    from rmt_cli import config_dir
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         for name in ("memorize", "detect", "reasoning", "qa1", "qa2", "qa3", "qa5", "babilong"):

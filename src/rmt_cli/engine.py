@@ -24,6 +24,9 @@ Memory is an explicit value passed in and out, so callers can stream segments, s
 backpropagation. Every command (train, eval, extrapolate, attention, flops) runs through `RecurrentMemory.forward`.
 At inference on a GPU each segment step can be replayed as a CUDA graph (`SegmentGraph`): a batch of one sample is
 otherwise bound by launching the backbone's kernels from Python.
+
+One module on purpose (a little over 300 lines): both layouts, the three heads, truncated BPTT, streaming and graph
+replay all run the same segment step, and reading them side by side is how they stay consistent.
 """
 
 from __future__ import annotations

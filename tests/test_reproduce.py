@@ -144,3 +144,36 @@ def test_a_last_stage_left_at_its_own_advance_at_counts_as_completed(tmp_path):
     with (tmp_path / "metrics.jsonl").open("a") as metrics:
         metrics.write(json.dumps({"kind": "val", "stage": 1, "step": 200, "val_accuracy": 0.98}) + "\n")
     assert curriculum_completed(tmp_path)
+
+
+def test_beyond_extrapolates_one_seed_further_once_its_main_extrapolation_ends(tmp_path, monkeypatch):
+    """The protocol's commands replaced by a script that logs its arguments and exits 0: which jobs start, with what."""
+    import sys
+
+    from rmt_cli import reproduce
+
+    script = "import sys; print(' '.join(sys.argv[1:]))"
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", script, *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    said = []
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1], [1, 8], 20, 20,
+                           ["backbone.name_or_path=/models/minilm"], said.append, reproduce.Beyond(20480, 100, 0))
+    longer = seed_folder(tmp_path, "detect", 0) / "extrapolate_20480.out"
+    arguments = longer.read_text().split()
+    assert arguments[:2] == ["extrapolate", "--checkpoint"] and arguments[2].endswith("detect/seed0/train")
+    assert arguments[3:9] == ["--segments", "20480", "--samples", "100", "--batch-size", "100"]
+    assert arguments[-2].endswith("detect/seed0/extrapolate_20480")
+    assert arguments[-1] == "backbone.name_or_path=/models/minilm"
+    assert json.loads((longer.parent / "extrapolate_20480.status.json").read_text())["exit_code"] == 0
+    assert not (seed_folder(tmp_path, "detect", 1) / "extrapolate_20480.out").exists()
+    assert "--segments 1,8" in (seed_folder(tmp_path, "detect", 1) / "extrapolate.out").read_text()
+    assert json.loads((tmp_path / PLAN).read_text())["beyond"] == {"segments": 20480, "samples": 100, "seed": 0}
+    assert any("to 20480 segments ended (exit 0)" in line for line in said)
+
+
+def test_beyond_seed_outside_the_seeds_is_one_line(tmp_path):
+    from helpers.cli import rmt
+
+    result = rmt("reproduce", "run", str(tmp_path / "out"), "--seeds", "0,1", "--beyond", "20480", "--beyond-seed", "2")
+    assert result.returncode == 2 and "error: --beyond-seed 2 is not one of --seeds 0,1" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -267,10 +267,15 @@ def reproduce_run(
     batch_size: int = typer.Option(200, "--batch-size", help="Samples evaluated together."),
     override: list[str] = typer.Option([], "--override", help="A Hydra override for every `rmt train`, e.g. "
                                        "--override backbone.name_or_path=/models/minilm (repeatable)."),
+    beyond: Optional[int] = typer.Option(None, "--beyond", help="Also extrapolate one seed of every task to this "
+                                         "many segments (e.g. 20480), after its main extrapolation; shown apart "
+                                         "from the means."),
+    beyond_samples: int = typer.Option(100, "--beyond-samples", help="Test samples of the --beyond length."),
+    beyond_seed: int = typer.Option(0, "--beyond-seed", help="The seed extrapolated to the --beyond length."),
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
-    from rmt_cli.reproduce import parse_list, run_protocol
+    from rmt_cli.reproduce import Beyond, parse_list, run_protocol
     from rmt_cli.reproduce_summary import table, write_summary
 
     def run() -> None:
@@ -278,7 +283,14 @@ def reproduce_run(
         lengths = parse_list(segments, "segments", int)
         if samples < 1 or batch_size < 1:
             raise UsageError(f"--samples {samples} and --batch-size {batch_size} must be at least 1")
-        run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo)
+        longer = None
+        if beyond is not None:
+            if beyond < 1 or beyond_samples < 1:
+                raise UsageError(f"--beyond {beyond} and --beyond-samples {beyond_samples} must be at least 1")
+            if beyond_seed not in seed_list:
+                raise UsageError(f"--beyond-seed {beyond_seed} is not one of --seeds {seeds}")
+            longer = Beyond(beyond, beyond_samples, beyond_seed)
+        run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer)
         typer.echo(table(write_summary(out, out / "summary")))
         typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
 

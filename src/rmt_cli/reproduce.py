@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rmt_cli.errors import UsageError
@@ -60,13 +61,31 @@ def backbone_overrides(overrides: list[str]) -> list[str]:
 
 
 def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_size: int,
-                        overrides: Sequence[str] = ()) -> list[str]:
+                        overrides: Sequence[str] = (), name: str = "extrapolate") -> list[str]:
     """Task, noise and model come from the trained run's checkpoint; the backbone overrides of its training are
-    repeated."""
+    repeated. The rows go to folder/name."""
     return rmt_command("extrapolate", "--checkpoint", str(folder / "train"),
                        "--segments", ",".join(map(str, segments)), "--samples", str(samples),
-                       "--batch-size", str(batch_size), f"hydra.run.dir={folder / 'extrapolate'}",
+                       "--batch-size", str(batch_size), f"hydra.run.dir={folder / name}",
                        *backbone_overrides(list(overrides)))
+
+
+@dataclass(frozen=True)
+class Beyond:
+    """One longer extrapolation of one seed of every task, once its main extrapolation has ended: lengths past the
+    protocol's, on fewer samples, summarised apart from the means (reproduce_summary.single_seed_rows)."""
+
+    segments: int
+    samples: int = 100
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"extrapolate_{self.segments}"
+
+    def job(self, folder: Path, overrides: Sequence[str]) -> Job:
+        command = extrapolate_command(folder, [self.segments], self.samples, self.samples, overrides, self.name)
+        return Job(command, folder / f"{self.name}.out", folder / f"{self.name}.status.json")
 
 
 def device_name() -> str:
@@ -94,11 +113,12 @@ class Job:
 
 
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
-                 batch_size: int, train_overrides: list[str], echo=print) -> None:
+                 batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plan = {"preset": preset, "tasks": tasks, "seeds": seeds, "segments": segments, "samples": samples,
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                            time.gmtime())}
+                                                                                            time.gmtime()),
+            "beyond": None if beyond is None else vars(beyond)}
     (out / PLAN).write_text(json.dumps(plan, indent=1))
     training = {}
     for task in tasks:
@@ -110,7 +130,8 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                                        folder / "train.out", folder / "train.status.json")
             echo(f"started training {task} seed {seed}")
     evaluating: dict[tuple[str, int], Job] = {}
-    while training or evaluating:
+    longer: dict[tuple[str, int], Job] = {}
+    while training or evaluating or longer:
         time.sleep(5)
         for key, job in list(training.items()):
             code = job.poll()
@@ -128,3 +149,12 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                 del evaluating[key]
                 echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
                      f"{time.time() - job.started:.0f} s")
+                if code == 0 and beyond is not None and key[1] == beyond.seed:
+                    longer[key] = beyond.job(seed_folder(out, *key), train_overrides)
+        for key, job in list(longer.items()):
+            code = job.poll()
+            if code is not None:
+                del longer[key]
+                assert beyond is not None, "longer extrapolations start only with beyond"
+                echo(f"extrapolation of {key[0]} seed {key[1]} to {beyond.segments} segments ended (exit {code}) "
+                     f"after {time.time() - job.started:.0f} s")

@@ -179,8 +179,9 @@ def write_summary(out: Path, into: Path, echo=print) -> dict:
                     shutil.copyfile(source / name, target / name)
             for extra in source.glob("extrapolate_*/extrapolation.json"):
                 shutil.copyfile(extra, target / f"{extra.parent.name}.json")
-                if (source / f"{extra.parent.name}.out").exists():
-                    shutil.copyfile(source / f"{extra.parent.name}.out", target / f"{extra.parent.name}.out")
+                for kept in (f"{extra.parent.name}.out", f"{extra.parent.name}.status.json"):  # output, wall time
+                    if (source / kept).exists():
+                        shutil.copyfile(source / kept, target / kept)
     (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_summary(summary, into / "accuracy_vs_length.png")
     return summary

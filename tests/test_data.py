@@ -170,11 +170,11 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                                                        "advance_at": 0.97, "confuser_share": 0.25,
                                                        "multi_fact_share": 0.5}]}})
     first, last = curriculum_stages(cfg)
-    assert (first.warmup_ratio, first.bptt_segments, first.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
-    assert (last.bptt_segments, last.facts_in_last, last.lr) == (8, 8, 2e-5)
+    assert (first.warmup_ratio, first.bptt_segments, first.mix.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
+    assert (last.bptt_segments, last.mix.facts_in_last, last.lr) == (8, 8, 2e-5)
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
-    assert (first.confuser_share, last.confuser_share) == (0.0, 0.25)
+    assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)
     assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5))
 
 

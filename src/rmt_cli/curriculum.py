@@ -19,16 +19,9 @@ class Stage:
     lr: float
     warmup_ratio: float
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
-    facts_in_last: int | None = None  # training samples place their facts in their last k segments (None: anywhere)
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
-    confuser_share: float = 0.0  # share of training noise windows drawn from those that name an answer
-    multi_fact_share: float = 0.0  # share of training stories whose question names someone or somewhere 2+ facts name
-
-    @property
-    def mix(self) -> TrainingMix:
-        """How this stage's training samples are drawn beyond their length."""
-        return TrainingMix(self.facts_in_last, self.confuser_share, self.multi_fact_share)
+    mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
 
     @property
     def validation_segments(self) -> int:
@@ -49,9 +42,9 @@ def curriculum_stages(cfg) -> list[Stage]:
         lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
         stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
                             setting(stage, "warmup_ratio", trainer.warmup_ratio),
-                            setting(stage, "bptt_segments", trainer.bptt_segments), stage.facts_in_last,
-                            stage.val_segments, setting(stage, "advance_at", cfg.curriculum.advance_at),
-                            stage.confuser_share, stage.multi_fact_share))
+                            setting(stage, "bptt_segments", trainer.bptt_segments), stage.val_segments,
+                            setting(stage, "advance_at", cfg.curriculum.advance_at),
+                            TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share)))
     return stages
 
 

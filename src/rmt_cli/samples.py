@@ -140,7 +140,8 @@ class SampleFactory:
         saw_multi_fact = False
         story: Story = source(rng)
         for _ in range(MAX_REDRAWS):
-            multi_fact = facts_naming_the_question(story) > 1
+            # the story's names are read only when asked for (not for every validation and test sample)
+            multi_fact = wants_multi_fact and facts_naming_the_question(story) > 1
             saw_multi_fact |= multi_fact
             if self.segments_needed(story) <= n_segments and (multi_fact or not wants_multi_fact):
                 return story

@@ -82,8 +82,9 @@ def accuracy_of_the_run(run_dir, samples, segments):
     return accuracy(experiment, experiment.eval_data, test, batch_size=32)
 
 
-def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
-    """A run of task.head=pooler (the backbone's pooler fine-tuned as part of the head), written without training."""
+def untrained_run(run_dir, *overrides: str, change=lambda model: None):
+    """A run folder of `experiment=smoke` with these overrides, its model saved as the stage-1 checkpoint without
+    training (after `change`); returns the experiment."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -92,11 +93,19 @@ def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
     from rmt_cli.experiment import build_experiment
 
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=smoke", "task.head=pooler"])
+        cfg = compose("train", overrides=["experiment=smoke", *overrides])
     experiment = build_experiment(cfg, "cpu", with_training_data=False)
+    with torch.no_grad():
+        change(experiment.model)
     meta = {"config": OmegaConf.to_container(cfg, resolve=True), "stage": 1, "step": 4, "val_accuracy": 0.5,
             "max_segments": 1, "labels": list(experiment.task.labels)}
-    save_checkpoint(tmp_path / "run" / "checkpoints" / "stage1-best", experiment.model, meta)
+    save_checkpoint(run_dir / "checkpoints" / "stage1-best", experiment.model, meta)
+    return experiment
+
+
+def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
+    """A run of task.head=pooler (the backbone's pooler fine-tuned as part of the head), written without training."""
+    experiment = untrained_run(tmp_path / "run", "task.head=pooler")
     out = export.export_run(tmp_path / "run", tmp_path / "model")
     trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
     assert shared.task.head == "pooler" and torch.equal(shared.model.head[0].weight, experiment.model.head[0].weight)
@@ -110,21 +119,8 @@ def test_a_pooler_head_run_exports_and_loads_back(tmp_path):
 
 def test_a_run_with_rescaled_memory_writes_exports_and_loads_back(tmp_path):
     """memory.rescale_writes adds a learned scale: a checkpoint and its export both rebuild the model with it."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from rmt_cli import config_dir
-    from rmt_cli.checkpoint import save_checkpoint
-    from rmt_cli.experiment import build_experiment
-
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=smoke", "memory.rescale_writes=true"])
-    experiment = build_experiment(cfg, "cpu", with_training_data=False)
-    with torch.no_grad():
-        experiment.model.write_scale.fill_(0.37)  # a trained value, not the one a fresh model starts from
-    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "stage": 1, "step": 4, "val_accuracy": 0.5,
-            "max_segments": 1, "labels": list(experiment.task.labels)}
-    save_checkpoint(tmp_path / "run" / "checkpoints" / "stage1-best", experiment.model, meta)
+    # a trained value of the scale, not the one a fresh model starts from
+    untrained_run(tmp_path / "run", "memory.rescale_writes=true", change=lambda model: model.write_scale.fill_(0.37))
     out = export.export_run(tmp_path / "run", tmp_path / "model")
     trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
     assert json.loads((out / "rmt_config.json").read_text())["rescale_writes"] is True

@@ -80,6 +80,41 @@ def test_lengths_measured_on_one_seed_stay_apart_from_the_means(tmp_path):
     assert (tmp_path / "results" / "memorize" / "seed0" / "extrapolate_20480.json").is_file()
 
 
+def test_a_longer_extrapolation_of_the_seed_trained_again_says_so(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    folder = seed_folder(out, "memorize", 0)
+    (folder / "extrapolate_81920").mkdir()
+    (folder / "extrapolate_81920" / "extrapolation.json").write_text(json.dumps(
+        [{"segments": 81920, "tokens": 499 * 81920, "accuracy": 1.0, "samples": 100}]))
+    (folder / "train_81920").mkdir()
+    (folder / "train_81920" / "config.yaml").write_text("seed: 0\n")
+    (folder / "train_81920.status.json").write_text(json.dumps({"exit_code": 0, "seconds": 110}))
+    summary = write_summary(out, tmp_path / "results")
+    assert summary["tasks"]["memorize"]["single_seed"] == [
+        {"seed": 0, "segments": 81920, "tokens": 499 * 81920, "samples": 100, "accuracy": 100.0,
+         "trained_again": True, "train_seconds": 110}]
+    kept = tmp_path / "results" / "memorize" / "seed0"
+    assert (kept / "train_81920_config.yaml").read_text() == "seed: 0\n"
+    assert (kept / "train_81920.status.json").is_file() and (kept / "extrapolate_81920.json").is_file()
+
+
+def test_summarize_can_take_some_tasks_of_a_run_and_keep_the_rest(tmp_path):
+    from rmt_cli.errors import UsageError
+
+    into = tmp_path / "results"
+    first = fake_protocol(tmp_path / "first", {("detect", s): {1: 1.0, 8: 0.6} for s in (0, 1, 2)})
+    (first / PLAN).write_text(json.dumps({**json.loads((first / PLAN).read_text()), "tasks": ["detect"]}))
+    write_summary(first, into)
+    both = fake_protocol(tmp_path / "both", {**ACCURACY, **{("detect", s): {1: 1.0, 8: 0.2} for s in (0, 1, 2)}})
+    plan = json.loads((both / PLAN).read_text())
+    (both / PLAN).write_text(json.dumps({**plan, "tasks": ["memorize", "detect"]}))
+    summary = write_summary(both, into, tasks=["memorize"])
+    assert summary["tasks"]["detect"]["lengths"]["8"]["mean"] == 60.0  # the first run's, not this run's 20
+    assert summary["tasks"]["memorize"]["lengths"]["8"]["mean"] == 80.0
+    with pytest.raises(UsageError, match="--tasks reasoning: .* trained memorize, detect only"):
+        write_summary(both, into, tasks=["reasoning"])
+
+
 def test_extrapolation_repeats_the_backbone_the_user_chose_for_training(tmp_path):
     from rmt_cli.code_trust import check_checkpoint_backbone
     from rmt_cli.errors import UsageError

@@ -302,13 +302,20 @@ def reproduce_summarize(
     out: Path = typer.Argument(..., help="Folder of `rmt reproduce run`."),
     into: Path = typer.Option(Path("results/paper"), "--into", help="Where summary.json, the plot and each seed's "
                               "config, metrics and rows go."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated tasks of the run to summarise "
+                                     "(default: all it trained); the others keep what --into holds."),
 ) -> None:
     """Mean, min and max over seeds per task and length: summary.json, accuracy_vs_length.png and a Markdown
     table (what the README shows). A task this run did not train keeps its numbers from the summary already in
     --into; a task it trained replaces them, all seeds at once."""
+    from rmt_cli.reproduce import parse_list
     from rmt_cli.reproduce_summary import table, write_summary
 
-    report_errors(lambda: typer.echo(table(write_summary(out, into, typer.echo))))
+    def summarize_tasks() -> None:
+        chosen = None if tasks is None else parse_list(tasks, "tasks")
+        typer.echo(table(write_summary(out, into, typer.echo, chosen)))
+
+    report_errors(summarize_tasks)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from statistics import mean
 
-from rmt_cli.errors import RuntimeFailure
+from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.reproduce import PLAN, seed_folder
 
 RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
@@ -70,21 +70,36 @@ def curriculum_completed(train: Path) -> bool:
 
 def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
     """Extra lengths measured on one seed only (OUT/TASK/seedN/extrapolate_NAME/, e.g. 20,480 segments): shown
-    apart from the means, never mixed into them."""
+    apart from the means, never mixed into them.
+
+    Such an extrapolation reads the seed's own checkpoint (`rmt reproduce run --beyond`) unless a training run
+    `train_NAME/` lies beside it: the same preset and seed trained again on its own (when the protocol's checkpoints
+    are gone), which its rows say with `trained_again` and that training's wall time.
+    """
     rows = []
     for seed in seeds:
-        for path in sorted(seed_folder(out, task, seed).glob("extrapolate_*/extrapolation.json")):
+        folder = seed_folder(out, task, seed)
+        for path in sorted(folder.glob("extrapolate_*/extrapolation.json")):
+            name = path.parent.name.removeprefix("extrapolate_")
+            again = {}
+            if (folder / f"train_{name}").is_dir():
+                status = read_json(folder / f"train_{name}.status.json", f"{task} seed {seed} trained again")
+                again = {"trained_again": True, "train_seconds": status["seconds"]}
             rows += [{"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
-                      "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2)}
+                      "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2), **again}
                      for row in read_json(path, f"{task} seed {seed}")]
     return rows
 
 
-def summarize(out: Path) -> dict:
+def summarize(out: Path, tasks: list[str] | None = None) -> dict:
+    """The run's tasks, or only `tasks` of them, summarised over the run's seeds."""
     plan = read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")
+    unknown = sorted(set(tasks or []) - set(plan["tasks"]))
+    if unknown:
+        raise UsageError(f"--tasks {','.join(unknown)}: {out} trained {', '.join(plan['tasks'])} only")
     summary = {key: plan[key] for key in RUN_KEYS}
     summary["tasks"] = {}
-    for task in plan["tasks"]:
+    for task in tasks or plan["tasks"]:
         results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
         lengths = sorted(set.intersection(*(set(r["accuracy"]) for r in results.values())))
         # A length no seed reached is reported as not measured; one that only some seeds reached has no fair mean.
@@ -124,7 +139,10 @@ def keep_other_tasks(summary: dict, earlier_path: Path) -> list[str]:
     for task in kept:
         result = earlier["tasks"][task]
         result.setdefault("run", {key: earlier.get(key) for key in RUN_KEYS})
-    summary["tasks"] = {**{task: earlier["tasks"][task] for task in kept}, **summary["tasks"]}
+    # in the order the earlier summary had them (so each task keeps its colour in the plot), new tasks last
+    order = [*earlier["tasks"], *(task for task in summary["tasks"] if task not in earlier["tasks"])]
+    merged = {**{task: earlier["tasks"][task] for task in kept}, **summary["tasks"]}
+    summary["tasks"] = {task: merged[task] for task in order}
     return kept
 
 
@@ -140,9 +158,16 @@ def plot_summary(summary: dict, path: Path) -> None:
         ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color,
                 label=f"{task}: mean of {seeds} seeds")
         ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=color, alpha=0.2)
+        labelled = set()
         for row in result.get("single_seed", []):
+            again = " (trained again)" if row.get("trained_again") else ""
+            label = f"{task}: seed {row['seed']}{again} only, {row['samples']} samples"
             ax.scatter([row["tokens"]], [row["accuracy"]], marker="D", s=50, facecolors="none", edgecolors=color,
-                       label=f"{task}: seed {row['seed']} alone, {row['samples']} samples")
+                       label=label if label not in labelled else "_nolegend_")
+            labelled.add(label)
+            if row["segments"] > max(r["segments"] for r in rows):  # lengths past the means' are named
+                ax.annotate(f"{row['segments']:,} seg.", (row["tokens"], row["accuracy"]), fontsize=7,
+                            xytext=(0, -12), textcoords="offset points", ha="center", color=color)
         if task in PAPER:
             per_segment = rows[0]["tokens"] // rows[0]["segments"]
             ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
@@ -151,12 +176,13 @@ def plot_summary(summary: dict, path: Path) -> None:
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
 
-def write_summary(out: Path, into: Path, echo=print) -> dict:
+def write_summary(out: Path, into: Path, echo=print, tasks: list[str] | None = None) -> dict:
     """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them.
 
-    Tasks of an earlier summary in `into` that this run did not train are kept as they were (see keep_other_tasks).
+    Tasks of an earlier summary in `into` that this run did not train (or that `tasks` leaves out) are kept as they
+    were (see keep_other_tasks).
     """
-    summary = summarize(out)
+    summary = summarize(out, tasks)
     trained = list(summary["tasks"])
     into.mkdir(parents=True, exist_ok=True)
     for task in keep_other_tasks(summary, into / "summary.json"):
@@ -178,10 +204,17 @@ def write_summary(out: Path, into: Path, echo=print) -> dict:
                 if (source / name).exists():
                     shutil.copyfile(source / name, target / name)
             for extra in source.glob("extrapolate_*/extrapolation.json"):
+                name = extra.parent.name.removeprefix("extrapolate_")
                 shutil.copyfile(extra, target / f"{extra.parent.name}.json")
-                for kept in (f"{extra.parent.name}.out", f"{extra.parent.name}.status.json"):  # output, wall time
-                    if (source / kept).exists():
-                        shutil.copyfile(source / kept, target / kept)
+                kept = [f"extrapolate_{name}.out", f"extrapolate_{name}.status.json",  # output, wall time
+                        f"train_{name}.out", f"train_{name}.status.json"]
+                for step_name in KEPT_FILES["train"]:  # the config and metrics of a training run again
+                    if (source / f"train_{name}" / step_name).exists():
+                        shutil.copyfile(source / f"train_{name}" / step_name,
+                                        target / f"train_{name}_{step_name}")
+                for kept_name in kept:
+                    if (source / kept_name).exists():
+                        shutil.copyfile(source / kept_name, target / kept_name)
     (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_summary(summary, into / "accuracy_vs_length.png")
     return summary

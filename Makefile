@@ -37,15 +37,19 @@ smoke: install
 	$(VENV)/bin/rmt train experiment=smoke
 
 # The everyday suite; test-slow runs the rest (processes of their own: torchrun, kill and resume, requeue; the
-# SmolLM2 GGUF load; the wheel in a fresh venv; the benches), test-all both together.
+# SmolLM2 GGUF load; the wheel in a fresh venv; the benches), test-all both together. Tests run on every core
+# (pytest-xdist); PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS)
+
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-slow: install
-	$(PY) -m pytest -q -m slow
+	$(PYTEST) -m slow
 
 test-all: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 # Lint and type-check (settings in pyproject.toml); CI runs it after the tests.
 lint: install

@@ -203,21 +203,26 @@ def write_summary(out: Path, into: Path, echo=print, tasks: list[str] | None = N
             for name in ("train.status.json", "extrapolate.status.json", "extrapolate.out"):
                 if (source / name).exists():
                     shutil.copyfile(source / name, target / name)
-            for extra in source.glob("extrapolate_*/extrapolation.json"):
-                name = extra.parent.name.removeprefix("extrapolate_")
-                shutil.copyfile(extra, target / f"{extra.parent.name}.json")
-                kept = [f"extrapolate_{name}.out", f"extrapolate_{name}.status.json",  # output, wall time
-                        f"train_{name}.out", f"train_{name}.status.json"]
-                for step_name in KEPT_FILES["train"]:  # the config and metrics of a training run again
-                    if (source / f"train_{name}" / step_name).exists():
-                        shutil.copyfile(source / f"train_{name}" / step_name,
-                                        target / f"train_{name}_{step_name}")
-                for kept_name in kept:
-                    if (source / kept_name).exists():
-                        shutil.copyfile(source / kept_name, target / kept_name)
+            copy_single_seed_files(source, target)
     (into / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot_summary(summary, into / "accuracy_vs_length.png")
     return summary
+
+
+def copy_single_seed_files(source: Path, target: Path) -> None:
+    """Each extra extrapolation's rows, output and wall time (extrapolate_NAME.json, .out, .status.json), and the
+    config, metrics, output and wall time of a training run again for it (train_NAME_config.yaml, ...)."""
+    for extra in source.glob("extrapolate_*/extrapolation.json"):
+        name = extra.parent.name.removeprefix("extrapolate_")
+        copies = {extra: target / f"extrapolate_{name}.json"}
+        for kept in (f"extrapolate_{name}.out", f"extrapolate_{name}.status.json",
+                     f"train_{name}.out", f"train_{name}.status.json"):
+            copies[source / kept] = target / kept
+        for kept in KEPT_FILES["train"]:
+            copies[source / f"train_{name}" / kept] = target / f"train_{name}_{kept}"
+        for path, copy in copies.items():
+            if path.exists():
+                shutil.copyfile(path, copy)
 
 
 def table(summary: dict) -> str:

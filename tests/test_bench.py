@@ -90,9 +90,9 @@ def test_agreement_of_the_fast_path_on_a_smoke_run(tmp_path):
 
 
 def write_predictions(path: Path, rows: list[tuple[int, int, str, str]]) -> Path:
-    lines = ["segments,sample,answer,predicted,correct,first_fact_segment,noise_mentions_of_answer,"
-             "noise_mentions_of_predicted"]
-    lines += [f"{segments},{sample},{answer},{predicted},{answer == predicted},0,0,0"
+    lines = ["segments,sample,answer,predicted,correct,first_fact_segment,last_fact_segment,"
+             "noise_mentions_of_answer,noise_mentions_of_predicted"]
+    lines += [f"{segments},{sample},{answer},{predicted},{answer == predicted},0,0,0,0"
               for segments, sample, answer, predicted in rows]
     path.write_text("\n".join(lines) + "\n")
     return path

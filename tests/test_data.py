@@ -213,14 +213,17 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
     assert count(Sample(np.array([6, 6, 0]), (), np.zeros(1), 0)).tolist() == [1, 3, 0]
     assert occurrences(np.array([[8, 9, 8, 9], [9, 8, 1, 1]]), np.array([8, 9])) == 2
 
-    fact = PlacedFact(1, 0, np.zeros(2, dtype=np.int64))
-    samples = [Sample(np.array([0, 4]), (fact,), np.zeros(1), 1), Sample(np.array([6, 6]), (), np.zeros(1), 0)]
+    fact, later = PlacedFact(1, 0, np.zeros(2, dtype=np.int64)), PlacedFact(2, 0, np.zeros(2, dtype=np.int64))
+    samples = [Sample(np.array([0, 4, 0]), (later, fact), np.zeros(1), 1),
+               Sample(np.array([6, 6]), (), np.zeros(1), 0)]
     rows = prediction_rows(factory, samples, np.array([0, -1]))
     assert rows == [
-        {"segments": 2, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
-         "first_fact_segment": 1, "noise_mentions_of_answer": 1, "noise_mentions_of_predicted": 3},
+        {"segments": 3, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
+         "first_fact_segment": 1, "last_fact_segment": 2, "noise_mentions_of_answer": 2,  # windows 0, 4, 0
+         "noise_mentions_of_predicted": 4},
         {"segments": 2, "sample": 1, "answer": "garden", "predicted": "", "correct": False,
-         "first_fact_segment": None, "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]
+         "first_fact_segment": None, "last_fact_segment": None, "noise_mentions_of_answer": 0,
+         "noise_mentions_of_predicted": None}]
 
 
 def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):

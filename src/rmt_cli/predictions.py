@@ -15,7 +15,7 @@ import numpy as np
 
 from rmt_cli.samples import Sample, SampleFactory
 
-COLUMNS = ("segments", "sample", "answer", "predicted", "correct", "first_fact_segment",
+COLUMNS = ("segments", "sample", "answer", "predicted", "correct", "first_fact_segment", "last_fact_segment",
            "noise_mentions_of_answer", "noise_mentions_of_predicted")
 
 
@@ -66,7 +66,8 @@ def occurrences(windows: np.ndarray, sequence: np.ndarray) -> int:
 
 def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np.ndarray) -> list[dict]:
     """One row per sample: its answer, the prediction (empty: a generated answer that is no label), whether they
-    agree, where the first fact lies, and how often the noise names the answer and the prediction."""
+    agree, where the first and the last fact lie (how far a story's facts are spread, and how long ago the last was
+    read), and how often the noise names the answer and the prediction."""
     count_mentions, labels = MentionCounter(factory), factory.task.labels
     rows = []
     for index, (sample, guess) in enumerate(zip(samples, predicted, strict=True)):
@@ -74,6 +75,7 @@ def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np
         rows.append({"segments": sample.n_segments, "sample": index, "answer": labels[sample.label],
                      "predicted": labels[guess] if guess >= 0 else "", "correct": bool(guess == sample.label),
                      "first_fact_segment": min(sample.fact_segments, default=None),
+                     "last_fact_segment": max(sample.fact_segments, default=None),
                      "noise_mentions_of_answer": int(mentions[sample.label]),
                      "noise_mentions_of_predicted": int(mentions[guess]) if guess >= 0 else None})
     return rows

@@ -91,8 +91,8 @@ def test_agreement_of_the_fast_path_on_a_smoke_run(tmp_path):
 
 def write_predictions(path: Path, rows: list[tuple[int, int, str, str]]) -> Path:
     lines = ["segments,sample,answer,predicted,correct,first_fact_segment,last_fact_segment,"
-             "noise_mentions_of_answer,noise_mentions_of_predicted"]
-    lines += [f"{segments},{sample},{answer},{predicted},{answer == predicted},0,0,0,0"
+             "facts_naming_question,noise_mentions_of_answer,noise_mentions_of_predicted"]
+    lines += [f"{segments},{sample},{answer},{predicted},{answer == predicted},0,0,1,0,0"
               for segments, sample, answer, predicted in rows]
     path.write_text("\n".join(lines) + "\n")
     return path

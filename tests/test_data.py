@@ -214,16 +214,16 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
     assert occurrences(np.array([[8, 9, 8, 9], [9, 8, 1, 1]]), np.array([8, 9])) == 2
 
     fact, later = PlacedFact(1, 0, np.zeros(2, dtype=np.int64)), PlacedFact(2, 0, np.zeros(2, dtype=np.int64))
-    samples = [Sample(np.array([0, 4, 0]), (later, fact), np.zeros(1), 1),
+    samples = [Sample(np.array([0, 4, 0]), (later, fact), np.zeros(1), 1, facts_naming_question=2),
                Sample(np.array([6, 6]), (), np.zeros(1), 0)]
     rows = prediction_rows(factory, samples, np.array([0, -1]))
     assert rows == [
         {"segments": 3, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
-         "first_fact_segment": 1, "last_fact_segment": 2, "noise_mentions_of_answer": 2,  # windows 0, 4, 0
-         "noise_mentions_of_predicted": 4},
+         "first_fact_segment": 1, "last_fact_segment": 2, "facts_naming_question": 2,
+         "noise_mentions_of_answer": 2, "noise_mentions_of_predicted": 4},  # windows 0, 4, 0
         {"segments": 2, "sample": 1, "answer": "garden", "predicted": "", "correct": False,
-         "first_fact_segment": None, "last_fact_segment": None, "noise_mentions_of_answer": 0,
-         "noise_mentions_of_predicted": None}]
+         "first_fact_segment": None, "last_fact_segment": None, "facts_naming_question": 0,
+         "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]
 
 
 def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
@@ -281,6 +281,10 @@ def test_multi_fact_share_draws_stories_whose_question_several_facts_name(synthe
 
     assert 0.3 < named_twice(0.0) < 0.8  # about half of qa4's questions, as bAbI draws them
     assert named_twice(1.0) == 1.0 and named_twice(0.0) < named_twice(0.5) < 1.0
+    # each sample says which kind it is (predictions.csv splits accuracy by it)
+    drawn = [f.training_sample(0, i, (2, 2), TrainingMix(multi_fact_share=1.0)) for i in range(20)]
+    assert {sample.facts_naming_question for sample in drawn} == {2}
+    assert {sample.facts_naming_question for sample in f.sample_set("test", 0, 2, 40)} == {1, 2}
 
 
 def test_a_question_named_by_several_facts_is_counted_as_such():

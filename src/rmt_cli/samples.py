@@ -49,6 +49,7 @@ class Sample:
     facts: tuple[PlacedFact, ...]
     question: np.ndarray
     label: int
+    facts_naming_question: int = 0  # 2 when both of a qa4 story's facts name the place asked about (predictions.csv)
 
     @property
     def n_segments(self) -> int:
@@ -127,7 +128,8 @@ class SampleFactory:
         else:
             places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
         facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
-        return Sample(noise_starts, facts, question, self.task.labels.index(story.answer))
+        return Sample(noise_starts, facts, question, self.task.labels.index(story.answer),
+                      facts_naming_the_question(story))
 
     def pick_story(self, rng: np.random.Generator, split: str, n_segments: int, multi_fact_share: float) -> Story:
         """A story that fits n_segments; with `multi_fact_share`, that share of the stories (on average) is one whose

@@ -212,3 +212,48 @@ def test_beyond_seed_outside_the_seeds_is_one_line(tmp_path):
     result = rmt("reproduce", "run", str(tmp_path / "out"), "--seeds", "0,1", "--beyond", "20480", "--beyond-seed", "2")
     assert result.returncode == 2 and "error: --beyond-seed 2 is not one of --seeds 0,1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):
+    """The protocol's commands replaced by a script that logs its arguments and exits 0."""
+    import sys
+
+    from rmt_cli import reproduce
+    from rmt_cli.errors import UsageError
+
+    script = "import sys; print(' '.join(sys.argv[1:]))"
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", script, *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1, 2], [1, 8], 20, 20, ["trainer.lr=1e-4"],
+                           lambda line: None, reproduce.Beyond(64, 10, 0))
+    seed0, seed1, seed2 = (seed_folder(tmp_path, "detect", seed) for seed in (0, 1, 2))
+    # interrupted: seed 0's longer extrapolation never ended, seed 1's training was killed, seed 2's
+    # extrapolation failed
+    (seed0 / "extrapolate_64.status.json").unlink()
+    (seed1 / "train.status.json").unlink()
+    (seed2 / "extrapolate.status.json").write_text(json.dumps({"exit_code": 1, "seconds": 3.0}))
+    logs = [log for folder in (seed0, seed1, seed2) for log in folder.glob("*.out")]
+    for log in logs:
+        log.write_text("earlier attempt\n")
+    said = []
+    reproduce.resume_protocol(tmp_path, said.append)
+    rerun = {f"{log.parent.name}/{log.name}" for log in logs if log.read_text() != "earlier attempt\n"}
+    assert rerun == {"seed0/extrapolate_64.out", "seed1/train.out", "seed1/extrapolate.out", "seed2/extrapolate.out"}
+    assert "trainer.lr=1e-4" in (seed1 / "train.out").read_text()  # the plan's overrides, as the first time
+    assert all(reproduce.succeeded(folder / "extrapolate.status.json") for folder in (seed0, seed1, seed2))
+    assert said[:3] == ["detect seed 0 was extrapolated; started its extrapolation to 64 segments",
+                        "started training detect seed 1", "detect seed 2 was trained; started its extrapolation"]
+    assert len(json.loads((tmp_path / PLAN).read_text())["resumed"]) == 1
+    with pytest.raises(UsageError, match=f"rmt reproduce resume {tmp_path}"):  # `run` on it again points to resume
+        reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0], [1], 20, 20, [])
+
+
+def test_a_run_that_did_not_record_its_overrides_cannot_be_resumed(tmp_path):
+    from rmt_cli.errors import UsageError
+    from rmt_cli.reproduce import resume_protocol
+
+    fake_protocol(tmp_path)  # a plan.json as older versions wrote it
+    with pytest.raises(UsageError, match="did not record its overrides"):
+        resume_protocol(tmp_path)
+    with pytest.raises(UsageError, match="holds no plan"):
+        resume_protocol(tmp_path / "elsewhere")

@@ -276,7 +276,6 @@ def reproduce_run(
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
     from rmt_cli.reproduce import Beyond, parse_list, run_protocol
-    from rmt_cli.reproduce_summary import table, write_summary
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -291,10 +290,32 @@ def reproduce_run(
                 raise UsageError(f"--beyond-seed {beyond_seed} is not one of --seeds {seeds}")
             longer = Beyond(beyond, beyond_samples, beyond_seed)
         run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer)
-        typer.echo(table(write_summary(out, out / "summary")))
-        typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
+        summarize_run(out)
 
     report_errors(run)
+
+
+def summarize_run(out: Path) -> None:
+    from rmt_cli.reproduce_summary import table, write_summary
+
+    typer.echo(table(write_summary(out, out / "summary")))
+    typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
+
+
+@reproduce_app.command("resume")
+def reproduce_resume(
+    out: Path = typer.Argument(..., help="Folder of an interrupted `rmt reproduce run`."),
+) -> None:
+    """Finish an interrupted run with its own plan: trainings that did not end resume from their last checkpoint,
+    trained runs missing their extrapolation get it, finished ones are left alone; then the summary, as `run`
+    writes it."""
+    from rmt_cli.reproduce import resume_protocol
+
+    def resume() -> None:
+        resume_protocol(out, typer.echo)
+        summarize_run(out)
+
+    report_errors(resume)
 
 
 @reproduce_app.command("summarize")

@@ -95,11 +95,13 @@ def device_name() -> str:
 
 
 class Job:
-    """One command of one (task, seed), its output in `log`, its exit code and wall time in `status`."""
+    """One command of one (task, seed), its output in `log`, its exit code and wall time in `status` (a status left
+    by an earlier attempt is removed first, so that it never stands for this one)."""
 
     def __init__(self, command: list[str], log: Path, status: Path):
         self.command, self.log, self.status = command, log, status
         log.parent.mkdir(parents=True, exist_ok=True)
+        status.unlink(missing_ok=True)
         self.started = time.time()
         with log.open("w") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -112,25 +114,76 @@ class Job:
         return code
 
 
+def succeeded(status: Path) -> bool:
+    """Whether a job's status file says it exited 0."""
+    try:
+        return json.loads(status.read_text())["exit_code"] == 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
                  batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        for seed in seeds:
+            if (seed_folder(out, task, seed) / "train.status.json").exists():
+                raise UsageError(f"{seed_folder(out, task, seed)} holds a finished training already; use a new OUT "
+                                 f"folder, or `rmt reproduce resume {out}` to finish that run")
     plan = {"preset": preset, "tasks": tasks, "seeds": seeds, "segments": segments, "samples": samples,
+            "batch_size": batch_size, "overrides": train_overrides,
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                             time.gmtime()),
             "beyond": None if beyond is None else vars(beyond)}
     (out / PLAN).write_text(json.dumps(plan, indent=1))
-    training = {}
-    for task in tasks:
-        for seed in seeds:
-            folder = seed_folder(out, task, seed)
-            if (folder / "train.status.json").exists():
-                raise UsageError(f"{folder} holds a finished training already; use a new OUT folder")
-            training[task, seed] = Job(train_command(preset, task, seed, folder, train_overrides),
-                                       folder / "train.out", folder / "train.status.json")
-            echo(f"started training {task} seed {seed}")
+    follow_plan(out, plan, echo)
+
+
+def resume_protocol(out: Path, echo=print) -> None:
+    """Finish a run of the protocol that was interrupted: what its plan still lacks runs, nothing else."""
+    try:
+        plan = json.loads((out / PLAN).read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{out} holds no plan of `rmt reproduce run` ({PLAN})") from None
+    if "overrides" not in plan:
+        raise UsageError(f"{out} was started by an rmt that did not record its overrides in {PLAN}; it cannot be "
+                         "resumed (start a new OUT folder)")
+    plan["resumed"] = [*plan.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+    (out / PLAN).write_text(json.dumps(plan, indent=1))
+    follow_plan(out, plan, echo)
+
+
+def follow_plan(out: Path, plan: dict, echo=print) -> None:
+    """Run the plan's jobs that have not succeeded yet, side by side: every training (one that was interrupted
+    resumes from its last checkpoint, as `rmt train` does in its own folder), each extrapolation as soon as its
+    training has ended, then the seed's --beyond extrapolation."""
+    segments, samples, batch_size, overrides = plan["segments"], plan["samples"], plan["batch_size"], plan["overrides"]
+    beyond = None if plan.get("beyond") is None else Beyond(**plan["beyond"])
+
+    def train(key: tuple[str, int]) -> Job:
+        folder = seed_folder(out, *key)
+        return Job(train_command(plan["preset"], *key, folder, overrides), folder / "train.out",
+                   folder / "train.status.json")
+
+    def extrapolate(key: tuple[str, int]) -> Job:
+        folder = seed_folder(out, *key)
+        return Job(extrapolate_command(folder, segments, samples, batch_size, overrides), folder / "extrapolate.out",
+                   folder / "extrapolate.status.json")
+
+    training: dict[tuple[str, int], Job] = {}
     evaluating: dict[tuple[str, int], Job] = {}
     longer: dict[tuple[str, int], Job] = {}
+    for key in ((task, seed) for task in plan["tasks"] for seed in plan["seeds"]):
+        folder = seed_folder(out, *key)
+        if not succeeded(folder / "train.status.json"):
+            training[key] = train(key)
+            echo(f"started training {key[0]} seed {key[1]}")
+        elif not succeeded(folder / "extrapolate.status.json"):
+            evaluating[key] = extrapolate(key)
+            echo(f"{key[0]} seed {key[1]} was trained; started its extrapolation")
+        elif beyond is not None and key[1] == beyond.seed and not succeeded(folder / f"{beyond.name}.status.json"):
+            longer[key] = beyond.job(folder, overrides)
+            echo(f"{key[0]} seed {key[1]} was extrapolated; started its extrapolation to {beyond.segments} segments")
     while training or evaluating or longer:
         time.sleep(5)
         for key, job in list(training.items()):
@@ -138,11 +191,9 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
             if code is None:
                 continue
             del training[key]
-            folder = seed_folder(out, *key)
             echo(f"training {key[0]} seed {key[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")
             if code == 0:
-                evaluating[key] = Job(extrapolate_command(folder, segments, samples, batch_size, train_overrides),
-                                      folder / "extrapolate.out", folder / "extrapolate.status.json")
+                evaluating[key] = extrapolate(key)
         for key, job in list(evaluating.items()):
             code = job.poll()
             if code is not None:
@@ -150,7 +201,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                 echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
                      f"{time.time() - job.started:.0f} s")
                 if code == 0 and beyond is not None and key[1] == beyond.seed:
-                    longer[key] = beyond.job(seed_folder(out, *key), train_overrides)
+                    longer[key] = beyond.job(seed_folder(out, *key), overrides)
         for key, job in list(longer.items()):
             code = job.poll()
             if code is not None:

@@ -194,6 +194,21 @@ def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
         "accuracy_fact_in_q4": 0.5}
 
 
+def test_extrapolation_splits_accuracy_by_how_many_facts_name_the_question():
+    from rmt_cli.extrapolate import accuracy_by_question_kind
+    from rmt_cli.samples import Sample
+
+    def sample(facts_naming_question):
+        return Sample(np.zeros(2, dtype=np.int64), (), np.zeros(2, dtype=np.int64), 0, facts_naming_question)
+
+    samples = [sample(1), sample(2), sample(2), sample(1), sample(2)]
+    correct = np.array([True, False, True, True, False])
+    assert accuracy_by_question_kind(correct, samples) == {
+        "accuracy_one_fact_names_question": 1.0, "accuracy_several_facts_name_question": 1 / 3}
+    assert accuracy_by_question_kind(correct[[0, 3]], [samples[0], samples[3]]) == {
+        "accuracy_one_fact_names_question": 1.0, "accuracy_several_facts_name_question": None}
+
+
 def test_predictions_count_how_often_the_noise_names_each_answer():
     from types import SimpleNamespace
 

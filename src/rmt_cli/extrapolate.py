@@ -25,8 +25,9 @@ from rmt_cli.predictions import prediction_rows, write_predictions
 from rmt_cli.trained_run import command_run_folder, load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
+QUESTION_KINDS = ("accuracy_one_fact_names_question", "accuracy_several_facts_name_question")
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
-           "peak_gpu_mb", "rss_mb", *QUARTERS)
+           "peak_gpu_mb", "rss_mb", *QUARTERS, *QUESTION_KINDS)
 
 
 def length_schedule(max_segments: int, explicit: list[int] | None = None) -> list[int]:
@@ -59,6 +60,16 @@ def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
             for q, name in enumerate(QUARTERS)}
 
 
+def accuracy_by_question_kind(answered: np.ndarray, samples: list) -> dict:
+    """Accuracy of the samples whose question names someone or somewhere that one fact names, and of those where
+    several facts name it (None: no such sample). In reasoning (qa4) the second kind needs the relation's direction,
+    not just the fact: a memory that keeps the places but not the direction answers the first and guesses the second.
+    """
+    several = np.array([s.facts_naming_question > 1 for s in samples])
+    return {name: (float(answered[several == kind].mean()) if np.any(several == kind) else None)
+            for kind, name in zip((False, True), QUESTION_KINDS, strict=True)}
+
+
 def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
     """The row of one length, and one row per sample of its test set."""
     data = experiment.eval_data
@@ -78,7 +89,8 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
            "samples_per_s": round(len(samples) / seconds, 2),
            "tokens_per_s": round(len(samples) * n_segments * cfg.segment.length / seconds),
            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-           "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples)}
+           "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples),
+           **accuracy_by_question_kind(answered, samples)}
     return row, prediction_rows(data, samples, predictions)
 
 

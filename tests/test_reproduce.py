@@ -46,6 +46,20 @@ def test_summary_gives_mean_min_max_and_every_seed(tmp_path):
     assert "| memorize | 98.3 (95.0–100.0) | 80.0 (50.0–100.0) | 2.0 min |" in table(summary)
 
 
+def test_the_accuracy_on_questions_several_facts_name_is_summarised_when_every_seed_has_it(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    for seed, several in ((0, 0.5), (1, 0.25), (2, 1.0)):
+        path = seed_folder(out, "memorize", seed) / "extrapolate" / "extrapolation.json"
+        rows = json.loads(path.read_text())
+        rows[1]["accuracy_several_facts_name_question"] = several  # at 8 segments only
+        rows[0]["accuracy_several_facts_name_question"] = None if seed == 1 else 1.0  # no such question at 1
+        path.write_text(json.dumps(rows))
+    lengths = write_summary(out, tmp_path / "results")["tasks"]["memorize"]["lengths"]
+    assert lengths["8"]["several_facts_name_question"] == {"mean": 58.33,
+                                                           "per_seed": {"0": 50.0, "1": 25.0, "2": 100.0}}
+    assert "several_facts_name_question" not in lengths["1"]
+
+
 def test_a_missing_seed_is_one_clear_error(tmp_path):
     accuracy = {key: rows for key, rows in ACCURACY.items() if key[1] != 1}
     with pytest.raises(RuntimeFailure, match="memorize seed 1 has no finished training"):

@@ -38,9 +38,20 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
         raise RuntimeFailure(f"{what}: training exited with {train['exit_code']}; see {folder / 'train.out'}")
     rows = read_json(folder / "extrapolate" / "extrapolation.json", f"{what} was not extrapolated")
     return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
+            "several_facts": {int(row["segments"]): 100 * row["accuracy_several_facts_name_question"] for row in rows
+                              if row.get("accuracy_several_facts_name_question") is not None},
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
             "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
+
+
+def several_facts_accuracy(results: dict, n: int) -> dict:
+    """Per seed, the accuracy on questions that several facts name (reasoning: where the relation's direction
+    decides), when every seed's rows have it at this length; nothing otherwise."""
+    if not all(n in r["several_facts"] for r in results.values()):
+        return {}
+    per_seed = {str(s): round(r["several_facts"][n], 2) for s, r in results.items()}
+    return {"several_facts_name_question": {"mean": round(mean(per_seed.values()), 2), "per_seed": per_seed}}
 
 
 def curriculum_completed(train: Path) -> bool:
@@ -118,7 +129,8 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
                                  "mean": round(mean(r["accuracy"][n] for r in results.values()), 2),
                                  "min": round(min(r["accuracy"][n] for r in results.values()), 2),
                                  "max": round(max(r["accuracy"][n] for r in results.values()), 2),
-                                 "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()}}
+                                 "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()},
+                                 **several_facts_accuracy(results, n)}
                         for n in lengths},
             "not_measured": not_measured,
             "single_seed": single_seed_rows(out, task, plan["seeds"]),

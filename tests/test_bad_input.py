@@ -208,6 +208,12 @@ CASES = [
     ("rmt flops --tokens 0", 2, "--tokens must be positive, got 0; e.g. --tokens 512,4096,2048000"),
     ("rmt flops --out FILES/latin1.txt", 2,
      "--out FILES/latin1.txt: FILES/latin1.txt is a file, not a folder; give a folder for flops.csv and flops.png"),
+    # The results protocol.
+    ("rmt reproduce run out --seeds 0,a", 2, "--seeds '0,a': give a comma-separated list, e.g. --seeds 0,1,2"),
+    ("rmt reproduce run out --beyond 20480 --beyond-seed 5", 2, "--beyond-seed 5 is not one of --seeds 0,1,2"),
+    ("rmt reproduce resume FILES", 2, "FILES holds no plan of `rmt reproduce run` (plan.json)"),
+    ("rmt reproduce summarize FILES --into out", 1,
+     "FILES is not a folder of `rmt reproduce run`: FILES/plan.json is missing"),
 ]
 
 

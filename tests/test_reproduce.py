@@ -245,6 +245,7 @@ def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):
     # extrapolation failed
     (seed0 / "extrapolate_64.status.json").unlink()
     (seed1 / "train.status.json").unlink()
+    (seed1 / "train").mkdir(exist_ok=True)  # its run folder, where `rmt train` finds its last checkpoint
     (seed2 / "extrapolate.status.json").write_text(json.dumps({"exit_code": 1, "seconds": 3.0}))
     logs = [log for folder in (seed0, seed1, seed2) for log in folder.glob("*.out")]
     for log in logs:
@@ -252,11 +253,13 @@ def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):
     said = []
     reproduce.resume_protocol(tmp_path, said.append)
     rerun = {f"{log.parent.name}/{log.name}" for log in logs if log.read_text() != "earlier attempt\n"}
+    assert all(log.read_text().startswith("earlier attempt\n") for log in logs)  # each attempt's output is kept
     assert rerun == {"seed0/extrapolate_64.out", "seed1/train.out", "seed1/extrapolate.out", "seed2/extrapolate.out"}
     assert "trainer.lr=1e-4" in (seed1 / "train.out").read_text()  # the plan's overrides, as the first time
     assert all(reproduce.succeeded(folder / "extrapolate.status.json") for folder in (seed0, seed1, seed2))
     assert said[:3] == ["detect seed 0 was extrapolated; started its extrapolation to 64 segments",
-                        "started training detect seed 1", "detect seed 2 was trained; started its extrapolation"]
+                        "started training detect seed 1 again (it continues from its last checkpoint, if it saved "
+                        "one)", "detect seed 2 was trained; started its extrapolation"]
     assert len(json.loads((tmp_path / PLAN).read_text())["resumed"]) == 1
     with pytest.raises(UsageError, match=f"rmt reproduce resume {tmp_path}"):  # `run` on it again points to resume
         reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0], [1], 20, 20, [])

@@ -95,15 +95,16 @@ def device_name() -> str:
 
 
 class Job:
-    """One command of one (task, seed), its output in `log`, its exit code and wall time in `status` (a status left
-    by an earlier attempt is removed first, so that it never stands for this one)."""
+    """One command of one (task, seed), its output in `log`, its exit code and wall time in `status`. A command run
+    again (`rmt reproduce resume`) adds its output below the earlier attempt's, and the earlier status is removed
+    first, so that it never stands for this attempt."""
 
     def __init__(self, command: list[str], log: Path, status: Path):
         self.command, self.log, self.status = command, log, status
         log.parent.mkdir(parents=True, exist_ok=True)
         status.unlink(missing_ok=True)
         self.started = time.time()
-        with log.open("w") as out:
+        with log.open("a") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
 
     def poll(self) -> int | None:
@@ -176,8 +177,10 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
     for key in ((task, seed) for task in plan["tasks"] for seed in plan["seeds"]):
         folder = seed_folder(out, *key)
         if not succeeded(folder / "train.status.json"):
+            again = (folder / "train").exists()
             training[key] = train(key)
-            echo(f"started training {key[0]} seed {key[1]}")
+            echo(f"started training {key[0]} seed {key[1]}" +
+                 (" again (it continues from its last checkpoint, if it saved one)" if again else ""))
         elif not succeeded(folder / "extrapolate.status.json"):
             evaluating[key] = extrapolate(key)
             echo(f"{key[0]} seed {key[1]} was trained; started its extrapolation")

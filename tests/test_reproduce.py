@@ -274,3 +274,39 @@ def test_a_run_that_did_not_record_its_overrides_cannot_be_resumed(tmp_path):
         resume_protocol(tmp_path)
     with pytest.raises(UsageError, match="holds no plan"):
         resume_protocol(tmp_path / "elsewhere")
+
+
+def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
+    from rich.console import Console
+
+    from rmt_cli.errors import UsageError
+    from rmt_cli.reproduce_status import extrapolation_cell, status_table, training_cell
+
+    out = fake_protocol(tmp_path / "run")  # every seed trained and extrapolated
+    plan = json.loads((out / PLAN).read_text())
+    (out / PLAN).write_text(json.dumps({**plan, "beyond": {"segments": 64, "samples": 10, "seed": 0}}))
+    done, running, waiting = (seed_folder(out, "memorize", seed) for seed in (0, 1, 2))
+    assert training_cell(done) == "exit 0, 60 s"  # its metrics hold no training line, so nothing more to say
+    # seed 1 is in its second stage: no status yet, its last lines say where
+    (running / "train.status.json").unlink()
+    (running / "extrapolate" / "extrapolation.json").unlink()
+    (running / "train" / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in [
+        {"kind": "train", "time": 90.0, "stage": 2, "step": 4, "segments": "2", "loss": 0.5},
+        {"kind": "val", "stage": 1, "step": 10, "segments": 1, "val_accuracy": 0.75},
+        {"kind": "train", "time": 120.0, "stage": 2, "step": 6, "segments": "2", "loss": 0.4}]) + "\n{\"kind\": ")
+    assert training_cell(running) == "2.0 min · stage 2/2 step 6/10 (2 seg) · val 75.0% (1 seg, stage 1 step 10)"
+    assert extrapolation_cell(running) == "-"
+    # seed 2 has only started
+    (waiting / "train.status.json").unlink()
+    (waiting / "train" / "metrics.jsonl").unlink()
+    assert training_cell(waiting) == "starting"
+    (done / "extrapolate.status.json").write_text(json.dumps({"exit_code": 0, "seconds": 30.0}))
+    assert extrapolation_cell(done) == "1: 100.0, 8: 100.0 · exit 0, 30 s"
+    (done / "extrapolate_64.out").write_text("")
+    assert extrapolation_cell(done, "extrapolate_64") == "running"
+    console = Console(record=True, width=300)
+    console.print(status_table(out))
+    text = console.export_text()
+    assert "64 segments" in text and "started 2026-12-01T00:00:00Z on NVIDIA H200" in text
+    with pytest.raises(UsageError, match="holds no plan"):
+        status_table(tmp_path / "elsewhere")

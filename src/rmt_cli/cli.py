@@ -318,6 +318,19 @@ def reproduce_resume(
     report_errors(resume)
 
 
+@reproduce_app.command("status")
+def reproduce_status(
+    out: Path = typer.Argument(..., help="Folder of `rmt reproduce run`, running or ended."),
+) -> None:
+    """Where each run of the protocol stands, from its files: training stage, step and last validation, then the
+    lengths its extrapolation has measured. Safe to call while it runs (e.g. `watch rmt reproduce status OUT`)."""
+    from rich.console import Console
+
+    from rmt_cli.reproduce_status import status_table
+
+    report_errors(lambda: Console().print(status_table(out)))
+
+
 @reproduce_app.command("summarize")
 def reproduce_summarize(
     out: Path = typer.Argument(..., help="Folder of `rmt reproduce run`."),

@@ -230,9 +230,46 @@ def flash_only():
     return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
 
 
+def graph_against_eager(fn, device) -> tuple[float, float | None]:
+    """Milliseconds of one call of `fn` eager, and replayed as a CUDA graph captured as the engine captures its
+    segment steps (under the caller's autocast, weight-cast cache off); None for the graph off CUDA."""
+    eager_ms = 1000 * timed(fn, device)
+    if device.type != "cuda":
+        return eager_ms, None
+    with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
+                        cache_enabled=False):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    return eager_ms, 1000 * timed(graph.replay, device)
+
+
+@torch.inference_mode()
+def graph_bisection(model, device, batch: int) -> dict:
+    """Where a replayed segment step loses to eager at large batches: the backbone alone on a segment's embeddings,
+    then one linear layer of it (its first feed-forward layer) on the same rows, each eager and as a graph."""
+    hidden = model.backbone.config.hidden_size
+    weights = next(model.backbone.parameters()).dtype
+    inputs = torch.randn(batch, SEGMENT, hidden, device=device, dtype=weights)
+    linear = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Linear) and m.out_features > hidden)
+    row = {}
+    with autocast_for(model, device):
+        steps = {"backbone": lambda: model.backbone(inputs_embeds=inputs), "linear": lambda: linear(inputs)}
+        for name, fn in steps.items():
+            eager_ms, graph_ms = graph_against_eager(fn, device)
+            row |= {f"{name}_eager_ms": eager_ms, f"{name}_graph_ms": graph_ms}
+    return row
+
+
 def part_g(models, factory, device, batches: list[int], segments: int = 8) -> list[dict]:
     """Per-segment time eager and as CUDA graphs, then both with SDPA forced to the flash kernel (`*_flash_*`;
-    None where no flash kernel takes the inputs). Graphs are captured afresh for each kernel choice."""
+    None where no flash kernel takes the inputs). Graphs are captured afresh for each kernel choice. Each row
+    also bisects the step (graph_bisection: the backbone alone, one linear layer)."""
     rows = []
     for bf16, model in models.items():
         for batch in batches:
@@ -253,7 +290,7 @@ def part_g(models, factory, device, batches: list[int], segments: int = 8) -> li
             except RuntimeError:  # no flash kernel for these inputs on this device
                 row |= {"eager_flash_ms_per_segment": None, "graph_flash_ms_per_segment": None}
             model.segment_graphs.clear()
-            rows.append(row)
+            rows.append(row | graph_bisection(model, device, batch))
         model.segment_graphs.clear()
     return rows
 

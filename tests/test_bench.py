@@ -37,6 +37,8 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert {f"alone{p}_s" for p in paths} | {"amortised_s", "amortised_bf16_s"} <= set(tiny["c"])
     assert {(row["weights"], row["batch"]) for row in tiny["g"]} == {(w, b) for w in ("fp32", "bf16") for b in (1, 2)}
     assert all(row["graph_flash_ms_per_segment"] is None or row["graph_flash_ms_per_segment"] > 0 for row in tiny["g"])
+    assert all(row["backbone_eager_ms"] > 0 and row["linear_eager_ms"] > 0 and row["linear_graph_ms"] is None
+               for row in tiny["g"])  # no graphs on the CPU
     for rows in (tiny["t"], bench["tiny-llama"]["s"]):
         assert {(r["segments"], r["checkpointing"], r["fused_adamw"]) for r in rows} == {
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}

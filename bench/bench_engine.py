@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.corpus import TokenCorpus
-from rmt_cli.engine import RecurrentMemory, content_length
+from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
 from rmt_cli.experiment import apply_inference_settings, autocast_for
 from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.inference import to_device
@@ -232,20 +232,11 @@ def flash_only():
 
 def graph_against_eager(fn, device) -> tuple[float, float | None]:
     """Milliseconds of one call of `fn` eager, and replayed as a CUDA graph captured as the engine captures its
-    segment steps (under the caller's autocast, weight-cast cache off); None for the graph off CUDA."""
+    segment steps (engine.capture_graph); None for the graph off CUDA."""
     eager_ms = 1000 * timed(fn, device)
     if device.type != "cuda":
         return eager_ms, None
-    with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), enabled=torch.is_autocast_enabled("cuda"),
-                        cache_enabled=False):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
+    graph, _ = capture_graph(fn)
     return eager_ms, 1000 * timed(graph.replay, device)
 
 

@@ -266,14 +266,31 @@ def keep_unstarted_rows(new_memory: Tensor, memory: Tensor) -> Tensor:
     return new_memory if rows == memory.shape[0] else torch.cat([new_memory.to(memory.dtype), memory[rows:]])
 
 
+def capture_graph(step) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """`step()` captured as a CUDA graph, and the outputs of the captured call (static buffers that each replay
+    refills). Captured under the caller's autocast dtype with the weight-cast cache off: cached casts made outside
+    the graph would be freed when the caller's autocast region ends, while the graph kept reading them."""
+    autocast = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
+                              enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
+    side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph's documentation asks
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), autocast:
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), autocast:
+        outputs = step()
+    return graph, outputs
+
+
 class SegmentGraph:
     """One inference segment step on static buffers: `tokens` and `memory` in, new memory and readout hidden out.
 
     On CUDA the step is captured once as a CUDA graph and each `run` replays it: one launch instead of the
     backbone's hundreds of kernel launches from Python. On other devices `run` calls the same step eagerly, so the
     copy-in/copy-out logic is the same everywhere. Capture happens under the caller's inference mode and autocast
-    dtype, with autocast's weight-cast cache off: cached casts made outside the graph would be freed when the
-    caller's autocast region ends, while the graph kept reading them.
+    dtype (capture_graph).
     """
 
     def __init__(self, model: RecurrentMemory, rows: int, content: int, memory_dtype: torch.dtype,
@@ -290,17 +307,7 @@ class SegmentGraph:
         return self.model._read_states(self.memory, self.tokens)
 
     def _capture(self) -> None:
-        autocast = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
-                                  enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
-        side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graph's documentation asks
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), autocast:
-            for _ in range(2):
-                self._step()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), autocast:
-            self.outputs = self._step()
+        self.graph, self.outputs = capture_graph(self._step)
 
     def run(self, tokens: Tensor, memory: Tensor) -> Tensor:
         """Read one segment. The new memory lands in `self.memory`; the returned readout hidden state is a static

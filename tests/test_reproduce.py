@@ -310,3 +310,15 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
     assert "64 segments" in text and "started 2026-12-01T00:00:00Z on NVIDIA H200" in text
     with pytest.raises(UsageError, match="holds no plan"):
         status_table(tmp_path / "elsewhere")
+
+
+def test_metrics_lines_leave_out_a_last_line_still_being_written(tmp_path):
+    from rmt_cli.metrics import read_lines
+
+    path = tmp_path / "metrics.jsonl"
+    assert read_lines(path) == []
+    path.write_text('{"kind": "train", "step": 1}\n\n{"kind": "val", "st')
+    assert read_lines(path) == [{"kind": "train", "step": 1}]
+    path.write_text('{"kind": "tr\n{"kind": "val"}\n')
+    with pytest.raises(ValueError):
+        read_lines(path)

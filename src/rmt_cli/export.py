@@ -108,11 +108,10 @@ def restore_pooler(folder: Path, dense: torch.nn.Linear) -> None:
 
 def validation_by_stage(metrics: Path) -> list[dict]:
     """The best validation accuracy of each curriculum stage in a run's metrics.jsonl (empty if it has none)."""
+    from rmt_cli.metrics import read_lines
+
     best: dict[int, dict] = {}
-    if not metrics.is_file():
-        return []
-    for line in metrics.read_text().splitlines():
-        row = json.loads(line)
+    for row in read_lines(metrics):
         if row.get("kind") == "val" and row["val_accuracy"] > best.get(row["stage"], {}).get("val_accuracy", -1):
             best[row["stage"]] = row
     return [best[stage] for stage in sorted(best)]

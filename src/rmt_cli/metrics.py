@@ -15,6 +15,22 @@ from rich.table import Table
 log = logging.getLogger("rmt")
 
 
+def read_lines(path: Path) -> list[dict]:
+    """The lines of a metrics.jsonl (none if there is no such file). A last line that does not parse is one still
+    being written by a running run, and is left out; any other raises ValueError."""
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise
+    return rows
+
+
 class MetricsLog:
     """Appends one JSON object per line; each line carries the wall time since the log was opened.
 

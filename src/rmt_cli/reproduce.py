@@ -115,12 +115,27 @@ class Job:
         return code
 
 
+def job_status(status: Path) -> dict | None:
+    """A job's status file (command, exit_code, seconds) once the job has ended; None before, or if unreadable."""
+    try:
+        ended = json.loads(status.read_text())
+    except (OSError, ValueError):
+        return None
+    return ended if isinstance(ended, dict) and {"exit_code", "seconds"} <= ended.keys() else None
+
+
 def succeeded(status: Path) -> bool:
     """Whether a job's status file says it exited 0."""
+    ended = job_status(status)
+    return ended is not None and ended["exit_code"] == 0
+
+
+def read_plan(out: Path) -> dict:
+    """The plan.json of a protocol run folder."""
     try:
-        return json.loads(status.read_text())["exit_code"] == 0
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return json.loads((out / PLAN).read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{out} holds no plan of `rmt reproduce run` ({PLAN})") from None
 
 
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
@@ -142,10 +157,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
 
 def resume_protocol(out: Path, echo=print) -> None:
     """Finish a run of the protocol that was interrupted: what its plan still lacks runs, nothing else."""
-    try:
-        plan = json.loads((out / PLAN).read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"{out} holds no plan of `rmt reproduce run` ({PLAN})") from None
+    plan = read_plan(out)
     if "overrides" not in plan:
         raise UsageError(f"{out} was started by an rmt that did not record its overrides in {PLAN}; it cannot be "
                          "resumed (start a new OUT folder)")

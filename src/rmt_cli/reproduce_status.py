@@ -8,43 +8,26 @@ from pathlib import Path
 
 from rich.table import Table
 
-from rmt_cli.errors import UsageError
-from rmt_cli.reproduce import PLAN, seed_folder
+from rmt_cli.metrics import read_lines
+from rmt_cli.reproduce import job_status, read_plan, seed_folder
+from rmt_cli.reproduce_summary import saved_curriculum
 
 
 def last_lines(metrics: Path) -> tuple[dict | None, dict | None]:
     """The last training line and the last validation line of a run's metrics.jsonl (None: none yet)."""
-    train = val = None
-    if metrics.exists():
-        for line in metrics.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line being written
-                continue
-            if row.get("kind") == "train":
-                train = row
-            elif row.get("kind") == "val":
-                val = row
-    return train, val
-
-
-def stage_budgets(config: Path) -> list[int]:
-    """Each curriculum stage's step budget, from the config the run saved (empty before it saved one)."""
-    import yaml
-
     try:
-        return [int(stage["steps"]) for stage in yaml.safe_load(config.read_text())["curriculum"]["stages"]]
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
-        return []
+        rows = read_lines(metrics)
+    except ValueError:  # a damaged line: say nothing rather than something wrong
+        rows = []
+    train = next((row for row in reversed(rows) if row.get("kind") == "train"), None)
+    val = next((row for row in reversed(rows) if row.get("kind") == "val"), None)
+    return train, val
 
 
 def job_state(status: Path) -> str | None:
     """'exit N, S s' once a job has ended; None while it runs (or before it started)."""
-    try:
-        ended = json.loads(status.read_text())
-        return f"exit {ended['exit_code']}, {ended['seconds']:.0f} s"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    ended = job_status(status)
+    return None if ended is None else f"exit {ended['exit_code']}, {ended['seconds']:.0f} s"
 
 
 def training_cell(folder: Path) -> str:
@@ -52,7 +35,8 @@ def training_cell(folder: Path) -> str:
     train, val = last_lines(folder / "train" / "metrics.jsonl")
     if train is None:
         return ended or "starting"
-    budgets = stage_budgets(folder / "train" / "config.yaml")
+    curriculum = saved_curriculum(folder / "train")
+    budgets = [] if curriculum is None else [stage.steps for stage in curriculum.stages]
     of = f"/{budgets[train['stage'] - 1]}" if len(budgets) >= train["stage"] else ""
     parts = [ended or f"{train['time'] / 60:.1f} min",
              f"stage {train['stage']}/{len(budgets) or '?'} step {train['step']}{of} ({train['segments']} seg)"]
@@ -75,10 +59,7 @@ def extrapolation_cell(folder: Path, name: str = "extrapolate") -> str:
 
 
 def status_table(out: Path) -> Table:
-    try:
-        plan = json.loads((out / PLAN).read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"{out} holds no plan of `rmt reproduce run` ({PLAN})") from None
+    plan = read_plan(out)
     beyond = plan.get("beyond")
     table = Table(title=f"{out}: {plan['preset']} presets, started {plan['started']} on {plan['card']}")
     for column in ("task", "seed", "training", "extrapolation: segments: accuracy %"):

@@ -54,22 +54,34 @@ def several_facts_accuracy(results: dict, n: int) -> dict:
     return {"several_facts_name_question": {"mean": round(mean(per_seed.values()), 2), "per_seed": per_seed}}
 
 
+def saved_curriculum(train: Path):
+    """The curriculum (typed) of the config.yaml a training run saved; None before it saved one, or if unreadable."""
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rmt_cli.schema import CurriculumConfig, typed_node
+
+    try:
+        return typed_node(CurriculumConfig, yaml.safe_load((train / "config.yaml").read_text())["curriculum"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+
+
 def curriculum_completed(train: Path) -> bool:
     """Whether every stage of the run's curriculum ran to its end (or left early at its advance_at).
 
     Read from the stages in config.yaml and the validation lines in metrics.jsonl, so that a run stopped by a time
     limit counts as incomplete whatever its own summary line says.
     """
-    import yaml
-    from omegaconf.errors import OmegaConfBaseException
-
     from rmt_cli.curriculum import setting
-    from rmt_cli.schema import CurriculumConfig, typed_node
+    from rmt_cli.metrics import read_lines
 
+    curriculum = saved_curriculum(train)
     try:
-        curriculum = typed_node(CurriculumConfig, yaml.safe_load((train / "config.yaml").read_text())["curriculum"])
-        lines = [json.loads(line) for line in (train / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, KeyError, TypeError, ValueError, OmegaConfBaseException):
+        lines = read_lines(train / "metrics.jsonl")
+    except ValueError:
+        return False
+    if curriculum is None:
         return False
     last = len(curriculum.stages)
     stage = curriculum.stages[-1]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rmt_cli.batches import BatchPlan, step_tokens
-from rmt_cli.facts import LOCATIONS, OPPOSITE, single_supporting_fact, two_argument_relations
+from rmt_cli.facts import LOCATIONS, OPPOSITE, Story, single_supporting_fact, two_argument_relations
 from rmt_cli.samples import SampleFactory, TrainingMix
 from rmt_cli.task_spec import TaskSpec
 
@@ -194,12 +194,19 @@ def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
         "accuracy_fact_in_q4": 0.5}
 
 
+# qa4 stories whose question both facts name (the kitchen) and one fact names (the bedroom)
+KITCHEN_STORY = Story(("The kitchen is west of the garden.", "The bedroom is west of the kitchen."),
+                      "What is west of the kitchen?", "bedroom")
+BEDROOM_STORY = Story(KITCHEN_STORY.facts, "What is the bedroom west of?", "kitchen")
+
+
 def test_extrapolation_splits_accuracy_by_how_many_facts_name_the_question():
     from rmt_cli.extrapolate import accuracy_by_question_kind
     from rmt_cli.samples import Sample
 
     def sample(facts_naming_question):
-        return Sample(np.zeros(2, dtype=np.int64), (), np.zeros(2, dtype=np.int64), 0, facts_naming_question)
+        return Sample(np.zeros(2, dtype=np.int64), (), np.zeros(2, dtype=np.int64), 0,
+                      KITCHEN_STORY if facts_naming_question == 2 else BEDROOM_STORY)
 
     samples = [sample(1), sample(2), sample(2), sample(1), sample(2)]
     correct = np.array([True, False, True, True, False])
@@ -229,7 +236,7 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
     assert occurrences(np.array([[8, 9, 8, 9], [9, 8, 1, 1]]), np.array([8, 9])) == 2
 
     fact, later = PlacedFact(1, 0, np.zeros(2, dtype=np.int64)), PlacedFact(2, 0, np.zeros(2, dtype=np.int64))
-    samples = [Sample(np.array([0, 4, 0]), (later, fact), np.zeros(1), 1, facts_naming_question=2),
+    samples = [Sample(np.array([0, 4, 0]), (later, fact), np.zeros(1), 1, KITCHEN_STORY),
                Sample(np.array([6, 6]), (), np.zeros(1), 0)]
     rows = prediction_rows(factory, samples, np.array([0, -1]))
     assert rows == [

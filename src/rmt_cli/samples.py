@@ -49,11 +49,16 @@ class Sample:
     facts: tuple[PlacedFact, ...]
     question: np.ndarray
     label: int
-    facts_naming_question: int = 0  # 2 when both of a qa4 story's facts name the place asked about (predictions.csv)
+    story: Story | None = None  # the story it tells, read only when asked about (facts_naming_question)
 
     @property
     def n_segments(self) -> int:
         return len(self.noise_starts)
+
+    @cached_property
+    def facts_naming_question(self) -> int:
+        """2 when both of a qa4 story's facts name the place asked about (predictions.csv); 0 without a story."""
+        return 0 if self.story is None else facts_naming_the_question(self.story)
 
     @cached_property
     def fact_segments(self) -> frozenset[int]:
@@ -128,8 +133,7 @@ class SampleFactory:
         else:
             places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
         facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
-        return Sample(noise_starts, facts, question, self.task.labels.index(story.answer),
-                      facts_naming_the_question(story))
+        return Sample(noise_starts, facts, question, self.task.labels.index(story.answer), story)
 
     def pick_story(self, rng: np.random.Generator, split: str, n_segments: int, multi_fact_share: float) -> Story:
         """A story that fits n_segments; with `multi_fact_share`, that share of the stories (on average) is one whose

@@ -56,8 +56,12 @@ def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
     the last, a long fact-free prefix has spoilt the memory's ability to take a fact in.
     """
     quarters = np.array([min(3, 4 * min(s.fact_segments, default=0) // s.n_segments) for s in samples])
-    return {name: (float(answered[quarters == q].mean()) if np.any(quarters == q) else None)
-            for q, name in enumerate(QUARTERS)}
+    return {name: accuracy_of(answered, quarters == q) for q, name in enumerate(QUARTERS)}
+
+
+def accuracy_of(answered: np.ndarray, chosen: np.ndarray) -> float | None:
+    """The share answered right among the chosen samples (None: none chosen)."""
+    return float(answered[chosen].mean()) if np.any(chosen) else None
 
 
 def accuracy_by_question_kind(answered: np.ndarray, samples: list) -> dict:
@@ -66,8 +70,8 @@ def accuracy_by_question_kind(answered: np.ndarray, samples: list) -> dict:
     not just the fact: a memory that keeps the places but not the direction answers the first and guesses the second.
     """
     several = np.array([s.facts_naming_question > 1 for s in samples])
-    return {name: (float(answered[several == kind].mean()) if np.any(several == kind) else None)
-            for kind, name in zip((False, True), QUESTION_KINDS, strict=True)}
+    return {name: accuracy_of(answered, several == kind) for kind, name in zip((False, True), QUESTION_KINDS,
+                                                                                  strict=True)}
 
 
 def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:

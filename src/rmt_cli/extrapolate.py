@@ -70,8 +70,8 @@ def accuracy_by_question_kind(answered: np.ndarray, samples: list) -> dict:
     not just the fact: a memory that keeps the places but not the direction answers the first and guesses the second.
     """
     several = np.array([s.facts_naming_question > 1 for s in samples])
-    return {name: accuracy_of(answered, several == kind) for kind, name in zip((False, True), QUESTION_KINDS,
-                                                                                  strict=True)}
+    kinds = zip((False, True), QUESTION_KINDS, strict=True)
+    return {name: accuracy_of(answered, several == kind) for kind, name in kinds}
 
 
 def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:

@@ -237,12 +237,16 @@ def writes_run(config_name: str) -> bool:
 
 
 def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> None:
-    """One run of a command (or one point of a sweep): its config checked, its run folder locked, its errors one
-    line each. In a sweep a point's error is recorded, and the next point runs."""
+    """One run of a command (or one point of a sweep), its errors one line each. A single run's config was checked
+    and its folder locked by run_hydra; each point of a sweep has its config checked and its own folder locked
+    here, and a point's error is recorded while the next point runs."""
     from hydra.core.hydra_config import HydraConfig
 
     from rmt_cli import run_folder, sweep
 
+    if not multirun:
+        report_errors(lambda: task_function(cfg))
+        return
     folder = Path(HydraConfig.get().runtime.output_dir)
 
     def run():
@@ -250,9 +254,6 @@ def run_task(config_name: str, task_function: Callable, multirun: bool, cfg) -> 
         with run_folder.locked(folder) if writes_run(config_name) else nullcontext():
             task_function(cfg)
 
-    if not multirun:
-        report_errors(run)
-        return
     try:
         run()
     except RmtError as error:

@@ -12,7 +12,8 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   c  time for one 1M-token sample, alone (batch 1) and amortised over a batch, per inference path
   d  CPU sample assembly: tokens/s of the step gather, and one 2M-token sample produced whole
   g  per-segment time, eager vs CUDA graph, at batch sizes 1..128 with fp32 and bf16 weights: where graphs help
-     (what `graph_max_rows` should be); also both with SDPA forced to the flash kernel
+     (what `graph_max_rows` should be); also both with SDPA forced to the flash kernel, and the graph on
+     transformers' own SDPA path (its attention-mask builder, which `rmt` skips: unmasked_attention.py)
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks)
@@ -28,7 +29,7 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from rmt_cli.inference import to_device
 from rmt_cli.samples import SampleFactory
 from rmt_cli.task_spec import TaskSpec
 from rmt_cli.train import build_optimizer
+from rmt_cli.unmasked_attention import skip_attention_masks
 
 GEOMETRIES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -72,6 +74,7 @@ def build(geometry: str, tokenizer, attn: str = "sdpa") -> RecurrentMemory:
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **GEOMETRIES[geometry])
     config._attn_implementation = attn
     backbone = BertModel(config, add_pooling_layer=False)
+    skip_attention_masks(backbone, "encoder")  # as backbones.load_backbone does (with sdpa)
     return RecurrentMemory(backbone, MEMORY, 6, tokenizer.cls_token_id, tokenizer.sep_token_id)
 
 
@@ -98,7 +101,9 @@ def build_decoder(geometry: str, head: str = "generate") -> RecurrentMemory:
 
     config = LlamaConfig(**DECODERS[geometry])
     config._attn_implementation = "sdpa"
-    return RecurrentMemory(LlamaForCausalLM(config), MEMORY, 6, layout="decoder", head=head)
+    decoder = LlamaForCausalLM(config)
+    skip_attention_masks(decoder, "decoder")
+    return RecurrentMemory(decoder, MEMORY, 6, layout="decoder", head=head)
 
 
 def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
@@ -142,11 +147,23 @@ def stream(model, factory, samples, device, cuda_graphs: bool = False) -> None:
 PATHS = (("", False, False), ("_graph", False, True), ("_bf16", True, False), ("_bf16_graph", True, True))
 
 
+@contextmanager
+def transformers_sdpa(backbone):
+    """The backbone on transformers' own SDPA path, its attention-mask builder included, as a plain HF model runs."""
+    chosen = backbone.config._attn_implementation
+    backbone.set_attn_implementation("sdpa")
+    try:
+        yield
+    finally:
+        backbone.set_attn_implementation(chosen)
+
+
 def plain_forward(backbone, ids, segments: int, device):
-    """The non-recurrent HF forward over `segments` segments of `ids`, under autocast for fp32 weights."""
+    """The non-recurrent HF forward over `segments` segments of `ids` (transformers' SDPA path), under autocast for
+    fp32 weights."""
     @torch.inference_mode()
     def run():
-        with autocast(device) if backbone.dtype == torch.float32 else nullcontext():
+        with autocast(device) if backbone.dtype == torch.float32 else nullcontext(), transformers_sdpa(backbone):
             for _ in range(segments):
                 backbone(input_ids=ids)
     return run
@@ -258,9 +275,10 @@ def graph_bisection(model, device, batch: int) -> dict:
 
 
 def part_g(models, factory, device, batches: list[int], segments: int = 8) -> list[dict]:
-    """Per-segment time eager and as CUDA graphs, then both with SDPA forced to the flash kernel (`*_flash_*`;
-    None where no flash kernel takes the inputs). Graphs are captured afresh for each kernel choice. Each row
-    also bisects the step (graph_bisection: the backbone alone, one linear layer)."""
+    """Per-segment time eager and as CUDA graphs, the graph on transformers' SDPA path (`graph_with_masks_*`),
+    then eager and graph with SDPA forced to the flash kernel (`*_flash_*`; None where no flash kernel takes the
+    inputs). Graphs are captured afresh for each kernel choice. Each row also bisects the step (graph_bisection:
+    the backbone alone, one linear layer)."""
     rows = []
     for bf16, model in models.items():
         for batch in batches:
@@ -273,6 +291,9 @@ def part_g(models, factory, device, batches: list[int], segments: int = 8) -> li
             row = {"weights": "bf16" if bf16 else "fp32", "batch": batch, "segments": segments,
                    "eager_ms_per_segment": 1000 * eager_s, "graph_ms_per_segment": 1000 * graph_s,
                    "graph_speedup": eager_s / graph_s}
+            model.segment_graphs.clear()
+            with transformers_sdpa(model.backbone):
+                row["graph_with_masks_ms_per_segment"] = 1000 * per_segment(True)
             model.segment_graphs.clear()
             try:
                 with flash_only():

@@ -165,3 +165,66 @@ def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tm
                         original(self, *a, **k))
     trainer.accumulate_gradients(stages[1], stages[1].steps)  # the stage's last step: uses the batch, builds none
     assert drawn == [] and trainer.prefetched[0] == key
+
+
+def without_masks(model: RecurrentMemory) -> RecurrentMemory:
+    from rmt_cli.unmasked_attention import skip_attention_masks
+
+    switched = copy.deepcopy(model)
+    assert skip_attention_masks(switched.backbone, switched.layout)
+    return switched
+
+
+@pytest.mark.parametrize("preset", ("tiny",) + DECODER_PRESETS)
+def test_attention_without_masks_equals_transformers_sdpa(preset, tiny_engine):
+    """Same logits and memory: an encoder still attends everywhere and a decoder causally (a wrong causality would
+    change both), on a mixed batch and, for the decoder, with answer tokens read after the content."""
+    plain_model = tiny_engine if preset == "tiny" else decoder_engine(preset, head="generate")
+    switched = without_masks(plain_model)
+    assert plain_model.backbone.config._attn_implementation == "sdpa"
+    steps = mixed_batch_steps([3, 3, 2, 1])
+    answer = None if preset == "tiny" else torch.randint(1000, 30000, (4, 2))
+    with torch.inference_mode():
+        plain, fast = plain_model(steps, answer=answer), switched(steps, answer=answer)
+    torch.testing.assert_close(fast.logits, plain.logits)
+    torch.testing.assert_close(fast.memory, plain.memory)
+
+
+@pytest.mark.parametrize("preset", ("tiny", "tiny-llama"))
+def test_attention_without_masks_builds_no_mask_even_under_graph_capture(preset, tiny_engine, monkeypatch):
+    """transformers' mask builder is never called, also while a CUDA graph is captured (simulated: transformers
+    5.17 materialises an all-true mask then, which takes SDPA off its flash kernel)."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    def builder_called(*args, **kwargs):
+        raise AssertionError("the attention mask builder ran")
+
+    plain_model = tiny_engine if preset == "tiny" else decoder_engine(preset)
+    switched = without_masks(plain_model)
+    monkeypatch.setitem(ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, "sdpa", builder_called)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    steps = random_steps(2, 2, 10)
+    with torch.inference_mode():
+        switched(steps)
+        with pytest.raises(AssertionError, match="mask builder"):  # transformers' own path does call it
+            plain_model(steps)
+
+
+def test_attention_masks_stay_where_they_are_needed_or_asked_for():
+    from transformers import AutoConfig, AutoModel
+
+    from rmt_cli.backbones import load_backbone
+    from rmt_cli.schema import typed_node
+    from rmt_cli.schema.model import BackboneConfig
+    from rmt_cli.unmasked_attention import skip_attention_masks
+
+    small = dict(vocab_size=100, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=2)
+    sliding = AutoModel.from_config(AutoConfig.for_model("mistral", sliding_window=8, **small))
+    eager = AutoModel.from_config(AutoConfig.for_model("llama", **small), attn_implementation="eager")
+    assert not skip_attention_masks(sliding, "decoder") and sliding.config._attn_implementation == "sdpa"
+    assert not skip_attention_masks(eager, "decoder") and eager.config._attn_implementation == "eager"
+    tiny = OmegaConf.load("conf/backbone/tiny.yaml")
+    assert load_backbone(typed_node(BackboneConfig, tiny)).model.config._attn_implementation != "sdpa"
+    kept = load_backbone(typed_node(BackboneConfig, {**OmegaConf.to_container(tiny), "skip_attention_masks": False}))
+    assert kept.model.config._attn_implementation == "sdpa"

@@ -20,6 +20,7 @@ import torch
 from rmt_cli.download import backbone_folder
 from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.unmasked_attention import skip_attention_masks
 
 
 class UnknownLayout(UsageError):
@@ -163,6 +164,8 @@ def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
                                     attn_implementation=cfg.attn_implementation, **options)
     except TypeError:  # only BERT-like base models take add_pooling_layer
         raise not_encoder from None
+    if cfg.skip_attention_masks:
+        skip_attention_masks(model, kind)
     pooler = None
     if with_pooler and kind == "encoder":
         pooler, model.pooler = getattr(model.pooler, "dense", None), None

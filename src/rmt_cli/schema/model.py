@@ -51,6 +51,8 @@ class BackboneConfig:
     offline_folder: Optional[str] = setting(None, optional(text))
     gguf_file: Optional[str] = setting(None, optional(text))
     attn_implementation: Optional[str] = setting("sdpa", optional(choice(*ATTENTION)))
+    # with sdpa: no attention mask built at all, as rmt never masks a backbone (unmasked_attention.py)
+    skip_attention_masks: bool = setting(True, flag)
     trust_remote_code: bool = setting(False, flag)
     config: Optional[Dict[str, Any]] = None  # a transformers config, checked by transformers itself
     tokenizer: Optional[TokenizerConfig] = None

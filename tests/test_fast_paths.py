@@ -213,6 +213,7 @@ def test_attention_without_masks_builds_no_mask_even_under_graph_capture(preset,
 def test_attention_masks_stay_where_they_are_needed_or_asked_for():
     from transformers import AutoConfig, AutoModel
 
+    from rmt_cli import config_dir
     from rmt_cli.backbones import load_backbone
     from rmt_cli.schema import typed_node
     from rmt_cli.schema.model import BackboneConfig
@@ -224,7 +225,7 @@ def test_attention_masks_stay_where_they_are_needed_or_asked_for():
     eager = AutoModel.from_config(AutoConfig.for_model("llama", **small), attn_implementation="eager")
     assert not skip_attention_masks(sliding, "decoder") and sliding.config._attn_implementation == "sdpa"
     assert not skip_attention_masks(eager, "decoder") and eager.config._attn_implementation == "eager"
-    tiny = OmegaConf.load("conf/backbone/tiny.yaml")
+    tiny = OmegaConf.load(config_dir() / "backbone" / "tiny.yaml")
     assert load_backbone(typed_node(BackboneConfig, tiny)).model.config._attn_implementation != "sdpa"
     kept = load_backbone(typed_node(BackboneConfig, {**OmegaConf.to_container(tiny), "skip_attention_masks": False}))
     assert kept.model.config._attn_implementation == "sdpa"

@@ -53,4 +53,3 @@ def skip_attention_masks(model: Any, layout: str) -> bool:
         AttentionInterface.register(name, attention_function(causal=layout == "decoder"))
     model.set_attn_implementation(name)
     return True
-

@@ -214,6 +214,8 @@ CASES = [
     ("rmt reproduce resume FILES", 2, "FILES holds no plan of `rmt reproduce run` (plan.json)"),
     ("rmt reproduce summarize FILES --into out", 1,
      "FILES is not a folder of `rmt reproduce run`: FILES/plan.json is missing"),
+    ("rmt reproduce compare FILES --task detect", 2,
+     "FILES holds no summary.json of `rmt reproduce summarize` (nor FILES/summary/summary.json)"),
 ]
 
 

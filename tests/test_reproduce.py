@@ -322,3 +322,32 @@ def test_metrics_lines_leave_out_a_last_line_still_being_written(tmp_path):
     path.write_text('{"kind": "tr\n{"kind": "val"}\n')
     with pytest.raises(ValueError):
         read_lines(path)
+
+
+def test_compare_puts_one_task_of_several_runs_side_by_side(tmp_path):
+    from rmt_cli.reproduce_compare import compare
+
+    write_summary(fake_protocol(tmp_path / "first"), tmp_path / "results")  # a summary folder
+    better = {key: {1: 1.0, 8: 0.9 + 0.05 * key[1]} for key in ACCURACY}
+    write_summary(fake_protocol(tmp_path / "second", better), tmp_path / "second" / "summary")  # a run's OUT
+    plot = tmp_path / "memorize.png"
+    lines = compare([tmp_path / "results", tmp_path / "second"], "memorize", plot).splitlines()
+    assert lines[0] == ("| memorize: run | started (UTC) | seeds | 1 | 8 | training (mean) | curricula completed |")
+    assert lines[2] == (f"| {tmp_path / 'results'} | 2026-12-01 00:00:00 | 3 | 98.3 (95.0–100.0) | "
+                        "80.0 (50.0–100.0) | 2.0 min | 2 of 3 |")
+    assert lines[3].split(" | ")[4] == "95.0 (90.0–100.0)"
+    assert plot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("make, task, message", [
+    (lambda path: None, "memorize", "holds no summary.json of `rmt reproduce summarize`"),
+    (lambda path: (path / "summary.json").write_text('{"detect": {}}'), "memorize", "is no summary"),
+    (lambda path: (path / "summary.json").write_text("{"), "memorize", "is not valid JSON"),
+])
+def test_compare_names_what_is_wrong_with_an_input(tmp_path, make, task, message):
+    from rmt_cli.errors import RmtError
+    from rmt_cli.reproduce_compare import compare
+
+    make(tmp_path)
+    with pytest.raises(RmtError, match=message):
+        compare([tmp_path], task)

@@ -352,6 +352,21 @@ def reproduce_summarize(
     report_errors(summarize_tasks)
 
 
+@reproduce_app.command("compare")
+def reproduce_compare(
+    summaries: list[Path] = typer.Argument(..., help="summary.json files, or folders holding one (results/paper, "
+                                           "a run's OUT, results/paper/history/protocol3, ...)."),
+    task: str = typer.Option(..., "--task", help="The task to compare: memorize, detect, reasoning, ..."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw accuracy against length per run (PNG)."),
+) -> None:
+    """One task from several runs of the protocol side by side: per run, mean (min–max) over its seeds per
+    length, training time and how many seeds finished their curriculum, e.g.
+    `rmt reproduce compare results/paper/history/protocol4 results/paper --task detect --plot detect.png`."""
+    from rmt_cli.reproduce_compare import compare
+
+    report_errors(lambda: typer.echo(compare(summaries, task, plot)))
+
+
 def main() -> None:
     app()
 

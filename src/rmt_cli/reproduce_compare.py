@@ -1,0 +1,85 @@
+"""`rmt reproduce compare`: one task as several runs of the protocol measured it, side by side — the tries of a
+recipe, each from its own summary.json (`rmt reproduce summarize`'s, or a run's OUT/summary/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean
+
+from rmt_cli.errors import UsageError
+from rmt_cli.reproduce_summary import PAPER, read_json
+
+
+def summary_file(path: Path) -> Path:
+    """The summary.json that `path` names: the file itself, one in the folder, or one in a run's OUT/summary/."""
+    for candidate in (path, path / "summary.json", path / "summary" / "summary.json"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"{path} holds no summary.json of `rmt reproduce summarize` (nor {path}/summary/summary.json)")
+
+
+def task_result(path: Path, task: str) -> dict:
+    """One run's result for `task`, with what identifies the run: label (the path given), when it started, seeds,
+    accuracy per length, training minutes, and how many seeds' curricula ran to their end (None: not recorded)."""
+    file = summary_file(path)
+    summary = read_json(file, "rmt reproduce compare")
+    tasks = summary.get("tasks") if isinstance(summary, dict) else None
+    if not isinstance(tasks, dict):
+        raise UsageError(f"{file} is no summary of `rmt reproduce summarize` (it has no tasks)")
+    if task not in tasks:
+        raise UsageError(f"{file} has no {task} (it has {', '.join(tasks) or 'no task'})")
+    result = tasks[task]
+    completed = result.get("curriculum_completed")
+    return {"label": str(path), "started": result.get("run", summary).get("started"), "seeds": result["seeds"],
+            "lengths": {int(n): row for n, row in result["lengths"].items()},
+            "train_minutes": mean(result["train_seconds"].values()) / 60,
+            "completed": None if completed is None else sum(bool(done) for done in completed.values())}
+
+
+def compare_table(task: str, results: list[dict]) -> str:
+    """Markdown: one row per run, mean (min–max) over its seeds per length."""
+    lengths = sorted({n for result in results for n in result["lengths"]})
+    lines = [f"| {task}: run | started (UTC) | seeds | " + " | ".join(f"{n:,}" for n in lengths)
+             + " | training (mean) | curricula completed |",
+             "| --- | --- | --: | " + " | ".join("--:" for _ in lengths) + " | --: | --: |"]
+    for result in results:
+        cells = []
+        for n in lengths:
+            row = result["lengths"].get(n)
+            cells.append("-" if row is None else f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
+        seeds = len(result["seeds"])
+        completed = "-" if result["completed"] is None else f"{result['completed']} of {seeds}"
+        started = (result["started"] or "-").replace("T", " ").removesuffix("Z")
+        lines.append(f"| {result['label']} | {started} | {seeds} | " + " | ".join(cells)
+                     + f" | {result['train_minutes']:.1f} min | {completed} |")
+    return "\n".join(lines)
+
+
+def plot_compare(task: str, results: list[dict], path: Path) -> None:
+    """Mean accuracy against input length per run, with its min–max band, and the paper's points."""
+    from rmt_cli.plots import plt, save_accuracy_figure
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for result in results:
+        rows = [result["lengths"][n] for n in sorted(result["lengths"])]
+        tokens = [row["tokens"] for row in rows]
+        line, = ax.plot(tokens, [row["mean"] for row in rows], marker="o",
+                        label=f"{result['label']} ({len(result['seeds'])} seeds)")
+        ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows],
+                        color=line.get_color(), alpha=0.15)
+    if task in PAPER and results:
+        first = min(results[0]["lengths"].values(), key=lambda row: row["segments"])
+        per_segment = first["tokens"] // first["segments"]
+        ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
+                   color="black", label="paper (bert-base)")
+    save_accuracy_figure(fig, ax, path, f"{task}: runs of the protocol compared",
+                         ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
+
+
+def compare(paths: list[Path], task: str, plot: Path | None = None) -> str:
+    if not paths:
+        raise UsageError("give at least one summary.json (or a folder holding one) to compare")
+    results = [task_result(path, task) for path in paths]
+    if plot is not None:
+        plot_compare(task, results, plot)
+    return compare_table(task, results)

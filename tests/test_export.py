@@ -131,3 +131,21 @@ def test_a_run_with_rescaled_memory_writes_exports_and_loads_back(tmp_path):
     assert torch.equal(got.memory, expected.memory)
     rms = got.memory.pow(2).mean(-1).sqrt()
     torch.testing.assert_close(rms, torch.full_like(rms, 0.37), rtol=1e-3, atol=1e-5)
+
+
+def test_a_run_with_gated_memory_writes_exports_and_loads_back(tmp_path):
+    """memory.gated_writes adds the gate's layer: a checkpoint and its export both rebuild the model with it."""
+    def trained_gate(model):  # a trained gate, not the one a fresh model starts with
+        torch.manual_seed(3)
+        model.write_gate.weight.normal_(0, 0.05)
+        model.write_gate.bias.uniform_(-3, 3)
+
+    untrained_run(tmp_path / "run", "memory.gated_writes=true", change=trained_gate)
+    out = export.export_run(tmp_path / "run", tmp_path / "model")
+    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert json.loads((out / "rmt_config.json").read_text())["gated_writes"] is True
+    assert torch.equal(trained.model.write_gate.bias, shared.model.write_gate.bias)
+    assert trained.model.write_gate.bias.abs().max() > 2.5
+    with torch.inference_mode():
+        segments = trained.segments(STORY, "Where is Mary?")
+        assert torch.equal(shared.model(segments).memory, trained.model(segments).memory)

@@ -229,3 +229,21 @@ def test_attention_masks_stay_where_they_are_needed_or_asked_for():
     assert load_backbone(typed_node(BackboneConfig, tiny)).model.config._attn_implementation != "sdpa"
     kept = load_backbone(typed_node(BackboneConfig, {**OmegaConf.to_container(tiny), "skip_attention_masks": False}))
     assert kept.model.config._attn_implementation == "sdpa"
+
+
+def test_bf16_inference_with_gated_writes_equals_the_fp32_path(tokenizer):
+    """The write gate is cast with every other weight, and its graph step matches eager."""
+    from conftest import tiny_bert
+
+    torch.manual_seed(0)
+    plain_model = RecurrentMemory(tiny_bert(), memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
+                                  sep_id=tokenizer.sep_token_id, dropout=0.0, gated_writes=True).eval()
+    with torch.no_grad():
+        plain_model.write_gate.weight.normal_(0, 0.05)
+    fast = fast_copy(plain_model)
+    assert fast.write_gate.weight.dtype == torch.bfloat16
+    steps = mixed_batch_steps([4, 3, 3, 1])
+    with torch.inference_mode():
+        plain, eager, graphed = plain_model(steps), fast(steps), fast(steps, cuda_graphs=True)
+    assert_close_bf16(eager, plain)
+    assert torch.equal(graphed.logits, eager.logits) and torch.equal(graphed.memory, eager.memory)

@@ -40,6 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 LAYOUTS = ("encoder", "decoder")
 HEADS = ("classify", "pooler", "generate")
+GATE_BIAS = 2.0  # gated_writes: every share starts at sigmoid(2) = 0.88
 SPECIAL_TOKENS_PER_SEGMENT = 3  # encoder layout: [CLS], [SEP] after memory, final [SEP]
 
 
@@ -78,7 +79,8 @@ class RecurrentMemory(nn.Module):
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
-                 head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False):
+                 head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False,
+                 gated_writes: bool = False):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
@@ -102,6 +104,15 @@ class RecurrentMemory(nn.Module):
         if rescale_writes:
             rms = embeddings.weight.detach().float().pow(2).mean(-1).sqrt().mean().item()
             self.write_scale = nn.Parameter(torch.tensor(rms))
+        # With gated_writes a segment updates each memory feature only by a learned share g of what it wrote,
+        # g = sigmoid(W written + b): g near 0 keeps the old value exactly, so a fact can outlast thousands of
+        # segments that write nothing of use. W starts at 0 and b at GATE_BIAS: every share starts at 0.88, close
+        # to plain RMT's replacement.
+        self.write_gate = None
+        if gated_writes:
+            self.write_gate = nn.Linear(hidden, hidden)
+            nn.init.zeros_(self.write_gate.weight)
+            nn.init.constant_(self.write_gate.bias, GATE_BIAS)
         if layout == "encoder":
             self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
         classifier = [nn.Dropout(dropout), nn.Linear(hidden, num_labels)]
@@ -129,7 +140,7 @@ class RecurrentMemory(nn.Module):
             inputs = torch.cat([cls[:, None], memory.to(cls.dtype), sep[:, None], embed(tokens), sep[:, None]], dim=1)
             out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
             hidden = out.last_hidden_state
-            return self.written(hidden[:, 1:1 + m]), hidden[:, 0], out
+            return self.written(hidden[:, 1:1 + m], memory), hidden[:, 0], out
         content = embed(tokens)
         memory = memory.to(content.dtype)
         parts = [memory, content] + ([embed(answer)] if answer is not None else []) + [memory]
@@ -140,13 +151,18 @@ class RecurrentMemory(nn.Module):
         hidden = out.last_hidden_state
         last = m + tokens.shape[1] - 1  # the last content position: the end of the question in the last segment
         readout = hidden[:, last] if answer is None else hidden[:, last:last + 1 + answer.shape[1]]
-        return self.written(hidden[:, hidden.shape[1] - m:]), readout, out
+        return self.written(hidden[:, hidden.shape[1] - m:], memory), readout, out
 
-    def written(self, slots: Tensor) -> Tensor:
-        """The memory written by a segment's memory slots: as they are, or rescaled (`rescale_writes`)."""
-        if self.write_scale is None:
-            return slots
-        return slots * torch.rsqrt(slots.pow(2).mean(-1, keepdim=True) + 1e-6) * self.write_scale.to(slots.dtype)
+    def written(self, slots: Tensor, previous: Tensor) -> Tensor:
+        """The new memory from a segment's memory slots and the memory it read (`previous`): the slots as they are,
+        rescaled (`rescale_writes`), and/or mixed into the previous memory by the learned gate (`gated_writes`)."""
+        if self.write_scale is not None:
+            slots = slots * torch.rsqrt(slots.pow(2).mean(-1, keepdim=True) + 1e-6) * self.write_scale.to(slots.dtype)
+        if self.write_gate is not None:
+            previous = previous.to(slots.dtype)
+            share = torch.sigmoid(self.write_gate(slots)).to(slots.dtype)
+            slots = previous + share * (slots - previous)
+        return slots
 
     def answer_logits(self, readout: Tensor) -> Tensor:
         """Label logits (classify) or next-token logits over the vocabulary (generate), in fp32."""

@@ -67,6 +67,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "layout": run.model.layout,
         "memory_size": run.model.memory_size,
         "rescale_writes": run.model.write_scale is not None,
+        "gated_writes": run.model.write_gate is not None,
         "head": run.task.head,
         "labels": list(run.task.labels),
         "segment_length": run.segment_length,
@@ -197,7 +198,8 @@ def load_export(folder: Path, device: torch.device):
     run = wrap(backbone.model, backbone.tokenizer, settings["labels"], memory_size=int(settings["memory_size"]),
                segment_length=int(settings["segment_length"]), head=settings["head"], layout=settings["layout"],
                task=settings["task"], pooler=backbone.pooler,
-               rescale_writes=settings.get("rescale_writes", False))  # absent: exports made before the setting
+               # absent: exports made before the setting
+               rescale_writes=settings.get("rescale_writes", False), gated_writes=settings.get("gated_writes", False))
     load_rmt_weights(folder, run.model)
     run.model.to(device)
     return run

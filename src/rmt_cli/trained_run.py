@@ -56,7 +56,8 @@ def check_model_matches(cfg, meta: dict) -> None:
     """The settings that shape the model (memory size and writes, segment length, backbone, head) are the
     checkpoint's."""
     trained = typed_run_config("train", {node: meta["config"][node] for node in RUN_NODES})
-    for key in ("memory.size", "memory.rescale_writes", "segment.length", "backbone.name", "task.head"):
+    for key in ("memory.size", "memory.rescale_writes", "memory.gated_writes", "segment.length", "backbone.name",
+                "task.head"):
         wanted, used = OmegaConf.select(cfg, key), OmegaConf.select(trained, key)
         if wanted != used:
             raise UsageError(f"the checkpoint was trained with {key}={shown(used)}, not {shown(wanted)}; "

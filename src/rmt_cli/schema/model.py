@@ -78,6 +78,7 @@ class TaskConfig:
 class MemoryConfig:
     size: int = setting(10, whole(1))
     rescale_writes: bool = setting(False, flag)  # written memory RMS-normalised, times a learned scale (engine.py)
+    gated_writes: bool = setting(False, flag)  # each memory feature keeps a learned share of its old value (engine.py)
 
 
 @dataclass

@@ -247,3 +247,18 @@ def test_bf16_inference_with_gated_writes_equals_the_fp32_path(tokenizer):
         plain, eager, graphed = plain_model(steps), fast(steps), fast(steps, cuda_graphs=True)
     assert_close_bf16(eager, plain)
     assert torch.equal(graphed.logits, eager.logits) and torch.equal(graphed.memory, eager.memory)
+
+
+def test_memory_parameters_learn_at_their_own_multiple_of_the_lr(tokenizer):
+    """trainer.memory_lr_scale: a second parameter group for the initial memory and the write gate; none at 1."""
+    from conftest import tiny_bert
+
+    model = RecurrentMemory(tiny_bert(), memory_size=4, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, gated_writes=True)
+    cpu = torch.device("cpu")
+    assert len(build_optimizer(model, 2e-5, 0.0, cpu, fused=False).param_groups) == 1
+    plain, memory = build_optimizer(model, 2e-5, 0.0, cpu, fused=False, memory_lr_scale=50).param_groups
+    assert memory["lr"] == pytest.approx(1e-3) and plain["lr"] == 2e-5
+    assert {id(p) for p in memory["params"]} == {id(model.initial_memory), id(model.write_gate.weight),
+                                                 id(model.write_gate.bias)}
+    assert len(plain["params"]) + len(memory["params"]) == len(list(model.parameters()))

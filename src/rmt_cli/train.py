@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 from omegaconf import OmegaConf
@@ -80,10 +80,24 @@ def train_from_config(cfg) -> None:
         distributed.leave()
 
 
+MEMORY_PARAMETERS = ("initial_memory", "write_gate.weight", "write_gate.bias", "write_scale")
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device,
-                    fused: bool) -> torch.optim.AdamW:
-    """AdamW; on CUDA with `fused`, its fused kernel (one launch for all parameters, the same update rule)."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                    fused: bool, memory_lr_scale: float = 1.0) -> torch.optim.AdamW:
+    """AdamW; on CUDA with `fused`, its fused kernel (one launch for all parameters, the same update rule).
+
+    memory_lr_scale: the memory's own parameters (the initial memory, the write gate or scale) learn at this
+    multiple of `lr`, in a second parameter group (only when it is not 1, so that runs saved with one group
+    resume): a gate that starts at 0.88 must learn to close, and at a backbone's lr of 2e-5 Adam moves it by
+    about lr per weight and step."""
+    memory = {name: p for name, p in model.named_parameters() if name in MEMORY_PARAMETERS}
+    groups: list | Any = model.parameters()
+    if memory_lr_scale != 1.0 and memory:
+        chosen = {id(p) for p in memory.values()}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in chosen]},
+                  {"params": list(memory.values()), "lr": lr * memory_lr_scale}]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay,
                              fused=True if fused and device.type == "cuda" else None)
 
 
@@ -194,7 +208,7 @@ class Trainer:
                 self.checkpoints.load_best(stage.number - 1, self.model)
         trainer = self.cfg.trainer
         optimizer = build_optimizer(self.model, stage.lr, trainer.weight_decay, self.experiment.device,
-                                    fused=trainer.fused_adamw)
+                                    fused=trainer.fused_adamw, memory_lr_scale=trainer.memory_lr_scale)
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import torch
 from omegaconf import OmegaConf
@@ -91,12 +91,12 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, devi
     multiple of `lr`, in a second parameter group (only when it is not 1, so that runs saved with one group
     resume): a gate that starts at 0.88 must learn to close, and at a backbone's lr of 2e-5 Adam moves it by
     about lr per weight and step."""
-    memory = {name: p for name, p in model.named_parameters() if name in MEMORY_PARAMETERS}
-    groups: list | Any = model.parameters()
+    groups: list[dict] = [{"params": list(model.parameters())}]
+    memory = [p for name, p in model.named_parameters() if name in MEMORY_PARAMETERS]
     if memory_lr_scale != 1.0 and memory:
-        chosen = {id(p) for p in memory.values()}
+        chosen = {id(p) for p in memory}
         groups = [{"params": [p for p in model.parameters() if id(p) not in chosen]},
-                  {"params": list(memory.values()), "lr": lr * memory_lr_scale}]
+                  {"params": memory, "lr": lr * memory_lr_scale}]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay,
                              fused=True if fused and device.type == "cuda" else None)
 

@@ -45,11 +45,10 @@ def skip_attention_masks(model: Any, layout: str) -> bool:
     from transformers import AttentionInterface
 
     config = model.config
-    if (getattr(config, "_attn_implementation", None) != "sdpa" or not model._can_set_attn_implementation()
-            or local_attention(config)):
+    dispatches = getattr(model, "_can_set_attn_implementation", lambda: False)()  # transformers 5's own check
+    if getattr(config, "_attn_implementation", None) != "sdpa" or not dispatches or local_attention(config):
         return False
     name = IMPLEMENTATIONS[layout]
-    if name not in AttentionInterface._global_mapping:
-        AttentionInterface.register(name, attention_function(causal=layout == "decoder"))
+    AttentionInterface.register(name, attention_function(causal=layout == "decoder"))  # again: the same function
     model.set_attn_implementation(name)
     return True

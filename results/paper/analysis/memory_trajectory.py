@@ -9,7 +9,8 @@ fixed test samples (the first `--samples` of the set `rmt extrapolate` draws at 
 segment on the run's device and writes `memory_trajectory.json` and `.png` into --out:
 - `rms`: the memory's root mean square (over samples, slots and features) after segments 1, 2, 4, ... and the last;
 - per sample: the fact's segment, the relative change the fact's segment made (‖m_f − m_f-1‖ / ‖m_f-1‖), the median
-  change a noise segment makes after it, and whether the last segment's answer is right.
+  change a noise segment makes after it, and whether the last segment's answer is right; with `memory.gated_writes`
+  also the gate's mean share on the fact's segment and its median on the noise segments after it.
 A CUDA device reads 4,096 segments × 64 samples of MiniLM in seconds; a CPU only short inputs.
 """
 
@@ -48,7 +49,10 @@ def trace(model, factory: SampleFactory, samples: list) -> dict:
     device = model.initial_memory.device
     plan = BatchPlan.right_aligned(samples)
     memory = model.start_memory(len(samples)).float()
-    rms, change = [], []
+    rms, change, shares = [], [], []
+    gate = model.write_gate
+    hook = None if gate is None else gate.register_forward_hook(
+        lambda module, inputs, output: shares.append(torch.sigmoid(output.float()).mean(dim=(1, 2))))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     for step in range(plan.n_steps):
         tokens = to_device(step_tokens(factory, plan, step), device)
@@ -58,21 +62,28 @@ def trace(model, factory: SampleFactory, samples: list) -> dict:
         rms.append(new_memory.pow(2).mean(dim=(1, 2)).sqrt())
         change.append((new_memory - memory).flatten(1).norm(dim=1) / memory.flatten(1).norm(dim=1))
         memory = new_memory
+    if hook is not None:
+        hook.remove()
     with autocast:
         predicted = model.answer_logits(readout).argmax(-1)
+    share_rows = torch.stack(shares).cpu().numpy() if shares else None  # [steps, samples]
     rms_rows, change_rows = torch.stack(rms).cpu().numpy(), torch.stack(change).cpu().numpy()  # [steps, samples]
     ordered = plan.samples
     facts = np.array([min(s.fact_segments) for s in ordered])
     right = (predicted.cpu().numpy() == np.array([s.label for s in ordered]))
     marks = sorted({2 ** k for k in range(int(math.log2(plan.n_steps)) + 1)} | {plan.n_steps})
-    return {
-        "segments": plan.n_steps,
-        "rms": {str(n): float(rms_rows[n - 1].mean()) for n in marks},
-        "accuracy": float(right.mean()),
-        "samples": [{"fact_segment": int(f), "fact_change": float(change_rows[f, i]),
-                     "noise_change_after": float(np.median(change_rows[f + 1:, i])) if f + 1 < plan.n_steps else None,
-                     "right": bool(right[i])} for i, f in enumerate(facts)],
-    }
+    rows = []
+    for i, f in enumerate(facts):
+        after = f + 1 < plan.n_steps
+        row = {"fact_segment": int(f), "fact_change": float(change_rows[f, i]),
+               "noise_change_after": float(np.median(change_rows[f + 1:, i])) if after else None,
+               "right": bool(right[i])}
+        if share_rows is not None:
+            row |= {"fact_gate": float(share_rows[f, i]),
+                    "noise_gate_after": float(np.median(share_rows[f + 1:, i])) if after else None}
+        rows.append(row)
+    return {"segments": plan.n_steps, "rms": {str(n): float(rms_rows[n - 1].mean()) for n in marks},
+            "accuracy": float(right.mean()), "samples": rows}
 
 
 def plot(traces: dict, path: Path) -> None:

@@ -180,6 +180,7 @@ CASES = [
      "the checkpoint was trained with memory.size=10, not 20; drop that override to evaluate it"),
     ("rmt eval --checkpoint RUN memory.rescale_writes=true", 2,
      "the checkpoint was trained with memory.rescale_writes=false, not true; drop that override to evaluate it"),
+    ("rmt train memory.gate_start=1", 2, "memory.gate_start=1 must be a number strictly between 0 and 1"),
     ("rmt eval --checkpoint RUN memory.gated_writes=true", 2,
      "the checkpoint was trained with memory.gated_writes=false, not true; drop that override to evaluate it"),
     ("rmt eval --checkpoint GENERATE_RUN task.head=classify", 2,

@@ -195,30 +195,27 @@ def test_cuda_graphs_are_skipped_for_large_batches(tiny_engine):
     assert len(tiny_engine.segment_graphs) == 1
 
 
-@pytest.mark.parametrize("layout", ["encoder", "decoder"])
-def test_gated_writes_mix_what_a_segment_wrote_into_the_memory_it_read(layout, tiny_engine, tokenizer):
-    """new = old + g * (written - old), g = sigmoid(W written + b) per feature: 0.88 everywhere at the start, the
-    old memory exactly where the gate closes; the gate learns."""
+@pytest.mark.parametrize("layout, start", [("encoder", 0.88), ("decoder", 0.88), ("encoder", 0.1)])
+def test_gated_writes_mix_what_a_segment_wrote_into_the_memory_it_read(layout, start, tiny_engine, tokenizer):
+    """new = old + g * (written - old), g = sigmoid(W written + b) per feature: gate_start everywhere at the start,
+    the old memory exactly where the gate closes; the gate learns."""
     from conftest import decoder_engine
-
-    from rmt_cli.engine import GATE_BIAS
 
     plain = tiny_engine if layout == "encoder" else decoder_engine("tiny-llama")
     ids = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id) if layout == "encoder" else {}
     gated = RecurrentMemory(plain.backbone, memory_size=plain.memory_size, num_labels=6, dropout=0.0,
-                            layout=layout, gated_writes=True, **ids)
+                            layout=layout, gated_writes=True, gate_start=start, **ids)
     memory = torch.randn(2, plain.memory_size, plain.initial_memory.shape[1])
     tokens = torch.randint(1000, 30000, (2, 10))
     written, _, _ = plain.read_segment(memory, tokens)
     new, _, _ = gated.read_segment(memory, tokens)
-    share = torch.sigmoid(torch.tensor(GATE_BIAS))
-    torch.testing.assert_close(new, memory + share * (written - memory))
+    torch.testing.assert_close(new, memory + start * (written - memory))
     with torch.no_grad():
         gated.write_gate.bias.fill_(-40.0)  # closed: every segment leaves the memory as it was
     out = gated([torch.randint(1000, 30000, (2, 10)) for _ in range(3)], memory=memory)
     torch.testing.assert_close(out.memory, memory)
     with torch.no_grad():
-        gated.write_gate.bias.fill_(GATE_BIAS)
+        gated.write_gate.bias.fill_(2.0)
     gated([torch.randint(1000, 30000, (2, 10)) for _ in range(3)]).logits.sum().backward()
     assert gated.write_gate.weight.grad.abs().sum() > 0
     assert plain.write_gate is None and not any("write_gate" in name for name, _ in plain.named_parameters())

@@ -109,7 +109,8 @@ class Run:
 
 def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segment_length: Optional[int] = None,
          head: str = "classify", layout: Optional[str] = None, task: str = "custom",
-         pooler: Optional[nn.Linear] = None, rescale_writes: bool = False, gated_writes: bool = False) -> Run:
+         pooler: Optional[nn.Linear] = None, rescale_writes: bool = False, gated_writes: bool = False,
+         gate_start: float = 0.88) -> Run:
     """A Run around any Hugging Face model that takes `inputs_embeds`, with fresh memory and head.
 
     layout: "encoder" (BERT family, a base model) or "decoder" (a causal LM: GPT-2, OPT, Llama families); by
@@ -119,7 +120,8 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
         layer; `pooler=` gives the dense layer when the backbone has none) or "generate" (decoders: answers as text
         from the LM head).
     rescale_writes: each written memory vector RMS-normalised and scaled by one learned number (see engine.py).
-    gated_writes: each memory feature updated by a learned share of what a segment wrote (see engine.py).
+    gated_writes: each memory feature updated by a learned share of what a segment wrote, every share starting at
+        gate_start (see engine.py).
     Train `run.model` with your own loop (`run.model(steps)` returns logits and the memory) or with `rmt train`.
     """
     if layout is None:
@@ -138,7 +140,7 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
         backbone.pooler = None  # the head applies it to the last segment's [CLS] only
     model = RecurrentMemory(backbone, memory_size=memory_size, num_labels=len(labels), cls_id=tokenizer.cls_token_id,
                             sep_id=tokenizer.sep_token_id, layout=layout, head=head, pooler=pooler,
-                            rescale_writes=rescale_writes, gated_writes=gated_writes)
+                            rescale_writes=rescale_writes, gated_writes=gated_writes, gate_start=gate_start)
     return Run(model.to(next(backbone.parameters()).device), tokenizer, Task(task, tuple(labels), head),
                segment_length)
 

@@ -31,6 +31,7 @@ replay all run the same segment step, and reading them side by side is how they 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -40,7 +41,6 @@ from torch.utils.checkpoint import checkpoint
 
 LAYOUTS = ("encoder", "decoder")
 HEADS = ("classify", "pooler", "generate")
-GATE_BIAS = 2.0  # gated_writes: every share starts at sigmoid(2) = 0.88
 SPECIAL_TOKENS_PER_SEGMENT = 3  # encoder layout: [CLS], [SEP] after memory, final [SEP]
 
 
@@ -80,7 +80,7 @@ class RecurrentMemory(nn.Module):
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
                  head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False,
-                 gated_writes: bool = False):
+                 gated_writes: bool = False, gate_start: float = 0.88):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
@@ -106,13 +106,15 @@ class RecurrentMemory(nn.Module):
             self.write_scale = nn.Parameter(torch.tensor(rms))
         # With gated_writes a segment updates each memory feature only by a learned share g of what it wrote,
         # g = sigmoid(W written + b): g near 0 keeps the old value exactly, so a fact can outlast thousands of
-        # segments that write nothing of use. W starts at 0 and b at GATE_BIAS: every share starts at 0.88, close
-        # to plain RMT's replacement.
+        # segments that write nothing of use. W starts at 0 and b at logit(gate_start): every share starts at
+        # gate_start (0.88: close to plain RMT's replacement; low: the memory kept unless a segment opens the gate).
         self.write_gate = None
         if gated_writes:
+            if not 0 < gate_start < 1:
+                raise ValueError(f"gate_start={gate_start}: a share strictly between 0 and 1")
             self.write_gate = nn.Linear(hidden, hidden)
             nn.init.zeros_(self.write_gate.weight)
-            nn.init.constant_(self.write_gate.bias, GATE_BIAS)
+            nn.init.constant_(self.write_gate.bias, math.log(gate_start / (1 - gate_start)))
         if layout == "encoder":
             self.register_buffer("special_ids", torch.tensor([cls_id, sep_id]), persistent=False)
         classifier = [nn.Dropout(dropout), nn.Linear(hidden, num_labels)]

@@ -158,7 +158,7 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
                             head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None,
                             rescale_writes=cfg.memory.rescale_writes,
-                            gated_writes=cfg.memory.gated_writes).to(device)
+                            gated_writes=cfg.memory.gated_writes, gate_start=cfg.memory.gate_start).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

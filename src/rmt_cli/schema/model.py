@@ -20,6 +20,7 @@ from rmt_cli.schema.rules import (
     number,
     optional,
     setting,
+    share,
     text,
     texts,
     whole,
@@ -79,6 +80,7 @@ class MemoryConfig:
     size: int = setting(10, whole(1))
     rescale_writes: bool = setting(False, flag)  # written memory RMS-normalised, times a learned scale (engine.py)
     gated_writes: bool = setting(False, flag)  # each memory feature keeps a learned share of its old value (engine.py)
+    gate_start: float = setting(0.88, share)  # with gated_writes: every share's value before training
 
 
 @dataclass

@@ -73,6 +73,12 @@ def number(low: float, high: float = math.inf) -> Check:
     return check
 
 
+def share(key, value) -> None:
+    """A fraction strictly between 0 and 1."""
+    if not is_number(value) or not 0 < value < 1:
+        raise UsageError(f"{key}={shown(value)} must be a number strictly between 0 and 1")
+
+
 def positive(key, value) -> None:
     if not is_number(value):
         raise UsageError(f"{key}={shown(value)} must be a finite number")

@@ -166,6 +166,12 @@ class RecurrentMemory(nn.Module):
             slots = previous + share * (slots - previous)
         return slots
 
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """The memory's own parameters: the initial memory, and the write scale and gate where they exist."""
+        extra = [] if self.write_scale is None else [self.write_scale]
+        gate = [] if self.write_gate is None else list(self.write_gate.parameters())
+        return [self.initial_memory, *extra, *gate]
+
     def answer_logits(self, readout: Tensor) -> Tensor:
         """Label logits (classify) or next-token logits over the vocabulary (generate), in fp32."""
         if self.head is None:

@@ -32,6 +32,7 @@ from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.checkpoint import read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
 from rmt_cli.curriculum import Stage, curriculum_stages
+from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.inference import correct_answers, predict, to_device
@@ -80,10 +81,7 @@ def train_from_config(cfg) -> None:
         distributed.leave()
 
 
-MEMORY_PARAMETERS = ("initial_memory", "write_gate.weight", "write_gate.bias", "write_scale")
-
-
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device,
+def build_optimizer(model: RecurrentMemory, lr: float, weight_decay: float, device: torch.device,
                     fused: bool, memory_lr_scale: float = 1.0) -> torch.optim.AdamW:
     """AdamW; on CUDA with `fused`, its fused kernel (one launch for all parameters, the same update rule).
 
@@ -92,8 +90,8 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, devi
     resume): a gate that starts at 0.88 must learn to close, and at a backbone's lr of 2e-5 Adam moves it by
     about lr per weight and step."""
     groups: list[dict] = [{"params": list(model.parameters())}]
-    memory = [p for name, p in model.named_parameters() if name in MEMORY_PARAMETERS]
-    if memory_lr_scale != 1.0 and memory:
+    if memory_lr_scale != 1.0:
+        memory = model.memory_parameters()
         chosen = {id(p) for p in memory}
         groups = [{"params": [p for p in model.parameters() if id(p) not in chosen]},
                   {"params": memory, "lr": lr * memory_lr_scale}]

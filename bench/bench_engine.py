@@ -29,13 +29,14 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from rmt_cli.backbones import attention_implementation
 from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
@@ -147,15 +148,9 @@ def stream(model, factory, samples, device, cuda_graphs: bool = False) -> None:
 PATHS = (("", False, False), ("_graph", False, True), ("_bf16", True, False), ("_bf16_graph", True, True))
 
 
-@contextmanager
 def transformers_sdpa(backbone):
     """The backbone on transformers' own SDPA path, its attention-mask builder included, as a plain HF model runs."""
-    chosen = backbone.config._attn_implementation
-    backbone.set_attn_implementation("sdpa")
-    try:
-        yield
-    finally:
-        backbone.set_attn_implementation(chosen)
+    return attention_implementation(backbone, "sdpa")
 
 
 def plain_forward(backbone, ids, segments: int, device):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,3 +194,27 @@ def load_pretrained(loader, path: str, cfg, **kwargs):
         where = "folder" if Path(path).exists() else "hub id (no local folder of that name)"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BackboneNotLoaded(path, where, first) from None
+
+
+@contextmanager
+def attention_implementation(backbone, implementation: str) -> Iterator[None]:
+    """Run the backbone on another attention implementation (`eager`, transformers' `sdpa`, ...), then switch back."""
+    config = backbone.config
+    previous = getattr(config, "_attn_implementation", None)
+
+    def switch(chosen):
+        setter = getattr(backbone, "set_attn_implementation", None)
+        if setter is not None:
+            try:
+                setter(chosen)
+                return
+            except (ValueError, ImportError, AttributeError):
+                pass
+        config._attn_implementation = chosen
+
+    switch(implementation)
+    try:
+        yield
+    finally:
+        if previous and previous != implementation:
+            switch(previous)

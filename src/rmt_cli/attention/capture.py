@@ -15,32 +15,14 @@ import numpy as np
 import torch
 
 from rmt_cli.attention.groups import position_groups
+from rmt_cli.backbones import attention_implementation
 from rmt_cli.errors import RuntimeFailure
 from rmt_cli.samples import Sample, SampleFactory
 
 
-@contextmanager
 def eager_attention(backbone):
     """Switch the backbone to eager attention (the only kind that returns its weights) and back."""
-    config = backbone.config
-    previous = getattr(config, "_attn_implementation", None)
-
-    def switch(implementation):
-        setter = getattr(backbone, "set_attn_implementation", None)
-        if setter is not None:
-            try:
-                setter(implementation)
-                return
-            except (ValueError, ImportError, AttributeError):
-                pass
-        config._attn_implementation = implementation
-
-    switch("eager")
-    try:
-        yield
-    finally:
-        if previous and previous != "eager":
-            switch(previous)
+    return attention_implementation(backbone, "eager")
 
 
 @contextmanager

@@ -4,10 +4,9 @@ recipe, each from its own summary.json (`rmt reproduce summarize`'s, or a run's 
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import mean
 
 from rmt_cli.errors import UsageError
-from rmt_cli.reproduce_summary import PAPER, read_json
+from rmt_cli.reproduce_summary import mean_range, plot_mean_band, plot_paper, read_json, train_minutes
 
 
 def summary_file(path: Path) -> Path:
@@ -19,8 +18,8 @@ def summary_file(path: Path) -> Path:
 
 
 def task_result(path: Path, task: str) -> dict:
-    """One run's result for `task`, with what identifies the run: label (the path given), when it started, seeds,
-    accuracy per length, training minutes, and how many seeds' curricula ran to their end (None: not recorded)."""
+    """One run's summary of `task` (`result`), with what identifies the run: label (the path given), when it started,
+    and how many seeds' curricula ran to their end (None: not recorded)."""
     file = summary_file(path)
     summary = read_json(file, "rmt reproduce compare")
     tasks = summary.get("tasks") if isinstance(summary, dict) else None
@@ -30,28 +29,26 @@ def task_result(path: Path, task: str) -> dict:
         raise UsageError(f"{file} has no {task} (it has {', '.join(tasks) or 'no task'})")
     result = tasks[task]
     completed = result.get("curriculum_completed")
-    return {"label": str(path), "started": result.get("run", summary).get("started"), "seeds": result["seeds"],
-            "lengths": {int(n): row for n, row in result["lengths"].items()},
-            "train_minutes": mean(result["train_seconds"].values()) / 60,
+    return {"label": str(path), "started": result.get("run", summary).get("started"), "result": result,
             "completed": None if completed is None else sum(bool(done) for done in completed.values())}
 
 
 def compare_table(task: str, results: list[dict]) -> str:
     """Markdown: one row per run, mean (min–max) over its seeds per length."""
-    lengths = sorted({n for result in results for n in result["lengths"]})
+    lengths = sorted({int(n) for result in results for n in result["result"]["lengths"]})
     lines = [f"| {task}: run | started (UTC) | seeds | " + " | ".join(f"{n:,}" for n in lengths)
              + " | training (mean) | curricula completed |",
              "| --- | --- | --: | " + " | ".join("--:" for _ in lengths) + " | --: | --: |"]
     for result in results:
         cells = []
         for n in lengths:
-            row = result["lengths"].get(n)
-            cells.append("-" if row is None else f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
-        seeds = len(result["seeds"])
+            row = result["result"]["lengths"].get(str(n))
+            cells.append("-" if row is None else mean_range(row))
+        seeds = len(result["result"]["seeds"])
         completed = "-" if result["completed"] is None else f"{result['completed']} of {seeds}"
         started = (result["started"] or "-").replace("T", " ").removesuffix("Z")
         lines.append(f"| {result['label']} | {started} | {seeds} | " + " | ".join(cells)
-                     + f" | {result['train_minutes']:.1f} min | {completed} |")
+                     + f" | {train_minutes(result['result']):.1f} min | {completed} |")
     return "\n".join(lines)
 
 
@@ -61,17 +58,8 @@ def plot_compare(task: str, results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for result in results:
-        rows = [result["lengths"][n] for n in sorted(result["lengths"])]
-        tokens = [row["tokens"] for row in rows]
-        line, = ax.plot(tokens, [row["mean"] for row in rows], marker="o",
-                        label=f"{result['label']} ({len(result['seeds'])} seeds)")
-        ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows],
-                        color=line.get_color(), alpha=0.15)
-    if task in PAPER and results:
-        first = min(results[0]["lengths"].values(), key=lambda row: row["segments"])
-        per_segment = first["tokens"] // first["segments"]
-        ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
-                   color="black", label="paper (bert-base)")
+        plot_mean_band(ax, result["result"], f"{result['label']} ({len(result['result']['seeds'])} seeds)")
+    plot_paper(ax, task, results[0]["result"], "black")
     save_accuracy_figure(fig, ax, path, f"{task}: runs of the protocol compared",
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 

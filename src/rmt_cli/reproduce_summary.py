@@ -170,18 +170,43 @@ def keep_other_tasks(summary: dict, earlier_path: Path) -> list[str]:
     return kept
 
 
+def mean_range(row: dict) -> str:
+    """One length of a summary as the tables write it: mean (min–max)."""
+    return f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})"
+
+
+def train_minutes(result: dict) -> float:
+    """A task's training wall time, mean over its seeds, in minutes."""
+    return mean(result["train_seconds"].values()) / 60
+
+
+def plot_mean_band(ax, result: dict, label: str, color=None) -> str:
+    """A task's mean accuracy against input length, with its min–max band over seeds; returns the colour."""
+    rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
+    tokens = [row["tokens"] for row in rows]
+    line, = ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color, label=label)
+    ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=line.get_color(),
+                    alpha=0.2)
+    return line.get_color()
+
+
+def plot_paper(ax, task: str, result: dict, color: str) -> None:
+    """The paper's Figure 1 points of `task` (if it has them), at the token lengths of `result`'s segments."""
+    if task in PAPER:
+        first = min(result["lengths"].values(), key=lambda row: row["segments"])
+        per_segment = first["tokens"] // first["segments"]
+        ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
+                   color=color, label=f"{task}: paper (bert-base)")
+
+
 def plot_summary(summary: dict, path: Path) -> None:
     from rmt_cli.plots import plt, save_accuracy_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
     for color, (task, result) in zip(colors, summary["tasks"].items(), strict=False):
-        rows = sorted(result["lengths"].values(), key=lambda row: row["segments"])
-        tokens = [row["tokens"] for row in rows]
-        seeds = len(result["seeds"])
-        ax.plot(tokens, [row["mean"] for row in rows], marker="o", color=color,
-                label=f"{task}: mean of {seeds} seeds")
-        ax.fill_between(tokens, [row["min"] for row in rows], [row["max"] for row in rows], color=color, alpha=0.2)
+        plot_mean_band(ax, result, f"{task}: mean of {len(result['seeds'])} seeds", color)
+        longest = max(row["segments"] for row in result["lengths"].values())
         labelled = set()
         for row in result.get("single_seed", []):
             again = " (trained again)" if row.get("trained_again") else ""
@@ -189,13 +214,10 @@ def plot_summary(summary: dict, path: Path) -> None:
             ax.scatter([row["tokens"]], [row["accuracy"]], marker="D", s=50, facecolors="none", edgecolors=color,
                        label=label if label not in labelled else "_nolegend_")
             labelled.add(label)
-            if row["segments"] > max(r["segments"] for r in rows):  # lengths past the means' are named
+            if row["segments"] > longest:  # lengths past the means' are named
                 ax.annotate(f"{row['segments']:,} seg.", (row["tokens"], row["accuracy"]), fontsize=7,
                             xytext=(0, -12), textcoords="offset points", ha="center", color=color)
-        if task in PAPER:
-            per_segment = rows[0]["tokens"] // rows[0]["segments"]
-            ax.scatter([n * per_segment for n in PAPER[task]], list(PAPER[task].values()), marker="x", s=60,
-                       color=color, label=f"{task}: paper (bert-base)")
+        plot_paper(ax, task, result, color)
     save_accuracy_figure(fig, ax, path, f"{summary['preset']} presets, {summary['card']}",
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
@@ -259,8 +281,6 @@ def table(summary: dict) -> str:
         cells = []
         for n in lengths:
             row = result["lengths"].get(str(n))
-            cells.append("not measured" if row is None else
-                         f"{row['mean']:.1f} ({row['min']:.1f}–{row['max']:.1f})")
-        minutes = mean(result["train_seconds"].values()) / 60
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {minutes:.1f} min |")
+            cells.append("not measured" if row is None else mean_range(row))
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {train_minutes(result):.1f} min |")
     return "\n".join(lines)

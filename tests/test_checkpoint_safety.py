@@ -158,3 +158,19 @@ def test_the_python_api_refuses_a_checkpoint_that_asks_for_remote_code(tiny_chec
                             set_backbone(trust_remote_code=True, name_or_path=str(tmp_path / "own-code")))
     with pytest.raises(UsageError, match="asks for backbone.trust_remote_code=true"):
         load_run(asking)
+
+
+def test_the_python_api_loads_a_run_trained_on_a_local_folder_once_the_caller_names_it(tiny_checkpoint, tmp_path):
+    import torch
+
+    from rmt_cli import load_run
+
+    folder = str(tmp_path / "weights")
+    local = copy_with_meta(tiny_checkpoint[0], tmp_path / "local", set_backbone(name_or_path=folder))
+    with pytest.raises(UsageError, match=f"pass backbone={{'name_or_path': '{folder}'}} to load_run to allow it$"):
+        load_run(local, device="cpu")
+    run = load_run(local, device="cpu", backbone={"name_or_path": folder})
+    trained = tiny_checkpoint[1].model
+    assert torch.equal(run.model.initial_memory, trained.initial_memory)
+    with pytest.raises(UsageError, match="asks for backbone.name_or_path=" + folder):
+        load_run(local, device="cpu", backbone={"tokenizer": {"name_or_path": folder}})

@@ -145,15 +145,26 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
                segment_length)
 
 
-def load_run(path, device: str = "auto") -> Run:
+def dotted_keys(node: dict, prefix: str) -> list[str]:
+    """Each leaf of a nested dict as a dotted key under `prefix`: {"tokenizer": {"a": 1}} -> prefix.tokenizer.a"""
+    return [key for name, value in node.items()
+            for key in (dotted_keys(value, f"{prefix}.{name}") if isinstance(value, dict) else [f"{prefix}.{name}"])]
+
+
+def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run:
     """A trained model from `rmt train`'s run folder (its last stage's best checkpoint), one checkpoint folder, or
-    the folder `rmt export` wrote."""
+    the folder `rmt export` wrote.
+
+    backbone: backbone settings that replace the checkpoint's, as `backbone.KEY=VALUE` does on the command line,
+    e.g. {"name_or_path": "/models/minilm"} for a run trained on weights from a local folder. Like the command line,
+    you vouch for them: a checkpoint alone may not choose code to run or import (a folder of weights included)."""
     from omegaconf import OmegaConf
 
     from rmt_cli import export
     from rmt_cli.backbones import load_backbone
     from rmt_cli.checkpoint import load_weights, open_checkpoint
-    from rmt_cli.code_trust import check_checkpoint_backbone
+    from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
+    from rmt_cli.errors import UsageError
     from rmt_cli.experiment import head_kind, pick_device
     from rmt_cli.trained_run import typed_run_config
 
@@ -161,14 +172,21 @@ def load_run(path, device: str = "auto") -> Run:
     if export.is_export(path):
         return export.load_export(Path(path), chosen)
     folder, meta = open_checkpoint(Path(path))
-    cfg = typed_run_config("train", meta["config"])
-    # As on the command line, a checkpoint may not choose code to run or import.
-    check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone), set(), folder)  # type: ignore[arg-type]  # a dict
+    given = backbone or {}
+    cfg = typed_run_config("train", OmegaConf.to_container(OmegaConf.merge(meta["config"], {"backbone": given})))
+    try:
+        check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone),  # type: ignore[arg-type]  # a dict
+                                  set(dotted_keys(given, "backbone")), folder)
+    except CodeNotAllowed as refused:
+        allow: Any = refused.value
+        for name in reversed(refused.key.split(".")[1:]):
+            allow = {name: allow}
+        raise UsageError(f"{refused}: pass backbone={allow!r} to load_run to allow it") from None
     head = head_kind(cfg)
-    backbone = load_backbone(cfg.backbone, with_pooler=head == "pooler")
-    run = wrap(backbone.model, backbone.tokenizer, meta["labels"], memory_size=cfg.memory.size,
-               segment_length=cfg.segment.length, head=head, layout=backbone.layout, task=cfg.task.name,
-               pooler=backbone.pooler, rescale_writes=cfg.memory.rescale_writes,
+    loaded = load_backbone(cfg.backbone, with_pooler=head == "pooler")
+    run = wrap(loaded.model, loaded.tokenizer, meta["labels"], memory_size=cfg.memory.size,
+               segment_length=cfg.segment.length, head=head, layout=loaded.layout, task=cfg.task.name,
+               pooler=loaded.pooler, rescale_writes=cfg.memory.rescale_writes,
                gated_writes=cfg.memory.gated_writes)
     load_weights(folder, run.model, verified=True)
     run.model.to(chosen)

@@ -2,7 +2,8 @@
 changes it, and how much the segment holding the fact changes it, against where that fact comes and whether the
 answer was right. Tells a memory whose scale drifts over thousands of segments from one that stops taking in facts.
 
-    python results/paper/analysis/memory_trajectory.py OUT/detect --segments 4096 --samples 64 --out OUT/memory
+    python results/paper/analysis/memory_trajectory.py OUT/detect --segments 4096 --samples 64 --out OUT/memory \
+        [--backbone-path MINILM]   # a run trained with backbone.name_or_path=MINILM (a checkpoint cannot choose it)
 
 Reads each `OUT/detect/seedN/train` run (its last stage's best checkpoint, as `rmt extrapolate` does) and its
 fixed test samples (the first `--samples` of the set `rmt extrapolate` draws at that length), runs them segment by
@@ -113,11 +114,13 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=4096)
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--backbone-path", help="the runs' backbone.name_or_path, when they were trained with one")
     args = parser.parse_args()
 
     traces = {}
     for seed in sorted(args.task_folder.glob("seed*/train")):
-        run = rmt_cli.load_run(seed)
+        run = rmt_cli.load_run(seed, backbone=None if args.backbone_path is None else
+                               {"name_or_path": args.backbone_path})
         factory, eval_seed = test_factory(seed)
         samples = factory.sample_set("test", eval_seed, args.segments, args.samples)
         traces[seed.parent.name] = found = trace(run.model, factory, samples)

@@ -2,8 +2,8 @@
 
     python bench/agreement.py RUN_DIR --segments 1,8,64 --samples 200 --batch-size 64 --out agreement.json
 
-plain: `rmt eval`'s defaults (fp32 weights, bf16 autocast on GPU, CUDA graphs for batches of at most 8).
-fast: inference_dtype=bf16 and CUDA graphs at every batch size (graph_max_rows=null); override with --fast.
+plain: `rmt eval`'s defaults (fp32 weights, bf16 autocast on GPU, CUDA graphs at every batch size).
+fast: inference_dtype=bf16, CUDA graphs at every batch size; override with --fast.
 Per length: the test set `rmt eval --checkpoint RUN_DIR task.segments=N --samples S` reads, each path's accuracy, and
 the share of samples on which both predict the same label (agreement).
 """
@@ -23,7 +23,7 @@ from rmt_cli.experiment import apply_inference_settings, build_experiment
 from rmt_cli.inference import correct_answers, predict
 from rmt_cli.schema import typed_config
 
-PLAIN = {"inference_dtype": "fp32", "graph_max_rows": 8}
+PLAIN = {"inference_dtype": "fp32", "graph_max_rows": None}
 FAST = {"inference_dtype": "bf16", "graph_max_rows": None}
 
 

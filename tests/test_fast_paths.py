@@ -102,8 +102,9 @@ def test_the_switches_off_leave_the_plain_path(tiny_engine):
     assert plain_model.segment_graphs == {}  # 12 rows: above the cap, eager
     assert torch.equal(flagged.logits, plain.logits) and torch.equal(flagged.memory, plain.memory)
     default = copy.deepcopy(tiny_engine)
-    apply_inference_settings(default, OmegaConf.structured(InferenceCommand))  # the defaults: fp32, cap 8
-    assert default.graph_max_rows == 8 and default.initial_memory.dtype == torch.float32
+    default.graph_max_rows = 8
+    apply_inference_settings(default, OmegaConf.structured(InferenceCommand))  # the defaults: fp32, every batch
+    assert default.graph_max_rows is None and default.initial_memory.dtype == torch.float32
 
 
 @pytest.mark.parametrize("settings, message", [({"inference_dtype": "fp16"}, "inference_dtype"),

@@ -72,10 +72,11 @@ class RecurrentMemory(nn.Module):
 
     graph_devices = ("cuda",)  # device types where `cuda_graphs` applies; tests add "cpu" to run the path eagerly
     # Largest batch replayed as a CUDA graph (None: every batch). Graphs remove launch overhead, which dominates
-    # small batches. Measured on an H100 (bert-base geometry, fp32 weights under autocast): batch 1 went from 5.5 to
-    # 2.5 ms per segment, but batch 128 ran 4x slower than eager; see docs/performance.md. The commands set it from
+    # small batches: on an H200 (MiniLM geometry) batch 1 runs 7x faster, batch 32 2.5x, and batch 128 as fast as
+    # eager. They lose at large batches only where transformers builds an attention mask under capture
+    # (backbone.skip_attention_masks off, transformers < 5.24); see docs/performance.md. The commands set it from
     # their `graph_max_rows` setting.
-    graph_max_rows: Optional[int] = 8
+    graph_max_rows: Optional[int] = None
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",

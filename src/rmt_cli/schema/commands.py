@@ -62,7 +62,7 @@ class InferenceCommand(CheckpointCommand):
     """conf/base/inference.yaml: how eval and extrapolate run the model over their batches."""
 
     cuda_graphs: bool = setting(True, flag)
-    graph_max_rows: Optional[int] = setting(8, optional(whole(1)))
+    graph_max_rows: Optional[int] = setting(None, optional(whole(1)))
     inference_dtype: str = setting("fp32", choice("fp32", "bf16"))
 
 

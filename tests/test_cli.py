@@ -37,6 +37,16 @@ def test_a_stage_leaves_early_at_its_own_advance_at(tmp_path):
     assert val == [(1, 2), (2, 2)]  # stage 1 ended at its first validation; stage 2 ran its 2 steps
 
 
+def test_a_stage_validates_at_its_own_interval_on_its_own_number_of_samples(tmp_path):
+    stages = "curriculum.stages=[{segments:1,steps:4,eval_every:4,val_samples:3},{segments:2,steps:2}]"
+    result = rmt("train", "experiment=smoke", stages, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(line["stage"], line["step"]) for line in lines if line["kind"] == "val"] == [(1, 4), (2, 2)]
+    assert "stage 1 step 4: validation accuracy" in result.stdout and "on 3 samples of 1 segments" in result.stdout
+    assert "on 8 samples of 2 segments" in result.stdout  # stage 2: the trainer's val_samples and eval_every
+
+
 def test_eval_reads_the_trained_run(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     result = rmt("eval", "--checkpoint", str(run_dir), "--samples", "16", "task.segments=3",

@@ -1,7 +1,7 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
-the stage sets them, its own learning rate, warm-up, BPTT window, validation length, early exit and training mix
-(fact placement, share of confusing noise, share of stories whose question several facts name); the trainer's
-values otherwise.
+the stage sets them, its own learning rate, warm-up, BPTT window, validation length, size and interval, early exit
+and training mix (fact placement, share of confusing noise, share of stories whose question several facts name);
+the trainer's values otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ class Stage:
     warmup_ratio: float
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
+    val_samples: int = 64  # size of the stage's fixed validation set
+    eval_every: int = 25  # validate every N steps (and at the stage's end)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
 
@@ -42,9 +44,12 @@ def curriculum_stages(cfg) -> list[Stage]:
         lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
         stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
                             setting(stage, "warmup_ratio", trainer.warmup_ratio),
-                            setting(stage, "bptt_segments", trainer.bptt_segments), stage.val_segments,
-                            setting(stage, "advance_at", cfg.curriculum.advance_at),
-                            TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share)))
+                            bptt_segments=setting(stage, "bptt_segments", trainer.bptt_segments),
+                            val_segments=stage.val_segments,
+                            val_samples=setting(stage, "val_samples", trainer.val_samples),
+                            eval_every=setting(stage, "eval_every", trainer.eval_every),
+                            advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
+                            mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share)))
     return stages
 
 

@@ -211,7 +211,7 @@ class Trainer:
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
-                                                           stage.validation_segments, trainer.val_samples)
+                                                           stage.validation_segments, stage.val_samples)
         run = StageRun(stage, optimizer, scheduler, val_samples)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -232,7 +232,7 @@ class Trainer:
 
     def validation_due(self, stage: Stage) -> bool:
         step = self.state.step
-        return step % self.cfg.trainer.eval_every == 0 or step == stage.steps
+        return step % stage.eval_every == 0 or step == stage.steps
 
     def validate_and_save(self, run: StageRun) -> bool:
         """Validate, keep the stage's best weights, write a resume point; True once the stage is done.

@@ -57,6 +57,8 @@ class StageConfig:
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
     val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length
+    val_samples: Optional[int] = setting(None, optional(whole(1)))
+    eval_every: Optional[int] = setting(None, optional(whole(1)))
     advance_at: Optional[float] = setting(None, optional(number(0)))
     confuser_share: float = setting(0.0, number(0, 1))
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name

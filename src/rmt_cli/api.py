@@ -173,7 +173,8 @@ def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run
         return export.load_export(Path(path), chosen)
     folder, meta = open_checkpoint(Path(path))
     given = backbone or {}
-    cfg = typed_run_config("train", OmegaConf.to_container(OmegaConf.merge(meta["config"], {"backbone": given})))
+    merged: Any = OmegaConf.to_container(OmegaConf.merge(meta["config"], {"backbone": given}))  # a dict
+    cfg = typed_run_config("train", merged)
     try:
         check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone),  # type: ignore[arg-type]  # a dict
                                   set(dotted_keys(given, "backbone")), folder)

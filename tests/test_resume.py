@@ -123,20 +123,48 @@ def uninterrupted_in_process(smoke_cfg, tmp_path_factory):
     return train_in_process(smoke_cfg, tmp_path_factory.mktemp("whole") / "run")
 
 
-# Step 2 is a validation step of experiment=smoke (eval_every=2), step 3 is not.
-@pytest.mark.parametrize("last_step", [2, 3])
-def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(
-        last_step, smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
-    from rmt_cli.checkpoint import load_trainer_state, resume_points
+def stop_after_step(monkeypatch, last_step):
+    """The time limit passes right after stage 1's step `last_step`."""
     from rmt_cli.stopping import Deadline
 
     checks = iter(range(100))  # one check before each stage, one after each step: check N follows stage 1's step N
     monkeypatch.setattr(Deadline, "passed", lambda self: next(checks) == last_step)
+
+
+def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(
+        smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
+    from rmt_cli.checkpoint import load_trainer_state, resume_points
+    from rmt_cli.stopping import Deadline
+
+    stop_after_step(monkeypatch, 2)  # a validation step of experiment=smoke (eval_every=2)
     stopped = train_in_process(smoke_cfg, tmp_path / "run")
-    assert [line["step"] for line in stopped if line["kind"] == "train"] == list(range(1, last_step + 1))
+    assert [line["step"] for line in stopped if line["kind"] == "train"] == [1, 2]
     assert stopped == uninterrupted_in_process[:len(stopped) - 1] + [
         {"kind": "summary", "completed": False, "best_val_accuracy": {}}]
     state = load_trainer_state(resume_points(tmp_path / "run" / "checkpoints")[0])
-    assert (state["stage"], state["step"], state["stage_done"], state["finished"]) == (1, last_step, False, False)
+    assert (state["stage"], state["step"], state["stage_done"], state["finished"]) == (1, 2, False, False)
     monkeypatch.setattr(Deadline, "passed", lambda self: False)
     assert train_in_process(smoke_cfg, tmp_path / "run") == uninterrupted_in_process
+
+
+def test_a_time_limit_between_validations_validates_the_steps_since_the_last_one_before_it_stops(
+        smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
+    from rmt_cli.checkpoint import load_trainer_state, read_meta, resume_points
+    from rmt_cli.stopping import Deadline
+
+    stop_after_step(monkeypatch, 3)  # not a validation step: 2 and 4 are
+    stopped = train_in_process(smoke_cfg, tmp_path / "run")
+    *trained, extra, summary = stopped
+    assert trained == uninterrupted_in_process[:len(trained)] and trained[-1]["step"] == 3
+    assert (extra["kind"], extra["stage"], extra["step"]) == ("val", 1, 3)
+    assert summary == {"kind": "summary", "completed": False, "best_val_accuracy": {}}
+    best = read_meta(tmp_path / "run" / "checkpoints" / "stage1-best")
+    vals = [line["val_accuracy"] for line in stopped if line["kind"] == "val"]
+    assert best["val_accuracy"] == max(vals) and (best["step"] == 3) == (vals[-1] >= vals[0])  # ties keep the later
+    state = load_trainer_state(resume_points(tmp_path / "run" / "checkpoints")[0])
+    assert (state["stage"], state["step"], state["stage_done"], state["finished"]) == (1, 3, False, False)
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    resumed = train_in_process(smoke_cfg, tmp_path / "run")
+    stage1 = [line for line in uninterrupted_in_process if line.get("stage") == 1 and line["kind"] == "train"]
+    assert [line for line in resumed if line.get("stage") == 1 and line["kind"] == "train"] == stage1
+    assert resumed[-1]["kind"] == "summary" and resumed[-1]["completed"]

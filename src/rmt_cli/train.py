@@ -180,7 +180,8 @@ class Trainer:
         """Train one stage; False when the time limit stopped it, at a resume point that a rerun continues from.
 
         A stop (signal or time limit) comes after the step's validation, so that the rerun, which continues with the
-        next step, misses none."""
+        next step, misses none; the time limit also validates a step that is not due for it, so that no trained step
+        is lost to the stage's choice of weights."""
         run = self.start_stage(stage)
         self.model.train()
         for step in range(self.state.step + 1, stage.steps + 1):
@@ -193,6 +194,9 @@ class Trainer:
             if stop_requested:
                 self.stop_on_signal(run)
             if out_of_time:
+                # The steps since the last validation count too: validated now, they may be the stage's best.
+                if not self.validation_due(stage) and self.validate_and_save(run):
+                    return True  # and that validation ended the stage
                 self.stop_at_time_limit(run)
                 return False
         return True

@@ -18,6 +18,9 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
+  p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
+     64 segments, gradients through the last 16): the segments before the window on the model's own weights
+     (fp32 under autocast) and on a bf16 copy (trainer.prefix_dtype=bf16)
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ SEGMENT, MEMORY = 512, 10
 ANSWER_TOKENS = 2  # generate head: an answer word and its end token, the first read back after the question
 QUICK = dict(geometries="tiny", decoder="tiny-llama", batch=2, segments=2, long_tokens=1000, long_batch=2,
              train_batch=2, decoder_batch=2, train_segments="1,2", graph_batches="1,2", graph_segments=2,
-             corpus_tokens=100_000, assembly="8,4,64", repeat=1)
+             corpus_tokens=100_000, assembly="8,4,64", repeat=1, bptt="4:2")
 REPEAT = 3  # timed calls per figure (their median), after a warm-up; --repeat
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak of the SXM parts
 
@@ -402,6 +405,35 @@ def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, pe
     return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled), top
 
 
+def part_p(model, factory, device, batch: int, segments: int, window: int) -> list[dict]:
+    """Training steps (fused AdamW, autocast, clipping) on `segments`-segment samples with gradients through the last
+    `window`, the segments before it read as `trainer.prefix_dtype` fp32 and bf16 read them."""
+    plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
+    labels = torch.from_numpy(plan.labels()).to(device)
+
+    def loss():
+        steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
+        out = model(steps, grad_steps=window, n_steps=len(steps))
+        return torch.nn.functional.cross_entropy(out.logits, labels)
+
+    rows = []
+    model.train()
+    optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        model.prefix_dtype = dtype
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        seconds = timed(training_step(model, optimizer, loss, device), device)
+        rows.append({"segments": segments, "bptt_segments": window, "prefix_dtype": name, "batch": batch,
+                     "step_s": seconds, "tok_s": batch * segments * SEGMENT / seconds,
+                     "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
+    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
+    model.prefix_dtype = None
+    model.prefix_copy.clear()
+    model.eval()
+    return rows
+
+
 def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
            compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
     """The decoder step of a generate-head run: random content tokens, the answer read after the last question.
@@ -432,7 +464,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,t,s")
+    parser.add_argument("--parts", default="a,b,c,d,g,t,p,s")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -442,6 +474,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--decoder-batch", type=int, default=16, help="batch of part s")
     parser.add_argument("--train-segments", default="1,2,4,8", help="segment counts of parts t and s")
+    parser.add_argument("--bptt", default="64:16", help="part p: segments per sample and the BPTT window")
     parser.add_argument("--corpus-tokens", type=int, default=2_000_000, help="synthetic noise corpus size")
     parser.add_argument("--assembly", default="256,64,4096",
                         help="part d: batch and segments of the step gather, segments of the sample made whole")
@@ -516,6 +549,11 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         if top:
             out["t_profile"] = top
             print_part(f"{geometry} t_profile", top)
+        save()
+    if "p" in parts:
+        segments, window = integers(args.bptt.replace(":", ","))
+        out["p"] = part_p(model, factory, device, args.train_batch, segments, window)
+        print_part(f"{geometry} p", out["p"])
         save()
 
 

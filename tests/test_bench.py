@@ -43,12 +43,16 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
         assert {(r["segments"], r["checkpointing"], r["fused_adamw"]) for r in rows} == {
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
         assert all(r["tok_s"] > 0 for r in rows)
+    assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
+                                                                                           (4, 2, "bf16")]
+    assert all(r["tok_s"] > 0 for r in tiny["p"]) and tiny["p"][1]["speedup"] > 0
     assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr
     assert "bf16 weights + CUDA graphs" in report.stdout and "(g) weights" in report.stdout
     assert "(s) decoder train tok/s" in report.stdout
     assert "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
+    assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout
 
 
 @pytest.mark.slow

@@ -47,6 +47,16 @@ def test_a_stage_validates_at_its_own_interval_on_its_own_number_of_samples(tmp_
     assert "on 8 samples of 2 segments" in result.stdout  # stage 2: the trainer's val_samples and eval_every
 
 
+def test_training_with_a_bf16_prefix_before_the_bptt_window_runs_and_saves_its_weights(tmp_path):
+    stages = "curriculum.stages=[{segments:3,steps:4,bptt_segments:1}]"
+    result = rmt("train", "experiment=smoke", stages, "trainer.prefix_dtype=bf16", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    train = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert len(train) == 4 and all(line["loss"] > 0 for line in train)
+    assert (tmp_path / "checkpoints" / "stage1-best" / "model.safetensors").is_file()
+
+
 def test_eval_reads_the_trained_run(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     result = rmt("eval", "--checkpoint", str(run_dir), "--samples", "16", "task.segments=3",

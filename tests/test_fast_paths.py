@@ -263,3 +263,46 @@ def test_memory_parameters_learn_at_their_own_multiple_of_the_lr(tokenizer):
     assert {id(p) for p in memory["params"]} == {id(model.initial_memory), id(model.write_gate.weight),
                                                  id(model.write_gate.bias)}
     assert len(plain["params"]) + len(memory["params"]) == len(list(model.parameters()))
+
+
+def test_a_bf16_prefix_reads_the_segments_before_the_bptt_window_as_a_bf16_copy_of_the_model_would(tiny_engine):
+    """trainer.prefix_dtype=bf16: the prefix is exactly the plain forward of the model cast to bf16; the window runs
+    on the model itself from the memory it leaves; the copy follows the model's weights and is not module state."""
+    steps = mixed_batch_steps([6, 5, 4, 3])  # every row has started before the window (its last 2 steps)
+    fast = copy.deepcopy(tiny_engine).train()
+    fast.prefix_dtype = torch.bfloat16
+
+    def expected(model):
+        as_bf16 = copy.deepcopy(model).to(torch.bfloat16)
+        with torch.no_grad():
+            prefix = as_bf16(steps[:4], memory=model.start_memory(4).to(torch.bfloat16)).memory
+        return model(steps[4:], memory=prefix.float())
+
+    for _ in range(2):  # the second time after a weight changed, as after an optimizer step
+        out = fast(steps, grad_steps=2, n_steps=6)
+        reference = expected(fast)
+        assert torch.equal(out.logits, reference.logits) and torch.equal(out.memory, reference.memory)
+        out.logits.sum().backward()
+        with torch.no_grad():
+            fast.backbone.get_input_embeddings().weight.mul_(1.5)
+    assert fast.state_dict().keys() == tiny_engine.state_dict().keys()
+    assert {p.dtype for p in fast.parameters()} == {torch.float32}
+
+
+def test_a_bf16_prefix_stays_within_bf16_tolerance_of_the_plain_path_and_trains_the_rows_that_start_later(
+        tiny_engine):
+    steps = mixed_batch_steps([6, 4, 3, 1])  # the last row starts inside the window
+    plain = copy.deepcopy(tiny_engine).train()
+    fast = copy.deepcopy(tiny_engine).train()
+    fast.prefix_dtype = torch.bfloat16
+    outputs = [model(steps, grad_steps=2, n_steps=6) for model in (plain, fast)]
+    torch.testing.assert_close(outputs[1].logits, outputs[0].logits, rtol=0.05, atol=0.02)
+    torch.testing.assert_close(outputs[1].memory, outputs[0].memory, rtol=0.05, atol=0.02)
+    for out in outputs:
+        out.logits.sum().backward()
+    assert plain.initial_memory.grad.abs().sum() > 0
+    torch.testing.assert_close(fast.initial_memory.grad, plain.initial_memory.grad, rtol=0.05, atol=0.02)
+    plain.prefix_dtype = None  # the switch off: the plain path exactly
+    assert torch.equal(plain(steps, grad_steps=2, n_steps=6).logits, tiny_engine.train()(steps, grad_steps=2,
+                                                                                        n_steps=6).logits)
+    tiny_engine.eval()

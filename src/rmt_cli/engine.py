@@ -31,6 +31,8 @@ replay all run the same segment step, and reading them side by side is how they 
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -77,6 +79,10 @@ class RecurrentMemory(nn.Module):
     # (backbone.skip_attention_masks off, transformers < 5.24); see docs/performance.md. The commands set it from
     # their `graph_max_rows` setting.
     graph_max_rows: Optional[int] = None
+    # Truncated BPTT's segments before the window (no autograd) run on a copy of the weights in this dtype, without
+    # autocast (None: like the window, the weights' own dtype under the caller's autocast). `rmt train` sets it from
+    # `trainer.prefix_dtype`.
+    prefix_dtype: Optional[torch.dtype] = None
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
@@ -123,6 +129,7 @@ class RecurrentMemory(nn.Module):
         self.head = {"classify": nn.Sequential(*classifier), "pooler": nn.Sequential(*pooled, *classifier),
                      "generate": None}[head]
         self.segment_graphs: dict[tuple, SegmentGraph] = {}  # a plain attribute: not module state
+        self.prefix_copy: dict[str, RecurrentMemory] = {}  # the prefix_dtype copy (not module state), made on use
 
     def start_memory(self, batch: int) -> Tensor:
         return self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
@@ -212,9 +219,13 @@ class RecurrentMemory(nn.Module):
         detach_before = None if grad_steps is None or n_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
                   and (self.graph_max_rows is None or memory.shape[0] <= self.graph_max_rows))
-        start, rows = memory, 0
+        start, rows, first = memory, 0, 0
         readout, static, last_read = None, None, None
-        for step, tokens in enumerate(steps):
+        if detach_before and self.prefix_dtype is not None and torch.is_grad_enabled():
+            steps = iter(steps)
+            prefix = list(itertools.islice(steps, detach_before))
+            memory, first, rows = self.read_prefix(prefix, memory), detach_before, prefix[-1].shape[0]
+        for step, tokens in enumerate(steps, start=first):
             if detach_before is not None and step == detach_before:
                 # Rows that have read a segment continue from a memory without history; rows that start inside the
                 # window still start from the (trainable) initial memory.
@@ -270,6 +281,26 @@ class RecurrentMemory(nn.Module):
             _, readout, _ = self.read_segment(last_memory, last_tokens, answer)
             answer = torch.cat([answer, self.answer_logits(readout[:, -1]).argmax(-1, keepdim=True)], dim=1)
         return answer
+
+    def read_prefix(self, steps: list[Tensor], memory: Tensor) -> Tensor:
+        """The memory after truncated BPTT's segments before the window (`steps`, right-aligned as in `forward`),
+        read without autograd by a copy of this model in `prefix_dtype` (its weights copied from this model's at
+        each call, its dropout as this model's), without autocast; returned in the memory's dtype."""
+        device, dtype = memory.device, self.prefix_dtype
+        model = self.prefix_copy.get("model")
+        if model is None or model.initial_memory.device != device:
+            # The copy shares no state with this model; its own caches start empty.
+            model = copy.deepcopy(self, memo={id(self.segment_graphs): {}, id(self.prefix_copy): {}}).to(dtype)
+            self.prefix_copy["model"] = model
+        model.train(self.training)
+        state = memory.detach().to(dtype)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            for copied, own in zip(model.parameters(), self.parameters(), strict=True):
+                copied.copy_(own)
+            for tokens in steps:
+                new_state, _ = model._read_states(state[:tokens.shape[0]], tokens)
+                state = keep_unstarted_rows(new_state, state)
+        return state.to(memory.dtype)
 
     def segment_graph(self, tokens: Tensor, memory: Tensor) -> SegmentGraph:
         """The cached static segment step for this batch shape, dtype, autocast and inference mode."""

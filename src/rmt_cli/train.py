@@ -130,6 +130,7 @@ class Trainer:
                  ranks: distributed.Ranks = distributed.Ranks()):
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
+        self.model.prefix_dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.prefix_dtype]
         self.step_model: torch.nn.Module = self.model  # what a training step calls: the model, or its DDP wrapper
         if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel

@@ -35,6 +35,7 @@ class TrainerConfig:
     warmup_ratio: float = setting(0.1, number(0, 1))
     grad_clip: float = setting(1.0, positive)
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
+    prefix_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the segments before the BPTT window
     checkpoint_segments: bool = setting(False, flag)
     fused_adamw: bool = setting(True, flag)
     eval_every: int = setting(25, whole(1))

@@ -16,7 +16,7 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      transformers' own SDPA path (its attention-mask builder, which `rmt` skips: unmasked_attention.py)
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
-     AdamW with torch.compile'd transformer blocks)
+     AdamW with torch.compile'd transformer blocks; part a then adds the bf16 path with compiled blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
      64 segments, gradients through the last 16): the segments before the window on the model's own weights
@@ -167,7 +167,9 @@ def plain_forward(backbone, ids, segments: int, device):
     return run
 
 
-def part_a(models, factory, device, batch: int, segments: int) -> dict:
+def part_a(models, factory, device, batch: int, segments: int, compiled: bool = False) -> dict:
+    """With `compiled`, also the bf16 path with torch.compile'd transformer blocks (eager recurrence, no graphs),
+    timed after a warm-up call that compiles them."""
     samples = factory.sample_set("test", 0, segments, batch)
     ids = torch.randint(1000, 20000, (batch, SEGMENT), device=device)
     tokens = batch * segments * SEGMENT
@@ -179,6 +181,12 @@ def part_a(models, factory, device, batch: int, segments: int) -> dict:
         seconds = timed(lambda bf16=bf16, graphs=graphs: stream(models[bf16], factory, samples, device,
                                                                  cuda_graphs=graphs), device)
         out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
+    if compiled:
+        model = models[True].copy_without_caches()
+        compile_blocks(model)
+        seconds = timed(lambda: stream(model, factory, samples, device), device)
+        out["recurrent_bf16_compiled_tok_s"], out["ratio_bf16_compiled"] = tokens / seconds, plain_s / seconds
+        del model
     return out
 
 
@@ -480,7 +488,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="part d: batch and segments of the step gather, segments of the sample made whole")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per figure (their median)")
     parser.add_argument("--compile", action="store_true",
-                        help="parts t and s: also rows with torch.compile'd transformer blocks (and fused AdamW)")
+                        help="parts t and s: also rows with torch.compile'd transformer blocks (and fused AdamW); "
+                             "part a: also the bf16 path with compiled blocks")
     parser.add_argument("--profile", action="store_true",
                         help="parts t and s: the top ops of one step (keys t_profile, s_profile)")
     parser.add_argument("--quick", action="store_true",
@@ -520,7 +529,7 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         model.graph_devices = ("cuda", "cpu")  # the graph paths' static buffers, run eagerly
     models = {False: model, True: bf16_copy(model)} if parts & set("acg") else {False: model}
     if "a" in parts:
-        out["a"] = part_a(models, factory, device, args.batch, args.segments)
+        out["a"] = part_a(models, factory, device, args.batch, args.segments, args.compile)
         print_part(f"{geometry} a", out["a"])
         save()
     if "b" in parts:

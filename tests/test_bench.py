@@ -56,6 +56,15 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
 
 
 @pytest.mark.slow
+def test_part_a_times_the_bf16_path_with_compiled_blocks(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "a", "--compile", "--out", out)
+    assert result.returncode == 0, result.stderr
+    a = json.loads(out.read_text())["tiny"]["a"]
+    assert a["recurrent_bf16_compiled_tok_s"] > 0 and a["ratio_bf16_compiled"] > 0
+
+
+@pytest.mark.slow
 def test_compiled_training_rows_and_the_profile_of_the_decoder(tmp_path):
     out = tmp_path / "bench.json"
     result = run(BENCH / "bench_engine.py", "--quick", "--parts", "s", "--train-segments", "1", "--compile",

@@ -282,6 +282,10 @@ class RecurrentMemory(nn.Module):
             answer = torch.cat([answer, self.answer_logits(readout[:, -1]).argmax(-1, keepdim=True)], dim=1)
         return answer
 
+    def copy_without_caches(self) -> RecurrentMemory:
+        """A deep copy of this model whose caches (its CUDA graphs, its prefix copy) start empty."""
+        return copy.deepcopy(self, memo={id(self.segment_graphs): {}, id(self.prefix_copy): {}})
+
     def read_prefix(self, steps: list[Tensor], memory: Tensor) -> Tensor:
         """The memory after truncated BPTT's segments before the window (`steps`, right-aligned as in `forward`),
         read without autograd by a copy of this model in `prefix_dtype` (its weights copied from this model's at
@@ -289,8 +293,7 @@ class RecurrentMemory(nn.Module):
         device, dtype = memory.device, self.prefix_dtype
         model = self.prefix_copy.get("model")
         if model is None or model.initial_memory.device != device:
-            # The copy shares no state with this model; its own caches start empty.
-            model = copy.deepcopy(self, memo={id(self.segment_graphs): {}, id(self.prefix_copy): {}}).to(dtype)
+            model = self.copy_without_caches().to(dtype)
             self.prefix_copy["model"] = model
         model.train(self.training)
         state = memory.detach().to(dtype)

@@ -551,6 +551,11 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         fast.segment_graphs.clear()
     del models
     free(device)
+    if "p" in parts:  # before t, which may leave the blocks compiled
+        segments, window = integers(args.bptt.replace(":", ","))
+        out["p"] = part_p(model, factory, device, args.train_batch, segments, window)
+        print_part(f"{geometry} p", out["p"])
+        save()
     if "t" in parts:
         out["t"], top = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak,
                                args.compile, args.profile)
@@ -558,11 +563,6 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         if top:
             out["t_profile"] = top
             print_part(f"{geometry} t_profile", top)
-        save()
-    if "p" in parts:
-        segments, window = integers(args.bptt.replace(":", ","))
-        out["p"] = part_p(model, factory, device, args.train_batch, segments, window)
-        print_part(f"{geometry} p", out["p"])
         save()
 
 

@@ -1,10 +1,11 @@
-"""One stage of every seed's training, side by side: its training loss (mean over each block of steps) and every
-validation, from each seed's train_metrics.jsonl.
+"""One stage of every seed's training, side by side: its training loss (mean over each block of steps), its largest
+gradient norm (before clipping) in each block, and every validation, from each seed's train_metrics.jsonl.
 
     python results/paper/analysis/stage_curves.py results/paper/detect --stage 8 --block 100
 
 Tells a stage whose training inputs are not yet solved (loss left to learn from) from one whose inputs are solved
-while its longer validation inputs are not (a gap of length: nothing left to learn at these lengths).
+while its longer validation inputs are not (a gap of length: nothing left to learn at these lengths), and shows the
+gradient spikes that undo what a stage had learnt.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ def stage_rows(path: Path, stage: int) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
-def loss_blocks(train: list[dict], block: int) -> list[tuple[int, float]]:
-    """(last step of the block, mean logged loss) for each block of `block` steps."""
-    blocks: dict[int, list[float]] = {}
+def blocks_of(train: list[dict], block: int) -> list[tuple[int, float, float]]:
+    """(last step of the block, mean logged loss, largest logged gradient norm) for each block of `block` steps."""
+    blocks: dict[int, list[dict]] = {}
     for row in train:
-        blocks.setdefault((row["step"] - 1) // block, []).append(row["loss"])
-    return [((index + 1) * block, mean(losses)) for index, losses in sorted(blocks.items())]
+        blocks.setdefault((row["step"] - 1) // block, []).append(row)
+    return [((index + 1) * block, mean(row["loss"] for row in rows), max(row["grad_norm"] for row in rows))
+            for index, rows in sorted(blocks.items())]
 
 
 def main() -> None:
@@ -47,8 +49,9 @@ def main() -> None:
             raise SystemExit(f"{path} has no training steps in stage {args.stage}")
         length = val[0]["segments"] if val else "?"
         print(f"{path.parent.name}, stage {args.stage} ({train[0]['segments']} segments):")
-        print("  training loss by steps: " + ", ".join(f"≤{step}: {loss:.2f}" for step, loss in
-                                                      loss_blocks(train, args.block)))
+        blocks = blocks_of(train, args.block)
+        print("  training loss by steps: " + ", ".join(f"≤{step}: {loss:.2f}" for step, loss, _ in blocks))
+        print("  largest gradient norm:  " + ", ".join(f"≤{step}: {norm:.1f}" for step, _, norm in blocks))
         print(f"  validation on {length} segments: " + ", ".join(f"{row['step']}: {row['val_accuracy']:.1%}"
                                                                 for row in val))
 

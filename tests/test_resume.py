@@ -168,3 +168,31 @@ def test_a_time_limit_between_validations_validates_the_steps_since_the_last_one
     stage1 = [line for line in uninterrupted_in_process if line.get("stage") == 1 and line["kind"] == "train"]
     assert [line for line in resumed if line.get("stage") == 1 and line["kind"] == "train"] == stage1
     assert resumed[-1]["kind"] == "summary" and resumed[-1]["completed"]
+
+
+def test_skip_spikes_skips_the_optimizer_step_of_a_gradient_norm_far_above_the_stage_median(
+        smoke_cfg, tmp_path, monkeypatch, capsys):
+    import torch
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"skip_spikes": 5.0},
+                                      "curriculum": {"stages": [{"segments": 1, "steps": 14}]}})
+    clip, calls, steps_taken = torch.nn.utils.clip_grad_norm_, [], []
+
+    def spiking_clip(parameters, max_norm):  # the real clipping; the 12th step reports a norm 1,000 times larger
+        calls.append(1)
+        norm = clip(parameters, max_norm)
+        return norm * 1000 if len(calls) == 12 else norm
+
+    adamw_step = torch.optim.AdamW.step
+
+    def counted_step(self, *args, **kwargs):
+        steps_taken.append(1)
+        return adamw_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spiking_clip)
+    monkeypatch.setattr(torch.optim.AdamW, "step", counted_step)
+    lines = [line for line in train_in_process(cfg, tmp_path / "run") if line["kind"] == "train"]
+    assert len(calls) == 14 and len(steps_taken) == 13
+    assert [line["skipped_steps"] for line in lines] == [0] * 11 + [1] * 3
+    assert "stage 1 step 12: gradient norm" in capsys.readouterr().out

@@ -79,3 +79,15 @@ def test_the_random_number_generator_continues_where_it_was_saved():
     expected = torch.rand(3)
     set_rng(saved)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_spike_guard_travels_with_the_state_only_once_it_has_seen_a_step(tmp_path):
+    state = mid_stage()
+    state.recent_grad_norms, state.skipped_steps = [0.5, 0.25, 0.75], 1
+    saved = state.state_dict()
+    assert set(saved) == SAVED_KEYS | {"spike_guard"}
+    loaded = TrainState()
+    loaded.load_state_dict(through_a_file(saved, tmp_path))
+    assert (loaded.recent_grad_norms, loaded.skipped_steps) == ([0.5, 0.25, 0.75], 1) and same_states(loaded, state)
+    loaded.begin_stage(3)
+    assert (loaded.recent_grad_norms, loaded.skipped_steps) == ([], 0)  # each stage has its own median

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
 
 log = logging.getLogger(__name__)
+SPIKE_WINDOW, SPIKE_HISTORY = 50, 10  # trainer.skip_spikes: the median of the last 50 steps' norms, from the 10th
 
 
 def check_trainer(cfg, ranks: distributed.Ranks) -> None:
@@ -326,18 +328,39 @@ class Trainer:
                               f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
         if step % self.cfg.trainer.log_every == 0 or step == 1:
             self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
-                               lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                               lr=scheduler.get_last_lr()[0], grad_norm=grad_norm, **self.spike_fields(),
                                tokens_per_s=round(tokens_per_s, 1), **self.flops.fields(tokens_per_s),
                                **loggers.peak_gpu_memory(self.experiment.device))
+
+    def spike_fields(self) -> dict:
+        return {} if self.cfg.trainer.skip_spikes is None else {"skipped_steps": self.state.skipped_steps}
 
     def optimizer_step(self, run: StageRun) -> tuple[float, int, float]:
         """Returns the global batch's mean loss, the tokens all ranks read and the gradient norm before clipping."""
         run.optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.accumulate_gradients(run.stage, self.state.step)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
-        run.optimizer.step()
+        if self.cfg.trainer.skip_spikes is None or self.admits(grad_norm.item()):
+            run.optimizer.step()
         run.scheduler.step()
         return loss, tokens, grad_norm.item()
+
+    def admits(self, grad_norm: float) -> bool:
+        """trainer.skip_spikes: False for a gradient norm (before clipping) above that many times the median of the
+        stage's recent ones, or not finite: the step is skipped, so that neither the weights nor the optimizer's
+        moments take it in (a clipped spike still moves Adam's weights by a full step and its momentum for several
+        more). The norms of the steps taken make the median: the stage's last SPIKE_WINDOW, once there are
+        SPIKE_HISTORY of them."""
+        recent = self.state.recent_grad_norms
+        median = statistics.median(recent) if len(recent) >= SPIKE_HISTORY else math.inf
+        if not grad_norm <= self.cfg.trainer.skip_spikes * median:  # also true for a NaN
+            self.state.skipped_steps += 1
+            self.reporter.note(f"stage {self.state.stage} step {self.state.step}: gradient norm {grad_norm:.3g}, "
+                               f"{grad_norm / median:.0f}× the median of the last {len(recent)} steps; skipped")
+            return False
+        recent.append(grad_norm)
+        del recent[:-SPIKE_WINDOW]
+        return True
 
     def accumulate_gradients(self, stage: Stage, step: int) -> tuple[float, int]:
         """Forward and backward of this rank's slice of the next global batch (all of it for a lone process).

@@ -10,6 +10,8 @@ earlier versions load too:
     metrics_lines                         lines of metrics.jsonl written up to this state
     torch_rng, cuda_rng                   rank 0's random number generator states (cuda_rng only with CUDA)
     rank_rng                              data-parallel runs only: every rank's, in rank order
+    spike_guard                           with trainer.skip_spikes, once it has seen a step: the stage's recent
+                                          gradient norms and how many of its steps it skipped
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class TrainState:
     summary: list[dict] = field(default_factory=list)
     metrics_lines: int = 0
     rank_rng: list[RngState] = field(default_factory=list)  # every rank's, in rank order, as of the last save
+    recent_grad_norms: list[float] = field(default_factory=list)  # trainer.skip_spikes: the stage's last norms
+    skipped_steps: int = 0  # trainer.skip_spikes: the stage's steps skipped as gradient spikes
 
     def pending(self, stage_number: int) -> bool:
         """Whether stage `stage_number` still has steps to run (or its last validation to take)."""
@@ -61,6 +65,7 @@ class TrainState:
         """Before its first step (a finished run may go on into stages added to its curriculum)."""
         self.stage, self.step, self.best_accuracy = stage_number, 0, -1.0
         self.stage_done = self.finished = False
+        self.recent_grad_norms, self.skipped_steps = [], 0
 
     def end_stage(self, row: dict) -> None:
         """The stage is done; its `row` joins the summary."""
@@ -78,11 +83,13 @@ class TrainState:
         return self.rank_rng[rank] if world > 1 and len(self.rank_rng) == world else self.rank_rng[0]
 
     def state_dict(self) -> dict:
-        state = {"stage": self.stage, "step": self.step, "stage_done": self.stage_done, "finished": self.finished,
+        state: dict = {"stage": self.stage, "step": self.step, "stage_done": self.stage_done, "finished": self.finished,
                  "best_accuracy": self.best_accuracy, "next_sample": self.next_sample, "summary": self.summary,
                  "metrics_lines": self.metrics_lines, **self.rank_rng[0]}
         if len(self.rank_rng) > 1:
             state["rank_rng"] = self.rank_rng
+        if self.recent_grad_norms or self.skipped_steps:
+            state["spike_guard"] = {"recent_grad_norms": self.recent_grad_norms, "skipped_steps": self.skipped_steps}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -93,3 +100,6 @@ class TrainState:
         self.summary, self.metrics_lines = state["summary"], state["metrics_lines"]
         own = {key: state[key] for key in ("torch_rng", "cuda_rng") if key in state}
         self.rank_rng = state.get("rank_rng", [own])
+        guard = state.get("spike_guard", {})
+        self.recent_grad_norms = list(guard.get("recent_grad_norms", []))
+        self.skipped_steps = guard.get("skipped_steps", 0)

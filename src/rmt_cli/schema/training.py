@@ -34,6 +34,8 @@ class TrainerConfig:
     scheduler: str = setting("linear", scheduler)
     warmup_ratio: float = setting(0.1, number(0, 1))
     grad_clip: float = setting(1.0, positive)
+    skip_spikes: Optional[float] = setting(None, optional(positive))  # skip a step whose gradient norm is this many
+                                                                      # times the stage's recent median (null: never)
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     prefix_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the segments before the BPTT window
     checkpoint_segments: bool = setting(False, flag)

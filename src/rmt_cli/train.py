@@ -353,10 +353,12 @@ class Trainer:
         SPIKE_HISTORY of them."""
         recent = self.state.recent_grad_norms
         median = statistics.median(recent) if len(recent) >= SPIKE_HISTORY else math.inf
-        if not grad_norm <= self.cfg.trainer.skip_spikes * median:  # also true for a NaN
+        if not math.isfinite(grad_norm) or grad_norm > self.cfg.trainer.skip_spikes * median:
             self.state.skipped_steps += 1
-            self.reporter.note(f"stage {self.state.stage} step {self.state.step}: gradient norm {grad_norm:.3g}, "
-                               f"{grad_norm / median:.0f}× the median of the last {len(recent)} steps; skipped")
+            times = (f", {grad_norm / median:.0f}× the median of the last {len(recent)} steps"
+                     if math.isfinite(grad_norm) and math.isfinite(median) else "")
+            self.reporter.note(f"stage {self.state.stage} step {self.state.step}: gradient norm "
+                               f"{grad_norm:.3g}{times}; step skipped")
             return False
         recent.append(grad_norm)
         del recent[:-SPIKE_WINDOW]

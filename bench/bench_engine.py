@@ -18,6 +18,8 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks; part a then adds the bf16 path with compiled blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
+  w  training steps with full BPTT over 1..8 segments (fused AdamW), on the fp32 weights under autocast and on a bf16
+     working copy without autocast (trainer.compute_dtype=bf16)
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
      64 segments, gradients through the last 16): the segments before the window on the model's own weights
      (fp32 under autocast) and on a bf16 copy (trainer.prefix_dtype=bf16)
@@ -50,6 +52,7 @@ from rmt_cli.samples import SampleFactory
 from rmt_cli.task_spec import TaskSpec
 from rmt_cli.train import build_optimizer
 from rmt_cli.unmasked_attention import skip_attention_masks
+from rmt_cli.working_copy import WorkingCopy
 
 GEOMETRIES = {
     "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -442,6 +445,40 @@ def part_p(model, factory, device, batch: int, segments: int, window: int) -> li
     return rows
 
 
+def part_w(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+    """Training steps as `rmt train` takes them with trainer.compute_dtype fp32 and bf16 (fused AdamW, clipping),
+    full BPTT over each segment count."""
+    per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
+    model.train()
+    optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
+    working = WorkingCopy(model)
+    rows = []
+    for segments in segment_list:
+        plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
+        labels = torch.from_numpy(plan.labels()).to(device)
+        for name in ("fp32", "bf16"):
+            def step(name=name, plan=plan, labels=labels):
+                optimizer.zero_grad(set_to_none=True)
+                steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
+                if name == "fp32":
+                    with autocast(device):
+                        torch.nn.functional.cross_entropy(model(steps).logits.float(), labels).backward()
+                else:
+                    copy_model = working.refreshed()
+                    torch.nn.functional.cross_entropy(copy_model(steps).logits.float(), labels).backward()
+                    working.pass_gradients()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+            seconds = timed(step, device)
+            rows.append({"segments": segments, "compute_dtype": name, "batch": batch, "step_s": seconds,
+                         "tok_s": batch * segments * SEGMENT / seconds,
+                         "mfu": None if not peak_tflops else
+                         per_segment * batch * segments / seconds / (peak_tflops * 1e12)})
+        rows[-1]["speedup"] = rows[-2]["step_s"] / rows[-1]["step_s"]
+    model.eval()
+    return rows
+
+
 def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
            compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
     """The decoder step of a generate-head run: random content tokens, the answer read after the last question.
@@ -472,7 +509,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,t,p,s")
+    parser.add_argument("--parts", default="a,b,c,d,g,t,w,p,s")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -551,6 +588,10 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         fast.segment_graphs.clear()
     del models
     free(device)
+    if "w" in parts:  # before t, which may leave the blocks compiled
+        out["w"] = part_w(model, factory, device, args.train_batch, integers(args.train_segments), peak)
+        print_part(f"{geometry} w", out["w"])
+        save()
     if "p" in parts:  # before t, which may leave the blocks compiled
         segments, window = integers(args.bptt.replace(":", ","))
         out["p"] = part_p(model, factory, device, args.train_batch, segments, window)

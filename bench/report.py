@@ -64,7 +64,7 @@ def training_table(rows: list, label: str) -> None:
 def main(path: str) -> None:
     bench = json.load(open(path))
     geometries = [g for g, value in bench.items() if isinstance(value, dict) and g != "d"]
-    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abctgsp"}
+    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abctgspw"}
     print(f"Card: {bench['card']}, torch {bench['torch']}, segments of {bench['segment']} positions with "
           f"{bench['memory']} memory vectors, bf16, random weights.")
     table(["geometry", "(a) plain bf16 forward, tok/s", "extrapolation, tok/s", "ratio (goal ≥ 0.85)",
@@ -90,6 +90,13 @@ def main(path: str) -> None:
         fast_path_tables(parts)
     if parts["s"]:
         training_table([(g, row) for g, rows in parts["s"] for row in rows], "(s) decoder train")
+    if parts["w"]:
+        table(["geometry", "(w) segments", "training step runs on", "train tok/s", "MFU", "step, s", "speed-up"],
+              ["---", "--:", "---", "--:", "--:", "--:", "--:"],
+              [[f"{g} (batch {row['batch']})", str(row["segments"]),
+                "bf16 working copy" if row["compute_dtype"] == "bf16" else "fp32 weights, autocast",
+                fmt(row["tok_s"]), "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", f"{row['step_s']:.3f}",
+                ratio(row.get("speedup"))] for g, rows in parts["w"] for row in rows])
     if parts["p"]:
         table(["geometry", "(p) segments, BPTT window", "segments before the window", "train tok/s", "step, s",
                "speed-up", "peak GPU memory, MB"], ["---", "--:", "---", "--:", "--:", "--:", "--:"],

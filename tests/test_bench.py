@@ -46,6 +46,9 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
                                                                                            (4, 2, "bf16")]
     assert all(r["tok_s"] > 0 for r in tiny["p"]) and tiny["p"][1]["speedup"] > 0
+    assert [(r["segments"], r["compute_dtype"]) for r in tiny["w"]] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
+                                                                         (2, "bf16")]
+    assert all(r["tok_s"] > 0 for r in tiny["w"]) and tiny["w"][1]["speedup"] > 0
     assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr
@@ -53,6 +56,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert "(s) decoder train tok/s" in report.stdout
     assert "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
     assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout
+    assert "| tiny (batch 2) | 2 | bf16 working copy |" in report.stdout
 
 
 @pytest.mark.slow

@@ -306,3 +306,30 @@ def test_a_bf16_prefix_stays_within_bf16_tolerance_of_the_plain_path_and_trains_
     assert torch.equal(plain(steps, grad_steps=2, n_steps=6).logits, tiny_engine.train()(steps, grad_steps=2,
                                                                                         n_steps=6).logits)
     tiny_engine.eval()
+
+
+def test_a_bf16_working_copy_hands_the_fp32_weights_the_gradients_of_the_fp32_path_at_bf16_precision(tiny_engine):
+    from rmt_cli.working_copy import WorkingCopy
+
+    steps, labels = mixed_batch_steps([5, 4, 2]), torch.tensor([1, 3, 5])
+    model = copy.deepcopy(tiny_engine).train()
+
+    def fp32_gradients():
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(steps, grad_steps=3, n_steps=5).logits, labels).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    working = WorkingCopy(model)
+    for _ in range(2):  # the second time after the weights changed, as after an optimizer step
+        expected = fp32_gradients()
+        model.zero_grad(set_to_none=True)
+        copy_model = working.refreshed()
+        torch.nn.functional.cross_entropy(copy_model(steps, grad_steps=3, n_steps=5).logits.float(), labels).backward()
+        working.pass_gradients()
+        passed = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert passed.dtype == torch.float32 and expected.norm() > 0
+        assert (passed - expected).norm() <= 0.05 * expected.norm()
+        assert all(p.grad is None for p in copy_model.parameters())
+        with torch.no_grad():
+            model.backbone.get_input_embeddings().weight.mul_(1.5)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -196,3 +196,45 @@ def test_skip_spikes_skips_the_optimizer_step_of_a_gradient_norm_far_above_the_s
     assert len(calls) == 14 and len(steps_taken) == 13
     assert [line["skipped_steps"] for line in lines] == [0] * 11 + [1] * 3
     assert "stage 1 step 12: gradient norm" in capsys.readouterr().out
+
+
+def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_fp32_path_does(smoke_cfg, tmp_path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.train import Trainer
+
+    runs = {}
+    for dtype in ("fp32", "bf16"):
+        cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"compute_dtype": dtype, "lr": 1e-4},
+                                          "curriculum": {"stages": [{"segments": 2, "steps": 4}]}})
+        experiment = build_experiment(cfg, "cpu", with_training_data=True)
+        before = {name: p.detach().clone() for name, p in experiment.model.named_parameters()}
+        (tmp_path / dtype).mkdir()
+        trainer = Trainer(cfg, experiment, curriculum_stages(cfg), tmp_path / dtype)
+        trainer.run()
+        runs[dtype] = (experiment.model, before, metrics(tmp_path / dtype), trainer)
+    (fp32, start, fp32_lines, _), (bf16, same_start, bf16_lines, trainer) = runs["fp32"], runs["bf16"]
+    assert all(torch.equal(start[name], same_start[name]) for name in start)
+    losses = [[line["loss"] for line in lines if line["kind"] == "train"] for lines in (fp32_lines, bf16_lines)]
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=0.02, atol=0.02)
+    assert {p.dtype for p in bf16.parameters()} == {torch.float32}
+    assert bf16.state_dict().keys() == fp32.state_dict().keys()
+    assert {p.dtype for p in trainer.working_copy.copy.parameters()} == {torch.bfloat16}
+    trained = dict(fp32.named_parameters())
+    for name, weight in bf16.named_parameters():  # the fp32 weights learnt from the copy's gradients
+        assert torch.equal(weight, start[name]) == torch.equal(trained[name], start[name]), name
+
+
+def test_compute_dtype_bf16_is_for_one_process():
+    from omegaconf import OmegaConf
+
+    from rmt_cli import distributed
+    from rmt_cli.errors import UsageError
+    from rmt_cli.train import check_trainer
+
+    cfg = OmegaConf.create({"trainer": {"devices": 2, "device": "cpu", "batch_size": 4, "compute_dtype": "bf16"}})
+    with pytest.raises(UsageError, match="trainer.compute_dtype=bf16 trains on one process"):
+        check_trainer(cfg, distributed.Ranks())

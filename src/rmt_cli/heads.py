@@ -46,7 +46,7 @@ class ClassifyHead:
         self.kind = kind
 
     def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
-        return F.cross_entropy(model(steps, **loop).logits, labels)
+        return F.cross_entropy(model(steps, **loop).logits.float(), labels)
 
     def predict(self, model, steps, **loop) -> Tensor:
         return model(steps, **loop).logits.argmax(-1)
@@ -78,7 +78,7 @@ class GenerateHead:
         # is read as more end tokens, which causal attention hides from the answer's own predictions.
         answer = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, self.end)
         logits = model(steps, answer=answer, **loop).logits
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
 
     def predict(self, model, steps, **loop) -> Tensor:
         return self.match(model.generate(steps, self.answer_length, **loop))

@@ -19,6 +19,7 @@ import logging
 import math
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -42,6 +43,7 @@ from rmt_cli.run_changes import check_same_run
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
+from rmt_cli.working_copy import WorkingCopy
 
 log = logging.getLogger(__name__)
 SPIKE_WINDOW, SPIKE_HISTORY = 50, 10  # trainer.skip_spikes: the median of the last 50 steps' norms, from the 10th
@@ -55,6 +57,9 @@ def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     if trainer.batch_size % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
                          f"{world} processes; use a multiple of {world}")
+    if trainer.compute_dtype != "fp32" and world > 1:
+        raise UsageError(f"trainer.compute_dtype={trainer.compute_dtype} trains on one process; with "
+                         f"trainer.devices={devices} use trainer.compute_dtype=fp32")
     if devices > 1 and distributed.wants_cuda(trainer.device) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
@@ -133,6 +138,8 @@ class Trainer:
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
         self.model.prefix_dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.prefix_dtype]
+        # trainer.compute_dtype=bf16: steps run on a bf16 copy of the model (working_copy.py)
+        self.working_copy = WorkingCopy(self.model) if cfg.trainer.compute_dtype == "bf16" else None
         self.step_model: torch.nn.Module = self.model  # what a training step calls: the model, or its DDP wrapper
         if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -377,10 +384,15 @@ class Trainer:
         device = experiment.device
         steps = [to_device(tokens, device) for tokens in host_steps]
         labels = to_device(plan.labels(), device)
-        with experiment.autocast():
-            loss = experiment.head.loss(self.step_model, steps, labels, grad_steps=stage.bptt_segments,
+        model, autocast = self.step_model, experiment.autocast()
+        if self.working_copy is not None:
+            model, autocast = self.working_copy.refreshed(), nullcontext()
+        with autocast:
+            loss = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
                                         checkpoint_segments=trainer.checkpoint_segments)
         loss.backward()
+        if self.working_copy is not None:
+            self.working_copy.pass_gradients()
         if step < stage.steps:  # the device still runs this backward: assemble the next batch meanwhile
             self.prefetched = ((stage.number, self.state.next_sample), self.host_batch(stage, self.state.next_sample))
         loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)

@@ -38,6 +38,7 @@ class TrainerConfig:
                                                                       # times the stage's recent median (null: never)
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     prefix_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the segments before the BPTT window
+    compute_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the weights a training step runs on
     checkpoint_segments: bool = setting(False, flag)
     fused_adamw: bool = setting(True, flag)
     eval_every: int = setting(25, whole(1))

@@ -145,12 +145,6 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
                segment_length)
 
 
-def dotted_keys(node: dict, prefix: str) -> list[str]:
-    """Each leaf of a nested dict as a dotted key under `prefix`: {"tokenizer": {"a": 1}} -> prefix.tokenizer.a"""
-    return [key for name, value in node.items()
-            for key in (dotted_keys(value, f"{prefix}.{name}") if isinstance(value, dict) else [f"{prefix}.{name}"])]
-
-
 def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run:
     """A trained model from `rmt train`'s run folder (its last stage's best checkpoint), one checkpoint folder, or
     the folder `rmt export` wrote.
@@ -166,6 +160,7 @@ def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run
     from rmt_cli.code_trust import CodeNotAllowed, check_checkpoint_backbone
     from rmt_cli.errors import UsageError
     from rmt_cli.experiment import head_kind, pick_device
+    from rmt_cli.run_changes import flatten
     from rmt_cli.trained_run import typed_run_config
 
     chosen = pick_device(device)
@@ -177,7 +172,7 @@ def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run
     cfg = typed_run_config("train", merged)
     try:
         check_checkpoint_backbone(OmegaConf.to_container(cfg.backbone),  # type: ignore[arg-type]  # a dict
-                                  set(dotted_keys(given, "backbone")), folder)
+                                  set(flatten({"backbone": given})), folder)
     except CodeNotAllowed as refused:
         allow: Any = refused.value
         for name in reversed(refused.key.split(".")[1:]):

@@ -41,6 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from rmt_cli.working_copy import WorkingCopy
+
 LAYOUTS = ("encoder", "decoder")
 HEADS = ("classify", "pooler", "generate")
 SPECIAL_TOKENS_PER_SEGMENT = 3  # encoder layout: [CLS], [SEP] after memory, final [SEP]
@@ -129,7 +131,7 @@ class RecurrentMemory(nn.Module):
         self.head = {"classify": nn.Sequential(*classifier), "pooler": nn.Sequential(*pooled, *classifier),
                      "generate": None}[head]
         self.segment_graphs: dict[tuple, SegmentGraph] = {}  # a plain attribute: not module state
-        self.prefix_copy: dict[str, RecurrentMemory] = {}  # the prefix_dtype copy (not module state), made on use
+        self.prefix_copy: dict[str, WorkingCopy] = {}  # the prefix_dtype copy (not module state), made on use
 
     def start_memory(self, batch: int) -> Tensor:
         return self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
@@ -224,7 +226,8 @@ class RecurrentMemory(nn.Module):
         if detach_before and self.prefix_dtype is not None and torch.is_grad_enabled():
             steps = iter(steps)
             prefix = list(itertools.islice(steps, detach_before))
-            memory, first, rows = self.read_prefix(prefix, memory), detach_before, prefix[-1].shape[0]
+            memory = self.read_prefix(prefix, memory, self.prefix_dtype)
+            first, rows = detach_before, prefix[-1].shape[0]
         for step, tokens in enumerate(steps, start=first):
             if detach_before is not None and step == detach_before:
                 # Rows that have read a segment continue from a memory without history; rows that start inside the
@@ -286,20 +289,17 @@ class RecurrentMemory(nn.Module):
         """A deep copy of this model whose caches (its CUDA graphs, its prefix copy) start empty."""
         return copy.deepcopy(self, memo={id(self.segment_graphs): {}, id(self.prefix_copy): {}})
 
-    def read_prefix(self, steps: list[Tensor], memory: Tensor) -> Tensor:
+    def read_prefix(self, steps: list[Tensor], memory: Tensor, dtype: torch.dtype) -> Tensor:
         """The memory after truncated BPTT's segments before the window (`steps`, right-aligned as in `forward`),
-        read without autograd by a copy of this model in `prefix_dtype` (its weights copied from this model's at
-        each call, its dropout as this model's), without autocast; returned in the memory's dtype."""
-        device, dtype = memory.device, self.prefix_dtype
-        model = self.prefix_copy.get("model")
-        if model is None or model.initial_memory.device != device:
-            model = self.copy_without_caches().to(dtype)
-            self.prefix_copy["model"] = model
-        model.train(self.training)
+        read without autograd by a WorkingCopy of this model in `dtype` (refreshed from this model's weights at each
+        call), without autocast; returned in the memory's dtype."""
+        device = memory.device
+        working = self.prefix_copy.get("copy")
+        if working is None or working.copy.initial_memory.device != device:
+            working = self.prefix_copy["copy"] = WorkingCopy(self, dtype)
         state = memory.detach().to(dtype)
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
-            for copied, own in zip(model.parameters(), self.parameters(), strict=True):
-                copied.copy_(own)
+            model = working.refreshed()
             for tokens in steps:
                 new_state, _ = model._read_states(state[:tokens.shape[0]], tokens)
                 state = keep_unstarted_rows(new_state, state)

@@ -1,4 +1,5 @@
-"""`trainer.compute_dtype=bf16`: training steps that run on a bf16 copy of the model, without autocast.
+"""A bf16 copy of the model that runs without autocast: whole training steps with `trainer.compute_dtype=bf16`,
+the segments before a BPTT window with `trainer.prefix_dtype=bf16` (engine.RecurrentMemory.read_prefix).
 
 The fp32 weights stay the model's (master weights: the optimizer updates them, checkpoints save them, validation
 reads them). Before each step the copy takes their values; after the backward pass its bf16 gradients are handed to
@@ -9,9 +10,12 @@ without autocast on bf16 weights it does not (bench part p: the segments before 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from rmt_cli.engine import RecurrentMemory
+if TYPE_CHECKING:  # the engine keeps a WorkingCopy for its prefix
+    from rmt_cli.engine import RecurrentMemory
 
 
 class WorkingCopy:

@@ -18,10 +18,10 @@ class Stage:
     steps: int
     lr: float
     warmup_ratio: float
+    val_samples: int  # size of the stage's fixed validation set
+    eval_every: int  # validate every N steps (and at the stage's end)
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
-    val_samples: int = 64  # size of the stage's fixed validation set
-    eval_every: int = 25  # validate every N steps (and at the stage's end)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
 

@@ -323,15 +323,38 @@ def compile_blocks(model: RecurrentMemory) -> None:
         block.compile()
 
 
-def training_step(model, optimizer, loss_of, device):
+def training_step(model, optimizer, loss_of, device, working: WorkingCopy | None = None):
+    """One step as `rmt train` takes it; `loss_of(runner)` is one batch's loss computed by `runner`: the model under
+    autocast, or with `working` its bf16 working copy, whose gradients then go back to the model."""
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
-            loss = loss_of()
+        if working is None:
+            with autocast(device):
+                loss = loss_of(model)
+        else:
+            loss = loss_of(working.refreshed())
         loss.backward()
+        if working is not None:
+            working.pass_gradients()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
     return step
+
+
+def classify_losses(factory, device, batch: int):
+    """make_loss(segments, checkpointing=False, **loop) of the encoder parts: a function of the model that runs
+    (`training_step`'s runner) giving the loss of one batch of `segments`-segment samples, its steps assembled on the
+    host each time; `loop` goes to the engine's forward (grad_steps, n_steps)."""
+    def make_loss(segments, checkpointing=False, **loop):
+        plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
+        labels = torch.from_numpy(plan.labels()).to(device)
+
+        def loss(runner):
+            steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
+            out = runner(steps, checkpoint_segments=checkpointing, **loop)
+            return torch.nn.functional.cross_entropy(out.logits.float(), labels)
+        return loss
+    return make_loss
 
 
 def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list[dict]:
@@ -361,7 +384,8 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
     AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW; with `compiled`, then
     fused AdamW with compiled transformer blocks (last: the blocks stay compiled).
 
-    make_loss(segments, checkpointing) returns a function computing one step's loss from fresh host batches."""
+    make_loss(segments, checkpointing) returns a function of the runner computing one step's loss from fresh host
+    batches (`training_step`)."""
     rows = []
     model.train()
     for fused, compile_now in ((False, False), (True, False), *([(True, True)] if compiled else [])):
@@ -397,18 +421,8 @@ def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tfl
     shape = shape_from_hf_config(model.backbone.config, "bench")
     # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
     per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
-
-    def make_loss(segments, checkpointing):
-        plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
-        labels = torch.from_numpy(plan.labels()).to(device)
-
-        def loss():
-            steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
-            out = model(steps, checkpoint_segments=checkpointing)
-            return torch.nn.functional.cross_entropy(out.logits, labels)
-        return loss
-
-    return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
+    return profiled_rows(model, classify_losses(factory, device, batch), segment_list, batch, device, per_segment,
+                         peak_tflops, compiled, profile)
 
 
 def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile):
@@ -419,14 +433,7 @@ def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, pe
 def part_p(model, factory, device, batch: int, segments: int, window: int) -> list[dict]:
     """Training steps (fused AdamW, autocast, clipping) on `segments`-segment samples with gradients through the last
     `window`, the segments before it read as `trainer.prefix_dtype` fp32 and bf16 read them."""
-    plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
-    labels = torch.from_numpy(plan.labels()).to(device)
-
-    def loss():
-        steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
-        out = model(steps, grad_steps=window, n_steps=len(steps))
-        return torch.nn.functional.cross_entropy(out.logits, labels)
-
+    loss = classify_losses(factory, device, batch)(segments, grad_steps=window, n_steps=segments)
     rows = []
     model.train()
     optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
@@ -451,25 +458,12 @@ def part_w(model, factory, device, batch: int, segment_list: list[int], peak_tfl
     per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
     model.train()
     optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
-    working = WorkingCopy(model)
+    make_loss, working = classify_losses(factory, device, batch), WorkingCopy(model)
     rows = []
     for segments in segment_list:
-        plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
-        labels = torch.from_numpy(plan.labels()).to(device)
-        for name in ("fp32", "bf16"):
-            def step(name=name, plan=plan, labels=labels):
-                optimizer.zero_grad(set_to_none=True)
-                steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
-                if name == "fp32":
-                    with autocast(device):
-                        torch.nn.functional.cross_entropy(model(steps).logits.float(), labels).backward()
-                else:
-                    copy_model = working.refreshed()
-                    torch.nn.functional.cross_entropy(copy_model(steps).logits.float(), labels).backward()
-                    working.pass_gradients()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-            seconds = timed(step, device)
+        loss = make_loss(segments)
+        for name, runs_on in (("fp32", None), ("bf16", working)):
+            seconds = timed(training_step(model, optimizer, loss, device, runs_on), device)
             rows.append({"segments": segments, "compute_dtype": name, "batch": batch, "step_s": seconds,
                          "tok_s": batch * segments * SEGMENT / seconds,
                          "mfu": None if not peak_tflops else
@@ -495,9 +489,9 @@ def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: floa
                       for _ in range(segments)]
         targets = torch.randint(1000, config.vocab_size, (batch, ANSWER_TOKENS), device=device)
 
-        def loss():
+        def loss(runner):
             steps = [to_device(tokens.numpy(), device) for tokens in steps_host]
-            logits = model(steps, answer=targets[:, :-1], checkpoint_segments=checkpointing).logits
+            logits = runner(steps, answer=targets[:, :-1], checkpoint_segments=checkpointing).logits
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss
 

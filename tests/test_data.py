@@ -164,9 +164,10 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     from rmt_cli.schema import TrainConfig, typed_node
 
     cfg = typed_node(TrainConfig, {"trainer": {"lr": 1e-4, "warmup_ratio": 0.1, "bptt_segments": None,
-                                               "val_samples": 64, "eval_every": 25},
+                                               "val_samples": 64, "eval_every": 25, "checkpoint_segments": False},
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
+                                                       "checkpoint_segments": True,
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
                                                        "val_samples": 128, "eval_every": 100,
                                                        "advance_at": 0.97, "confuser_share": 0.25,
@@ -175,6 +176,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.val_samples, first.eval_every, last.val_samples, last.eval_every) == (64, 25, 128, 100)
     assert (first.warmup_ratio, first.bptt_segments, first.mix.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.mix.facts_in_last, last.lr) == (8, 8, 2e-5)
+    assert (first.checkpoint_segments, last.checkpoint_segments) == (False, True)
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)

@@ -228,6 +228,30 @@ def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_f
         assert torch.equal(weight, start[name]) == torch.equal(trained[name], start[name]), name
 
 
+def test_a_stage_that_checkpoints_its_segments_trains_as_the_stage_that_keeps_its_activations(
+        smoke_cfg, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rmt_cli import engine
+
+    asked = []
+    original = engine.RecurrentMemory.forward
+
+    def forward(self, *args, **kwargs):
+        if kwargs.get("checkpoint_segments"):
+            asked.append(True)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.RecurrentMemory, "forward", forward)
+    runs = {}
+    for name, second_stage in (("kept", {}), ("recomputed", {"checkpoint_segments": True})):
+        cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 3},
+                                                                    {"segments": 3, "steps": 3, **second_stage}]}})
+        runs[name] = train_in_process(cfg, tmp_path / name)
+    assert asked == [True] * 3  # the second stage's three steps, and no validation
+    assert runs["recomputed"] == runs["kept"]  # recomputation replays dropout's random numbers
+
+
 def test_compute_dtype_bf16_is_for_one_process():
     from omegaconf import OmegaConf
 

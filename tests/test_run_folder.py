@@ -180,3 +180,16 @@ def test_one_bad_sweep_point_does_not_stop_the_good_ones(tmp_path):
                                                       "memory.size=0 must be at least 1")
     assert (tmp_path / "1_memorize" / "checkpoints" / "stage1-best").is_dir()
     assert not (tmp_path / "0_memorize").exists()
+
+
+def test_checkpointing_segments_in_the_trainer_or_a_stage_is_no_change_of_the_run():
+    from rmt_cli.run_changes import config_changes
+
+    saved = {"trainer": {"checkpoint_segments": False, "lr": 1e-3},
+             "curriculum": {"stages": [{"segments": 1, "steps": 5}, {"segments": 8, "steps": 5}]}}
+    rerun = {"trainer": {"checkpoint_segments": True, "lr": 1e-3},
+             "curriculum": {"stages": [{"segments": 1, "steps": 5},
+                                       {"segments": 8, "steps": 5, "checkpoint_segments": True}]}}
+    assert config_changes(saved, rerun) == []
+    rerun["curriculum"]["stages"][1]["bptt_segments"] = 4
+    assert config_changes(saved, rerun) == ["curriculum.stages[1].bptt_segments: None → 4"]

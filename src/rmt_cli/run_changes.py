@@ -32,6 +32,11 @@ def flatten(value, prefix: str = "") -> dict:
     return flat
 
 
+def not_altering(key: str) -> bool:
+    # a curriculum stage's own checkpoint_segments, like the trainer's, trades memory for time
+    return key in NOT_ALTERING or (key.startswith("curriculum.stages[") and key.endswith("].checkpoint_segments"))
+
+
 def config_changes(saved: dict, current: dict) -> list[str]:
     """`key: old → new` for every key whose value alters the run. Curriculum stages added after the saved ones
     are a continuation, not a change."""
@@ -42,7 +47,7 @@ def config_changes(saved: dict, current: dict) -> list[str]:
     old, new = flatten(saved), flatten(current)
     changes = []
     for key in sorted(set(old) | set(new)):
-        if key in NOT_ALTERING or old.get(key) == new.get(key):
+        if not_altering(key) or old.get(key) == new.get(key):
             continue  # a key one side lacks counts as null: configs gain keys with a null default
         changes.append(f"{key}: {old.get(key)} → {new.get(key)}")
     return changes

@@ -389,7 +389,7 @@ class Trainer:
             model, autocast = self.working_copy.refreshed(), nullcontext()
         with autocast:
             loss = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
-                                        checkpoint_segments=trainer.checkpoint_segments)
+                                        checkpoint_segments=stage.checkpoint_segments)
         loss.backward()
         if self.working_copy is not None:
             self.working_copy.pass_gradients()

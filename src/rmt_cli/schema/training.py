@@ -59,6 +59,7 @@ class StageConfig:
     lr: Optional[float] = setting(None, optional(positive))
     warmup_ratio: Optional[float] = setting(None, optional(number(0, 1)))
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
+    checkpoint_segments: Optional[bool] = setting(None, optional(flag))  # null: the trainer's
     facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
     val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length
     val_samples: Optional[int] = setting(None, optional(whole(1)))

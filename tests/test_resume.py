@@ -248,7 +248,7 @@ def test_a_stage_that_checkpoints_its_segments_trains_as_the_stage_that_keeps_it
         cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 3},
                                                                     {"segments": 3, "steps": 3, **second_stage}]}})
         runs[name] = train_in_process(cfg, tmp_path / name)
-    assert asked == [True] * 3  # the second stage's three steps, and no validation
+    assert asked == [True] * 3  # the second stage's three training steps; validation never recomputes
     assert runs["recomputed"] == runs["kept"]  # recomputation replays dropout's random numbers
 
 

@@ -288,3 +288,30 @@ def test_fetch_austen(tmp_path, monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", no_subprocess)
     assert austen.fetch_austen(tmp_path / "austen") == paths
+
+
+def test_extra_training_text_joins_the_austen_training_noise_only(tmp_path, tokenizer):
+    from rmt_cli.corpus import HeldOutInTraining, NoiseFilesMissing
+
+    novels = tmp_path / "austen"
+    novels.mkdir()
+    for doc, name in enumerate(austen.NOVELS):
+        (novels / f"{name}.txt").write_text(make_document(doc, 800)[0], encoding="utf-8")
+    extra = write_documents(tmp_path / "plays", 2)
+    cfg = {"source": "austen", "path": str(novels), "eval_documents": ["northangerabbey", "persuasion"],
+           "extra_training": []}
+    plain = load_noise(OmegaConf.create(cfg), tokenizer, tmp_path / "cache")
+    more = load_noise(OmegaConf.create({**cfg, "extra_training": [str(tmp_path / "plays"),
+                                                                  str(novels / "emma.txt")]}),
+                      tokenizer, tmp_path / "cache")
+    assert more.train.documents == (*plain.train.documents, *sorted(extra))  # emma, a training novel, only once
+    assert len(more.train.tokens) > len(plain.train.tokens)
+    assert more.eval.documents == plain.eval.documents == ("northangerabbey", "persuasion")
+    assert np.array_equal(more.eval.tokens, plain.eval.tokens)
+
+    with pytest.raises(HeldOutInTraining) as err:
+        load_noise(OmegaConf.create({**cfg, "extra_training": [str(novels)]}), tokenizer, tmp_path / "cache")
+    assert err.value.names == ["northangerabbey", "persuasion"]
+    with pytest.raises(NoiseFilesMissing) as missing:
+        load_noise(OmegaConf.create({**cfg, "extra_training": [str(tmp_path / "nope")]}), tokenizer, tmp_path / "c")
+    assert user_message(missing.value) == f"noise path {tmp_path / 'nope'} does not exist; fix noise.extra_training"

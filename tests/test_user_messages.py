@@ -15,9 +15,9 @@ from rmt_cli.babi import AnswerNotALabel, BabiFileUnreadable, read_babi
 from rmt_cli.babilong import BabilongUnavailable
 from rmt_cli.backbones import BackboneNotLoaded, NoPooler, NotAnEncoder, PackageMissing, UnknownLayout
 from rmt_cli.checkpoint import CheckpointNotFound, NotACheckpoint, read_meta
-from rmt_cli.corpus import (AustenCorpusMissing, BadEvalFraction, CorpusTooSmall, HubUnreachable, NoiseFilesMissing,
-                            NoNoisePaths, NoPlainWords, NoTextField, NotARegularFile, NoTrainingDocuments,
-                            TokenCorpus, UnknownEvalDocuments, UnknownNoiseSource)
+from rmt_cli.corpus import (AustenCorpusMissing, BadEvalFraction, CorpusTooSmall, HeldOutInTraining, HubUnreachable,
+                            NoiseFilesMissing, NoNoisePaths, NoPlainWords, NoTextField, NotARegularFile,
+                            NoTrainingDocuments, TokenCorpus, UnknownEvalDocuments, UnknownNoiseSource)
 from rmt_cli.errors import RmtError
 from rmt_cli.heads import GenerateHead, NoAnswerEnd, SameAnswerTokens
 from rmt_cli.sample_errors import (NoiseShorterThanSegment, SentenceLongerThanSegment, StoriesDoNotFit,
@@ -98,6 +98,11 @@ CASES = [
      "noise path /d does not exist; fix noise.paths"),
     (NotARegularFile(Path("/d/fifo.txt")), {"path": Path("/d/fifo.txt")},
      "noise file /d/fifo.txt is not a regular file (a named pipe, socket or device); remove it or fix noise.paths"),
+    (NoiseFilesMissing("/x", path_exists=False, setting="noise.extra_training"), {"setting": "noise.extra_training"},
+     "noise path /x does not exist; fix noise.extra_training"),
+    (HeldOutInTraining(["persuasion"]), {"names": ["persuasion"]},
+     "the extra training noise includes the held-out novels ['persuasion'], which validation and test noise come "
+     "from; leave them out of noise.extra_training"),
     (BadEvalFraction(1.0), {"fraction": 1.0}, "noise.eval_fraction must be between 0 and 1, got 1.0"),
     (HubUnreachable("ds", "train", "offline"), {"dataset": "ds", "split": "train"},
      "dataset hub unreachable, cannot stream ds split 'train' (offline); use noise=austen or noise=files "

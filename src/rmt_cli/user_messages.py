@@ -51,7 +51,7 @@ def fetch_folder(error: Any) -> str:
 
 
 def missing_noise_files(error: Any) -> str:
-    return f"{error} or fix noise.paths" if error.path_exists else f"{error}; fix noise.paths"
+    return f"{error} or fix {error.setting}" if error.path_exists else f"{error}; fix {error.setting}"
 
 
 def not_a_checkpoint(error: Any) -> str:
@@ -123,10 +123,12 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
         f"fix noise.eval_documents or {fetch_austen(error)}"),
     "rmt_cli.corpus.source_austen.NoTrainingDocuments": lambda error: (
         "noise.eval_documents holds out every Austen novel; leave at least one for training"),
+    "rmt_cli.corpus.source_austen.HeldOutInTraining": lambda error: (
+        f"{error}; leave them out of noise.extra_training"),
     "rmt_cli.corpus.source_files.NoNoisePaths": lambda error: (
         "noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'"),
     "rmt_cli.corpus.source_files.NoiseFilesMissing": missing_noise_files,
-    "rmt_cli.corpus.source_files.NotARegularFile": lambda error: f"{error}; remove it or fix noise.paths",
+    "rmt_cli.corpus.source_files.NotARegularFile": lambda error: f"{error}; remove it or fix {error.setting}",
     "rmt_cli.corpus.source_files.BadEvalFraction": lambda error: (
         f"noise.eval_fraction must be between 0 and 1, got {error.fraction}"),
     "rmt_cli.corpus.source_hub.HubUnreachable": lambda error: (

@@ -1,4 +1,5 @@
-"""noise=austen: Jane Austen's novels, one .txt file each, with whole novels held out for evaluation."""
+"""noise=austen: Jane Austen's novels, one .txt file each, with whole novels held out for evaluation; other text
+files may join the training noise."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from rmt_cli.austen import default_austen_dir
 from rmt_cli.corpus.cache import Build, documents_key
 from rmt_cli.corpus.documents import as_list, tokenize_splits
+from rmt_cli.corpus.source_files import text_files
 from rmt_cli.errors import RuntimeFailure, UsageError
 
 
@@ -33,6 +35,15 @@ class NoTrainingDocuments(UsageError):
         super().__init__("the evaluation documents are every Austen novel; leave at least one for training")
 
 
+class HeldOutInTraining(UsageError):
+    """The extra training noise includes novels held out for validation and test (`names`)."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        super().__init__(f"the extra training noise includes the held-out novels {names}, which validation and test "
+                         "noise come from")
+
+
 def austen_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
     """The cache key of the `noise` node's novels and the function that tokenises them."""
     custom = cfg.path
@@ -51,4 +62,13 @@ def austen_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
         raise NoTrainingDocuments()
     train = [(name, files[name]) for name in train_names]
     eval_ = [(name, files[name]) for name in eval_names]
+    extra = as_list(cfg.extra_training)
+    if extra:  # more training noise; validation and test noise stay the held-out novels
+        held_out = {path.resolve(): name for name, path in eval_}
+        added = text_files(extra, "noise.extra_training")
+        leaked = [held_out[path.resolve()] for _, path in added if path.resolve() in held_out]
+        if leaked:
+            raise HeldOutInTraining(leaked)
+        novels = {path.resolve() for _, path in train}
+        train += [(name, path) for name, path in added if path.resolve() not in novels]
     return documents_key(train, eval_), lambda: tokenize_splits(train, eval_, tokenizer)

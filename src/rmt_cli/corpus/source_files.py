@@ -20,19 +20,21 @@ class NoNoisePaths(UsageError):
 
 
 class NoiseFilesMissing(RuntimeFailure):
-    """A noise path (`where`) does not exist (`path_exists` False), or the paths hold no .txt file."""
+    """A noise path (`where`) of the `setting` does not exist (`path_exists` False), or the paths hold no .txt
+    file."""
 
-    def __init__(self, where: str, path_exists: bool):
-        self.where, self.path_exists = where, path_exists
+    def __init__(self, where: str, path_exists: bool, setting: str = "noise.paths"):
+        self.where, self.path_exists, self.setting = where, path_exists, setting
         super().__init__(f"no .txt files in {where}; put UTF-8 .txt files there" if path_exists else
                          f"noise path {where} does not exist")
 
 
 class NotARegularFile(UsageError):
-    """A noise file that is a named pipe, socket or device (reading a pipe would wait for a writer forever)."""
+    """A noise file of the `setting` that is a named pipe, socket or device (reading a pipe would wait for a writer
+    forever)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, setting: str = "noise.paths"):
+        self.path, self.setting = path, setting
         super().__init__(f"noise file {path} is not a regular file (a named pipe, socket or device)")
 
 
@@ -44,24 +46,10 @@ class BadEvalFraction(UsageError):
 
 def files_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
     """The cache key of the `noise` node's files and their split, and the function that tokenises them."""
-    roots = [Path(p).expanduser() for p in as_list(cfg.paths)]
-    if not roots:
+    paths = as_list(cfg.paths)
+    if not paths:
         raise NoNoisePaths()
-    found: set[Path] = set()
-    for root in roots:
-        if root.is_dir():
-            found.update(root.rglob("*.txt"))
-        elif root.exists():
-            found.add(root)
-        else:
-            raise NoiseFilesMissing(str(root), path_exists=False)
-    for path in found:
-        if not path.is_file():  # reading a named pipe would wait for a writer forever
-            raise NotARegularFile(path)
-    if not found:
-        where = ", ".join(map(str, roots))
-        raise NoiseFilesMissing(where, path_exists=True)
-    docs = [(str(p), p) for p in sorted(found)]
+    docs = text_files(paths, "noise.paths")
     fraction = cfg.eval_fraction
     if not 0.0 < fraction < 1.0:
         raise BadEvalFraction(fraction)
@@ -80,6 +68,26 @@ def files_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
         eval_size += sizes[-n_eval]
     train, eval_ = docs[:-n_eval], docs[-n_eval:]
     return documents_key(train, eval_), lambda: tokenize_splits(train, eval_, tokenizer)
+
+
+def text_files(paths: list[str], setting: str) -> list[tuple[str, Path]]:
+    """(name, path) of the .txt files that `paths` name, files or folders searched recursively, in sorted order; the
+    errors name the `setting` the paths came from."""
+    roots = [Path(p).expanduser() for p in paths]
+    found: set[Path] = set()
+    for root in roots:
+        if root.is_dir():
+            found.update(root.rglob("*.txt"))
+        elif root.exists():
+            found.add(root)
+        else:
+            raise NoiseFilesMissing(str(root), path_exists=False, setting=setting)
+    for path in found:
+        if not path.is_file():  # reading a named pipe would wait for a writer forever
+            raise NotARegularFile(path, setting)
+    if not found:
+        raise NoiseFilesMissing(", ".join(map(str, roots)), path_exists=True, setting=setting)
+    return [(str(p), p) for p in sorted(found)]
 
 
 def _tail_split(name: str, path: Path, fraction: float, tokenizer: Any) -> NoiseSplits:

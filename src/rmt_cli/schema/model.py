@@ -95,6 +95,7 @@ class AustenNoise:
     source: str = "austen"
     path: Optional[str] = setting(None, optional(text))
     eval_documents: List[str] = setting(["northangerabbey", "persuasion"], texts)
+    extra_training: List[str] = setting([], texts)  # .txt files or folders added to the training noise only
 
 
 @dataclass

@@ -23,7 +23,7 @@ DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
 TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, weight_decay, scheduler, warmup_ratio, grad_clip, "
-                "skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, fused_adamw, "
+                "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, fused_adamw, "
                 "eval_every, val_samples, log_every, device, devices, time_limit_minutes, keep_last")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
               "cosine_with_min_lr, cosine_warmup_with_min_lr or warmup_stable_decay")
@@ -47,6 +47,7 @@ CASES = [
     ("rmt train memory.size=abc", 2, "memory.size=abc must be a whole number (at least 1)"),
     ("rmt train memory.size=2.5", 2, "memory.size=2.5 must be a whole number (at least 1)"),
     ("rmt train trainer.checkpoint_segments=maybe", 2, "trainer.checkpoint_segments=maybe must be true or false"),
+    ("rmt train trainer.ema_decay=1.5", 2, "trainer.ema_decay=1.5 must be between 0 and 1"),
     ("rmt train logger.wandb.mode=online", 2,
      "logger.wandb.mode cannot be set while logger.wandb is null; choose that logger first: logger=[jsonl,wandb]"),
     ("rmt train backbone=hf", 2,

@@ -262,3 +262,57 @@ def test_compute_dtype_bf16_is_for_one_process():
     cfg = OmegaConf.create({"trainer": {"devices": 2, "device": "cpu", "batch_size": 4, "compute_dtype": "bf16"}})
     with pytest.raises(UsageError, match="trainer.compute_dtype=bf16 trains on one process"):
         check_trainer(cfg, distributed.Ranks())
+
+
+def test_a_weight_average_follows_the_weights_and_stands_in_for_them_only_inside_applied():
+    import torch
+
+    from rmt_cli.weight_average import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    model.bias.requires_grad_(False)  # not trained: not averaged
+    start = model.weight.detach().clone()
+    average = WeightAverage(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.add_(4.0)
+    average.update()
+    trained = model.weight.detach().clone()
+    assert torch.allclose(average.average[0], start + 1.0) and len(average.average) == 1
+    with average.applied():
+        assert torch.allclose(model.weight, start + 1.0)
+    assert torch.equal(model.weight, trained)
+    restored = WeightAverage(model, decay=0.75)
+    restored.load_state_dict(average.state_dict())
+    assert torch.equal(restored.average[0], average.average[0])
+
+
+def test_ema_decay_validates_and_keeps_the_averaged_weights_and_resumes_exactly(
+        smoke_cfg, tmp_path, monkeypatch):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rmt_cli.checkpoint import load_weights
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.stopping import Deadline
+
+    one_stage = {"curriculum": {"stages": [{"segments": 1, "steps": 6}]}}
+    plain = train_in_process(OmegaConf.merge(smoke_cfg, one_stage), tmp_path / "plain")
+    same = train_in_process(OmegaConf.merge(smoke_cfg, one_stage, {"trainer": {"ema_decay": 0.0}}), tmp_path / "0")
+    assert same == plain  # an average of the last step alone is the weights themselves
+
+    frozen = OmegaConf.merge(smoke_cfg, one_stage, {"trainer": {"ema_decay": 1.0}})
+    initial = build_experiment(frozen, "cpu", with_training_data=True).model.state_dict()
+    lines = train_in_process(frozen, tmp_path / "frozen")
+    assert [line["loss"] for line in lines if line["kind"] == "train"] == \
+        [line["loss"] for line in plain if line["kind"] == "train"]  # training steps the weights themselves
+    best = build_experiment(frozen, "cpu", with_training_data=True).model
+    load_weights(tmp_path / "frozen" / "checkpoints" / "stage1-best", best)
+    assert all(torch.equal(best.state_dict()[key], value) for key, value in initial.items())  # decay 1: never moves
+
+    averaged = OmegaConf.merge(smoke_cfg, {"trainer": {"ema_decay": 0.5}})
+    whole = train_in_process(averaged, tmp_path / "whole")
+    assert whole != train_in_process(smoke_cfg, tmp_path / "unaveraged")
+    stop_after_step(monkeypatch, 2)  # a validation step of experiment=smoke: a rerun's metrics are the whole run's
+    train_in_process(averaged, tmp_path / "stopped")
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    assert train_in_process(averaged, tmp_path / "stopped") == whole  # the average is in the resume point

@@ -43,6 +43,7 @@ from rmt_cli.run_changes import check_same_run
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
+from rmt_cli.weight_average import WeightAverage
 from rmt_cli.working_copy import WorkingCopy
 
 log = logging.getLogger(__name__)
@@ -108,21 +109,32 @@ def build_optimizer(model: RecurrentMemory, lr: float, weight_decay: float, devi
 
 @dataclass
 class StageRun:
-    """One stage in training: its optimizer and learning-rate schedule, its fixed validation set."""
+    """One stage in training: its optimizer and learning-rate schedule, its fixed validation set and, with
+    trainer.ema_decay, the average of its weights that validation reads."""
 
     stage: Stage
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
     val_samples: list
+    average: WeightAverage | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def optimization_state(self) -> dict:
         """What a resume point stores of it besides the TrainState."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.average is not None:
+            state["weight_average"] = self.average.state_dict()
+        return state
 
     def load_optimization_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None and "weight_average" in state:  # absent: the run had no average (resume=force)
+            self.average.load_state_dict(state["weight_average"])
+
+    def validated_weights(self):
+        """The weights validation reads and a stage's best checkpoint keeps: the average, else the model's own."""
+        return nullcontext() if self.average is None else self.average.applied()
 
 
 NO_OPTIMIZATION: dict[str, dict] = {"optimizer": {}, "scheduler": {}}  # the resume point of a finished curriculum
@@ -226,7 +238,8 @@ class Trainer:
                                   num_training_steps=stage.steps)
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
-        run = StageRun(stage, optimizer, scheduler, val_samples)
+        average = None if trainer.ema_decay is None else WeightAverage(self.model, trainer.ema_decay)
+        run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
         return run
@@ -253,14 +266,15 @@ class Trainer:
 
         A done stage's row joins the summary before the resume point that marks it done."""
         stage, step = run.stage, self.state.step
-        val = self.validate(run.val_samples)
+        with run.validated_weights():
+            val = self.validate(run.val_samples)
+            if val >= self.state.best_accuracy:  # a tie keeps the later, longer-trained weights
+                self.state.best_accuracy = val
+                self.checkpoints.save_best(stage.number, self.model, self.meta(stage, step, val))
         self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.validation_segments,
                            val_accuracy=val)
         self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
                            f"on {len(run.val_samples)} samples of {stage.validation_segments} segments")
-        if val >= self.state.best_accuracy:  # a tie keeps the later, longer-trained weights
-            self.state.best_accuracy = val
-            self.checkpoints.save_best(stage.number, self.model, self.meta(stage, step, val))
         done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
         if done:
             self.state.end_stage({"stage": stage.number, "segments": stage.label, "steps": step,
@@ -312,7 +326,7 @@ class Trainer:
         check_same_run(read_meta(folder)["config"], self.cfg, self.run_dir)
         saved = self.checkpoints.load_resume_point(folder, self.model)
         self.state.load_state_dict(saved)
-        self.resumed_optimization = {key: saved[key] for key in NO_OPTIMIZATION}
+        self.resumed_optimization = {key: saved[key] for key in (*NO_OPTIMIZATION, "weight_average") if key in saved}
         self.metrics.truncate(self.state.metrics_lines)
         set_rng(self.state.rng_of(self.ranks.rank, self.ranks.world))
         if not self.state.finished:
@@ -349,6 +363,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
         if self.cfg.trainer.skip_spikes is None or self.admits(grad_norm.item()):
             run.optimizer.step()
+            if run.average is not None:
+                run.average.update()
         run.scheduler.step()
         return loss, tokens, grad_norm.item()
 

@@ -34,6 +34,7 @@ class TrainerConfig:
     scheduler: str = setting("linear", scheduler)
     warmup_ratio: float = setting(0.1, number(0, 1))
     grad_clip: float = setting(1.0, positive)
+    ema_decay: Optional[float] = setting(None, optional(number(0, 1)))  # validate an average of the weights
     skip_spikes: Optional[float] = setting(None, optional(positive))  # skip a step whose gradient norm is this many
                                                                       # times the stage's recent median (null: never)
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))

@@ -167,7 +167,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                                                "val_samples": 64, "eval_every": 25, "checkpoint_segments": False},
                             "curriculum": {"stages": [{"segments": 1, "steps": 5, "warmup_ratio": 0},
                                                       {"segments": 64, "steps": 5, "bptt_segments": 8,
-                                                       "checkpoint_segments": True,
+                                                       "checkpoint_segments": True, "ema_decay": 0.99,
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
                                                        "val_samples": 128, "eval_every": 100,
                                                        "advance_at": 0.97, "confuser_share": 0.25,
@@ -177,6 +177,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.warmup_ratio, first.bptt_segments, first.mix.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.mix.facts_in_last, last.lr) == (8, 8, 2e-5)
     assert (first.checkpoint_segments, last.checkpoint_segments) == (False, True)
+    assert (first.ema_decay, last.ema_decay) == (None, 0.99)
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)

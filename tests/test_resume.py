@@ -316,3 +316,23 @@ def test_ema_decay_validates_and_keeps_the_averaged_weights_and_resumes_exactly(
     train_in_process(averaged, tmp_path / "stopped")
     monkeypatch.setattr(Deadline, "passed", lambda self: False)
     assert train_in_process(averaged, tmp_path / "stopped") == whole  # the average is in the resume point
+
+
+def test_a_stage_may_average_its_weights_alone(smoke_cfg, tmp_path):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rmt_cli.checkpoint import load_weights
+    from rmt_cli.experiment import build_experiment
+
+    cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 1, "steps": 4},
+                                                                {"segments": 2, "steps": 4, "ema_decay": 1.0}]}})
+    train_in_process(cfg, tmp_path / "run")
+    bests = []
+    for stage in (1, 2):
+        model = build_experiment(cfg, "cpu", with_training_data=True).model
+        load_weights(tmp_path / "run" / "checkpoints" / f"stage{stage}-best", model)
+        bests.append(model.state_dict())
+    initial = build_experiment(cfg, "cpu", with_training_data=True).model.state_dict()
+    assert not all(torch.equal(bests[0][key], value) for key, value in initial.items())  # stage 1: no average
+    assert all(torch.equal(bests[1][key], value) for key, value in bests[0].items())  # stage 2 kept its start

@@ -1,7 +1,7 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
-the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, validation length, size
-and interval, early exit and training mix (fact placement, share of confusing noise, share of stories whose question
-several facts name); the trainer's values otherwise.
+the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
+length, size and interval, early exit and training mix (fact placement, share of confusing noise, share of stories
+whose question several facts name); the trainer's values otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class Stage:
     eval_every: int  # validate every N steps (and at the stage's end)
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     checkpoint_segments: bool = False  # recompute each segment's activations in backward (memory flat in length)
+    ema_decay: float | None = None  # validate and keep an average of the weights (weight_average.py); None: off
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
@@ -48,6 +49,7 @@ def curriculum_stages(cfg) -> list[Stage]:
                             bptt_segments=setting(stage, "bptt_segments", trainer.bptt_segments),
                             checkpoint_segments=setting(stage, "checkpoint_segments",
                                                         trainer.checkpoint_segments),
+                            ema_decay=setting(stage, "ema_decay", trainer.ema_decay),
                             val_segments=stage.val_segments,
                             val_samples=setting(stage, "val_samples", trainer.val_samples),
                             eval_every=setting(stage, "eval_every", trainer.eval_every),

@@ -238,7 +238,7 @@ class Trainer:
                                   num_training_steps=stage.steps)
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
-        average = None if trainer.ema_decay is None else WeightAverage(self.model, trainer.ema_decay)
+        average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)

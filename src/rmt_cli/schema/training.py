@@ -61,6 +61,7 @@ class StageConfig:
     warmup_ratio: Optional[float] = setting(None, optional(number(0, 1)))
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     checkpoint_segments: Optional[bool] = setting(None, optional(flag))  # null: the trainer's
+    ema_decay: Optional[float] = setting(None, optional(number(0, 1)))  # null: the trainer's
     facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
     val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length
     val_samples: Optional[int] = setting(None, optional(whole(1)))

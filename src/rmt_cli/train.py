@@ -171,7 +171,7 @@ class Trainer:
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", cfg.trainer.keep_last, ranks.writer)
         self.state = TrainState()
-        self.resumed_optimization: dict = {}  # the optimizer and scheduler of the stage the run stopped inside
+        self.resumed_optimization: dict = {}  # the resume point's state: StageRun reads its own part of it
         self.stop_signals = StopSignals(self.reporter.note, abort_on_second=ranks.world == 1)
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
@@ -326,7 +326,7 @@ class Trainer:
         check_same_run(read_meta(folder)["config"], self.cfg, self.run_dir)
         saved = self.checkpoints.load_resume_point(folder, self.model)
         self.state.load_state_dict(saved)
-        self.resumed_optimization = {key: saved[key] for key in (*NO_OPTIMIZATION, "weight_average") if key in saved}
+        self.resumed_optimization = saved
         self.metrics.truncate(self.state.metrics_lines)
         set_rng(self.state.rng_of(self.ranks.rank, self.ranks.world))
         if not self.state.finished:

@@ -41,7 +41,7 @@ class WeightAverage:
                 torch._foreach_copy_([p.data for p in self.weights], trained)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "average": [a.detach().cpu() for a in self.average]}
+        return {"average": [a.detach().cpu() for a in self.average]}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():

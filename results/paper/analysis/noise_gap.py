@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from rmt_cli.reproduce import extrapolate_command
 
 
 def rows_by_length(path: Path) -> dict[int, float]:
@@ -36,13 +37,11 @@ def main() -> None:
     seeds = sorted(path.parent.parent for path in args.task_folder.glob("seed*/train/config.yaml"))
     if not seeds:
         raise SystemExit(f"{args.task_folder} holds no seedN/train run folder")
-    overrides = [f"noise.eval_documents=[{args.documents}]"]
-    if args.backbone_path:
-        overrides.append(f"backbone.name_or_path={args.backbone_path}")
+    backbone = [f"backbone.name_or_path={args.backbone_path}"] if args.backbone_path else []
+    segments = [int(n) for n in args.segments.split(",")]
     processes = [subprocess.Popen(
-        [sys.executable, "-m", "rmt_cli", "extrapolate", "--checkpoint", str(seed / "train"), "--segments",
-         args.segments, "--samples", str(args.samples), "--batch-size", str(args.samples),
-         f"hydra.run.dir={seed / 'extrapolate_training_noise'}", *overrides],
+        [*extrapolate_command(seed, segments, args.samples, args.samples, backbone, "extrapolate_training_noise"),
+         f"noise.eval_documents=[{args.documents}]"],
         stdout=subprocess.DEVNULL, stderr=(seed / "noise_gap.err").open("w")) for seed in seeds]
     for seed, process in zip(seeds, processes, strict=True):
         if process.wait() != 0:

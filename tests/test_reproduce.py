@@ -94,6 +94,22 @@ def test_lengths_measured_on_one_seed_stay_apart_from_the_means(tmp_path):
     assert (tmp_path / "results" / "memorize" / "seed0" / "extrapolate_20480.json").is_file()
 
 
+def test_an_extrapolation_on_another_test_is_kept_apart_with_its_overrides(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    for name, overrides in (("20480", ["checkpoint=/x/train", "segments=[20480]", "backbone.name_or_path=/w"]),
+                            ("training_noise", ["checkpoint=/x/train", "noise.eval_documents=[emma]"])):
+        extra = seed_folder(out, "memorize", 1) / f"extrapolate_{name}"
+        (extra / ".hydra").mkdir(parents=True)
+        (extra / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
+        (extra / "extrapolation.json").write_text(json.dumps(
+            [{"segments": 512, "tokens": 499 * 512, "accuracy": 0.25 if name == "20480" else 1.0, "samples": 100}]))
+    memorize = write_summary(out, tmp_path / "results")["tasks"]["memorize"]
+    assert [row["accuracy"] for row in memorize["single_seed"]] == [25.0]
+    assert memorize["other_tests"] == [{"seed": 1, "segments": 512, "tokens": 499 * 512, "samples": 100,
+                                        "accuracy": 100.0, "name": "training_noise",
+                                        "overrides": ["noise.eval_documents=[emma]"]}]
+
+
 def test_a_longer_extrapolation_of_the_seed_trained_again_says_so(tmp_path):
     out = fake_protocol(tmp_path / "run")
     folder = seed_folder(out, "memorize", 0)

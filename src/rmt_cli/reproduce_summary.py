@@ -91,9 +91,34 @@ def curriculum_completed(train: Path) -> bool:
                for line in lines)
 
 
-def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
+# `rmt extrapolate` overrides that leave the test the protocol's: which run, how many samples at which lengths, the
+# batch, where the backbone's weights are read from, where the rows go. Any other (other noise, other facts) makes
+# another test, whose rows are kept apart from the protocol's (`other_tests`).
+SAME_TEST_KEYS = {"checkpoint", "samples", "batch_size", "segments", "max_segments"}
+SAME_TEST_GROUPS = {"backbone", "hydra"}
+
+
+def test_changes(extrapolation: Path) -> list[str]:
+    """The overrides an extrapolation folder was run with (its .hydra/overrides.yaml) that change its test from the
+    protocol's; none when it saved none."""
+    import yaml
+
+    try:
+        overrides = yaml.safe_load((extrapolation / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return []
+    changes = []
+    for item in overrides:
+        key = str(item).split("=", 1)[0].lstrip("+~")
+        if key not in SAME_TEST_KEYS and key.split(".", 1)[0] not in SAME_TEST_GROUPS:
+            changes.append(str(item))
+    return changes
+
+
+def single_seed_rows(out: Path, task: str, seeds: list[int], other_tests: bool = False) -> list[dict]:
     """Extra lengths measured on one seed only (OUT/TASK/seedN/extrapolate_NAME/, e.g. 20,480 segments): shown
-    apart from the means, never mixed into them.
+    apart from the means, never mixed into them. With `other_tests`, instead the extrapolations that changed the
+    test itself (e.g. `noise.eval_documents=...`), each row with those `overrides` and its folder's `name`.
 
     Such an extrapolation reads the seed's own checkpoint (`rmt reproduce run --beyond`) unless a training run
     `train_NAME/` lies beside it: the same preset and seed trained again on its own (when the protocol's checkpoints
@@ -104,10 +129,13 @@ def single_seed_rows(out: Path, task: str, seeds: list[int]) -> list[dict]:
         folder = seed_folder(out, task, seed)
         for path in sorted(folder.glob("extrapolate_*/extrapolation.json")):
             name = path.parent.name.removeprefix("extrapolate_")
-            again = {}
+            changes = test_changes(path.parent)
+            if bool(changes) != other_tests:
+                continue
+            again = {"name": name, "overrides": changes} if other_tests else {}
             if (folder / f"train_{name}").is_dir():
                 status = read_json(folder / f"train_{name}.status.json", f"{task} seed {seed} trained again")
-                again = {"trained_again": True, "train_seconds": status["seconds"]}
+                again.update(trained_again=True, train_seconds=status["seconds"])
             rows += [{"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
                       "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2), **again}
                      for row in read_json(path, f"{task} seed {seed}")]
@@ -146,6 +174,7 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
                         for n in lengths},
             "not_measured": not_measured,
             "single_seed": single_seed_rows(out, task, plan["seeds"]),
+            "other_tests": single_seed_rows(out, task, plan["seeds"], other_tests=True),
             "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
             "run": {key: plan[key] for key in RUN_KEYS},

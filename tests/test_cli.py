@@ -26,6 +26,8 @@ def test_smoke_training_writes_config_metrics_and_checkpoints(smoke_run):
         assert (run_dir / "checkpoints" / f"stage{stage}-best" / "model.safetensors").is_file()
     assert "backbone" in (run_dir / "config.yaml").read_text()
     assert "Curriculum finished" in result.stdout
+    noise = next(line for line in result.stdout.splitlines() if line.startswith("noise: training "))
+    assert "; validation and test " in noise and noise.endswith(" tokens")
 
 
 def test_a_stage_leaves_early_at_its_own_advance_at(tmp_path):

@@ -308,6 +308,8 @@ def test_extra_training_text_joins_the_austen_training_noise_only(tmp_path, toke
     assert len(more.train.tokens) > len(plain.train.tokens)
     assert more.eval.documents == plain.eval.documents == ("northangerabbey", "persuasion")
     assert np.array_equal(more.eval.tokens, plain.eval.tokens)
+    assert more.eval.describe() == f"2 documents (northangerabbey, persuasion), {len(more.eval.tokens):,} tokens"
+    assert more.train.describe(names_up_to=3) == f"6 documents, {len(more.train.tokens):,} tokens"
 
     with pytest.raises(HeldOutInTraining) as err:
         load_noise(OmegaConf.create({**cfg, "extra_training": [str(novels)]}), tokenizer, tmp_path / "cache")

@@ -184,6 +184,9 @@ class Trainer:
         if self.ranks.writer:
             OmegaConf.save(self.cfg, self.run_dir / "config.yaml", resolve=True)
         with self.reporter, self.metrics, self.stop_signals:
+            assert self.experiment.train_data is not None, "a training run builds its training data"
+            self.reporter.note(f"noise: training {self.experiment.train_data.corpus.describe()}; validation and test "
+                               f"{self.experiment.eval_data.corpus.describe()}")
             completed = self.run_stages()
         self.finish(completed, time.perf_counter() - started)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,13 @@ class TokenCorpus:
         """Sentence starts s with s + length <= len(tokens): where a window of `length` tokens fits."""
         last = len(self.tokens) - length
         return self.sentence_starts[: np.searchsorted(self.sentence_starts, last, side="right")]
+
+    def describe(self, names_up_to: int = 6) -> str:
+        """How much text the split holds, e.g. '2 documents (northangerabbey, persuasion), 312,526 tokens'; the
+        names (file stems) only when there are at most `names_up_to`."""
+        names = [Path(name).stem for name in self.documents]
+        listed = f" ({', '.join(names)})" if len(names) <= names_up_to else ""
+        return f"{len(names)} document{'s' * (len(names) != 1)}{listed}, {len(self.tokens):,} tokens"
 
 
 @dataclass(frozen=True)

@@ -109,15 +109,28 @@ LONGER_SMOKE = ["experiment=smoke", "curriculum.stages=[{segments:1,steps:150},{
                 "trainer.eval_every=50"]
 
 
-def submitit_tasks() -> list[int]:
-    """PIDs of running submitit job processes (the ones that run `rmt train`)."""
+def parent_pid(pid: int) -> int | None:
+    try:  # /proc/PID/stat: "PID (NAME) STATE PPID ...", NAME may hold spaces and parentheses
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def submitit_tasks(ancestor: int) -> list[int]:
+    """PIDs of the running submitit job processes (the ones that run `rmt train`) started under `ancestor`; the
+    tests run in parallel, so another test's jobs may be running too."""
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if b"submitit.core._submit" in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
+            if b"submitit.core._submit" not in cmdline.read_bytes():
+                continue
         except OSError:
             continue
+        pid = parent = int(cmdline.parent.name)
+        while parent not in (None, 0, 1, ancestor):
+            parent = parent_pid(parent)
+        if parent == ancestor:
+            pids.append(pid)
     return pids
 
 
@@ -142,7 +155,7 @@ def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_en
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 40):  # mid-way through stage 1
         assert job.poll() is None and time.time() < deadline, job.communicate()
         time.sleep(0.05)
-    tasks = submitit_tasks()
+    tasks = submitit_tasks(job.pid)
     assert len(tasks) == 1
     os.kill(tasks[0], signal.SIGUSR2)  # what Slurm (or submitit locally) sends before the time limit
     out, err = job.communicate(timeout=240)

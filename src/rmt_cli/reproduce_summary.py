@@ -98,7 +98,7 @@ SAME_TEST_KEYS = {"checkpoint", "samples", "batch_size", "segments", "max_segmen
 SAME_TEST_GROUPS = {"backbone", "hydra"}
 
 
-def test_changes(extrapolation: Path) -> list[str]:
+def changed_test_overrides(extrapolation: Path) -> list[str]:
     """The overrides an extrapolation folder was run with (its .hydra/overrides.yaml) that change its test from the
     protocol's; none when it saved none."""
     import yaml
@@ -129,7 +129,7 @@ def single_seed_rows(out: Path, task: str, seeds: list[int], other_tests: bool =
         folder = seed_folder(out, task, seed)
         for path in sorted(folder.glob("extrapolate_*/extrapolation.json")):
             name = path.parent.name.removeprefix("extrapolate_")
-            changes = test_changes(path.parent)
+            changes = changed_test_overrides(path.parent)
             if bool(changes) != other_tests:
                 continue
             again: dict[str, object] = {"name": name, "overrides": changes} if other_tests else {}

@@ -6,7 +6,7 @@ import pytest
 
 from rmt_cli.errors import RuntimeFailure
 from rmt_cli.reproduce import PLAN, seed_folder
-from rmt_cli.reproduce_summary import table, write_summary
+from rmt_cli.reproduce_summary import other_test_lines, table, write_summary
 
 ACCURACY = {("memorize", 0): {1: 1.0, 8: 1.0}, ("memorize", 1): {1: 1.0, 8: 0.9},
             ("memorize", 2): {1: 0.95, 8: 0.5}}
@@ -103,11 +103,15 @@ def test_an_extrapolation_on_another_test_is_kept_apart_with_its_overrides(tmp_p
         (extra / ".hydra" / "overrides.yaml").write_text("".join(f"- {item}\n" for item in overrides))
         (extra / "extrapolation.json").write_text(json.dumps(
             [{"segments": 512, "tokens": 499 * 512, "accuracy": 0.25 if name == "20480" else 1.0, "samples": 100}]))
-    memorize = write_summary(out, tmp_path / "results")["tasks"]["memorize"]
+    summary = write_summary(out, tmp_path / "results")
+    memorize = summary["tasks"]["memorize"]
     assert [row["accuracy"] for row in memorize["single_seed"]] == [25.0]
     assert memorize["other_tests"] == [{"seed": 1, "segments": 512, "tokens": 499 * 512, "samples": 100,
                                         "accuracy": 100.0, "name": "training_noise",
                                         "overrides": ["noise.eval_documents=[emma]"]}]
+    assert other_test_lines(summary) == ["memorize seed 1, noise.eval_documents=[emma]: 512 segments 100.0"]
+    memorize["other_tests"][0]["segments"] = 8  # a length of the test itself: shown beside the seed's test
+    assert other_test_lines(summary) == ["memorize seed 1, noise.eval_documents=[emma]: 8 segments 100.0 (test 90.0)"]
 
 
 def test_a_longer_extrapolation_of_the_seed_trained_again_says_so(tmp_path):
@@ -236,6 +240,39 @@ def test_beyond_extrapolates_one_seed_further_once_its_main_extrapolation_ends(t
     assert any("to 20480 segments ended (exit 0)" in line for line in said)
 
 
+def test_the_noise_check_tests_every_seed_on_training_novels_once_its_extrapolation_ends(tmp_path, monkeypatch):
+    """The protocol's commands replaced by a script that logs its arguments and exits 0."""
+    import sys
+
+    from rmt_cli import reproduce
+
+    script = "import sys; print(' '.join(sys.argv[1:]))"
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", script, *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    said = []
+    check = reproduce.NoiseCheck(("emma", "prideprejudice"), (32, 512), 20)
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1], [1, 8], 20, 20,
+                           ["backbone.name_or_path=/models/minilm", "trainer.lr=1e-4"], said.append,
+                           reproduce.Beyond(64, 10, 0), check)
+    for seed in (0, 1):
+        arguments = (seed_folder(tmp_path, "detect", seed) / "extrapolate_training_noise.out").read_text().split()
+        assert arguments[:2] == ["extrapolate", "--checkpoint"] and arguments[2].endswith(f"detect/seed{seed}/train")
+        assert arguments[3:9] == ["--segments", "32,512", "--samples", "20", "--batch-size", "20"]
+        assert arguments[-3].endswith(f"detect/seed{seed}/extrapolate_training_noise")
+        assert arguments[-2:] == ["backbone.name_or_path=/models/minilm", "noise.eval_documents=[emma,prideprejudice]"]
+        assert any(line.startswith(f"test of detect seed {seed} on noise from emma, prideprejudice ended (exit 0)")
+                   for line in said)
+    assert json.loads((tmp_path / PLAN).read_text())["noise_check"] == {
+        "documents": ["emma", "prideprejudice"], "segments": [32, 512], "samples": 20}
+    assert (seed_folder(tmp_path, "detect", 0) / "extrapolate_64.out").exists()  # --beyond still runs beside it
+
+    (seed_folder(tmp_path, "detect", 1) / "extrapolate_training_noise.status.json").unlink()  # interrupted
+    said.clear()
+    reproduce.resume_protocol(tmp_path, said.append)
+    assert said[0] == "detect seed 1 was extrapolated; started its test on noise from emma, prideprejudice"
+    assert len(said) == 2 and said[1].startswith("test of detect seed 1 on noise")
+
+
 def test_beyond_seed_outside_the_seeds_is_one_line(tmp_path):
     from helpers.cli import rmt
 
@@ -300,7 +337,8 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
 
     out = fake_protocol(tmp_path / "run")  # every seed trained and extrapolated
     plan = json.loads((out / PLAN).read_text())
-    (out / PLAN).write_text(json.dumps({**plan, "beyond": {"segments": 64, "samples": 10, "seed": 0}}))
+    (out / PLAN).write_text(json.dumps({**plan, "beyond": {"segments": 64, "samples": 10, "seed": 0},
+                                        "noise_check": {"documents": ["emma"], "segments": [32], "samples": 10}}))
     done, running, waiting = (seed_folder(out, "memorize", seed) for seed in (0, 1, 2))
     assert training_cell(done) == "exit 0, 60 s"  # its metrics hold no training line, so nothing more to say
     # seed 1 is in its second stage: no status yet, its last lines say where
@@ -324,6 +362,7 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
     console.print(status_table(out))
     text = console.export_text()
     assert "64 segments" in text and "started 2026-12-01T00:00:00Z on NVIDIA H200" in text
+    assert "on noise from emma" in text
     with pytest.raises(UsageError, match="holds no plan"):
         status_table(tmp_path / "elsewhere")
 

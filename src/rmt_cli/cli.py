@@ -275,10 +275,16 @@ def reproduce_run(
                                          "from the means."),
     beyond_samples: int = typer.Option(100, "--beyond-samples", help="Test samples of the --beyond length."),
     beyond_seed: int = typer.Option(0, "--beyond-seed", help="The seed extrapolated to the --beyond length."),
+    noise_check: Optional[str] = typer.Option(None, "--noise-check", help="Also test every seed on noise from these "
+                                              "training novels (noise=austen), e.g. emma,prideprejudice: near the "
+                                              "test's accuracy, the memory fails on length; far above it, on unseen "
+                                              "text. Kept apart from the test (summary.json other_tests)."),
+    noise_check_segments: str = typer.Option("32,512", "--noise-check-segments",
+                                             help="Lengths of the --noise-check test."),
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
-    from rmt_cli.reproduce import Beyond, parse_list, run_protocol
+    from rmt_cli.reproduce import Beyond, NoiseCheck, parse_list, run_protocol
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -292,16 +298,24 @@ def reproduce_run(
             if beyond_seed not in seed_list:
                 raise UsageError(f"--beyond-seed {beyond_seed} is not one of --seeds {seeds}")
             longer = Beyond(beyond, beyond_samples, beyond_seed)
-        run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer)
+        check = None
+        if noise_check is not None:
+            check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
+                               tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
+        run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer,
+                     check)
         summarize_run(out)
 
     report_errors(run)
 
 
 def summarize_run(out: Path) -> None:
-    from rmt_cli.reproduce_summary import table, write_summary
+    from rmt_cli.reproduce_summary import other_test_lines, table, write_summary
 
-    typer.echo(table(write_summary(out, out / "summary")))
+    summary = write_summary(out, out / "summary")
+    typer.echo(table(summary))
+    for line in other_test_lines(summary):
+        typer.echo(line)
     typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
 
 
@@ -346,11 +360,14 @@ def reproduce_summarize(
     table (what the README shows). A task this run did not train keeps its numbers from the summary already in
     --into; a task it trained replaces them, all seeds at once."""
     from rmt_cli.reproduce import parse_list
-    from rmt_cli.reproduce_summary import table, write_summary
+    from rmt_cli.reproduce_summary import other_test_lines, table, write_summary
 
     def summarize_tasks() -> None:
         chosen = None if tasks is None else parse_list(tasks, "tasks")
-        typer.echo(table(write_summary(out, into, typer.echo, chosen)))
+        summary = write_summary(out, into, typer.echo, chosen)
+        typer.echo(table(summary))
+        for line in other_test_lines(summary):
+            typer.echo(line)
 
     report_errors(summarize_tasks)
 

@@ -83,8 +83,42 @@ class Beyond:
     def name(self) -> str:
         return f"extrapolate_{self.segments}"
 
+    def applies(self, seed: int) -> bool:
+        return seed == self.seed
+
+    def what(self, task: str, seed: int) -> tuple[str, str]:
+        """How the progress lines name this job: as a seed's job, and in full."""
+        return (f"extrapolation to {self.segments} segments",
+                f"extrapolation of {task} seed {seed} to {self.segments} segments")
+
     def job(self, folder: Path, overrides: Sequence[str]) -> Job:
         command = extrapolate_command(folder, [self.segments], self.samples, self.samples, overrides, self.name)
+        return Job(command, folder / f"{self.name}.out", folder / f"{self.name}.status.json")
+
+
+@dataclass(frozen=True)
+class NoiseCheck:
+    """Every seed tested again, once its main extrapolation has ended, with noise from novels it was trained on
+    (`noise.eval_documents`, noise=austen): a memory that fails on unseen text scores far higher here than on the
+    held-out test; one that fails on length scores the same. Kept apart from the test (summary.json `other_tests`)."""
+
+    documents: tuple[str, ...]
+    segments: tuple[int, ...] = (32, 512)
+    samples: int = 200
+
+    name = "extrapolate_training_noise"
+
+    def applies(self, seed: int) -> bool:
+        return True
+
+    def what(self, task: str, seed: int) -> tuple[str, str]:
+        """How the progress lines name this job: as a seed's job, and in full."""
+        novels = ", ".join(self.documents)
+        return f"test on noise from {novels}", f"test of {task} seed {seed} on noise from {novels}"
+
+    def job(self, folder: Path, overrides: Sequence[str]) -> Job:
+        command = [*extrapolate_command(folder, list(self.segments), self.samples, self.samples, overrides,
+                                        self.name), f"noise.eval_documents=[{','.join(self.documents)}]"]
         return Job(command, folder / f"{self.name}.out", folder / f"{self.name}.status.json")
 
 
@@ -139,7 +173,8 @@ def read_plan(out: Path) -> dict:
 
 
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
-                 batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None) -> None:
+                 batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None,
+                 noise_check: NoiseCheck | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         for seed in seeds:
@@ -150,7 +185,10 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
             "batch_size": batch_size, "overrides": train_overrides,
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                             time.gmtime()),
-            "beyond": None if beyond is None else vars(beyond)}
+            "beyond": None if beyond is None else vars(beyond),
+            "noise_check": None if noise_check is None else {"documents": list(noise_check.documents),
+                                                             "segments": list(noise_check.segments),
+                                                             "samples": noise_check.samples}}
     (out / PLAN).write_text(json.dumps(plan, indent=1))
     follow_plan(out, plan, echo)
 
@@ -169,9 +207,14 @@ def resume_protocol(out: Path, echo=print) -> None:
 def follow_plan(out: Path, plan: dict, echo=print) -> None:
     """Run the plan's jobs that have not succeeded yet, side by side: every training (one that was interrupted
     resumes from its last checkpoint, as `rmt train` does in its own folder), each extrapolation as soon as its
-    training has ended, then the seed's --beyond extrapolation."""
+    training has ended, then the seed's --beyond extrapolation and --noise-check test."""
     segments, samples, batch_size, overrides = plan["segments"], plan["samples"], plan["batch_size"], plan["overrides"]
-    beyond = None if plan.get("beyond") is None else Beyond(**plan["beyond"])
+    followers: list[Beyond | NoiseCheck] = []  # the jobs that follow a seed's main extrapolation
+    if plan.get("beyond") is not None:
+        followers.append(Beyond(**plan["beyond"]))
+    if plan.get("noise_check") is not None:
+        check = plan["noise_check"]
+        followers.append(NoiseCheck(tuple(check["documents"]), tuple(check["segments"]), check["samples"]))
 
     def train(key: tuple[str, int]) -> Job:
         folder = seed_folder(out, *key)
@@ -185,7 +228,7 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
 
     training: dict[tuple[str, int], Job] = {}
     evaluating: dict[tuple[str, int], Job] = {}
-    longer: dict[tuple[str, int], Job] = {}
+    following: dict[tuple[str, int, Beyond | NoiseCheck], Job] = {}
     for key in ((task, seed) for task in plan["tasks"] for seed in plan["seeds"]):
         folder = seed_folder(out, *key)
         if not succeeded(folder / "train.status.json"):
@@ -196,10 +239,12 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
         elif not succeeded(folder / "extrapolate.status.json"):
             evaluating[key] = extrapolate(key)
             echo(f"{key[0]} seed {key[1]} was trained; started its extrapolation")
-        elif beyond is not None and key[1] == beyond.seed and not succeeded(folder / f"{beyond.name}.status.json"):
-            longer[key] = beyond.job(folder, overrides)
-            echo(f"{key[0]} seed {key[1]} was extrapolated; started its extrapolation to {beyond.segments} segments")
-    while training or evaluating or longer:
+        else:
+            for follower in followers:
+                if follower.applies(key[1]) and not succeeded(folder / f"{follower.name}.status.json"):
+                    following[(key[0], key[1], follower)] = follower.job(folder, overrides)
+                    echo(f"{key[0]} seed {key[1]} was extrapolated; started its {follower.what(*key)[0]}")
+    while training or evaluating or following:
         time.sleep(5)
         for key, job in list(training.items()):
             code = job.poll()
@@ -215,12 +260,12 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
                 del evaluating[key]
                 echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
                      f"{time.time() - job.started:.0f} s")
-                if code == 0 and beyond is not None and key[1] == beyond.seed:
-                    longer[key] = beyond.job(seed_folder(out, *key), overrides)
-        for key, job in list(longer.items()):
+                if code == 0:
+                    for follower in followers:
+                        if follower.applies(key[1]):
+                            following[(key[0], key[1], follower)] = follower.job(seed_folder(out, *key), overrides)
+        for (task, seed, follower), job in list(following.items()):
             code = job.poll()
             if code is not None:
-                del longer[key]
-                assert beyond is not None, "longer extrapolations start only with beyond"
-                echo(f"extrapolation of {key[0]} seed {key[1]} to {beyond.segments} segments ended (exit {code}) "
-                     f"after {time.time() - job.started:.0f} s")
+                del following[(task, seed, follower)]
+                echo(f"{follower.what(task, seed)[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")

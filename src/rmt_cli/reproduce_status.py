@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from rmt_cli.metrics import read_lines
-from rmt_cli.reproduce import job_status, read_plan, seed_folder
+from rmt_cli.reproduce import NoiseCheck, job_status, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
 
 
@@ -66,6 +66,9 @@ def status_table(out: Path) -> Table:
         table.add_column(column)
     if beyond:
         table.add_column(f"{beyond['segments']:,} segments")
+    check = plan.get("noise_check")
+    if check:
+        table.add_column(f"on noise from {', '.join(check['documents'])}")
     for task in plan["tasks"]:
         for seed in plan["seeds"]:
             folder = seed_folder(out, task, seed)
@@ -73,5 +76,7 @@ def status_table(out: Path) -> Table:
             if beyond:
                 cells.append(extrapolation_cell(folder, f"extrapolate_{beyond['segments']}")
                              if seed == beyond["seed"] else "")
+            if check:
+                cells.append(extrapolation_cell(folder, NoiseCheck.name))
             table.add_row(*cells)
     return table

@@ -300,6 +300,24 @@ def copy_single_seed_files(source: Path, target: Path) -> None:
                 shutil.copyfile(path, copy)
 
 
+def other_test_lines(summary: dict) -> list[str]:
+    """Each seed's rows of another test (`other_tests`, e.g. `rmt reproduce run --noise-check`) beside its own test
+    at the same lengths: 'detect seed 1, noise.eval_documents=[emma]: 512 segments 100.0 (test 61.5)'."""
+    lines = []
+    for task, result in summary["tasks"].items():
+        grouped: dict[tuple[int, tuple[str, ...]], list[dict]] = {}
+        for row in result.get("other_tests", []):
+            grouped.setdefault((row["seed"], tuple(row["overrides"])), []).append(row)
+        for (seed, overrides), rows in grouped.items():
+            cells = []
+            for row in sorted(rows, key=lambda row: row["segments"]):
+                test = result["lengths"].get(str(row["segments"]), {}).get("per_seed", {}).get(str(seed))
+                cells.append(f"{row['segments']:,} segments {row['accuracy']:.1f}" +
+                             ("" if test is None else f" (test {test:.1f})"))
+            lines.append(f"{task} seed {seed}, {' '.join(overrides)}: {', '.join(cells)}")
+    return lines
+
+
 def table(summary: dict) -> str:
     """The summary as a Markdown table: mean (min–max) per task and length."""
     lengths = sorted({int(n) for result in summary["tasks"].values()

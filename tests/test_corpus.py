@@ -317,3 +317,22 @@ def test_extra_training_text_joins_the_austen_training_noise_only(tmp_path, toke
     with pytest.raises(NoiseFilesMissing) as missing:
         load_noise(OmegaConf.create({**cfg, "extra_training": [str(tmp_path / "nope")]}), tokenizer, tmp_path / "c")
     assert user_message(missing.value) == f"noise path {tmp_path / 'nope'} does not exist; fix noise.extra_training"
+
+
+def test_a_downloaded_corpus_is_named_instead_of_its_folder(tmp_path, monkeypatch):
+    from rmt_cli.corpus import CorpusNotDownloaded
+    from rmt_cli.corpus.source_files import text_files
+
+    monkeypatch.setenv("RMT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CorpusNotDownloaded) as missing:
+        text_files(["shakespeare"], "noise.extra_training")
+    folder = tmp_path / "data" / "shakespeare"
+    assert user_message(missing.value) == (f"the shakespeare corpus is not downloaded ({folder} does not exist): run "
+                                           "`rmt download --shakespeare`, or fix noise.extra_training")
+    write_documents(tmp_path / "data" / "shakespeare", 2)
+    assert [path for _, path in text_files(["shakespeare"], "noise.extra_training")] == sorted(
+        (tmp_path / "data" / "shakespeare").glob("*.txt"))
+    write_documents(tmp_path / "shakespeare", 1)  # a folder of that name here is what the path means
+    assert [path.parent for _, path in text_files(["shakespeare"], "noise.paths")] == [Path("shakespeare")]
+

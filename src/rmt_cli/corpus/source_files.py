@@ -38,6 +38,22 @@ class NotARegularFile(UsageError):
         super().__init__(f"noise file {path} is not a regular file (a named pipe, socket or device)")
 
 
+class CorpusNotDownloaded(RuntimeFailure):
+    """A noise path of the `setting` names a corpus that `rmt download` fetches (`name`), and its `folder` is not
+    there."""
+
+    def __init__(self, name: str, folder: Path, setting: str):
+        self.name, self.folder, self.setting = name, folder, setting
+        super().__init__(f"the {name} corpus is not downloaded ({folder} does not exist)")
+
+
+def downloaded_corpora() -> dict[str, Path]:
+    """Corpora that `rmt download --NAME` fetches, by the name a noise path may give instead of a folder."""
+    from rmt_cli.shakespeare import default_shakespeare_dir
+
+    return {"shakespeare": default_shakespeare_dir()}
+
+
 class BadEvalFraction(UsageError):
     def __init__(self, fraction):
         self.fraction = fraction
@@ -72,8 +88,17 @@ def files_noise(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
 
 def text_files(paths: list[str], setting: str) -> list[tuple[str, Path]]:
     """(name, path) of the .txt files that `paths` name, files or folders searched recursively, in sorted order; the
-    errors name the `setting` the paths came from."""
-    roots = [Path(p).expanduser() for p in paths]
+    errors name the `setting` the paths came from. A bare name of a downloaded corpus (`shakespeare`) that is no
+    path here stands for the folder `rmt download` put it in (write ./shakespeare for a folder of that name)."""
+    corpora = downloaded_corpora()
+    roots = []
+    for entry in map(str, paths):
+        if entry in corpora and not Path(entry).exists():
+            if not corpora[entry].is_dir():
+                raise CorpusNotDownloaded(entry, corpora[entry], setting)
+            roots.append(corpora[entry])
+        else:
+            roots.append(Path(entry).expanduser())
     found: set[Path] = set()
     for root in roots:
         if root.is_dir():

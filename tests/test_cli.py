@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 from helpers.cli import rmt
 
 from rmt_cli import config_dir
@@ -156,3 +157,37 @@ def test_slurm_preset_configures_the_submitit_slurm_launcher():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
     assert launcher.tasks_per_node == launcher.gpus_per_node == 1 and launcher.max_num_timeout > 0
+
+
+def test_a_new_run_starts_from_the_weights_of_trainer_init_from(smoke_run_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    # one step at a learning rate too small to move a weight: the run's checkpoint is the source's weights
+    result = rmt("train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", "trainer.lr=1e-12",
+                 f"trainer.init_from={smoke_run_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    assert f"starting from the weights of {smoke_run_dir / 'checkpoints' / 'stage2-best'}" in result.stdout
+    source = load_file(smoke_run_dir / "checkpoints" / "stage2-best" / "model.safetensors")
+    started = load_file(tmp_path / "run" / "checkpoints" / "stage1-best" / "model.safetensors")
+    assert source.keys() == started.keys()
+    assert all(torch.allclose(started[name], source[name], atol=1e-6) for name in source)
+    fresh = rmt("train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", "trainer.lr=1e-12",
+                f"hydra.run.dir={tmp_path / 'fresh'}")
+    assert fresh.returncode == 0, fresh.stderr
+    unstarted = load_file(tmp_path / "fresh" / "checkpoints" / "stage1-best" / "model.safetensors")
+    assert not torch.allclose(unstarted["initial_memory"], source["initial_memory"], atol=1e-6)
+
+
+def test_an_init_from_that_cannot_start_the_run_is_one_line(smoke_run_dir, tmp_path):
+    hint = "; start from a run folder of `rmt train` with this backbone and memory size"
+    nowhere = tmp_path / "nowhere"
+    result = rmt("train", "experiment=smoke", f"trainer.init_from={nowhere}", f"hydra.run.dir={tmp_path / 'a'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: trainer.init_from={nowhere}: checkpoint path {nowhere} does not "
+                                     f"exist{hint}")
+    result = rmt("train", "experiment=smoke", "memory.size=3", f"trainer.init_from={smoke_run_dir}",
+                 f"hydra.run.dir={tmp_path / 'b'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: trainer.init_from={smoke_run_dir}: checkpoint "
+                                     f"{smoke_run_dir / 'checkpoints' / 'stage2-best'} does not fit this model: "
+                                     f"initial_memory is [10, 32] there and [3, 32] here{hint}")

@@ -31,7 +31,7 @@ from transformers import get_scheduler
 
 from rmt_cli import distributed, loggers, run_info
 from rmt_cli.batches import BatchPlan, step_tokens
-from rmt_cli.checkpoint import read_meta
+from rmt_cli.checkpoint import CheckpointDoesNotFit, CheckpointNotFound, find_checkpoint, load_weights, read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
 from rmt_cli.curriculum import Stage, curriculum_stages
 from rmt_cli.engine import RecurrentMemory
@@ -64,6 +64,14 @@ def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     if devices > 1 and distributed.wants_cuda(trainer.device) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
+
+
+class InitFromUnusable(UsageError):
+    """trainer.init_from (`source`) names no checkpoint, or one whose weights do not fit this model (`reason`)."""
+
+    def __init__(self, source: str, reason: str):
+        self.source, self.reason = source, reason
+        super().__init__(f"trainer.init_from={source}: {reason}")
 
 
 def train_from_config(cfg) -> None:
@@ -325,6 +333,7 @@ class Trainer:
         if folder is None:  # whatever a run killed before its first resume point left is dropped
             self.metrics.truncate(0)
             self.checkpoints.drop_bests()
+            self.start_from(self.cfg.trainer.init_from)
             return True
         check_same_run(read_meta(folder)["config"], self.cfg, self.run_dir)
         saved = self.checkpoints.load_resume_point(folder, self.model)
@@ -341,6 +350,17 @@ class Trainer:
         self.reporter.note(f"continuing {self.run_dir} into stage {self.state.stage + 1}, added to its curriculum")
         self.metrics.truncate(self.metrics.lines - 1)  # the summary line of the shorter curriculum, written last
         return True
+
+    def start_from(self, source: str | None) -> None:
+        """A new run with trainer.init_from starts from that run's (or checkpoint's) weights, on every rank alike."""
+        if source is None:
+            return
+        try:
+            folder = find_checkpoint(Path(source).expanduser())
+            load_weights(folder, self.model)
+        except (CheckpointNotFound, CheckpointDoesNotFit) as error:
+            raise InitFromUnusable(source, str(error)) from None
+        self.reporter.note(f"starting from the weights of {folder}")
 
     def train_step(self, run: StageRun) -> None:
         """One optimizer step on the global batch, reported on the console and in metrics.jsonl."""

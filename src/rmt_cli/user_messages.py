@@ -95,6 +95,8 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.checkpoint.CheckpointNotWritten": lambda error: (
         f"{error}; free disk space, then run the same command again to resume from the last checkpoint"),
     "rmt_cli.checkpoint.CheckpointNotFound": lambda error: f"{error}; {PASS_A_RUN}",
+    "rmt_cli.train.InitFromUnusable": lambda error: (
+        f"{error}; start from a run folder of `rmt train` with this backbone and memory size"),
     "rmt_cli.checkpoint.NotACheckpoint": not_a_checkpoint,
     "rmt_cli.checkpoint.CheckpointDoesNotFit": lambda error: (
         f"{error} ({SHAPE_CAUSES.get(error.tensor, 'another backbone')}); evaluate it with the settings it was "

@@ -49,6 +49,8 @@ class TrainerConfig:
     devices: int = setting(1, whole(1))
     time_limit_minutes: Optional[float] = setting(None, optional(positive))
     keep_last: int = setting(2, whole(1, " (resume checkpoints to keep)"))
+    init_from: Optional[str] = setting(None, optional(text))  # a run or checkpoint folder whose weights a new run
+                                                              # starts from
 
 
 @dataclass

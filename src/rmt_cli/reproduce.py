@@ -86,10 +86,13 @@ class Beyond:
     def applies(self, seed: int) -> bool:
         return seed == self.seed
 
-    def what(self, task: str, seed: int) -> tuple[str, str]:
-        """How the progress lines name this job: as a seed's job, and in full."""
-        return (f"extrapolation to {self.segments} segments",
-                f"extrapolation of {task} seed {seed} to {self.segments} segments")
+    @property
+    def label(self) -> str:
+        """The job as one seed's: in progress lines and as its column of `rmt reproduce status`."""
+        return f"extrapolation to {self.segments} segments"
+
+    def of(self, task: str, seed: int) -> str:
+        return f"extrapolation of {task} seed {seed} to {self.segments} segments"
 
     def job(self, folder: Path, overrides: Sequence[str]) -> Job:
         command = extrapolate_command(folder, [self.segments], self.samples, self.samples, overrides, self.name)
@@ -111,10 +114,13 @@ class NoiseCheck:
     def applies(self, seed: int) -> bool:
         return True
 
-    def what(self, task: str, seed: int) -> tuple[str, str]:
-        """How the progress lines name this job: as a seed's job, and in full."""
-        novels = ", ".join(self.documents)
-        return f"test on noise from {novels}", f"test of {task} seed {seed} on noise from {novels}"
+    @property
+    def label(self) -> str:
+        """The job as one seed's: in progress lines and as its column of `rmt reproduce status`."""
+        return f"test on noise from {', '.join(self.documents)}"
+
+    def of(self, task: str, seed: int) -> str:
+        return f"test of {task} seed {seed} on noise from {', '.join(self.documents)}"
 
     def job(self, folder: Path, overrides: Sequence[str]) -> Job:
         command = [*extrapolate_command(folder, list(self.segments), self.samples, self.samples, overrides,
@@ -186,9 +192,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                             time.gmtime()),
             "beyond": None if beyond is None else vars(beyond),
-            "noise_check": None if noise_check is None else {"documents": list(noise_check.documents),
-                                                             "segments": list(noise_check.segments),
-                                                             "samples": noise_check.samples}}
+            "noise_check": None if noise_check is None else vars(noise_check)}
     (out / PLAN).write_text(json.dumps(plan, indent=1))
     follow_plan(out, plan, echo)
 
@@ -204,17 +208,23 @@ def resume_protocol(out: Path, echo=print) -> None:
     follow_plan(out, plan, echo)
 
 
+def plan_followers(plan: dict) -> list[Beyond | NoiseCheck]:
+    """The jobs that follow a seed's main extrapolation in this plan (--beyond, --noise-check)."""
+    followers: list[Beyond | NoiseCheck] = []
+    if plan.get("beyond") is not None:
+        followers.append(Beyond(**plan["beyond"]))
+    if plan.get("noise_check") is not None:  # JSON gave its tuples back as lists
+        check = plan["noise_check"]
+        followers.append(NoiseCheck(tuple(check["documents"]), tuple(check["segments"]), check["samples"]))
+    return followers
+
+
 def follow_plan(out: Path, plan: dict, echo=print) -> None:
     """Run the plan's jobs that have not succeeded yet, side by side: every training (one that was interrupted
     resumes from its last checkpoint, as `rmt train` does in its own folder), each extrapolation as soon as its
     training has ended, then the seed's --beyond extrapolation and --noise-check test."""
     segments, samples, batch_size, overrides = plan["segments"], plan["samples"], plan["batch_size"], plan["overrides"]
-    followers: list[Beyond | NoiseCheck] = []  # the jobs that follow a seed's main extrapolation
-    if plan.get("beyond") is not None:
-        followers.append(Beyond(**plan["beyond"]))
-    if plan.get("noise_check") is not None:
-        check = plan["noise_check"]
-        followers.append(NoiseCheck(tuple(check["documents"]), tuple(check["segments"]), check["samples"]))
+    followers = plan_followers(plan)
 
     def train(key: tuple[str, int]) -> Job:
         folder = seed_folder(out, *key)
@@ -243,7 +253,7 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
             for follower in followers:
                 if follower.applies(key[1]) and not succeeded(folder / f"{follower.name}.status.json"):
                     following[(key[0], key[1], follower)] = follower.job(folder, overrides)
-                    echo(f"{key[0]} seed {key[1]} was extrapolated; started its {follower.what(*key)[0]}")
+                    echo(f"{key[0]} seed {key[1]} was extrapolated; started its {follower.label}")
     while training or evaluating or following:
         time.sleep(5)
         for key, job in list(training.items()):
@@ -268,4 +278,4 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
             code = job.poll()
             if code is not None:
                 del following[(task, seed, follower)]
-                echo(f"{follower.what(task, seed)[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")
+                echo(f"{follower.of(task, seed)} ended (exit {code}) after {time.time() - job.started:.0f} s")

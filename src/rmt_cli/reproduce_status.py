@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from rmt_cli.metrics import read_lines
-from rmt_cli.reproduce import NoiseCheck, job_status, read_plan, seed_folder
+from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
 
 
@@ -60,23 +60,17 @@ def extrapolation_cell(folder: Path, name: str = "extrapolate") -> str:
 
 def status_table(out: Path) -> Table:
     plan = read_plan(out)
-    beyond = plan.get("beyond")
+    followers = plan_followers(plan)
     table = Table(title=f"{out}: {plan['preset']} presets, started {plan['started']} on {plan['card']}")
     for column in ("task", "seed", "training", "extrapolation: segments: accuracy %"):
         table.add_column(column)
-    if beyond:
-        table.add_column(f"{beyond['segments']:,} segments")
-    check = plan.get("noise_check")
-    if check:
-        table.add_column(f"on noise from {', '.join(check['documents'])}")
+    for follower in followers:
+        table.add_column(follower.label)
     for task in plan["tasks"]:
         for seed in plan["seeds"]:
             folder = seed_folder(out, task, seed)
             cells = [task, str(seed), training_cell(folder), extrapolation_cell(folder)]
-            if beyond:
-                cells.append(extrapolation_cell(folder, f"extrapolate_{beyond['segments']}")
-                             if seed == beyond["seed"] else "")
-            if check:
-                cells.append(extrapolation_cell(folder, NoiseCheck.name))
+            cells += [extrapolation_cell(folder, follower.name) if follower.applies(seed) else ""
+                      for follower in followers]
             table.add_row(*cells)
     return table

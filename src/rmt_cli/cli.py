@@ -309,13 +309,19 @@ def reproduce_run(
     report_errors(run)
 
 
-def summarize_run(out: Path) -> None:
-    from rmt_cli.reproduce_summary import other_test_lines, table, write_summary
+def echo_summary(summary: dict) -> None:
+    """The summary's table, then each seed's other tests beside its own."""
+    from rmt_cli.reproduce_summary import other_test_lines, table
 
-    summary = write_summary(out, out / "summary")
     typer.echo(table(summary))
     for line in other_test_lines(summary):
         typer.echo(line)
+
+
+def summarize_run(out: Path) -> None:
+    from rmt_cli.reproduce_summary import write_summary
+
+    echo_summary(write_summary(out, out / "summary"))
     typer.echo(f"wrote {out / 'summary'}/summary.json and accuracy_vs_length.png")
 
 
@@ -360,14 +366,11 @@ def reproduce_summarize(
     table (what the README shows). A task this run did not train keeps its numbers from the summary already in
     --into; a task it trained replaces them, all seeds at once."""
     from rmt_cli.reproduce import parse_list
-    from rmt_cli.reproduce_summary import other_test_lines, table, write_summary
+    from rmt_cli.reproduce_summary import write_summary
 
     def summarize_tasks() -> None:
         chosen = None if tasks is None else parse_list(tasks, "tasks")
-        summary = write_summary(out, into, typer.echo, chosen)
-        typer.echo(table(summary))
-        for line in other_test_lines(summary):
-            typer.echo(line)
+        echo_summary(write_summary(out, into, typer.echo, chosen))
 
     report_errors(summarize_tasks)
 

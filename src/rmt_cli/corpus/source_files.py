@@ -49,9 +49,9 @@ class CorpusNotDownloaded(RuntimeFailure):
 
 def downloaded_corpora() -> dict[str, Path]:
     """Corpora that `rmt download --NAME` fetches, by the name a noise path may give instead of a folder."""
-    from rmt_cli.shakespeare import default_shakespeare_dir
+    from rmt_cli.download import corpus_folder
 
-    return {"shakespeare": default_shakespeare_dir()}
+    return {"shakespeare": corpus_folder("shakespeare")}
 
 
 class BadEvalFraction(UsageError):

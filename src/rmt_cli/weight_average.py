@@ -19,26 +19,27 @@ class WeightAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
-        self.weights = [p for p in model.parameters() if p.requires_grad]
-        self.average = [p.detach().clone() for p in self.weights]
+        # the trainable weights' storage, without autograd: the optimizer updates it in place
+        self.weights = [p.detach() for p in model.parameters() if p.requires_grad]
+        self.average = [p.clone() for p in self.weights]
 
     @torch.no_grad()
     def update(self) -> None:
         """After an optimizer step: average ← decay · average + (1 − decay) · weights."""
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.weights], 1.0 - self.decay)
+        torch._foreach_lerp_(self.average, self.weights, 1.0 - self.decay)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block (to validate and save them), its trained ones
         again after it."""
-        trained = [p.detach().clone() for p in self.weights]
+        trained = [p.clone() for p in self.weights]
         with torch.no_grad():
-            torch._foreach_copy_([p.data for p in self.weights], self.average)
+            torch._foreach_copy_(self.weights, self.average)
         try:
             yield
         finally:
             with torch.no_grad():
-                torch._foreach_copy_([p.data for p in self.weights], trained)
+                torch._foreach_copy_(self.weights, trained)
 
     def state_dict(self) -> dict:
         return {"average": [a.detach().cpu() for a in self.average]}

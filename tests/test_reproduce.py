@@ -281,6 +281,32 @@ def test_beyond_seed_outside_the_seeds_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_preset_whose_noise_is_not_downloaded_is_one_line_before_any_run_starts(tmp_path, monkeypatch):
+    """detect's preset reads Shakespeare beside the novels: without it, every detect seed would fail seconds in."""
+    from helpers.cli import rmt
+
+    from rmt_cli.reproduce import check_trainings_can_start
+
+    austen = tmp_path / "austen"
+    austen.mkdir()
+    for novel in ("emma", "northangerabbey", "persuasion"):
+        (austen / f"{novel}.txt").write_text("It is a truth universally acknowledged.\n")
+    data = tmp_path / "data"
+    monkeypatch.setenv("RMT_DATA_DIR", str(data))
+    out = tmp_path / "out"
+    result = rmt("reproduce", "run", str(out), "--tasks", "memorize,detect", "--override", f"noise.path={austen}")
+    assert result.returncode == 1 and out.exists() is False
+    assert result.stderr.strip().splitlines() == [
+        f"error: detect cannot start (experiment=paper_minilm_detect): the shakespeare corpus is not downloaded "
+        f"({data / 'shakespeare'} does not exist): run `rmt download --shakespeare`, or fix noise.extra_training"]
+
+    result = rmt("reproduce", "run", str(out), "--tasks", "detcet")
+    assert result.returncode == 2 and "detcet cannot start (experiment=paper_minilm_detcet)" in result.stderr
+    (data / "shakespeare").mkdir(parents=True)
+    (data / "shakespeare" / "hamlet.txt").write_text("To be, or not to be.\n")
+    check_trainings_can_start("paper_minilm", ["memorize", "detect", "reasoning"], [f"noise.path={austen}"])
+
+
 def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):
     """The protocol's commands replaced by a script that logs its arguments and exits 0."""
     import sys

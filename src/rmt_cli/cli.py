@@ -284,7 +284,7 @@ def reproduce_run(
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
-    from rmt_cli.reproduce import Beyond, NoiseCheck, parse_list, run_protocol
+    from rmt_cli.reproduce import Beyond, NoiseCheck, check_trainings_can_start, parse_list, run_protocol
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -302,6 +302,7 @@ def reproduce_run(
         if noise_check is not None:
             check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
                                tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
+        check_trainings_can_start(preset, task_list, override)
         run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer,
                      check)
         summarize_run(out)
@@ -332,9 +333,11 @@ def reproduce_resume(
     """Finish an interrupted run with its own plan: trainings that did not end resume from their last checkpoint,
     trained runs missing their extrapolation get it, finished ones are left alone; then the summary, as `run`
     writes it."""
-    from rmt_cli.reproduce import resume_protocol
+    from rmt_cli.reproduce import check_trainings_can_start, read_plan, resume_protocol
 
     def resume() -> None:
+        plan = read_plan(out)
+        check_trainings_can_start(plan["preset"], plan["tasks"], plan.get("overrides", []))
         resume_protocol(out, typer.echo)
         summarize_run(out)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rmt_cli.errors import UsageError
+from rmt_cli.errors import RmtError, UsageError
 
 PLAN = "plan.json"
 
@@ -52,6 +52,32 @@ def rmt_command(*args: str) -> list[str]:
 def train_command(preset: str, task: str, seed: int, folder: Path, overrides: list[str]) -> list[str]:
     return rmt_command("train", f"experiment={preset}_{task}", f"seed={seed}", f"hydra.run.dir={folder / 'train'}",
                        *overrides)
+
+
+class TrainingCannotStart(RmtError):
+    """The `rmt train` of one task would fail before training (`error`: its preset's noise is not downloaded, an
+    override does not fit it); said before any run starts, with that error's exit code."""
+
+    def __init__(self, task: str, preset: str, error: RmtError):
+        from rmt_cli.user_messages import user_message
+
+        self.exit_code = error.exit_code
+        super().__init__(f"{task} cannot start (experiment={preset}_{task}): {user_message(error)}")
+
+
+def check_trainings_can_start(preset: str, tasks: list[str], overrides: list[str]) -> None:
+    """Compose every task's training config and find its noise files, so that what would stop each of its seeds a
+    few seconds in (a corpus not downloaded, a bad override) is one line before anything runs."""
+    from rmt_cli.corpus.load import check_noise_files
+    from rmt_cli.hydra_runner import check_composes, check_config
+
+    for task in tasks:
+        try:
+            composed = check_composes("train", [f"experiment={preset}_{task}", *overrides])
+            check_config(composed, "train")
+            check_noise_files(composed.noise)
+        except RmtError as error:
+            raise TrainingCannotStart(task, preset, error) from None
 
 
 def backbone_overrides(overrides: list[str]) -> list[str]:

@@ -44,3 +44,12 @@ def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> Noise
     else:
         raise UnknownNoiseSource(source)
     return cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)
+
+
+def check_noise_files(cfg: Any) -> None:
+    """Raise what load_noise would for the `noise` node's files (missing, not downloaded, held out twice), reading
+    none of them: a check before runs start."""
+    if cfg.source == "austen":
+        austen_noise(cfg, tokenizer=None)
+    elif cfg.source == "files":
+        files_noise(cfg, tokenizer=None)

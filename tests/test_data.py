@@ -171,7 +171,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
                                                        "val_samples": 128, "eval_every": 100,
                                                        "advance_at": 0.97, "confuser_share": 0.25,
-                                                       "multi_fact_share": 0.5}]}})
+                                                       "multi_fact_share": 0.5, "carry_memory": 0.5}]}})
     first, last = curriculum_stages(cfg)
     assert (first.val_samples, first.eval_every, last.val_samples, last.eval_every) == (64, 25, 128, 100)
     assert (first.warmup_ratio, first.bptt_segments, first.mix.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
@@ -182,6 +182,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)
     assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5))
+    assert (first.carry_memory, last.carry_memory) == (0.0, 0.5)
 
 
 def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():

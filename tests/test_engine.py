@@ -138,6 +138,25 @@ def test_memory_state_can_be_carried_across_calls(tiny_engine):
     torch.testing.assert_close(rest.memory, whole.memory)
 
 
+def test_carried_rows_start_from_the_carried_memory_and_the_others_from_the_initial_one(tiny_engine):
+    steps = random_steps(3, 2, 10)
+    with torch.no_grad():
+        earlier = tiny_engine(random_steps(3, 2, 10, seed=5)).memory
+    rows = torch.tensor([True, False, True])
+    tiny_engine.zero_grad()
+    out = tiny_engine(steps, carried=(rows, earlier))
+    out.logits.sum().backward()
+    with torch.no_grad():
+        from_carried = tiny_engine(steps, memory=earlier).logits
+        from_initial = tiny_engine(steps).logits
+    torch.testing.assert_close(out.logits[rows], from_carried[rows])
+    torch.testing.assert_close(out.logits[~rows], from_initial[~rows])
+    with_row_1 = tiny_engine.initial_memory.grad.clone()  # the initial memory learns from row 1 alone
+    tiny_engine.zero_grad()
+    tiny_engine([step[1:2] for step in steps]).logits.sum().backward()
+    torch.testing.assert_close(with_row_1, tiny_engine.initial_memory.grad)
+
+
 def mixed_batch_steps(counts, content=12):
     """Right-aligned steps of samples with `counts` segments each (longest first), as batches.BatchPlan builds."""
     alone = [random_steps(1, n, content, seed=20 + i) for i, n in enumerate(counts)]

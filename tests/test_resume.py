@@ -336,3 +336,31 @@ def test_a_stage_may_average_its_weights_alone(smoke_cfg, tmp_path):
     initial = build_experiment(cfg, "cpu", with_training_data=True).model.state_dict()
     assert not all(torch.equal(bests[0][key], value) for key, value in initial.items())  # stage 1: no average
     assert all(torch.equal(bests[1][key], value) for key, value in bests[0].items())  # stage 2 kept its start
+
+
+def test_a_stage_that_carries_memory_starts_its_samples_from_the_memory_the_step_before_ended_with(
+        smoke_cfg, tmp_path, monkeypatch):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rmt_cli.engine import RecurrentMemory
+
+    calls = []  # per training forward: the carried rows and memory it was given, the memory it ended with
+    forward = RecurrentMemory.forward
+
+    def recorded(self, steps, *args, **kwargs):
+        out = forward(self, steps, *args, **kwargs)
+        if self.training:  # not validation
+            calls.append((kwargs.get("carried"), out.memory.detach().clone()))
+        return out
+
+    monkeypatch.setattr(RecurrentMemory, "forward", recorded)
+    cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 3, "carry_memory": 1.0},
+                                                                {"segments": 2, "steps": 2}]}})
+    train_in_process(cfg, tmp_path / "run")
+    assert len(calls) == 5
+    assert calls[0][0] is None  # a stage's first step has nothing to carry
+    for step in (1, 2):
+        rows, memory = calls[step][0]
+        assert bool(rows.all()) and torch.equal(memory, calls[step - 1][1])
+    assert calls[3][0] is None and calls[4][0] is None  # stage 2 does not carry

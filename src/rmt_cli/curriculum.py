@@ -1,7 +1,8 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
-length, size and interval, early exit and training mix (fact placement, share of confusing noise, share of stories
-whose question several facts name); the trainer's values otherwise.
+length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
+whose question several facts name) and share of samples starting from a carried memory; the trainer's values
+otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Stage:
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
+    carry_memory: float = 0.0  # share of samples that start from the memory a sample of the step before ended with
 
     @property
     def validation_segments(self) -> int:
@@ -54,7 +56,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             val_samples=setting(stage, "val_samples", trainer.val_samples),
                             eval_every=setting(stage, "eval_every", trainer.eval_every),
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
-                            mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share)))
+                            mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share),
+                            carry_memory=stage.carry_memory))
     return stages
 
 

@@ -191,7 +191,7 @@ class RecurrentMemory(nn.Module):
     def forward(self, steps: Iterable[Tensor], memory: Optional[Tensor] = None, batch: Optional[int] = None,
                 grad_steps: Optional[int] = None, n_steps: Optional[int] = None,
                 checkpoint_segments: bool = False, cuda_graphs: bool = False,
-                answer: Optional[Tensor] = None) -> EngineOutput:
+                answer: Optional[Tensor] = None, carried: Optional[tuple[Tensor, Tensor]] = None) -> EngineOutput:
         """Run a right-aligned batch segment by segment.
 
         steps: token ids [rows_t, content] per step; rows_t is non-decreasing and the rows of step t are the first
@@ -207,6 +207,8 @@ class RecurrentMemory(nn.Module):
             per shape); other steps run eagerly.
         answer: generate head: [batch, a] answer tokens the last segment reads after the question (a may be 0);
             the logits are the LM's next-token predictions at the question's last token and at each of them.
+        carried: (rows [batch] bool, memory [batch, m, hidden]): without `memory`, the rows marked start from that
+            memory (one an earlier sample ended with, no gradient) and the others from the initial memory.
         """
         if isinstance(steps, (list, tuple)):
             batch, n_steps = steps[-1].shape[0], len(steps)
@@ -214,6 +216,9 @@ class RecurrentMemory(nn.Module):
             if batch is None:
                 raise ValueError("pass batch= (or memory=) when steps is an iterator")
             memory = self.start_memory(batch)
+            if carried is not None:
+                rows_carried, carried_memory = carried
+                memory = torch.where(rows_carried[:, None, None], carried_memory.to(memory.dtype), memory)
         if (grad_steps is not None or answer is not None) and n_steps is None:
             raise ValueError("truncated BPTT and answers need n_steps= when steps is an iterator")
         if (answer is None) != (self.head is not None):

@@ -45,8 +45,10 @@ class ClassifyHead:
     def __init__(self, kind: str = "classify"):
         self.kind = kind
 
-    def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
-        return F.cross_entropy(model(steps, **loop).logits.float(), labels)
+    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, Tensor]:
+        """The batch's mean loss and the memory after its last segment."""
+        out = model(steps, **loop)
+        return F.cross_entropy(out.logits.float(), labels), out.memory
 
     def predict(self, model, steps, **loop) -> Tensor:
         return model(steps, **loop).logits.argmax(-1)
@@ -72,13 +74,14 @@ class GenerateHead:
         for row, target in enumerate(targets):
             self.targets[row, :len(target)] = torch.tensor(target)
 
-    def loss(self, model, steps, labels: Tensor, **loop) -> Tensor:
+    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, Tensor]:
+        """The batch's mean loss over answer tokens and the memory after its last segment."""
         targets = self.targets.to(labels.device)[labels]  # [batch, answer_length]
         # Teacher forcing: the segment reads every target token but the last; padding after an answer's end token
         # is read as more end tokens, which causal attention hides from the answer's own predictions.
         answer = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, self.end)
-        logits = model(steps, answer=answer, **loop).logits
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+        out = model(steps, answer=answer, **loop)
+        return F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE), out.memory
 
     def predict(self, model, steps, **loop) -> Tensor:
         return self.match(model.generate(steps, self.answer_length, **loop))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LRScheduler
@@ -165,10 +166,12 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             device = experiment.device
-            # Truncated BPTT leaves the initial memory out of some steps' graphs; DDP must then look for it.
+            # Truncated BPTT (and a batch whose every row starts from a carried memory) leaves the initial memory
+            # out of some steps' graphs; DDP must then look for it.
             self.step_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=any(stage.bptt_segments is not None for stage in stages))
+                find_unused_parameters=any(stage.bptt_segments is not None or stage.carry_memory
+                                           for stage in stages))
         self.info = run_info.collect(experiment.device)
         if ranks.writer:
             run_info.write(run_dir, {**self.info, "finished": False})
@@ -183,6 +186,7 @@ class Trainer:
         self.stop_signals = StopSignals(self.reporter.note, abort_on_second=ranks.world == 1)
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
+        self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -250,6 +254,7 @@ class Trainer:
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
+        self.carried = None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -426,9 +431,12 @@ class Trainer:
         model, autocast = self.step_model, experiment.autocast()
         if self.working_copy is not None:
             model, autocast = self.working_copy.refreshed(), nullcontext()
+        carried = self.carried_rows(stage, labels.shape[0], device)
         with autocast:
-            loss = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
-                                        checkpoint_segments=stage.checkpoint_segments)
+            loss, memory = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
+                                                checkpoint_segments=stage.checkpoint_segments, carried=carried)
+        if stage.carry_memory:
+            self.carried = memory.detach()
         loss.backward()
         if self.working_copy is not None:
             self.working_copy.pass_gradients()
@@ -442,6 +450,18 @@ class Trainer:
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
         return loss_value, int(token_sum) * self.cfg.segment.length  # total() sums in floating point
+
+    def carried_rows(self, stage: Stage, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """stage.carry_memory = q: a share q of this batch's rows, drawn from the run's seed and the batch's place in
+        the data, start from the memory a row of the step before ended with (detached: no gradient reaches back);
+        the others from the initial memory. Step after step, a carried memory has read thousands of segments (other
+        facts and questions among them) before the sample's own, as a memory has at the end of a long test input,
+        which no training input of tens of segments reaches from the initial memory. None on a stage's first step
+        and after a resume (the carried memory is not saved)."""
+        if not stage.carry_memory or self.carried is None or self.carried.shape[0] != rows:
+            return None
+        draw = np.random.default_rng([self.cfg.seed, self.state.next_sample, self.ranks.rank]).random(rows)
+        return torch.from_numpy(draw < stage.carry_memory).to(device), self.carried
 
     def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
         """This rank's slice of the global batch that starts at training sample `position`: its plan and step

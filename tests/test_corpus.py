@@ -255,7 +255,8 @@ def test_hub_unreachable(tmp_path, tokenizer, monkeypatch):
 def test_configs_load():
     root = Path(__file__).parents[1] / "conf" / "noise"
     sources = {p.stem: OmegaConf.load(p).source for p in root.glob("*.yaml")}
-    assert sources == {"austen": "austen", "files": "files", "synthetic": "synthetic", "pg19": "hub"}
+    assert sources == {"austen": "austen", "austen_shakespeare": "austen", "files": "files", "synthetic": "synthetic",
+                       "pg19": "hub"}
 
 
 def test_austen_corpus(tmp_path, tokenizer):

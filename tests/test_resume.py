@@ -355,12 +355,14 @@ def test_a_stage_that_carries_memory_starts_its_samples_from_the_memory_the_step
         return out
 
     monkeypatch.setattr(RecurrentMemory, "forward", recorded)
-    cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 3, "carry_memory": 1.0},
+    cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 3, "carry_memory": 0.5},
                                                                 {"segments": 2, "steps": 2}]}})
     train_in_process(cfg, tmp_path / "run")
     assert len(calls) == 5
     assert calls[0][0] is None  # a stage's first step has nothing to carry
     for step in (1, 2):
         rows, memory = calls[step][0]
-        assert bool(rows.all()) and torch.equal(memory, calls[step - 1][1])
+        assert torch.equal(memory, calls[step - 1][1])  # the memory each row ended the step before with
+        assert torch.equal(rows, calls[1][0][0])  # the same rows carry all stage
+    assert int(rows.sum()) == cfg.trainer.batch_size // 2
     assert calls[3][0] is None and calls[4][0] is None  # stage 2 does not carry

@@ -27,7 +27,7 @@ class Stage:
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
-    carry_memory: float = 0.0  # share of samples that start from the memory a sample of the step before ended with
+    carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
 
     @property
     def validation_segments(self) -> int:

@@ -187,6 +187,7 @@ class Trainer:
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
+        self.carrying: torch.Tensor | None = None  # and the rows that start from it
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -254,7 +255,7 @@ class Trainer:
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
-        self.carried = None
+        self.carried, self.carrying = None, None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -452,16 +453,18 @@ class Trainer:
         return loss_value, int(token_sum) * self.cfg.segment.length  # total() sums in floating point
 
     def carried_rows(self, stage: Stage, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """stage.carry_memory = q: a share q of this batch's rows, drawn from the run's seed and the batch's place in
-        the data, start from the memory a row of the step before ended with (detached: no gradient reaches back);
-        the others from the initial memory. Step after step, a carried memory has read thousands of segments (other
-        facts and questions among them) before the sample's own, as a memory has at the end of a long test input,
-        which no training input of tens of segments reaches from the initial memory. None on a stage's first step
-        and after a resume (the carried memory is not saved)."""
+        """stage.carry_memory = q: a share q of the batch's rows (the same rows all stage, drawn from the run's seed
+        and the stage) start every step from the memory their row ended the step before with (detached: no gradient
+        reaches back); the other rows start from the initial memory. So a carrying row's memory has read every
+        sample of its row since the stage began, hundreds of steps of tens of segments (other facts and questions
+        among them), as a memory has deep into a long test input, where no training input of tens of segments takes
+        it from the initial memory. None on a stage's first step and after a resume (the memory is not saved)."""
         if not stage.carry_memory or self.carried is None or self.carried.shape[0] != rows:
             return None
-        draw = np.random.default_rng([self.cfg.seed, self.state.next_sample, self.ranks.rank]).random(rows)
-        return torch.from_numpy(draw < stage.carry_memory).to(device), self.carried
+        if self.carrying is None or self.carrying.shape[0] != rows:
+            order = np.random.default_rng([self.cfg.seed, stage.number, self.ranks.rank]).permutation(rows)
+            self.carrying = torch.from_numpy(order < round(stage.carry_memory * rows)).to(device)
+        return self.carrying, self.carried
 
     def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
         """This rank's slice of the global batch that starts at training sample `position`: its plan and step

@@ -71,7 +71,7 @@ class StageConfig:
     advance_at: Optional[float] = setting(None, optional(number(0)))
     confuser_share: float = setting(0.0, number(0, 1))
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
-    carry_memory: float = setting(0.0, number(0, 1))  # samples that start from a memory an earlier sample ended with
+    carry_memory: float = setting(0.0, number(0, 1))  # batch rows whose memory carries on from step to step
 
 
 @dataclass

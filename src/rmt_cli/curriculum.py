@@ -1,8 +1,8 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
 length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
-whose question several facts name) and share of samples starting from a carried memory; the trainer's values
-otherwise.
+whose question several facts name) and share of batch rows whose memory carries on from step to step; the
+trainer's values otherwise.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> Noise
 
 
 def check_noise_files(cfg: Any) -> None:
-    """Raise what load_noise would for the `noise` node's files (missing, not downloaded, held out twice), reading
-    none of them: a check before runs start."""
+    """Raise what load_noise would for the `noise` node's files (missing, not downloaded, a held-out novel among the
+    extra training noise), reading none of them: a check before runs start."""
     if cfg.source == "austen":
         austen_noise(cfg, tokenizer=None)
     elif cfg.source == "files":

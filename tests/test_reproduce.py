@@ -285,6 +285,7 @@ def test_a_preset_whose_noise_is_not_downloaded_is_one_line_before_any_run_start
     """detect's preset reads Shakespeare beside the novels: without it, every detect seed would fail seconds in."""
     from helpers.cli import rmt
 
+    from rmt_cli import reproduce
     from rmt_cli.reproduce import check_trainings_can_start
 
     austen = tmp_path / "austen"
@@ -305,6 +306,12 @@ def test_a_preset_whose_noise_is_not_downloaded_is_one_line_before_any_run_start
     (data / "shakespeare").mkdir(parents=True)
     (data / "shakespeare" / "hamlet.txt").write_text("To be, or not to be.\n")
     check_trainings_can_start("paper_minilm", ["memorize", "detect", "reasoning"], [f"noise.path={austen}"])
+    if reproduce.device_name() == "cpu":  # where they can start, a machine without a GPU is the next thing said
+        result = rmt("reproduce", "run", str(out), "--tasks", "memorize,detect", "--override", f"noise.path={austen}")
+        assert result.returncode == 2 and out.exists() is False
+        assert result.stderr.strip() == ("error: this machine has no CUDA GPU: the protocol's 6 GPU-sized trainings "
+                                         "would run side by side on its CPU; run it on a GPU machine, or pass "
+                                         "--allow-cpu")
 
 
 def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):

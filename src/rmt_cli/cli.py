@@ -281,10 +281,12 @@ def reproduce_run(
                                               "text. Kept apart from the test (summary.json other_tests)."),
     noise_check_segments: str = typer.Option("32,512", "--noise-check-segments",
                                              help="Lengths of the --noise-check test."),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Run on a machine without a CUDA GPU (every training "
+                                   "at once, on the CPU)."),
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
-    from rmt_cli.reproduce import Beyond, NoiseCheck, check_trainings_can_start, parse_list, run_protocol
+    from rmt_cli.reproduce import Beyond, NoiseCheck, check_gpu, check_trainings_can_start, parse_list, run_protocol
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -303,6 +305,7 @@ def reproduce_run(
             check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
                                tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
         check_trainings_can_start(preset, task_list, override)
+        check_gpu(len(task_list) * len(seed_list), allow_cpu)
         run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer,
                      check)
         summarize_run(out)
@@ -329,15 +332,17 @@ def summarize_run(out: Path) -> None:
 @reproduce_app.command("resume")
 def reproduce_resume(
     out: Path = typer.Argument(..., help="Folder of an interrupted `rmt reproduce run`."),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Run on a machine without a CUDA GPU."),
 ) -> None:
     """Finish an interrupted run with its own plan: trainings that did not end resume from their last checkpoint,
     trained runs missing their extrapolation get it, finished ones are left alone; then the summary, as `run`
     writes it."""
-    from rmt_cli.reproduce import check_trainings_can_start, read_plan, resume_protocol
+    from rmt_cli.reproduce import check_gpu, check_trainings_can_start, read_plan, resume_protocol
 
     def resume() -> None:
         plan = read_plan(out)
         check_trainings_can_start(plan["preset"], plan["tasks"], plan.get("overrides", []))
+        check_gpu(len(plan["tasks"]) * len(plan["seeds"]), allow_cpu)
         resume_protocol(out, typer.echo)
         summarize_run(out)
 

@@ -160,6 +160,14 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
+def check_gpu(runs: int, allow_cpu: bool) -> None:
+    """The protocol's presets are sized for a GPU, and it starts every training at once: on a machine without one
+    they would fill its memory together (and take hours each), so that is refused unless asked for."""
+    if not allow_cpu and device_name() == "cpu":
+        raise UsageError(f"this machine has no CUDA GPU: the protocol's {runs} GPU-sized trainings would run side "
+                         "by side on its CPU; run it on a GPU machine, or pass --allow-cpu")
+
+
 class Job:
     """One command of one (task, seed), its output in `log`, its exit code and wall time in `status`. A command run
     again (`rmt reproduce resume`) adds its output below the earlier attempt's, and the earlier status is removed

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rmt_cli.corpus.cache import cached
+from rmt_cli.corpus.cache import Build, cached
 from rmt_cli.corpus.sizes import check_sizes
 from rmt_cli.corpus.source_austen import austen_noise
 from rmt_cli.corpus.source_files import files_noise
@@ -33,23 +33,26 @@ def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> Noise
         return splits
     if cache_dir is None:
         cache_dir = Path(os.environ.get("RMT_CACHE_DIR") or Path.home() / ".cache" / "rmt" / "tokens")
-    # Each cached source returns a cache key (everything the result depends on, besides the tokenizer)
-    # and a function that builds the splits when the cache misses.
-    if source == "austen":
-        key, build = austen_noise(cfg, tokenizer)
-    elif source == "files":
-        key, build = files_noise(cfg, tokenizer)
-    elif source == "hub":
-        key, build = hub_noise(cfg, tokenizer)
-    else:
-        raise UnknownNoiseSource(source)
+    key, build = cached_source(cfg, tokenizer)
     return cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)
+
+
+def cached_source(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:
+    """A cached source's key (everything its splits depend on, besides the tokenizer) and the function that builds
+    them when the cache misses. Finding the key reads no text, but finds the source's files: a missing or unusable
+    one raises here."""
+    source = cfg.source
+    if source == "austen":
+        return austen_noise(cfg, tokenizer)
+    if source == "files":
+        return files_noise(cfg, tokenizer)
+    if source == "hub":
+        return hub_noise(cfg, tokenizer)
+    raise UnknownNoiseSource(source)
 
 
 def check_noise_files(cfg: Any) -> None:
     """Raise what load_noise would for the `noise` node's files (missing, not downloaded, a held-out novel among the
     extra training noise), reading none of them: a check before runs start."""
-    if cfg.source == "austen":
-        austen_noise(cfg, tokenizer=None)
-    elif cfg.source == "files":
-        files_noise(cfg, tokenizer=None)
+    if cfg.source != "synthetic":
+        cached_source(cfg, tokenizer=None)

@@ -187,7 +187,6 @@ class Trainer:
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
-        self.carrying: torch.Tensor | None = None  # and the rows that start from it
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -255,7 +254,7 @@ class Trainer:
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
-        self.carried, self.carrying = None, None
+        self.carried = None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -461,10 +460,8 @@ class Trainer:
         it from the initial memory. None on a stage's first step and after a resume (the memory is not saved)."""
         if not stage.carry_memory or self.carried is None or self.carried.shape[0] != rows:
             return None
-        if self.carrying is None or self.carrying.shape[0] != rows:
-            order = np.random.default_rng([self.cfg.seed, stage.number, self.ranks.rank]).permutation(rows)
-            self.carrying = torch.from_numpy(order < round(stage.carry_memory * rows)).to(device)
-        return self.carrying, self.carried
+        order = np.random.default_rng([self.cfg.seed, stage.number, self.ranks.rank]).permutation(rows)
+        return torch.from_numpy(order < round(stage.carry_memory * rows)).to(device), self.carried
 
     def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
         """This rank's slice of the global batch that starts at training sample `position`: its plan and step

@@ -91,7 +91,7 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
-     "confuser_share, multi_fact_share, carry_memory)"),
+     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,val_segments:0}]", 2,
      "curriculum stage 1 val_segments=0 must be at least 1"),

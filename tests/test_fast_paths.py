@@ -158,7 +158,7 @@ def test_training_assembles_the_next_batch_while_the_device_runs_the_backward(tm
     (key, (plan, tokens)) = trainer.prefetched
     assert key == (2, batch) and trainer.state.next_sample == batch
     trainer.prefetched = None
-    fresh_plan, fresh_tokens = trainer.host_batch(stages[1], batch)
+    fresh_plan, fresh_tokens = trainer.host_batch(stages[1], batch, 2)
     assert all((a == b).all() for a, b in zip(tokens, fresh_tokens, strict=True)) and len(tokens) == len(fresh_tokens)
     assert (plan.labels() == fresh_plan.labels()).all()
     trainer.prefetched = (key, (plan, tokens))

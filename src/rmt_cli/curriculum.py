@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rmt_cli.errors import UsageError
 from rmt_cli.samples import TrainingMix
 
 
@@ -28,6 +29,8 @@ class Stage:
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
     carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
+    chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
+    chain_steps: int = 16  # the most steps of one such input
 
     @property
     def validation_segments(self) -> int:
@@ -44,6 +47,7 @@ def curriculum_stages(cfg) -> list[Stage]:
     config_check.py)."""
     trainer, stages = cfg.trainer, []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
+        check_chains(number, stage, cfg)
         segments = stage.segments
         lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
         stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
@@ -57,8 +61,21 @@ def curriculum_stages(cfg) -> list[Stage]:
                             eval_every=setting(stage, "eval_every", trainer.eval_every),
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share),
-                            carry_memory=stage.carry_memory))
+                            carry_memory=stage.carry_memory, chain_share=stage.chain_share,
+                            chain_steps=stage.chain_steps))
     return stages
+
+
+def check_chains(number: int, stage, cfg) -> None:
+    """Chained inputs leave a part unscored through its label, which only the classifying heads read."""
+    if not stage.chain_share:
+        return
+    if stage.carry_memory:
+        raise UsageError(f"curriculum stage {number} sets both carry_memory and chain_share; a row's memory can "
+                         "carry on for one of them only")
+    if cfg.task.head == "generate":
+        raise UsageError(f"curriculum stage {number}: chain_share needs task.head=classify or pooler (a generated "
+                         "answer cannot be left unscored)")
 
 
 def setting(stage, key: str, default):

@@ -67,6 +67,7 @@ def content_length(segment_length: int, memory_size: int, layout: str = "encoder
 class EngineOutput:
     logits: Tensor  # classify: [batch, num_labels]; generate: [batch, 1 + answer tokens read, vocab]
     memory: Tensor  # [batch, memory_size, hidden], the memory after the last segment
+    memory_before_last: Optional[Tensor] = None  # the memory the last segment read (None for an iterator of steps)
     last_read: Optional[tuple[Tensor, Tensor]] = None  # generate: (memory, tokens) the last segment read
 
 
@@ -226,7 +227,7 @@ class RecurrentMemory(nn.Module):
         detach_before = None if grad_steps is None or n_steps is None else n_steps - grad_steps
         graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
                   and (self.graph_max_rows is None or memory.shape[0] <= self.graph_max_rows))
-        start, rows, first = memory, 0, 0
+        start, rows, first, before_last = memory, 0, 0, None
         readout, static, last_read = None, None, None
         if detach_before and self.prefix_dtype is not None and torch.is_grad_enabled():
             steps = iter(steps)
@@ -248,6 +249,8 @@ class RecurrentMemory(nn.Module):
                     new_memory, readout = self._read_states(memory[:rows], tokens)
                 memory = keep_unstarted_rows(new_memory, memory)
                 continue
+            if n_steps is not None and step == n_steps - 1:
+                before_last = memory
             step_answer = answer if n_steps is not None and step == n_steps - 1 else None
             if step_answer is not None:
                 last_read = (memory.clone() if static is not None else memory, tokens)
@@ -266,7 +269,8 @@ class RecurrentMemory(nn.Module):
             memory = memory.clone()
         if readout is None:
             raise ValueError("steps holds no segment")
-        return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read)
+        return EngineOutput(logits=self.answer_logits(readout), memory=memory, last_read=last_read,
+                            memory_before_last=before_last)
 
     def generate(self, steps: Iterable[Tensor], answer_length: int, memory: Optional[Tensor] = None,
                  batch: Optional[int] = None, n_steps: Optional[int] = None, cuda_graphs: bool = False) -> Tensor:

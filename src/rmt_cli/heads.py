@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rmt_cli.engine import EngineOutput
 from rmt_cli.errors import UsageError
 
 IGNORE = -100  # target padding, skipped by the loss
@@ -45,10 +46,10 @@ class ClassifyHead:
     def __init__(self, kind: str = "classify"):
         self.kind = kind
 
-    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, Tensor]:
-        """The batch's mean loss and the memory after its last segment."""
+    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, EngineOutput]:
+        """The mean loss over the batch's rows whose label is not IGNORE, and the engine's output."""
         out = model(steps, **loop)
-        return F.cross_entropy(out.logits.float(), labels), out.memory
+        return F.cross_entropy(out.logits.float(), labels, ignore_index=IGNORE), out
 
     def predict(self, model, steps, **loop) -> Tensor:
         return model(steps, **loop).logits.argmax(-1)
@@ -74,14 +75,14 @@ class GenerateHead:
         for row, target in enumerate(targets):
             self.targets[row, :len(target)] = torch.tensor(target)
 
-    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, Tensor]:
-        """The batch's mean loss over answer tokens and the memory after its last segment."""
+    def loss(self, model, steps, labels: Tensor, **loop) -> tuple[Tensor, EngineOutput]:
+        """The batch's mean loss over answer tokens and the engine's output."""
         targets = self.targets.to(labels.device)[labels]  # [batch, answer_length]
         # Teacher forcing: the segment reads every target token but the last; padding after an answer's end token
         # is read as more end tokens, which causal attention hides from the answer's own predictions.
         answer = targets[:, :-1].masked_fill(targets[:, :-1] == IGNORE, self.end)
         out = model(steps, answer=answer, **loop)
-        return F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE), out.memory
+        return F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE), out
 
     def predict(self, model, steps, **loop) -> Tensor:
         return self.match(model.generate(steps, self.answer_length, **loop))

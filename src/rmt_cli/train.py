@@ -32,6 +32,7 @@ from transformers import get_scheduler
 
 from rmt_cli import distributed, loggers, run_info
 from rmt_cli.batches import BatchPlan, step_tokens
+from rmt_cli.chains import ChainedRows, ChainPlan
 from rmt_cli.checkpoint import CheckpointDoesNotFit, CheckpointNotFound, find_checkpoint, load_weights, read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
 from rmt_cli.curriculum import Stage, curriculum_stages
@@ -171,7 +172,7 @@ class Trainer:
             self.step_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=any(stage.bptt_segments is not None or stage.carry_memory
-                                           for stage in stages))
+                                           or stage.chain_share for stage in stages))
         self.info = run_info.collect(experiment.device)
         if ranks.writer:
             run_info.write(run_dir, {**self.info, "finished": False})
@@ -187,6 +188,7 @@ class Trainer:
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
+        self.chains: ChainedRows | None = None  # stage.chain_share: this stage's chained rows (chains.py)
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -254,7 +256,7 @@ class Trainer:
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
-        self.carried = None
+        self.carried, self.chains = None, None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -423,7 +425,7 @@ class Trainer:
         mean loss.
         """
         trainer, experiment = self.cfg.trainer, self.experiment
-        plan, host_steps = self.host_batch(stage, self.state.next_sample)
+        plan, host_steps = self.host_batch(stage, self.state.next_sample, step)
         self.state.next_sample += trainer.batch_size
         device = experiment.device
         steps = [to_device(tokens, device) for tokens in host_steps]
@@ -431,17 +433,22 @@ class Trainer:
         model, autocast = self.step_model, experiment.autocast()
         if self.working_copy is not None:
             model, autocast = self.working_copy.refreshed(), nullcontext()
-        carried = self.carried_rows(stage, labels.shape[0], device)
+        chains = self.chained_rows(stage)
+        carried = (self.carried_rows(stage, labels.shape[0], device) if chains is None
+                   else chains.carried(plan, step, labels))
         with autocast:
-            loss, memory = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
-                                                checkpoint_segments=stage.checkpoint_segments, carried=carried)
+            loss, out = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
+                                             checkpoint_segments=stage.checkpoint_segments, carried=carried)
         if stage.carry_memory:
-            self.carried = memory.detach()
+            self.carried = out.memory.detach()
+        if chains is not None:
+            chains.keep(plan, out.memory_before_last)
         loss.backward()
         if self.working_copy is not None:
             self.working_copy.pass_gradients()
         if step < stage.steps:  # the device still runs this backward: assemble the next batch meanwhile
-            self.prefetched = ((stage.number, self.state.next_sample), self.host_batch(stage, self.state.next_sample))
+            self.prefetched = ((stage.number, self.state.next_sample),
+                               self.host_batch(stage, self.state.next_sample, step + 1))
         loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)
         loss_value = loss_sum / self.ranks.world
         if not math.isfinite(loss_value):
@@ -463,10 +470,20 @@ class Trainer:
         order = np.random.default_rng([self.cfg.seed, stage.number, self.ranks.rank]).permutation(rows)
         return torch.from_numpy(order < round(stage.carry_memory * rows)).to(device), self.carried
 
-    def host_batch(self, stage: Stage, position: int) -> tuple[BatchPlan, list]:
-        """This rank's slice of the global batch that starts at training sample `position`: its plan and step
-        tokens, on the host. Samples are pure functions of (seed, index), so a slice built ahead (`prefetched`)
-        equals one built now."""
+    def chained_rows(self, stage: Stage) -> ChainedRows | None:
+        """The stage's chained rows (stage.chain_share, chains.py), begun at its first use in the stage."""
+        if not stage.chain_share:
+            return None
+        if self.chains is None or self.chains.plan.stage != stage.number:
+            local = self.cfg.trainer.batch_size // self.ranks.world
+            self.chains = ChainedRows(ChainPlan(self.cfg.seed, stage.number, self.ranks.rank, local,
+                                                stage.chain_share, stage.chain_steps, stage.steps))
+        return self.chains
+
+    def host_batch(self, stage: Stage, position: int, step: int) -> tuple[BatchPlan, list]:
+        """This rank's slice of the global batch of the stage's `step` that starts at training sample `position`:
+        its plan and step tokens, on the host. Samples (and a chained row's parts) are pure functions of (seed, index),
+        so a slice built ahead (`prefetched`) equals one built now."""
         if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
             return self.prefetched[1]
         data = self.experiment.train_data
@@ -474,6 +491,11 @@ class Trainer:
         local = self.cfg.trainer.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
         samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.mix) for i in range(local)]
+        chains = self.chained_rows(stage)
+        if chains is not None:
+            batch = self.cfg.trainer.batch_size
+            samples = chains.parts(samples, step, lambda row, back: data.training_sample(
+                self.cfg.seed, first - back * batch + row, stage.segments, stage.mix))
         plan = BatchPlan.right_aligned(samples)
         return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]
 

@@ -73,6 +73,12 @@ def number(low: float, high: float = math.inf) -> Check:
     return check
 
 
+def share_below_one(key, value) -> None:
+    """0 (off) or a fraction below 1."""
+    if not is_number(value) or not 0 <= value < 1:
+        raise UsageError(f"{key}={shown(value)} must be a number from 0 up to (not including) 1")
+
+
 def share(key, value) -> None:
     """A fraction strictly between 0 and 1."""
     if not is_number(value) or not 0 < value < 1:

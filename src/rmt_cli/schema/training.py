@@ -16,6 +16,7 @@ from rmt_cli.schema.rules import (
     positive,
     scheduler,
     setting,
+    share_below_one,
     stage_segments,
     text,
     whole,
@@ -72,6 +73,8 @@ class StageConfig:
     confuser_share: float = setting(0.0, number(0, 1))
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
     carry_memory: float = setting(0.0, number(0, 1))  # batch rows whose memory carries on from step to step
+    chain_share: float = setting(0.0, share_below_one)  # batch rows that read one long input over several steps
+    chain_steps: int = setting(16, whole(1))  # the most steps of one chained input
 
 
 @dataclass

@@ -180,14 +180,14 @@ def test_a_chained_stage_is_checked(detect_cfg):
     from rmt_cli.curriculum import curriculum_stages
     from rmt_cli.errors import UsageError
 
+    def stages(**last):
+        return OmegaConf.merge(detect_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 2, **last}]}})
+
     with pytest.raises(UsageError, match="chain_share=1 must be a number from 0 up to"):
-        check(OmegaConf.merge(detect_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 2, "chain_share": 1}]}}),
-              "train")
-    both = OmegaConf.merge(detect_cfg, {"curriculum": {"stages": [{"segments": 2, "steps": 2, "chain_share": 0.5,
-                                                                   "carry_memory": 0.5}]}})
-    with pytest.raises(UsageError, match="sets both carry_memory and chain_share"):
-        curriculum_stages(both)
-    generated = OmegaConf.merge(detect_cfg, {"task": {"head": "generate"}})
+        check(stages(chain_share=1), "train")
+    with pytest.raises(UsageError, match="stage 1 sets both carry_memory and chain_share"):
+        check(stages(chain_share=0.5, carry_memory=0.5), "train")
     with pytest.raises(UsageError, match="chain_share needs task.head=classify or pooler"):
-        curriculum_stages(generated)
-    assert [s.chain_share for s in curriculum_stages(detect_cfg)] == [0.0, 0.5]
+        check(OmegaConf.merge(stages(chain_share=0.5), {"task": {"head": "generate"}}), "train")
+    check(detect_cfg, "train")
+    assert [(s.chain_share, s.chain_steps) for s in curriculum_stages(detect_cfg)] == [(0.0, 16), (0.5, 3)]

@@ -40,6 +40,7 @@ def check(cfg, command: str) -> None:
     check_node("", values, COMMANDS[command], names=OPTIONS[command])
     check_weights_source(values["backbone"])
     if command == "train":
+        check_chains(values["curriculum"]["stages"], values["task"]["head"])
         if values["trainer"]["devices"] == 1:  # several: train.check_trainer counts the GPUs
             gpu_visible("trainer.device", values["trainer"]["device"])
     elif "device" in values:
@@ -122,6 +123,20 @@ def check_stages(stages) -> None:
         for setting in fields(StageConfig):
             if setting.name in stage:
                 setting.metadata["check"](f"curriculum stage {number} {setting.name}", stage[setting.name])
+
+
+def check_chains(stages: list[dict], head: str) -> None:
+    """A chained stage (chains.py) leaves parts unscored through their label, which only the classifying heads read,
+    and carries memory its own way."""
+    for number, stage in enumerate(stages, start=1):
+        if not stage.get("chain_share"):
+            continue
+        if stage.get("carry_memory"):
+            raise UsageError(f"curriculum stage {number} sets both carry_memory and chain_share; a row's memory can "
+                             "carry on for one of them only")
+        if head == "generate":
+            raise UsageError(f"curriculum stage {number}: chain_share needs task.head=classify or pooler (a generated "
+                             "answer cannot be left unscored)")
 
 
 def check_value(command: str, key: str, value: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmt_cli.errors import UsageError
 from rmt_cli.samples import TrainingMix
 
 
@@ -47,7 +46,6 @@ def curriculum_stages(cfg) -> list[Stage]:
     config_check.py)."""
     trainer, stages = cfg.trainer, []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
-        check_chains(number, stage, cfg)
         segments = stage.segments
         lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
         stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
@@ -64,18 +62,6 @@ def curriculum_stages(cfg) -> list[Stage]:
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
                             chain_steps=stage.chain_steps))
     return stages
-
-
-def check_chains(number: int, stage, cfg) -> None:
-    """Chained inputs leave a part unscored through its label, which only the classifying heads read."""
-    if not stage.chain_share:
-        return
-    if stage.carry_memory:
-        raise UsageError(f"curriculum stage {number} sets both carry_memory and chain_share; a row's memory can "
-                         "carry on for one of them only")
-    if cfg.task.head == "generate":
-        raise UsageError(f"curriculum stage {number}: chain_share needs task.head=classify or pooler (a generated "
-                         "answer cannot be left unscored)")
 
 
 def setting(stage, key: str, default):

@@ -250,7 +250,7 @@ class RecurrentMemory(nn.Module):
                 memory = keep_unstarted_rows(new_memory, memory)
                 continue
             if n_steps is not None and step == n_steps - 1:
-                before_last = memory
+                before_last = memory.clone() if static is not None else memory  # a replayed graph reuses its buffer
             step_answer = answer if n_steps is not None and step == n_steps - 1 else None
             if step_answer is not None:
                 last_read = (memory.clone() if static is not None else memory, tokens)

@@ -35,9 +35,10 @@ def test_every_chained_row_reads_chains_of_at_most_max_steps_each_with_its_fact_
     assert not np.array_equal(plan(stage=3).schedule[0], start)
 
 
-def sample(label, facts=("fact",), question=(7, 8)):
-    from rmt_cli.samples import Sample
+def sample(label, fact_segments=(0,), question=(7, 8)):
+    from rmt_cli.samples import PlacedFact, Sample
 
+    facts = tuple(PlacedFact(segment, 0, np.array([1, 2])) for segment in fact_segments)
     return Sample(noise_starts=np.arange(3), facts=facts, question=np.array(question), label=label)
 
 
@@ -49,6 +50,8 @@ def test_a_part_before_the_fact_is_noise_not_scored_and_one_after_it_asks_the_fa
     after = chain_part(drawn, 5, 3, fact)
     assert after.facts == () and after.label == 4 and list(after.question) == [5, 6, 7]
     assert (after.noise_starts == drawn.noise_starts).all()
+    # a fact in the fact's part's last segment was never read by the memory carried on: nothing to ask
+    assert chain_part(drawn, 5, 3, sample(4, fact_segments=(0, 2))).label == IGNORE
 
 
 def test_the_classifying_loss_leaves_out_rows_not_scored():
@@ -167,7 +170,8 @@ def test_a_chained_stage_carries_each_rows_memory_and_asks_its_facts_question_un
                 assert part.facts == () and int(labels_seen[step + 1][j]) == IGNORE
             elif step - 1 > fact_step:
                 with_fact = built[fact_step + 1].samples[int(np.flatnonzero(built[fact_step + 1].order == row)[0])]
-                assert part.facts == () and part.label == with_fact.label and with_fact.facts
+                kept = max(f.segment for f in with_fact.facts) < with_fact.n_segments - 1
+                assert part.facts == () and part.label == (with_fact.label if kept else IGNORE) and with_fact.facts
                 assert (part.question == with_fact.question).all()
                 seen.add("after")
     assert seen == {"carried", "before", "after"}

@@ -7,7 +7,8 @@ segment, the one that holds the question, so the memory never reads a question b
 steps holds one fact, in the part read at step f (drawn uniformly, as a test input's fact lies anywhere in it):
 - before f, fact-free noise, not scored (the memory has nothing to answer yet: it only reads noise);
 - at f, the training sample drawn for that row and step as for any row, its fact where it was drawn;
-- after f, fact-free noise ending with the question of the part read at f, scored on its answer.
+- after f, fact-free noise ending with the question of the part read at f, scored on its answer (unless that
+  part held a fact in its last segment, which the memory carried on never read: then not scored either).
 So a fact is taken in after up to L - 1 parts of noise and kept through up to L - 1 more, L × tens of segments,
 where the longest training input of a stage is tens of segments. A chain's first part starts from the initial
 memory; L is drawn uniformly from 1 to `chain_steps` per chain.
@@ -82,8 +83,10 @@ def chain_part(drawn: Sample, step: int, fact_step: int, fact_sample: Sample | N
     if step < fact_step:
         return dataclasses.replace(drawn, facts=(), label=IGNORE, story=None)
     assert fact_sample is not None, "a part after the fact asks the fact's question"
-    return dataclasses.replace(drawn, facts=(), question=fact_sample.question, label=fact_sample.label,
-                               story=fact_sample.story)
+    # The memory goes on as it was before a part's last segment: a fact placed in that segment was never kept.
+    kept = all(fact.segment < fact_sample.n_segments - 1 for fact in fact_sample.facts)
+    return dataclasses.replace(drawn, facts=(), question=fact_sample.question, story=fact_sample.story,
+                               label=fact_sample.label if kept else IGNORE)
 
 
 class ChainedRows:

@@ -60,6 +60,19 @@ def test_the_accuracy_on_questions_several_facts_name_is_summarised_when_every_s
     assert "several_facts_name_question" not in lengths["1"]
 
 
+def test_the_accuracy_by_where_the_fact_is_is_summarised_per_quarter(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    for seed in (0, 1, 2):
+        path = seed_folder(out, "memorize", seed) / "extrapolate" / "extrapolation.json"
+        rows = json.loads(path.read_text())
+        for quarter in (1, 2, 3, 4):
+            rows[1][f"accuracy_fact_in_q{quarter}"] = (seed + quarter) / 10
+        path.write_text(json.dumps(rows))
+    at8 = write_summary(out, tmp_path / "results")["tasks"]["memorize"]["lengths"]["8"]
+    assert at8["fact_in_q1"] == {"mean": 20.0, "per_seed": {"0": 10.0, "1": 20.0, "2": 30.0}}
+    assert at8["fact_in_q4"]["mean"] == 50.0
+
+
 def test_a_missing_seed_is_one_clear_error(tmp_path):
     accuracy = {key: rows for key, rows in ACCURACY.items() if key[1] != 1}
     with pytest.raises(RuntimeFailure, match="memorize seed 1 has no finished training"):

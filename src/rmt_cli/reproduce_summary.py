@@ -13,6 +13,9 @@ from rmt_cli.errors import RuntimeFailure, UsageError
 from rmt_cli.reproduce import PLAN, seed_folder
 
 RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
+# Parts of the test samples summarised per length beside the whole (summary key: extrapolation.json column)
+BREAKDOWN = {"several_facts_name_question": "accuracy_several_facts_name_question",
+             **{f"fact_in_q{quarter}": f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4)}}
 # The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
 PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
          "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
@@ -38,20 +41,23 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
         raise RuntimeFailure(f"{what}: training exited with {train['exit_code']}; see {folder / 'train.out'}")
     rows = read_json(folder / "extrapolate" / "extrapolation.json", f"{what} was not extrapolated")
     return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
-            "several_facts": {int(row["segments"]): 100 * row["accuracy_several_facts_name_question"] for row in rows
-                              if row.get("accuracy_several_facts_name_question") is not None},
+            "breakdown": {key: {int(row["segments"]): 100 * row[column] for row in rows
+                                if row.get(column) is not None} for key, column in BREAKDOWN.items()},
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
             "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
 
 
-def several_facts_accuracy(results: dict, n: int) -> dict:
-    """Per seed, the accuracy on questions that several facts name (reasoning: where the relation's direction
-    decides), when every seed's rows have it at this length; nothing otherwise."""
-    if not all(n in r["several_facts"] for r in results.values()):
-        return {}
-    per_seed = {str(s): round(r["several_facts"][n], 2) for s, r in results.items()}
-    return {"several_facts_name_question": {"mean": round(mean(per_seed.values()), 2), "per_seed": per_seed}}
+def breakdown(results: dict, n: int) -> dict:
+    """Per seed, the accuracy on a part of the test samples (BREAKDOWN: questions several facts name, where
+    reasoning's relation direction decides; facts in each quarter of the input, which tells a memory that loses facts
+    from one that stops taking them in), for each part every seed's rows have at this length."""
+    parts = {}
+    for key in BREAKDOWN:
+        if all(n in r["breakdown"][key] for r in results.values()):
+            per_seed = {str(s): round(r["breakdown"][key][n], 2) for s, r in results.items()}
+            parts[key] = {"mean": round(mean(per_seed.values()), 2), "per_seed": per_seed}
+    return parts
 
 
 def saved_curriculum(train: Path):
@@ -172,7 +178,7 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
                                  "min": round(min(r["accuracy"][n] for r in results.values()), 2),
                                  "max": round(max(r["accuracy"][n] for r in results.values()), 2),
                                  "per_seed": {str(s): round(r["accuracy"][n], 2) for s, r in results.items()},
-                                 **several_facts_accuracy(results, n)}
+                                 **breakdown(results, n)}
                         for n in lengths},
             "not_measured": not_measured,
             "single_seed": single_seed,

@@ -48,7 +48,8 @@ class ChainPlan:
 
     @property
     def chained(self) -> int:
-        return round(self.share * self.rows)
+        """At least one row stays unchained, so that a batch always holds a scored row."""
+        return min(round(self.share * self.rows), self.rows - 1)
 
     @cached_property
     def schedule(self) -> tuple[np.ndarray, np.ndarray]:

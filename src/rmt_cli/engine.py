@@ -249,9 +249,10 @@ class RecurrentMemory(nn.Module):
                     new_memory, readout = self._read_states(memory[:rows], tokens)
                 memory = keep_unstarted_rows(new_memory, memory)
                 continue
-            if n_steps is not None and step == n_steps - 1:
+            last = n_steps is not None and step == n_steps - 1
+            if last:
                 before_last = memory.clone() if static is not None else memory  # a replayed graph reuses its buffer
-            step_answer = answer if n_steps is not None and step == n_steps - 1 else None
+            step_answer = answer if last else None
             if step_answer is not None:
                 last_read = (memory.clone() if static is not None else memory, tokens)
             elif graphs and rows == memory.shape[0] and tokens.device.type in self.graph_devices:

@@ -32,6 +32,7 @@ def test_every_chained_row_reads_chains_of_at_most_max_steps_each_with_its_fact_
     assert lengths <= {1, 2, 3, 4} and max(lengths) == 4 and len(lengths) > 1
     assert chains.first_parts(0).all()
     assert plan(rows=2, share=0.9).chained == 1  # one row stays unchained: a batch always holds a scored row
+    assert plan(rows=1).chained == 0 and plan(rows=1).first_parts(3).shape == (0,)
     np.testing.assert_array_equal(plan().schedule[0], start)  # a pure function of (seed, stage, rank, row)
     assert not np.array_equal(plan(stage=3).schedule[0], start)
 

@@ -117,22 +117,22 @@ class ChainedRows:
         part start from the memory they kept. Without a kept memory (a stage's first step, after a resume) they start
         from the initial memory, and a row that had read its fact already is not scored (its labels entry is set to
         IGNORE in place) until its chain ends."""
+        if not self.plan.chained:  # a batch too small to chain a row
+            return None
         k = step - 1
         continuing = ~self.plan.first_parts(k)
         self.unscored &= continuing
         if self.memory is None:
             self.unscored |= continuing & (k > self.plan.fact_steps(k))
-        by_sorted_row = np.zeros(len(batch.order), dtype=bool)
-        unscored = np.zeros(len(batch.order), dtype=bool)
-        for j, row in enumerate(batch.order):
-            if row < self.plan.chained:
-                by_sorted_row[j] = continuing[row] and self.memory is not None
-                unscored[j] = self.unscored[row]
-        labels[torch.from_numpy(unscored).to(labels.device)] = IGNORE
-        if self.memory is None or not by_sorted_row.any():
+        # per row of the batch (sorted by length): the caller row it holds, padded with unchained rows' False
+        chained = batch.order < self.plan.chained
+        row_of = np.where(chained, batch.order, 0)
+        labels[torch.from_numpy(chained & self.unscored[row_of]).to(labels.device)] = IGNORE
+        carried = chained & continuing[row_of]
+        if self.memory is None or not carried.any():
             return None
         order = torch.from_numpy(batch.order).to(self.memory.device)
-        return torch.from_numpy(by_sorted_row).to(self.memory.device), self.memory[order]
+        return torch.from_numpy(carried).to(self.memory.device), self.memory[order]
 
     def keep(self, batch: BatchPlan, memory_before_last: torch.Tensor | None) -> None:
         """Keep the memory each row's last segment read (in `batch`'s order), detached, by caller row."""

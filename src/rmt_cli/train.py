@@ -188,7 +188,7 @@ class Trainer:
         self.deadline: Deadline  # the time limit counts from the start of run()
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
-        self.chains: ChainedRows | None = None  # stage.chain_share: this stage's chained rows (chains.py)
+        self.chains: ChainedRows | None = None  # stage.chain_share: the current stage's chained rows (chains.py)
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -256,7 +256,7 @@ class Trainer:
         val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
                                                            stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
-        self.carried, self.chains = None, None
+        self.carried = None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)

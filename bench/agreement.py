@@ -3,7 +3,8 @@
     python bench/agreement.py RUN_DIR --segments 1,8,64 --samples 200 --batch-size 64 --out agreement.json
 
 plain: `rmt eval`'s defaults (fp32 weights, bf16 autocast on GPU, CUDA graphs at every batch size).
-fast: inference_dtype=bf16, CUDA graphs at every batch size; override with --fast.
+fast: inference_dtype=bf16, CUDA graphs at every batch size; override with --fast (e.g. '{"inference_dtype":
+"bf16", "compile_blocks": true}'; settings it leaves out are the plain path's).
 Per length: the test set `rmt eval --checkpoint RUN_DIR task.segments=N --samples S` reads, each path's accuracy, and
 the share of samples on which both predict the same label (agreement).
 """
@@ -23,8 +24,8 @@ from rmt_cli.experiment import apply_inference_settings, build_experiment
 from rmt_cli.inference import correct_answers, predict
 from rmt_cli.schema import typed_config
 
-PLAIN = {"inference_dtype": "fp32", "graph_max_rows": None}
-FAST = {"inference_dtype": "bf16", "graph_max_rows": None}
+PLAIN = {"inference_dtype": "fp32", "graph_max_rows": None, "compile_blocks": False}
+FAST = {"inference_dtype": "bf16", "graph_max_rows": None, "compile_blocks": False}
 
 
 def load(run_dir: Path, device: str, settings: dict):
@@ -34,7 +35,7 @@ def load(run_dir: Path, device: str, settings: dict):
     cfg = typed_config("train", meta["config"])
     experiment = build_experiment(cfg, device, with_training_data=False, trained_labels=meta.get("labels"))
     load_weights(folder, experiment.model)
-    apply_inference_settings(experiment.model, OmegaConf.create(settings))
+    apply_inference_settings(experiment.model, OmegaConf.create({**PLAIN, **settings}))  # unnamed: the plain path
     return experiment, cfg, meta
 
 

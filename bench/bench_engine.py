@@ -116,7 +116,8 @@ def build_decoder(geometry: str, head: str = "generate") -> RecurrentMemory:
 def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
     """The model as `inference_dtype=bf16` runs it: every weight cast once, no autocast."""
     fast = copy.deepcopy(model)
-    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None}))
+    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None,
+                                                      "compile_blocks": False}))
     return fast
 
 
@@ -186,7 +187,7 @@ def part_a(models, factory, device, batch: int, segments: int, compiled: bool = 
         out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
     if compiled:
         model = models[True].copy_without_caches()
-        compile_blocks(model)
+        model.compile_blocks()
         seconds = timed(lambda: stream(model, factory, samples, device), device)
         out["recurrent_bf16_compiled_tok_s"], out["ratio_bf16_compiled"] = tokens / seconds, plain_s / seconds
         del model
@@ -316,13 +317,6 @@ def part_g(models, factory, device, batches: list[int], segments: int = 8) -> li
     return rows
 
 
-def compile_blocks(model: RecurrentMemory) -> None:
-    """torch.compile each transformer block of the backbone in place (the recurrent loop stays eager Python)."""
-    blocks = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.ModuleList))
-    for block in blocks:
-        block.compile()
-
-
 def training_step(model, optimizer, loss_of, device, working: WorkingCopy | None = None):
     """One step as `rmt train` takes it; `loss_of(runner)` is one batch's loss computed by `runner`: the model under
     autocast, or with `working` its bf16 working copy, whose gradients then go back to the model."""
@@ -390,7 +384,7 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
     model.train()
     for fused, compile_now in ((False, False), (True, False), *([(True, True)] if compiled else [])):
         if compile_now:
-            compile_blocks(model)
+            model.compile_blocks()
         optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=fused)
         for checkpointing in (False, True):
             for segments in segment_list:

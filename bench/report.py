@@ -20,6 +20,8 @@ def table(headers: list[str], align: list[str], rows: list[list[str]], lead: str
 
 PATHS = (("", "today's path (fp32 weights, autocast, eager)"), ("_graph", "+ CUDA graphs"),
          ("_bf16", "bf16 weights"), ("_bf16_graph", "bf16 weights + CUDA graphs"))
+# Part a also times compiled blocks when run with --compile ("-" where it was not).
+A_PATHS = (*PATHS, ("_bf16_compiled", "bf16 weights, compiled blocks"))
 
 
 def ratio(value) -> str:
@@ -30,10 +32,10 @@ def fast_path_tables(parts: dict) -> None:
     """The inference paths of runs that measured them (parts a and c with `_bf16` keys, part g)."""
     measured = [(g, a) for g, a in parts["a"] if "ratio_bf16" in a]
     table(["geometry", "plain forward, fp32 weights + autocast, tok/s", "plain forward, bf16 weights",
-           *(name for _, name in PATHS)], ["---"] + ["--:"] * 6,
+           *(name for _, name in A_PATHS)], ["---"] + ["--:"] * (2 + len(A_PATHS)),
           [[f"{g} (batch {a['batch']}, {a['segments']} segments)", fmt(a["plain_tok_s"]),
             f"{fmt(a['plain_bf16_tok_s'])} ({ratio(a['ratio_plain_bf16'])})",
-            *(f"{fmt(a.get(f'recurrent{k}_tok_s'))} ({ratio(a.get(f'ratio{k}'))})" for k, _ in PATHS)]
+            *(f"{fmt(a.get(f'recurrent{k}_tok_s'))} ({ratio(a.get(f'ratio{k}'))})" for k, _ in A_PATHS)]
            for g, a in measured],
           lead="\n(a) tokens/s, and in brackets the ratio to the plain fp32-weights forward\n\n")
     measured = [(g, c) for g, c in parts["c"] if "alone_bf16_s" in c]

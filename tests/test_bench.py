@@ -106,6 +106,10 @@ def test_agreement_of_the_fast_path_on_a_smoke_run(tmp_path):
                     "inference_dtype=bf16", "graph_max_rows=null", f"hydra.run.dir={tmp_path / 'eval'}")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["accuracy"] == rows[1]["fast_accuracy"]
+    compiled = run("-m", "rmt_cli", "eval", "--checkpoint", run_dir, "--samples", "16", "task.segments=3",
+                   "compile_blocks=true", f"hydra.run.dir={tmp_path / 'compiled'}")
+    assert compiled.returncode == 0, compiled.stderr
+    assert json.loads((tmp_path / "compiled" / "eval.json").read_text())["accuracy"] == rows[1]["plain_accuracy"]
 
 
 def write_predictions(path: Path, rows: list[tuple[int, int, str, str]]) -> Path:

@@ -33,7 +33,8 @@ def mixed_batch_steps(counts, content=12):
 
 def fast_copy(model: RecurrentMemory, **settings) -> RecurrentMemory:
     fast = copy.deepcopy(model)
-    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None, **settings}))
+    settings = {"inference_dtype": "bf16", "graph_max_rows": None, "compile_blocks": False, **settings}
+    apply_inference_settings(fast, OmegaConf.create(settings))
     fast.graph_devices = ("cpu",)  # the CUDA-graph path's static buffers, run eagerly
     return fast
 
@@ -105,6 +106,28 @@ def test_the_switches_off_leave_the_plain_path(tiny_engine):
     default.graph_max_rows = 8
     apply_inference_settings(default, OmegaConf.structured(InferenceCommand))  # the defaults: fp32, every batch
     assert default.graph_max_rows is None and default.initial_memory.dtype == torch.float32
+
+
+@pytest.mark.parametrize("preset, path", [("tiny", "encoder.layer"), ("tiny-gpt2", "transformer.h"),
+                                          ("tiny-opt", "model.decoder.layers"), ("tiny-llama", "model.layers")])
+def test_the_transformer_blocks_are_found_in_every_layout(preset, path, tiny_engine):
+    from rmt_cli.engine import transformer_blocks
+
+    backbone = tiny_engine.backbone if preset == "tiny" else decoder_engine(preset).backbone
+    assert transformer_blocks(backbone) is backbone.get_submodule(path)
+
+
+def test_compiled_blocks_give_the_eager_paths_logits_and_replace_cuda_graphs(tiny_engine):
+    steps = mixed_batch_steps([4, 4, 3, 1] * 3)
+    compiled = fast_copy(tiny_engine, inference_dtype="fp32", compile_blocks=True)
+    blocks = compiled.backbone.encoder.layer
+    assert compiled.blocks_compiled and all(block._compiled_call_impl is not None for block in blocks)
+    with torch.inference_mode():
+        plain, flagged = tiny_engine(steps), compiled(steps, cuda_graphs=True)
+    assert compiled.segment_graphs == {}  # compiled blocks run step by step, never under graph capture
+    torch.testing.assert_close(flagged.logits, plain.logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(flagged.memory, plain.memory, atol=1e-5, rtol=1e-4)
+    assert not fast_copy(tiny_engine).blocks_compiled  # the switch off: blocks as loaded
 
 
 @pytest.mark.parametrize("settings, message", [({"inference_dtype": "fp16"}, "inference_dtype"),

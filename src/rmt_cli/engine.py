@@ -71,6 +71,16 @@ class EngineOutput:
     last_read: Optional[tuple[Tensor, Tensor]] = None  # generate: (memory, tokens) the last segment read
 
 
+def transformer_blocks(backbone: nn.Module) -> nn.ModuleList:
+    """The list of a Hugging Face backbone's transformer blocks (BERT's encoder.layer, GPT-2's h, Llama's layers,
+    ...): the module list as long as its config's layer count."""
+    layers = backbone.config.num_hidden_layers  # type: ignore[union-attr]  # every transformers config maps it
+    for module in backbone.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == layers:
+            return module
+    raise ValueError(f"{type(backbone).__name__} has no list of {layers} transformer blocks")
+
+
 class RecurrentMemory(nn.Module):
     """Wraps a backbone that accepts `inputs_embeds`: an encoder (`BertModel`-like) or a causal LM (`*ForCausalLM`,
     whose base model gives the hidden states and whose LM head the generate head uses)."""
@@ -86,6 +96,9 @@ class RecurrentMemory(nn.Module):
     # autocast (None: like the window, the weights' own dtype under the caller's autocast). `rmt train` sets it from
     # `trainer.prefix_dtype`.
     prefix_dtype: Optional[torch.dtype] = None
+    # Set by `compile_blocks`: the backbone's transformer blocks run torch.compile'd, and steps then run eagerly (no
+    # CUDA graphs), the path `bench/bench_engine.py --compile` measures.
+    blocks_compiled: bool = False
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
@@ -183,6 +196,14 @@ class RecurrentMemory(nn.Module):
         gate = [] if self.write_gate is None else list(self.write_gate.parameters())
         return [self.initial_memory, *extra, *gate]
 
+    def compile_blocks(self) -> None:
+        """torch.compile each transformer block of the backbone in place (compiled on first use, again for new
+        shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's extrapolation faster
+        and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
+        for block in transformer_blocks(self.backbone):
+            block.compile()
+        self.blocks_compiled = True
+
     def answer_logits(self, readout: Tensor) -> Tensor:
         """Label logits (classify) or next-token logits over the vocabulary (generate), in fp32."""
         if self.head is None:
@@ -225,7 +246,7 @@ class RecurrentMemory(nn.Module):
         if (answer is None) != (self.head is not None):
             raise ValueError("the generate head reads answer tokens (answer=); the classify head takes none")
         detach_before = None if grad_steps is None or n_steps is None else n_steps - grad_steps
-        graphs = (cuda_graphs and not self.training and not torch.is_grad_enabled()
+        graphs = (cuda_graphs and not self.blocks_compiled and not self.training and not torch.is_grad_enabled()
                   and (self.graph_max_rows is None or memory.shape[0] <= self.graph_max_rows))
         start, rows, first, before_last = memory, 0, 0, None
         readout, static, last_read = None, None, None

@@ -55,9 +55,12 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
     inference_dtype: fp32 keeps the fp32 weights under bf16 autocast (each matmul casts its operands); bf16 casts
         every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
     graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
+    compile_blocks: torch.compile each transformer block (after the cast, so the compiled code is the dtype's).
     """
     model.to(INFERENCE_DTYPES[cfg.inference_dtype])
     model.graph_max_rows = cfg.graph_max_rows
+    if cfg.compile_blocks:
+        model.compile_blocks()
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:

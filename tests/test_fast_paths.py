@@ -358,3 +358,33 @@ def test_a_bf16_working_copy_hands_the_fp32_weights_the_gradients_of_the_fp32_pa
         with torch.no_grad():
             model.backbone.get_input_embeddings().weight.mul_(1.5)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("checkpoint_segments", [False, True])
+def test_compiled_blocks_train_with_the_eager_paths_gradients(tiny_engine, checkpoint_segments):
+    steps, labels = mixed_batch_steps([5, 4, 2]), torch.tensor([1, 3, 5])
+    eager, compiled = copy.deepcopy(tiny_engine).train(), copy.deepcopy(tiny_engine).train()
+    compiled.compile_blocks()
+    gradients = []
+    for model in (eager, compiled):
+        loss = torch.nn.functional.cross_entropy(model(steps, checkpoint_segments=checkpoint_segments).logits, labels)
+        loss.backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert gradients[0].norm() > 0
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
+
+
+def test_trainer_compiles_the_blocks_when_asked(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.train import Trainer
+
+    for switch in (False, True):
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu",
+                                              f"trainer.compile_blocks={str(switch).lower()}"])
+        trainer = Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), tmp_path)
+        assert trainer.model.blocks_compiled is switch

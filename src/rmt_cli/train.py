@@ -160,6 +160,8 @@ class Trainer:
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
         self.model.prefix_dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.prefix_dtype]
+        if cfg.trainer.compile_blocks:  # before the working copy, which then copies compiled blocks
+            self.model.compile_blocks()
         # trainer.compute_dtype=bf16: steps run on a bf16 copy of the model (working_copy.py)
         self.working_copy = WorkingCopy(self.model) if cfg.trainer.compute_dtype == "bf16" else None
         self.step_model: torch.nn.Module = self.model  # what a training step calls: the model, or its DDP wrapper

@@ -43,6 +43,7 @@ class TrainerConfig:
     compute_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the weights a training step runs on
     checkpoint_segments: bool = setting(False, flag)
     fused_adamw: bool = setting(True, flag)
+    compile_blocks: bool = setting(False, flag)  # torch.compile each transformer block
     eval_every: int = setting(25, whole(1))
     val_samples: int = setting(64, whole(1))
     log_every: int = setting(5, whole(1))

@@ -171,9 +171,9 @@ def plain_forward(backbone, ids, segments: int, device):
     return run
 
 
-def part_a(models, factory, device, batch: int, segments: int, compiled: bool = False) -> dict:
-    """With `compiled`, also the bf16 path with torch.compile'd transformer blocks (eager recurrence, no graphs),
-    timed after a warm-up call that compiles them."""
+def part_a(models, factory, device, batch: int, segments: int, compiled: str | None = None) -> dict:
+    """With `compiled` (a torch.compile mode), also the bf16 path with compiled transformer blocks (eager
+    recurrence, no graphs), timed after a warm-up call that compiles them."""
     samples = factory.sample_set("test", 0, segments, batch)
     ids = torch.randint(1000, 20000, (batch, SEGMENT), device=device)
     tokens = batch * segments * SEGMENT
@@ -187,7 +187,7 @@ def part_a(models, factory, device, batch: int, segments: int, compiled: bool = 
         out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
     if compiled:
         model = models[True].copy_without_caches()
-        model.compile_blocks()
+        model.compile_blocks(compiled)
         seconds = timed(lambda: stream(model, factory, samples, device), device)
         out["recurrent_bf16_compiled_tok_s"], out["ratio_bf16_compiled"] = tokens / seconds, plain_s / seconds
         del model
@@ -373,7 +373,7 @@ def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list
 
 
 def train_rows(model, make_loss, segment_list: list[int], batch: int, device, flops_per_segment: float,
-               peak_tflops: float | None, compiled: bool = False) -> list[dict]:
+               peak_tflops: float | None, compiled: str | None = None) -> list[dict]:
     """Training steps as `rmt train` takes them (zero grad, forward and backward under autocast, gradient clipping,
     AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW; with `compiled`, then
     fused AdamW with compiled transformer blocks (last: the blocks stay compiled).
@@ -382,9 +382,9 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
     batches (`training_step`)."""
     rows = []
     model.train()
-    for fused, compile_now in ((False, False), (True, False), *([(True, True)] if compiled else [])):
+    for fused, compile_now in ((False, None), (True, None), *([(True, compiled)] if compiled else [])):
         if compile_now:
-            model.compile_blocks()
+            model.compile_blocks(compile_now)
         optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=fused)
         for checkpointing in (False, True):
             for segments in segment_list:
@@ -392,7 +392,8 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 row = {"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
-                       "compiled": compile_now, "batch": batch}
+                       "compiled": compile_now is not None, "compile_mode": compile_now,
+                       "batch": batch}
                 try:
                     seconds = timed(step, device)
                 except torch.cuda.OutOfMemoryError:  # the row says so; the rows after it still run
@@ -410,7 +411,7 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
 
 
 def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None,
-           compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+           compiled: str | None = None, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
     """Training rows, and with `profile` the top ops of one step at the largest segment count (before compiling)."""
     shape = shape_from_hf_config(model.backbone.config, "bench")
     # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
@@ -468,7 +469,7 @@ def part_w(model, factory, device, batch: int, segment_list: list[int], peak_tfl
 
 
 def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
-           compiled: bool = False, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+           compiled: str | None = None, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
     """The decoder step of a generate-head run: random content tokens, the answer read after the last question.
     Returns what part_t does."""
     config = model.backbone.config
@@ -512,9 +513,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--assembly", default="256,64,4096",
                         help="part d: batch and segments of the step gather, segments of the sample made whole")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per figure (their median)")
-    parser.add_argument("--compile", action="store_true",
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                         help="parts t and s: also rows with torch.compile'd transformer blocks (and fused AdamW); "
-                             "part a: also the bf16 path with compiled blocks")
+                             "part a: also the bf16 path with compiled blocks. MODE: torch.compile's mode (default, "
+                             "reduce-overhead, max-autotune-no-cudagraphs, ...)")
     parser.add_argument("--profile", action="store_true",
                         help="parts t and s: the top ops of one step (keys t_profile, s_profile)")
     parser.add_argument("--quick", action="store_true",

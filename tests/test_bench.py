@@ -72,14 +72,14 @@ def test_part_a_times_the_bf16_path_with_compiled_blocks(tmp_path):
 def test_compiled_training_rows_and_the_profile_of_the_decoder(tmp_path):
     out = tmp_path / "bench.json"
     result = run(BENCH / "bench_engine.py", "--quick", "--parts", "s", "--train-segments", "1", "--compile",
-                 "--profile", "--out", out)
+                 "max-autotune-no-cudagraphs", "--profile", "--out", out)
     assert result.returncode == 0, result.stderr
     decoder = json.loads(out.read_text())["tiny-llama"]
     rows = decoder["s"]
     assert len(decoder["s_profile"]) == 20 and all(r["calls"] > 0 for r in decoder["s_profile"])
     assert "top ops" in run(BENCH / "report.py", out).stdout
-    assert [(r["fused_adamw"], r["compiled"]) for r in rows if not r["checkpointing"]] == [
-        (False, False), (True, False), (True, True)]
+    assert [(r["fused_adamw"], r["compiled"], r["compile_mode"]) for r in rows if not r["checkpointing"]] == [
+        (False, False, None), (True, False, None), (True, True, "max-autotune-no-cudagraphs")]
     assert all(r["tok_s"] > 0 for r in rows)
 
 

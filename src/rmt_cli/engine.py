@@ -196,12 +196,12 @@ class RecurrentMemory(nn.Module):
         gate = [] if self.write_gate is None else list(self.write_gate.parameters())
         return [self.initial_memory, *extra, *gate]
 
-    def compile_blocks(self) -> None:
-        """torch.compile each transformer block of the backbone in place (compiled on first use, again for new
-        shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's extrapolation faster
-        and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
+    def compile_blocks(self, mode: Optional[str] = None) -> None:
+        """torch.compile each transformer block of the backbone in place, in torch.compile's `mode` (compiled on
+        first use, again for new shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's
+        extrapolation faster and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
         for block in transformer_blocks(self.backbone):
-            block.compile()
+            block.compile(mode=mode)
         self.blocks_compiled = True
 
     def answer_logits(self, readout: Tensor) -> Tensor:

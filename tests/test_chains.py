@@ -14,7 +14,7 @@ from rmt_cli.heads import IGNORE, ClassifyHead
 
 
 def plan(**changes) -> ChainPlan:
-    return ChainPlan(**{"seed": 0, "stage": 2, "rank": 0, "rows": 8, "share": 0.5, "max_steps": 4, "steps": 40,
+    return ChainPlan(**{"seed": 0, "stage": 2, "rank": 0, "rows": 8, "share": 0.5, "max_steps": (4, 4), "steps": 40,
                         **changes})
 
 
@@ -35,6 +35,25 @@ def test_every_chained_row_reads_chains_of_at_most_max_steps_each_with_its_fact_
     assert plan(rows=1).chained == 0 and plan(rows=1).first_parts(3).shape == (0,)
     np.testing.assert_array_equal(plan().schedule[0], start)  # a pure function of (seed, stage, rank, row)
     assert not np.array_equal(plan(stage=3).schedule[0], start)
+
+
+def chain_lengths(chains: ChainPlan) -> list[tuple[int, int]]:
+    """(first step, length) of every chain of every chained row."""
+    start = chains.schedule[0]
+    return [(int(first), int((start[row] == first).sum())) for row in range(chains.chained)
+            for first in np.unique(start[row])]
+
+
+def test_a_range_of_chain_steps_lets_the_longest_chain_grow_over_the_stage():
+    growing = plan(max_steps=(2, 12), steps=200, rows=32)
+    assert [growing.cap(first) for first in (0, 99, 199)] == [2, 6, 12]
+    chains = chain_lengths(growing)
+    assert all(length <= growing.cap(first) for first, length in chains)
+    early = [length for first, length in chains if first < 50]
+    late = [length for first, length in chains if first >= 150 and first + length < 200]  # not cut by the stage end
+    assert max(early) <= 4 and max(late) > 8 and np.mean(late) > 2 * np.mean(early)
+    # a fixed count draws what it drew before ranges existed: the same chains as [k, k]
+    assert plan(max_steps=(4, 4)).cap(0) == plan(max_steps=(4, 4)).cap(39) == 4
 
 
 def sample(label, fact_segments=(0,), question=(7, 8)):
@@ -81,7 +100,7 @@ def test_the_engine_returns_the_memory_its_last_segment_read(tiny_engine):
 def test_chained_rows_carry_their_memory_by_row_whatever_order_a_batch_sorts_them_in():
     from rmt_cli.batches import BatchPlan
 
-    chains = ChainedRows(plan(rows=4, max_steps=6))
+    chains = ChainedRows(plan(rows=4, max_steps=(6, 6)))
     step = next(k for k in range(1, 40) if not chains.plan.first_parts(k - 1).any())  # every chained row continues
     lengths = [2, 5, 3, 1]
     batch = BatchPlan.right_aligned([dataclasses.replace(sample(0), noise_starts=np.arange(n)) for n in lengths])
@@ -148,7 +167,7 @@ def test_a_chained_stage_carries_each_rows_memory_and_asks_its_facts_question_un
     train_in_process(detect_cfg, tmp_path / "run")
     stage2 = calls[2:]
     assert len(stage2) == 6 and stage2[0][0] is None
-    chains = ChainPlan(0, 2, 0, 4, 0.5, 3, 6)
+    chains = ChainPlan(0, 2, 0, 4, 0.5, (3, 3), 6)
     seen = set()  # which cases this schedule exercised
     built = {step: batch for number, step, (batch, _) in plans if number == 2}
     for step in range(2, 7):
@@ -196,4 +215,9 @@ def test_a_chained_stage_is_checked(detect_cfg):
     with pytest.raises(UsageError, match="chain_share needs task.head=classify or pooler"):
         check(OmegaConf.merge(stages(chain_share=0.5), {"task": {"head": "generate"}}), "train")
     check(detect_cfg, "train")
-    assert [(s.chain_share, s.chain_steps) for s in curriculum_stages(detect_cfg)] == [(0.0, 16), (0.5, 3)]
+    assert [(s.chain_share, s.chain_steps) for s in curriculum_stages(detect_cfg)] == [(0.0, (16, 16)), (0.5, (3, 3))]
+    ranged = stages(chain_share=0.5, chain_steps=[2, 24])
+    check(ranged, "train")
+    assert curriculum_stages(ranged)[0].chain_steps == (2, 24)
+    with pytest.raises(UsageError, match=r"chain_steps=\[24, 2\] must be a count ≥ 1 or a range \[lo, hi\]"):
+        check(stages(chain_share=0.5, chain_steps=[24, 2]), "train")

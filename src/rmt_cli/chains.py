@@ -11,7 +11,9 @@ steps holds one fact, in the part read at step f (drawn uniformly, as a test inp
   part held a fact in its last segment, which the memory carried on never read: then not scored either).
 So a fact is taken in after up to L - 1 parts of noise and kept through up to L - 1 more, L × tens of segments,
 where the longest training input of a stage is tens of segments. A chain's first part starts from the initial
-memory; L is drawn uniformly from 1 to `chain_steps` per chain.
+memory; L is drawn uniformly from 1 to `chain_steps` per chain (with `chain_steps: [lo, hi]`, from 1 to a cap that
+grows linearly from lo for chains begun at the stage's start to hi for those begun at its end, so that the stage's
+first chains keep a fact through a few parts and its last through up to hi - 1).
 
 Which rows chain, and every chain's L and f, follow from (seed, stage, rank, row), and the fact's part is the training
 sample of a known index: like samples, a chain's parts are pure functions of the step, so a batch built ahead equals
@@ -43,7 +45,7 @@ class ChainPlan:
     rank: int
     rows: int  # rows of this rank's batch
     share: float
-    max_steps: int
+    max_steps: tuple[int, int]  # the most steps of a chain begun at the stage's first step, and at its last
     steps: int  # steps of the stage
 
     @property
@@ -61,11 +63,16 @@ class ChainPlan:
             rng = np.random.default_rng([self.seed, self.stage, self.rank, row])
             first = 0
             while first < self.steps:
-                length = min(int(rng.integers(1, self.max_steps + 1)), self.steps - first)  # the stage ends it
+                length = min(int(rng.integers(1, self.cap(first) + 1)), self.steps - first)  # the stage ends it
                 start[row, first:first + length] = first
                 fact[row, first:first + length] = first + int(rng.integers(length))
                 first += length
         return start, fact
+
+    def cap(self, first: int) -> int:
+        """The most steps of a chain begun at 0-based step `first`: lo, growing linearly to hi at the stage's end."""
+        lo, hi = self.max_steps
+        return lo + (hi - lo) * first // max(self.steps - 1, 1)
 
     def first_parts(self, step: int) -> np.ndarray:
         """[chained] bool: rows whose chain begins at this 0-based step (they start from the initial memory)."""

@@ -29,7 +29,7 @@ class Stage:
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
     carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
     chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
-    chain_steps: int = 16  # the most steps of one such input
+    chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
 
     @property
     def validation_segments(self) -> int:
@@ -46,9 +46,7 @@ def curriculum_stages(cfg) -> list[Stage]:
     config_check.py)."""
     trainer, stages = cfg.trainer, []
     for number, stage in enumerate(cfg.curriculum.stages, start=1):
-        segments = stage.segments
-        lo, hi = (segments, segments) if isinstance(segments, int) else (segments[0], segments[1])
-        stages.append(Stage(number, (lo, hi), stage.steps, setting(stage, "lr", trainer.lr),
+        stages.append(Stage(number, count_range(stage.segments), stage.steps, setting(stage, "lr", trainer.lr),
                             setting(stage, "warmup_ratio", trainer.warmup_ratio),
                             bptt_segments=setting(stage, "bptt_segments", trainer.bptt_segments),
                             checkpoint_segments=setting(stage, "checkpoint_segments",
@@ -60,8 +58,13 @@ def curriculum_stages(cfg) -> list[Stage]:
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share),
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
-                            chain_steps=stage.chain_steps))
+                            chain_steps=count_range(stage.chain_steps)))
     return stages
+
+
+def count_range(value) -> tuple[int, int]:
+    """A count, or a range [lo, hi], as (lo, hi)."""
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 def setting(stage, key: str, default):

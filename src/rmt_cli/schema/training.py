@@ -75,7 +75,8 @@ class StageConfig:
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
     carry_memory: float = setting(0.0, number(0, 1))  # batch rows whose memory carries on from step to step
     chain_share: float = setting(0.0, share_below_one)  # batch rows that read one long input over several steps
-    chain_steps: int = setting(16, whole(1))  # the most steps of one chained input
+    chain_steps: Any = setting(16, stage_segments)  # the most steps of one chained input, or [lo, hi]: growing
+                                                    # from lo to hi over the stage
 
 
 @dataclass

@@ -4,7 +4,7 @@
 
 plain: `rmt eval`'s defaults (fp32 weights, bf16 autocast on GPU, CUDA graphs at every batch size).
 fast: inference_dtype=bf16, CUDA graphs at every batch size; override with --fast (e.g. '{"inference_dtype":
-"bf16", "compile_blocks": true}'; settings it leaves out are the plain path's).
+"bf16", "compile_blocks": true}'; settings it leaves out are the plain path's, `rmt eval`'s defaults).
 Per length: the test set `rmt eval --checkpoint RUN_DIR task.segments=N --samples S` reads, each path's accuracy, and
 the share of samples on which both predict the same label (agreement).
 """
@@ -17,15 +17,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from rmt_cli.checkpoint import find_checkpoint, load_weights, read_meta
-from rmt_cli.experiment import apply_inference_settings, build_experiment
+from rmt_cli.experiment import apply_inference_settings, build_experiment, inference_settings
 from rmt_cli.inference import correct_answers, predict
 from rmt_cli.schema import typed_config
 
-PLAIN = {"inference_dtype": "fp32", "graph_max_rows": None, "compile_blocks": False}
-FAST = {"inference_dtype": "bf16", "graph_max_rows": None, "compile_blocks": False}
+PLAIN = {"inference_dtype": "fp32", "graph_max_rows": None}
+FAST = {"inference_dtype": "bf16", "graph_max_rows": None}
 
 
 def load(run_dir: Path, device: str, settings: dict):
@@ -35,7 +34,7 @@ def load(run_dir: Path, device: str, settings: dict):
     cfg = typed_config("train", meta["config"])
     experiment = build_experiment(cfg, device, with_training_data=False, trained_labels=meta.get("labels"))
     load_weights(folder, experiment.model)
-    apply_inference_settings(experiment.model, OmegaConf.create({**PLAIN, **settings}))  # unnamed: the plain path
+    apply_inference_settings(experiment.model, inference_settings(**{**PLAIN, **settings}))
     return experiment, cfg, meta
 
 

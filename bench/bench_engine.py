@@ -39,13 +39,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from rmt_cli.backbones import attention_implementation
 from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
-from rmt_cli.experiment import apply_inference_settings, autocast_for
+from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
 from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.inference import to_device
 from rmt_cli.samples import SampleFactory
@@ -116,8 +115,7 @@ def build_decoder(geometry: str, head: str = "generate") -> RecurrentMemory:
 def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
     """The model as `inference_dtype=bf16` runs it: every weight cast once, no autocast."""
     fast = copy.deepcopy(model)
-    apply_inference_settings(fast, OmegaConf.create({"inference_dtype": "bf16", "graph_max_rows": None,
-                                                      "compile_blocks": False}))
+    apply_inference_settings(fast, inference_settings(inference_dtype="bf16", graph_max_rows=None))
     return fast
 
 

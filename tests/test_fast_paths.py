@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import DECODER_PRESETS, decoder_engine
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import UsageError
-from rmt_cli.experiment import apply_inference_settings, autocast_for
+from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
 from rmt_cli.schema import InferenceCommand
 from rmt_cli.train import build_optimizer
 
@@ -33,8 +33,8 @@ def mixed_batch_steps(counts, content=12):
 
 def fast_copy(model: RecurrentMemory, **settings) -> RecurrentMemory:
     fast = copy.deepcopy(model)
-    settings = {"inference_dtype": "bf16", "graph_max_rows": None, "compile_blocks": False, **settings}
-    apply_inference_settings(fast, OmegaConf.create(settings))
+    settings = {"inference_dtype": "bf16", "graph_max_rows": None, **settings}
+    apply_inference_settings(fast, inference_settings(**settings))
     fast.graph_devices = ("cpu",)  # the CUDA-graph path's static buffers, run eagerly
     return fast
 

@@ -49,6 +49,16 @@ def autocast_for(model: RecurrentMemory, device: torch.device):
     return nullcontext()
 
 
+def inference_settings(**settings):
+    """The inference switches of eval and extrapolate at their defaults (schema.InferenceCommand), `settings` in
+    their place: what apply_inference_settings takes, for callers that build a model outside a command."""
+    from omegaconf import OmegaConf
+
+    from rmt_cli.schema import InferenceCommand
+
+    return OmegaConf.merge(OmegaConf.structured(InferenceCommand), settings)
+
+
 def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
     """A command's inference switches (schema.InferenceCommand), on a model that only predicts from now on.
 

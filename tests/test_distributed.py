@@ -163,7 +163,8 @@ def test_a_submitit_job_signalled_before_its_time_limit_saves_is_requeued_and_en
 
     logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.out"))
     logs += "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err"))
-    assert "SIGUSR2: stopping after this step" in logs and "Requeued job" in logs and "resuming" in logs
+    # the job's own logs in the message: a failure here once (1 run in about 10) left no trace of which step missed
+    assert "SIGUSR2: stopping after this step" in logs and "Requeued job" in logs and "resuming" in logs, logs[-6000:]
     assert metric_lines(sweep / "0_memorize") == metric_lines(tmp_path / "plain")
 
 

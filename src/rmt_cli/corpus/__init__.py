@@ -11,6 +11,7 @@ One job per module:
     source_files      noise=files: the user's .txt files, split by eval_fraction
     source_hub        noise.source=hub (noise=pg19): documents streamed from a Hugging Face dataset
     source_synthetic  noise=synthetic: random sentences of plain words, generated from a seed
+    generated         noise.generated_training_tokens: training noise generated from the training text (Markov)
     documents         text files read as UTF-8 and tokenised into train and eval splits
     sentences         sentence splitting
     tokens            TokenCorpus, NoiseSplits, and text tokenised into a corpus with its sentence starts

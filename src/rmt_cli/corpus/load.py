@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rmt_cli.corpus.cache import Build, cached
+from rmt_cli.corpus.generated import GENERATOR_FORMAT, with_generated
 from rmt_cli.corpus.sizes import check_sizes
 from rmt_cli.corpus.source_austen import austen_noise
 from rmt_cli.corpus.source_files import files_noise
@@ -34,7 +35,19 @@ def load_noise(cfg: Any, tokenizer: Any, cache_dir: Path | None = None) -> Noise
     if cache_dir is None:
         cache_dir = Path(os.environ.get("RMT_CACHE_DIR") or Path.home() / ".cache" / "rmt" / "tokens")
     key, build = cached_source(cfg, tokenizer)
+    n_generated = cfg.get("generated_training_tokens", 0)
+    if n_generated:
+        key, build = with_generated_training(key, build, n_generated, cfg.get("generated_context", 3))
     return cached({"source": source, **key}, tokenizer, Path(cache_dir).expanduser(), build)
+
+
+def with_generated_training(key: dict, build: Build, n_tokens: int, context: int) -> tuple[dict, Build]:
+    """A source's key and build with `n_tokens` of training noise generated from its training split added."""
+    def build_more() -> NoiseSplits:
+        splits = build()
+        return NoiseSplits(with_generated(splits.train, n_tokens, context), splits.eval)
+
+    return {**key, "generated": {"tokens": n_tokens, "context": context, "format": GENERATOR_FORMAT}}, build_more
 
 
 def cached_source(cfg: Any, tokenizer: Any) -> tuple[dict, Build]:

@@ -89,7 +89,17 @@ class SegmentConfig:
 
 
 @dataclass
-class AustenNoise:
+class TextNoise:
+    """Keys of every noise source read from text; `source` names it. Training noise can be generated from the
+    training text (corpus/generated.py)."""
+
+    source: str = MISSING
+    generated_training_tokens: int = setting(0, whole(0))  # tokens generated and added to the training noise
+    generated_context: int = setting(3, whole(1))  # tokens of context that choose each next generated token
+
+
+@dataclass
+class AustenNoise(TextNoise):
     """noise=austen."""
 
     source: str = "austen"
@@ -99,7 +109,7 @@ class AustenNoise:
 
 
 @dataclass
-class FilesNoise:
+class FilesNoise(TextNoise):
     """noise=files."""
 
     source: str = "files"
@@ -108,7 +118,7 @@ class FilesNoise:
 
 
 @dataclass
-class HubNoise:
+class HubNoise(TextNoise):
     """noise.source=hub (noise=pg19)."""
 
     source: str = "hub"

@@ -12,9 +12,8 @@ is new text at every read; validation and test noise stay the held-out documents
 
 The chain walks positions of the source, read as a ring: from position q (whose token it emitted) it moves to a
 position drawn uniformly from those whose preceding `context` tokens are the tokens ending at q, and emits that
-position's token.
-A generated sentence starts wherever the chain emits a token that starts a sentence in the source. Many chains
-run side by side (vectorised) and their text is concatenated; each begins at a sentence start.
+position's token. A generated sentence starts wherever the chain emits a token that starts a sentence in the
+source. Many chains run side by side (vectorised) and their text is concatenated; each begins at a sentence start.
 """
 
 from __future__ import annotations

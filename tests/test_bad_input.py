@@ -92,10 +92,14 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
-     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps)"),
+     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
     ("rmt train curriculum.stages=[{segments:2,steps:5,chain_share:0.5,carry_memory:0.5}]", 2,
      "curriculum stage 1 sets both carry_memory and chain_share; a row's memory can carry on for one of them only"),
+    ("rmt train curriculum.stages=[{segments:1,steps:5},{segments:2,steps:5,generated_share:0.5}]", 2,
+     "curriculum stage 2 generated_share asks for noise windows from generated text, but the training noise has "
+     "none; set noise.generated_training_tokens (e.g. 6000000) or leave generated_share out"),
+    ("rmt train curriculum.generated_share=1.5", 2, "curriculum.generated_share=1.5 must be between 0 and 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,val_segments:0}]", 2,
      "curriculum stage 1 val_segments=0 must be at least 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,eval_every:0}]", 2,

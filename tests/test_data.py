@@ -185,6 +185,21 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.carry_memory, last.carry_memory) == (0.0, 0.5)
 
 
+def test_a_stage_takes_the_curriculum_share_of_generated_noise_unless_it_sets_its_own():
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.schema import TrainConfig, typed_node
+
+    stages = [{"segments": 1, "steps": 5}, {"segments": 2, "steps": 5, "generated_share": 0.75},
+              {"segments": 4, "steps": 5, "generated_share": 0}]
+
+    def shares(curriculum: dict) -> list:
+        cfg = typed_node(TrainConfig, {"curriculum": {"stages": stages, **curriculum}})
+        return [stage.mix.generated_share for stage in curriculum_stages(cfg)]
+
+    assert shares({}) == [None, 0.75, 0.0]
+    assert shares({"generated_share": 0.0}) == [0.0, 0.75, 0.0]
+
+
 def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
     from rmt_cli.extrapolate import accuracy_by_fact_quarter
     from rmt_cli.samples import PlacedFact, Sample

@@ -90,15 +90,97 @@ def test_generated_tokens_join_the_training_noise_only_and_are_cached_apart(tmp_
     assert np.array_equal(again.train.tokens, more.train.tokens)
 
 
-def test_a_run_trains_on_generated_noise_and_refuses_a_negative_amount(tmp_path):
+def test_a_run_trains_on_a_share_of_generated_noise_and_refuses_a_negative_amount(tmp_path):
     from helpers.cli import rmt
 
     text = tmp_path / "book.txt"
     text.write_text("It was a fine day, and Mary sat in the garden and talked of the weather.\n" * 7000)
     args = ("experiment=smoke", "noise=files", f"noise.paths=[{text}]", "curriculum.stages=[{segments:2,steps:2}]")
-    result = rmt("train", *args, "noise.generated_training_tokens=50000", f"hydra.run.dir={tmp_path / 'run'}")
+    result = rmt("train", *args, "noise.generated_training_tokens=50000", "curriculum.generated_share=0.5",
+                 f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr
     assert "generated from the above (3-token context)" in (tmp_path / "run" / "train.log").read_text()
     result = rmt("train", *args, "noise.generated_training_tokens=-1", f"hydra.run.dir={tmp_path / 'bad'}")
     assert result.returncode == 2
     assert "noise.generated_training_tokens=-1 must be at least 0" in result.stderr
+
+
+def test_the_generated_part_is_marked_and_kept_through_the_cache(tmp_path, tokenizer, source):
+    assert source.generated_from is None
+    assert with_generated(source, 3000, 2).generated_from == len(source.tokens)
+    from test_corpus import write_documents
+
+    write_documents(tmp_path / "books", 4)
+    cfg = {"source": "files", "paths": [str(tmp_path / "books")], "eval_fraction": 0.25}
+    plain = load_noise(OmegaConf.create(cfg), tokenizer, tmp_path / "cache")
+    for _ in range(2):  # built, then read from the cache
+        more = load_noise(OmegaConf.create({**cfg, "generated_training_tokens": 8000}), tokenizer, tmp_path / "cache")
+        assert more.train.generated_from == len(plain.train.tokens) and more.eval.generated_from is None
+    assert load_noise(OmegaConf.create(cfg), tokenizer, tmp_path / "cache").train.generated_from is None
+
+
+@pytest.fixture(scope="module")
+def detect_factory(tokenizer):
+    """Detect samples drawn from noise whose source names places now and then (windows that can be confusers),
+    followed by 20,000 tokens generated from it."""
+    from test_corpus import make_document
+
+    from rmt_cli.corpus import tokenize_documents
+    from rmt_cli.samples import SampleFactory
+    from rmt_cli.task_spec import TaskSpec
+
+    places = " ".join(f"Then she walked into the {place}." for place in ["garden", "kitchen", "office"] * 20)
+    tokens, starts = tokenize_documents([make_document(doc, 400)[0] + "\n\n" + places for doc in range(3)],
+                                        tokenizer)
+    source = TokenCorpus(tokens, starts, ("a", "b", "c"))
+    # 16 chains of 1,250 tokens: long enough to walk through the place sentences
+    return SampleFactory(TaskSpec("detect", "qa1", "random"), with_generated(source, 20000, 3, streams=16),
+                         tokenizer, 64)
+
+
+@pytest.mark.parametrize("confuser_share", [0.0, 1.0])
+def test_a_stage_draws_its_share_of_noise_windows_from_generated_text(detect_factory, confuser_share):
+    from rmt_cli.samples import TrainingMix
+
+    boundary = detect_factory.corpus.generated_from
+
+    def share_generated(generated_share) -> float:
+        rng = np.random.default_rng(0)
+        mix = TrainingMix(confuser_share=confuser_share, generated_share=generated_share)
+        starts = np.concatenate([detect_factory.draw(rng, 20, mix=mix).noise_starts for _ in range(50)])
+        return float(np.mean(starts >= boundary))
+
+    assert share_generated(0.0) == 0.0  # confusers too come from the text each window was drawn from
+    assert share_generated(1.0) == 1.0
+    assert 0.2 < share_generated(0.3) < 0.4
+    # unset: windows drawn from all training noise alike, so in proportion to the windows of each text
+    windows = detect_factory.confuser_windows if confuser_share else detect_factory.window_starts
+    assert abs(share_generated(None) - np.mean(windows >= boundary)) < 0.06
+
+
+def test_without_a_share_samples_are_drawn_as_before_the_switch_existed(detect_factory):
+    from dataclasses import replace
+
+    from rmt_cli.samples import SampleFactory, TrainingMix
+
+    unmarked = SampleFactory(detect_factory.task, replace(detect_factory.corpus, generated_from=None),
+                             detect_factory.tokenizer, 64)
+    for mix in (TrainingMix(), TrainingMix(confuser_share=0.5)):
+        a = detect_factory.draw(np.random.default_rng(3), 12, mix=mix)
+        b = unmarked.draw(np.random.default_rng(3), 12, mix=mix)
+        assert np.array_equal(a.noise_starts, b.noise_starts)
+        assert [(f.segment, f.offset) for f in a.facts] == [(f.segment, f.offset) for f in b.facts]
+    # noise without generated text (validation and test noise) draws as if no share were asked for
+    a = unmarked.draw(np.random.default_rng(3), 12, mix=TrainingMix(generated_share=0.5))
+    assert np.array_equal(a.noise_starts, unmarked.draw(np.random.default_rng(3), 12).noise_starts)
+
+
+def test_a_share_of_generated_noise_needs_generated_windows(source, tokenizer):
+    from rmt_cli.sample_errors import NoGeneratedWindows
+    from rmt_cli.samples import SampleFactory, TrainingMix
+    from rmt_cli.task_spec import TaskSpec
+
+    short = SampleFactory(TaskSpec("detect", "qa1", "random"), with_generated(source, 30, 3), tokenizer, 64)
+    with pytest.raises(NoGeneratedWindows, match="holds no text generated from it of a segment's 64 tokens"):
+        short.draw(np.random.default_rng(0), 8, mix=TrainingMix(generated_share=1.0))
+    short.draw(np.random.default_rng(0), 8, mix=TrainingMix(generated_share=0.0))  # source text only: fine

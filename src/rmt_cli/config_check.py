@@ -41,6 +41,7 @@ def check(cfg, command: str) -> None:
     check_weights_source(values["backbone"])
     if command == "train":
         check_chains(values["curriculum"]["stages"], values["task"]["head"])
+        check_generated_share(values["curriculum"], values["noise"])
         if values["trainer"]["devices"] == 1:  # several: train.check_trainer counts the GPUs
             gpu_visible("trainer.device", values["trainer"]["device"])
     elif "device" in values:
@@ -137,6 +138,22 @@ def check_chains(stages: list[dict], head: str) -> None:
         if head == "generate":
             raise UsageError(f"curriculum stage {number}: chain_share needs task.head=classify or pooler (a generated "
                              "answer cannot be left unscored)")
+
+
+def check_generated_share(curriculum: dict, noise: dict) -> None:
+    """A share of noise from generated text needs training noise that has some."""
+    if noise.get("generated_training_tokens"):
+        return
+    if curriculum.get("generated_share") is not None:
+        where = "curriculum.generated_share"
+    else:
+        stages = curriculum["stages"]
+        numbers = [n for n, stage in enumerate(stages, start=1) if stage.get("generated_share") is not None]
+        if not numbers:
+            return
+        where = f"curriculum stage {numbers[0]} generated_share"
+    raise UsageError(f"{where} asks for noise windows from generated text, but the training noise has none; set "
+                     "noise.generated_training_tokens (e.g. 6000000) or leave generated_share out")
 
 
 def check_value(command: str, key: str, value: Any) -> None:

@@ -1,8 +1,8 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
 length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
-whose question several facts name) and share of batch rows whose memory carries on from step to step; the
-trainer's values otherwise.
+whose question several facts name, share of noise from generated text) and share of batch rows whose memory carries
+on from step to step; the trainer's (or the curriculum's) values otherwise.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             val_samples=setting(stage, "val_samples", trainer.val_samples),
                             eval_every=setting(stage, "eval_every", trainer.eval_every),
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
-                            mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share),
+                            mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share,
+                                            setting(stage, "generated_share", cfg.curriculum.generated_share)),
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps)))
     return stages

@@ -42,12 +42,25 @@ class NoMultiFactStories(UsageError):
 
 
 class NoConfusers(UsageError):
-    """Training noise asked to hold `share` of windows that name one of the `labels` has no such window."""
+    """Training noise asked to hold `share` of windows that name one of the `labels` has no such window (in its
+    `origin` text, 'source' or 'generated', when a stage draws from each apart)."""
 
-    def __init__(self, share: float, labels: tuple[str, ...]):
-        self.share, self.labels = share, labels
-        super().__init__(f"the training noise never names one of the answers ({', '.join(labels)}), so no share "
+    def __init__(self, share: float, labels: tuple[str, ...], origin: str | None = None):
+        self.share, self.labels, self.origin = share, labels, origin
+        where = "the training noise" if origin is None else f"the {origin} text of the training noise"
+        super().__init__(f"{where} never names one of the answers ({', '.join(labels)}), so no share "
                          f"({share:g}) of its windows can be drawn from those that do")
+
+
+class NoGeneratedWindows(UsageError):
+    """Training noise asked to hold `share` of windows from generated text has no window of `content_length`
+    tokens in the part it needs (`part`: 'generated' or 'source')."""
+
+    def __init__(self, share: float, part: str, content_length: int):
+        self.share, self.part, self.content_length = share, part, content_length
+        what = "holds no text generated from it" if part == "generated" else "holds only generated text"
+        super().__init__(f"the training noise {what} of a segment's {content_length} tokens, so no share "
+                         f"({share:g}) of its windows can be drawn from {part} text")
 
 
 class StoryNeedsMoreSegments(UsageError):

@@ -9,6 +9,7 @@ whatever the batch size, and training can resume at any sample index.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,7 +18,8 @@ import numpy as np
 from rmt_cli.corpus import TokenCorpus
 from rmt_cli.facts import Story, facts_naming_the_question
 from rmt_cli.placement import UNFIT, fit, minimum_segments, pack
-from rmt_cli.sample_errors import (NoConfusers, NoiseShorterThanSegment, NoMultiFactStories, SentenceLongerThanSegment,
+from rmt_cli.sample_errors import (NoConfusers, NoGeneratedWindows, NoiseShorterThanSegment, NoMultiFactStories,
+                                   SentenceLongerThanSegment,
                                    StoriesDoNotFit, StoryNeedsMoreSegments)
 from rmt_cli.stories import StoryPool
 from rmt_cli.task_spec import TaskSpec
@@ -34,6 +36,7 @@ class TrainingMix:
     facts_in_last: int | None = None  # facts in the last k segments (None: anywhere)
     confuser_share: float = 0.0  # share of noise windows drawn from those that name an answer
     multi_fact_share: float = 0.0  # share of stories whose question names someone or somewhere that 2+ facts name
+    generated_share: float | None = None  # share of noise windows from generated text (None: as drawn from all)
 
 
 @dataclass(frozen=True)
@@ -117,13 +120,16 @@ class SampleFactory:
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              mix: TrainingMix = TrainingMix()) -> Sample:
         """One sample of n_segments; a training `mix` other than the default places its facts in the last k segments
-        (as far as the story fits them), draws a share of the noise windows (on average) from those that name an
-        answer (`confuser_windows`), or a share of the stories from those whose question names someone or
-        somewhere that several facts name."""
+        (as far as the story fits them), draws a share of the noise windows (on average) from generated text or from
+        those that name an answer (`confuser_windows`), or a share of the stories from those whose question names
+        someone or somewhere that several facts name."""
         story = self.pick_story(rng, split, n_segments, mix.multi_fact_share)
-        noise_starts = self.window_starts[rng.integers(len(self.window_starts), size=n_segments)]
+        from_generated = self.from_generated(rng, n_segments, mix.generated_share)
+        noise_starts = self.draw_windows(
+            rng, self.window_starts, n_segments, from_generated,
+            lambda origin: NoGeneratedWindows(mix.generated_share or 0.0, origin, self.content_length))
         if mix.confuser_share:
-            noise_starts = self.with_confusers(rng, noise_starts, mix.confuser_share)
+            noise_starts = self.with_confusers(rng, noise_starts, mix.confuser_share, from_generated)
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
@@ -158,13 +164,45 @@ class SampleFactory:
             raise NoMultiFactStories(self.task.name, multi_fact_share)
         raise StoriesDoNotFit(self.task.name, n_segments, self.content_length)
 
-    def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float) -> np.ndarray:
+    def from_generated(self, rng: np.random.Generator, n_segments: int, share: float | None) -> np.ndarray | None:
+        """Per segment, whether its noise window comes from generated text (corpus/generated.py), with probability
+        `share`; None (and no draw) when the windows come from all the training noise alike: no share asked for,
+        or noise without generated text (validation and test)."""
+        if share is None or self.corpus.generated_from is None:
+            return None
+        return rng.random(n_segments) < share
+
+    def draw_windows(self, rng: np.random.Generator, windows: np.ndarray, n: int, from_generated: np.ndarray | None,
+                     missing: Callable[[str], Exception]) -> np.ndarray:
+        """n starts drawn uniformly from `windows` (sorted); with `from_generated`, each from those in generated text
+        where it is True and from those in the source text before it where False (`missing(origin)`: the error when
+        the windows of an origin needed are none)."""
+        if from_generated is None:
+            return windows[rng.integers(len(windows), size=n)]
+        boundary = self.corpus.generated_from
+        assert boundary is not None  # from_generated is drawn only for noise with generated text
+        split = int(np.searchsorted(windows, boundary))
+        drawn = np.empty(n, dtype=windows.dtype)
+        for chosen, part, origin in ((~from_generated, windows[:split], "source"),
+                                     (from_generated, windows[split:], "generated")):
+            if chosen.any():
+                if len(part) == 0:
+                    raise missing(origin)
+                drawn[chosen] = part[rng.integers(len(part), size=int(chosen.sum()))]
+        return drawn
+
+    def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float,
+                       from_generated: np.ndarray | None = None) -> np.ndarray:
+        """A `share` of the windows (on average) replaced by windows that name an answer, each from the same text
+        (source or generated) as the window it replaces when `from_generated` says which."""
         confusers = self.confuser_windows
         if len(confusers) == 0:
             raise NoConfusers(share, self.task.labels)
         chosen = rng.random(len(noise_starts)) < share
         noise_starts = noise_starts.copy()
-        noise_starts[chosen] = confusers[rng.integers(len(confusers), size=int(chosen.sum()))]
+        noise_starts[chosen] = self.draw_windows(rng, confusers, int(chosen.sum()),
+                                                 None if from_generated is None else from_generated[chosen],
+                                                 lambda origin: NoConfusers(share, self.task.labels, origin))
         return noise_starts
 
     def segments_needed(self, story: Story) -> int:

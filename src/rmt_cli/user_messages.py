@@ -109,6 +109,9 @@ WORDINGS: dict[str, Callable[[Any], str]] = {
     "rmt_cli.sample_errors.StoryNeedsMoreSegments": story_needs_more_segments,
     "rmt_cli.sample_errors.NoConfusers": lambda error: (
         f"{error}; leave confuser_share out of the curriculum stage, or use noise that names them"),
+    "rmt_cli.sample_errors.NoGeneratedWindows": lambda error: (
+        f"{error}; set noise.generated_training_tokens to at least a segment's length, or leave generated_share out "
+        "of the curriculum"),
     "rmt_cli.sample_errors.NoMultiFactStories": lambda error: (
         f"{error}; leave multi_fact_share out of the curriculum stage, or use a task whose stories have several "
         "facts (reasoning, qa1)"),

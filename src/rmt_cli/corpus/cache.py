@@ -33,6 +33,12 @@ def documents_key(train: list[tuple[str, Path]], eval_: list[tuple[str, Path]]) 
     return {"train": describe(train), "eval": describe(eval_)}
 
 
+def generated_from(z, split: str) -> int | None:
+    """A cached split's offset of generated text; None for one without it."""
+    key = f"{split}_generated_from"
+    return int(z[key]) if key in z.files else None
+
+
 def cached(key: dict, tokenizer: Any, cache_dir: Path, build: Build) -> NoiseSplits:
     full_key = {**key, "tokenizer": [str(tokenizer.name_or_path), len(tokenizer)], "format": _CACHE_FORMAT}
     digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:20]
@@ -41,7 +47,8 @@ def cached(key: dict, tokenizer: Any, cache_dir: Path, build: Build) -> NoiseSpl
         try:
             with np.load(path) as z:
                 return NoiseSplits(*(
-                    TokenCorpus(z[f"{s}_tokens"], z[f"{s}_starts"], tuple(z[f"{s}_documents"].tolist()))
+                    TokenCorpus(z[f"{s}_tokens"], z[f"{s}_starts"], tuple(z[f"{s}_documents"].tolist()),
+                                generated_from(z, s))
                     for s in ("train", "eval")
                 ))
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
@@ -54,6 +61,8 @@ def cached(key: dict, tokenizer: Any, cache_dir: Path, build: Build) -> NoiseSpl
         arrays[f"{s}_tokens"] = corpus.tokens
         arrays[f"{s}_starts"] = corpus.sentence_starts
         arrays[f"{s}_documents"] = np.array(corpus.documents, dtype=str)
+        if corpus.generated_from is not None:
+            arrays[f"{s}_generated_from"] = np.int64(corpus.generated_from)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, "wb") as f:

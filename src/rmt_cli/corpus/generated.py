@@ -22,7 +22,7 @@ import numpy as np
 
 from rmt_cli.corpus.tokens import TokenCorpus
 
-GENERATOR_FORMAT = 1  # in the token cache's key: bump when the generated text changes for the same settings
+GENERATOR_FORMAT = 2  # in the token cache's key: bump when the generated text, or what the cache keeps of it, changes
 STREAMS = 4096  # chains run side by side; each one's text is a run of about n_tokens / STREAMS tokens
 
 
@@ -63,10 +63,11 @@ def generate(source: TokenCorpus, n_tokens: int, context: int, seed: int = 0,
     return tokens[flat].astype(np.int32), sentence_starts.astype(np.int64)
 
 
-def with_generated(source: TokenCorpus, n_tokens: int, context: int, seed: int = 0) -> TokenCorpus:
-    """`source` followed by `n_tokens` generated from it, as one more document."""
-    generated, starts = generate(source, n_tokens, context, seed)
+def with_generated(source: TokenCorpus, n_tokens: int, context: int, seed: int = 0,
+                   streams: int = STREAMS) -> TokenCorpus:
+    """`source` followed by `n_tokens` generated from it, as one more document (its offset: `generated_from`)."""
+    generated, starts = generate(source, n_tokens, context, seed, streams)
     name = f"generated from the above ({context}-token context)"
     return TokenCorpus(np.concatenate([source.tokens, generated]),
                        np.concatenate([source.sentence_starts, starts + len(source.tokens)]),
-                       (*source.documents, name))
+                       (*source.documents, name), generated_from=len(source.tokens))

@@ -19,6 +19,7 @@ class TokenCorpus:
     tokens: np.ndarray  # int32, the split's documents' tokens concatenated
     sentence_starts: np.ndarray  # int64, sorted offsets into `tokens` where a sentence begins (0 included)
     documents: tuple[str, ...]  # names of the documents in this split
+    generated_from: int | None = None  # offset where text generated from the rest begins (corpus/generated.py)
 
     def window_starts(self, length: int) -> np.ndarray:
         """Sentence starts s with s + length <= len(tokens): where a window of `length` tokens fits."""

@@ -77,6 +77,8 @@ class StageConfig:
     chain_share: float = setting(0.0, share_below_one)  # batch rows that read one long input over several steps
     chain_steps: Any = setting(16, stage_segments)  # the most steps of one chained input, or [lo, hi]: growing
                                                     # from lo to hi over the stage
+    generated_share: Optional[float] = setting(None, optional(number(0, 1)))  # noise windows from generated text;
+                                                                              # null: the curriculum's
 
 
 @dataclass
@@ -84,6 +86,9 @@ class CurriculumConfig:
     """`curriculum`: its stages (checked one by one in config_check, which names each by its number)."""
 
     advance_at: Optional[float] = setting(None, optional(number(0)))  # null: never leave a stage early
+    # share of training noise windows drawn from generated text (noise.generated_training_tokens); null: windows
+    # drawn from all training noise alike, so in proportion to its tokens
+    generated_share: Optional[float] = setting(None, optional(number(0, 1)))
     stages: List[StageConfig] = MISSING
 
 

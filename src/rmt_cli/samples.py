@@ -19,8 +19,7 @@ from rmt_cli.corpus import TokenCorpus
 from rmt_cli.facts import Story, facts_naming_the_question
 from rmt_cli.placement import UNFIT, fit, minimum_segments, pack
 from rmt_cli.sample_errors import (NoConfusers, NoGeneratedWindows, NoiseShorterThanSegment, NoMultiFactStories,
-                                   SentenceLongerThanSegment,
-                                   StoriesDoNotFit, StoryNeedsMoreSegments)
+                                   SentenceLongerThanSegment, StoriesDoNotFit, StoryNeedsMoreSegments)
 from rmt_cli.stories import StoryPool
 from rmt_cli.task_spec import TaskSpec
 

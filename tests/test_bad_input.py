@@ -92,8 +92,11 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
-     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share)"),
+     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share, segment_length)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
+    ("rmt train experiment=smoke curriculum.stages=[{segments:1,steps:5,segment_length:50}]", 2,
+     "memory.size=10 leaves 37 content tokens in a 50-position segment (3 go to [CLS]/[SEP]); need at least 40: "
+     "lower memory.size or raise curriculum stage 1 segment_length"),
     ("rmt train curriculum.stages=[{segments:2,steps:5,chain_share:0.5,carry_memory:0.5}]", 2,
      "curriculum stage 1 sets both carry_memory and chain_share; a row's memory can carry on for one of them only"),
     ("rmt train curriculum.stages=[{segments:1,steps:5},{segments:2,steps:5,generated_share:0.5}]", 2,

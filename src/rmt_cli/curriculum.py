@@ -1,8 +1,8 @@
 """The curriculum of `rmt train` as Stages: segment counts growing stage by stage, each with its own steps and, where
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
 length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
-whose question several facts name, share of noise from generated text) and share of batch rows whose memory carries
-on from step to step; the trainer's (or the curriculum's) values otherwise.
+whose question several facts name, share of noise from generated text), share of batch rows whose memory carries
+on from step to step and segment length; the trainer's (or the curriculum's, or segment.length) values otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Stage:
     carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
     chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
     chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
+    segment_length: int = 512  # positions per segment (segment.length unless the stage sets its own)
 
     @property
     def validation_segments(self) -> int:
@@ -59,7 +60,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share,
                                             setting(stage, "generated_share", cfg.curriculum.generated_share)),
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
-                            chain_steps=count_range(stage.chain_steps)))
+                            chain_steps=count_range(stage.chain_steps),
+                            segment_length=setting(stage, "segment_length", cfg.segment.length)))
     return stages
 
 

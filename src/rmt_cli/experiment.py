@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,21 @@ class Experiment:
     train_data: SampleFactory | None
     eval_data: SampleFactory
     device: torch.device
+    resized: dict[int, tuple[SampleFactory, SampleFactory]] = field(default_factory=dict, repr=False)
 
     def autocast(self):
         return autocast_for(self.model, self.device)
+
+    def data_of_length(self, segment_length: int) -> tuple[SampleFactory, SampleFactory]:
+        """Training and validation data in segments of `segment_length` positions (a curriculum stage may set its
+        own): the same noise, tasks and tokenizer, each segment holding that many positions' worth of text."""
+        assert self.train_data is not None, "only a training run draws data of a stage's own segment length"
+        content = content_length(segment_length, self.model.memory_size, self.model.layout)
+        if content == self.train_data.content_length:
+            return self.train_data, self.eval_data
+        if content not in self.resized:
+            self.resized[content] = (self.train_data.resized(content), self.eval_data.resized(content))
+        return self.resized[content]
 
 
 # `inference_dtype` of eval and extrapolate: the dtype the weights are cast to, once, before any segment runs.
@@ -127,19 +139,31 @@ def head_kind(cfg) -> str:
 
 def check_sizes(cfg) -> int:
     """Validate memory and segment sizes against the backbone before anything heavy; returns content length."""
-    memory, length = cfg.memory.size, cfg.segment.length
     head_kind(cfg)
+    return checked_content_length(cfg, cfg.segment.length, "segment.length")
+
+
+def check_stage_sizes(cfg) -> None:
+    """The curriculum stages' own segment lengths (`segment_length`), checked as segment.length is."""
+    for number, stage in enumerate(cfg.curriculum.stages, start=1):
+        if stage.get("segment_length") is not None:
+            checked_content_length(cfg, stage.segment_length, f"curriculum stage {number} segment_length")
+
+
+def checked_content_length(cfg, length: int, key: str) -> int:
+    """Content tokens of a `length`-position segment (`key` is the setting that asks for it), refused when the
+    backbone has fewer positions or memory leaves too little room for text."""
+    memory = cfg.memory.size
     positions = max_positions(cfg.backbone)
     if length > positions:
-        raise UsageError(f"segment.length={length} exceeds the backbone's {positions} positions; "
-                         f"use segment.length={positions} or less")
+        raise UsageError(f"{key}={length} exceeds the backbone's {positions} positions; use {key}={positions} or less")
     kind = layout(cfg.backbone)
     content = content_length(length, memory, kind)
     if content < MIN_CONTENT_TOKENS:
         taken = (f"{non_content_positions(memory, kind) - memory} go to [CLS]/[SEP]" if kind == "encoder" else
                  f"memory is read and written: {non_content_positions(memory, kind)} positions")
         raise UsageError(f"memory.size={memory} leaves {content} content tokens in a {length}-position segment "
-                         f"({taken}); need at least {MIN_CONTENT_TOKENS}: lower memory.size or raise segment.length")
+                         f"({taken}); need at least {MIN_CONTENT_TOKENS}: lower memory.size or raise {key}")
     return content
 
 
@@ -155,6 +179,8 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                      trained_labels: list[str] | None = None, seed: int = 0) -> Experiment:
     """The experiment of a config; `seed` seeds the model's initial weights (training's `seed`)."""
     content = check_sizes(cfg)
+    if with_training_data:
+        check_stage_sizes(cfg)
     device = pick_device(device_name)
     torch.manual_seed(seed)
     backbone = load_backbone(cfg.backbone, with_pooler=head_kind(cfg) == "pooler")

@@ -83,6 +83,10 @@ class SampleFactory:
         self._encoded: dict[str, np.ndarray] = {}
         self._pool_needs: dict[StoryPool, tuple[int, Story]] = {}
 
+    def resized(self, content_length: int) -> SampleFactory:
+        """The same task, noise and tokenizer in segments of `content_length` tokens."""
+        return SampleFactory(self.task, self.corpus, self.tokenizer, content_length)
+
     def encode(self, text: str) -> np.ndarray:
         if text not in self._encoded:
             self._encoded[text] = np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"],

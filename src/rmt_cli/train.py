@@ -42,6 +42,7 @@ from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
+from rmt_cli.samples import SampleFactory
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
@@ -180,8 +181,8 @@ class Trainer:
             run_info.write(run_dir, {**self.info, "finished": False})
         self.metrics = loggers.open_metrics(cfg, run_dir, [s.steps for s in stages], self.info,
                                             enabled=ranks.writer)
-        self.flops = TrainingFlops(self.model.backbone.config, cfg.segment.length, experiment.device,
-                                   ranks.world)
+        self.flops = {length: TrainingFlops(self.model.backbone.config, length, experiment.device, ranks.world)
+                      for length in {stage.segment_length for stage in stages}}  # per segment length
         self.reporter = Reporter(total_steps=sum(s.steps for s in stages), quiet=not ranks.writer)
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", cfg.trainer.keep_last, ranks.writer)
         self.state = TrainState()
@@ -255,8 +256,8 @@ class Trainer:
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)
-        val_samples = self.experiment.eval_data.sample_set("validation", self.cfg.task.eval_seed,
-                                                           stage.validation_segments, stage.val_samples)
+        val_samples = self.validation_data(stage).sample_set("validation", self.cfg.task.eval_seed,
+                                                             stage.validation_segments, stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
         self.carried = None
         run = StageRun(stage, optimizer, scheduler, val_samples, average)
@@ -287,14 +288,15 @@ class Trainer:
         A done stage's row joins the summary before the resume point that marks it done."""
         stage, step = run.stage, self.state.step
         with run.validated_weights():
-            val = self.validate(run.val_samples)
+            val = self.validate(run.val_samples, self.validation_data(stage))
             if val >= self.state.best_accuracy:  # a tie keeps the later, longer-trained weights
                 self.state.best_accuracy = val
                 self.checkpoints.save_best(stage.number, self.model, self.meta(stage, step, val))
         self.metrics.write(kind="val", stage=stage.number, step=step, segments=stage.validation_segments,
                            val_accuracy=val)
+        positions = "" if stage.segment_length == self.cfg.segment.length else f" of {stage.segment_length} positions"
         self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
-                           f"on {len(run.val_samples)} samples of {stage.validation_segments} segments")
+                           f"on {len(run.val_samples)} samples of {stage.validation_segments} segments{positions}")
         done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
         if done:
             self.state.end_stage({"stage": stage.number, "segments": stage.label, "steps": step,
@@ -315,12 +317,16 @@ class Trainer:
         self.reporter.note(f"time limit of {self.deadline.minutes} minutes reached at stage {run.stage.number} "
                            f"step {self.state.step}; saved {saved} - rerun the same command to continue")
 
-    def validate(self, samples: list) -> float:
+    def validation_data(self, stage: Stage) -> SampleFactory:
+        """Where the stage's validation samples come from: held-out noise, in segments of the stage's length."""
+        return self.experiment.data_of_length(stage.segment_length)[1]
+
+    def validate(self, samples: list, data: SampleFactory) -> float:
         """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""
         share = samples[self.ranks.rank::self.ranks.world]
         correct = 0
         if share:
-            predictions = predict(self.experiment, self.experiment.eval_data, share, self.cfg.trainer.eval_batch_size)
+            predictions = predict(self.experiment, data, share, self.cfg.trainer.eval_batch_size)
             correct = correct_answers(predictions, share)
         return distributed.total([correct], self.experiment.device)[0] / len(samples)
 
@@ -380,9 +386,10 @@ class Trainer:
         self.reporter.advance(f"stage {stage.number} ({stage.label} seg) step {step}/{stage.steps} "
                               f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
         if step % self.cfg.trainer.log_every == 0 or step == 1:
+            flops = self.flops[stage.segment_length]
             self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
                                lr=scheduler.get_last_lr()[0], grad_norm=grad_norm, **self.spike_fields(),
-                               tokens_per_s=round(tokens_per_s, 1), **self.flops.fields(tokens_per_s),
+                               tokens_per_s=round(tokens_per_s, 1), **flops.fields(tokens_per_s),
                                **loggers.peak_gpu_memory(self.experiment.device))
 
     def spike_fields(self) -> dict:
@@ -458,7 +465,7 @@ class Trainer:
             kept = f"the last good state is {saved[0]} (rerun resumes from it)" if saved else "nothing was saved yet"
             raise RuntimeFailure(f"loss became {loss_value} at stage {stage.number} step {step}; {kept}; "
                                  "lower trainer.lr")
-        return loss_value, int(token_sum) * self.cfg.segment.length  # total() sums in floating point
+        return loss_value, int(token_sum) * stage.segment_length  # total() sums in floating point
 
     def carried_rows(self, stage: Stage, rows: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
         """stage.carry_memory = q: a share q of the batch's rows (the same rows all stage, drawn from the run's seed
@@ -488,8 +495,7 @@ class Trainer:
         so a slice built ahead (`prefetched`) equals one built now."""
         if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
             return self.prefetched[1]
-        data = self.experiment.train_data
-        assert data is not None, "a Trainer's experiment holds training data"
+        data = self.experiment.data_of_length(stage.segment_length)[0]
         local = self.cfg.trainer.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
         samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.mix) for i in range(local)]

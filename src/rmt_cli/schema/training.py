@@ -79,6 +79,8 @@ class StageConfig:
                                                     # from lo to hi over the stage
     generated_share: Optional[float] = setting(None, optional(number(0, 1)))  # noise windows from generated text;
                                                                               # null: the curriculum's
+    segment_length: Optional[int] = setting(None, optional(whole(1)))  # positions of this stage's segments
+                                                                     # (shorter: less noise); null: segment.length
 
 
 @dataclass

@@ -126,6 +126,7 @@ class StageRun:
     stage: Stage
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
+    val_data: SampleFactory  # held-out noise in segments of the stage's length
     val_samples: list
     average: WeightAverage | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -256,11 +257,12 @@ class Trainer:
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
         scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
                                   num_training_steps=stage.steps)
-        val_samples = self.validation_data(stage).sample_set("validation", self.cfg.task.eval_seed,
-                                                             stage.validation_segments, stage.val_samples)
+        val_data = self.experiment.data_of_length(stage.segment_length)[1]
+        val_samples = val_data.sample_set("validation", self.cfg.task.eval_seed, stage.validation_segments,
+                                          stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
         self.carried = None
-        run = StageRun(stage, optimizer, scheduler, val_samples, average)
+        run = StageRun(stage, optimizer, scheduler, val_data, val_samples, average)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
         return run
@@ -288,7 +290,7 @@ class Trainer:
         A done stage's row joins the summary before the resume point that marks it done."""
         stage, step = run.stage, self.state.step
         with run.validated_weights():
-            val = self.validate(run.val_samples, self.validation_data(stage))
+            val = self.validate(run.val_samples, run.val_data)
             if val >= self.state.best_accuracy:  # a tie keeps the later, longer-trained weights
                 self.state.best_accuracy = val
                 self.checkpoints.save_best(stage.number, self.model, self.meta(stage, step, val))
@@ -316,10 +318,6 @@ class Trainer:
         saved = self.save_resume_point(run)
         self.reporter.note(f"time limit of {self.deadline.minutes} minutes reached at stage {run.stage.number} "
                            f"step {self.state.step}; saved {saved} - rerun the same command to continue")
-
-    def validation_data(self, stage: Stage) -> SampleFactory:
-        """Where the stage's validation samples come from: held-out noise, in segments of the stage's length."""
-        return self.experiment.data_of_length(stage.segment_length)[1]
 
     def validate(self, samples: list, data: SampleFactory) -> float:
         """Accuracy on the stage's validation set; each rank predicts its own slice, the counts are summed."""

@@ -147,6 +147,16 @@ def test_a_time_limit_stops_mid_stage_and_the_same_command_continues_that_stage(
     assert train_in_process(smoke_cfg, tmp_path / "run") == uninterrupted_in_process
 
 
+def test_the_final_table_of_a_run_the_time_limit_stopped_says_so_and_shows_the_stage_it_stopped_in(
+        smoke_cfg, tmp_path, monkeypatch, capsys):
+    stop_after_step(monkeypatch, 2)
+    train_in_process(smoke_cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "Curriculum stopped by the time limit" in out and "Curriculum finished" not in out
+    row = next(line for line in out.splitlines() if "2 of " in line)  # stage 1, 2 steps taken of its planned steps
+    assert row.split("│")[1].strip() == "1" and "%" in row  # validated at step 2: its best accuracy is shown
+
+
 def test_a_time_limit_between_validations_validates_the_steps_since_the_last_one_before_it_stops(
         smoke_cfg, uninterrupted_in_process, tmp_path, monkeypatch):
     from rmt_cli.checkpoint import load_trainer_state, read_meta, resume_points

@@ -100,13 +100,18 @@ class Reporter:
         elif not self.quiet:
             print(line, flush=True)
 
-    def final_table(self, rows: list[dict], seconds: float, run_dir: Path) -> None:
-        table = Table(title=f"Curriculum finished in {seconds:.0f} s — {run_dir}")
+    def final_table(self, rows: list[dict], seconds: float, run_dir: Path, completed: bool = True) -> None:
+        """One row per stage done; a run the time limit stopped also shows the stage it stopped in (its `steps`
+        then read "taken of planned", its best accuracy -1 before its first validation)."""
+        title = (f"Curriculum finished in {seconds:.0f} s — {run_dir}" if completed else
+                 f"Curriculum stopped by the time limit after {seconds:.0f} s — {run_dir} (rerun to continue)")
+        table = Table(title=title)
         for column in ("stage", "segments", "steps", "best val accuracy", "seconds"):
             table.add_column(column, justify="right")
         for row in rows:
-            table.add_row(str(row["stage"]), str(row["segments"]), str(row["steps"]),
-                          f"{row['best_val_accuracy']:.1%}", f"{row['seconds']:.0f}")
+            accuracy = "-" if row["best_val_accuracy"] < 0 else f"{row['best_val_accuracy']:.1%}"
+            table.add_row(str(row["stage"]), str(row["segments"]), str(row["steps"]), accuracy,
+                          f"{row['seconds']:.0f}")
         self.console.print(table)
         for row in rows:
             log.info("stage %s (%s segments): %s steps, best validation accuracy %.4f, %.0f s", row["stage"],

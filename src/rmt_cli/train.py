@@ -193,6 +193,7 @@ class Trainer:
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
         self.chains: ChainedRows | None = None  # stage.chain_share: the current stage's chained rows (chains.py)
+        self.stopped_inside: dict | None = None  # the final table's row of the stage the time limit stopped in
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -278,7 +279,8 @@ class Trainer:
             if self.ranks.writer:
                 run_info.write(self.run_dir, {**self.info, "finished": True})
         if self.ranks.writer:
-            self.reporter.final_table(self.state.summary, seconds, self.run_dir)
+            rows = self.state.summary + ([] if completed or self.stopped_inside is None else [self.stopped_inside])
+            self.reporter.final_table(rows, seconds, self.run_dir, completed)
 
     def validation_due(self, stage: Stage) -> bool:
         step = self.state.step
@@ -316,6 +318,11 @@ class Trainer:
     def stop_at_time_limit(self, run: StageRun) -> None:
         """Save where the stage stands, not done: a rerun of the same command continues it, as after a signal."""
         saved = self.save_resume_point(run)
+        stage = run.stage
+        self.stopped_inside = {"stage": stage.number, "segments": stage.label,
+                               "steps": f"{self.state.step} of {stage.steps}",
+                               "best_val_accuracy": self.state.best_accuracy,
+                               "seconds": round(time.perf_counter() - run.started, 1)}
         self.reporter.note(f"time limit of {self.deadline.minutes} minutes reached at stage {run.stage.number} "
                            f"step {self.state.step}; saved {saved} - rerun the same command to continue")
 

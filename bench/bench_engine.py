@@ -7,7 +7,8 @@ SmolLM2-135M-geometry decoder).
 Parts (each prints its own lines; ratios compare numbers measured in this same run):
   a  extrapolation throughput vs the plain (non-recurrent) HF segment forward of the same backbone and batch
      (fp32 weights under bf16 autocast: the baseline), and each inference path: today's (fp32 weights, autocast,
-     eager), CUDA graphs at this batch, bf16 weights cast once, both; plus the plain forward with bf16 weights
+     eager), CUDA graphs at this batch, bf16 weights cast once, both, bf16 with fused blocks (fused_blocks=true,
+     eager and graphed); plus the plain forward with bf16 weights
   b  extrapolation throughput vs a reference-style loop: fp32, eager attention, text re-tokenised per sample
   c  time for one 1M-token sample, alone (batch 1) and amortised over a batch, per inference path
   d  CPU sample assembly: tokens/s of the step gather, and one 2M-token sample produced whole
@@ -46,6 +47,7 @@ from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
 from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
 from rmt_cli.flops import forward_flops, shape_from_hf_config
+from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.inference import to_device
 from rmt_cli.samples import SampleFactory
 from rmt_cli.task_spec import TaskSpec
@@ -170,8 +172,9 @@ def plain_forward(backbone, ids, segments: int, device):
 
 
 def part_a(models, factory, device, batch: int, segments: int, compiled: str | None = None) -> dict:
-    """With `compiled` (a torch.compile mode), also the bf16 path with compiled transformer blocks (eager
-    recurrence, no graphs), timed after a warm-up call that compiles them."""
+    """Every path of PATHS, and the bf16 path with fused blocks (`ratio_bf16_fused`, `_graph`). With `compiled` (a
+    torch.compile mode), also the bf16 path with compiled transformer blocks (eager recurrence, no graphs), timed
+    after a warm-up call that compiles them."""
     samples = factory.sample_set("test", 0, segments, batch)
     ids = torch.randint(1000, 20000, (batch, SEGMENT), device=device)
     tokens = batch * segments * SEGMENT
@@ -183,6 +186,14 @@ def part_a(models, factory, device, batch: int, segments: int, compiled: str | N
         seconds = timed(lambda bf16=bf16, graphs=graphs: stream(models[bf16], factory, samples, device,
                                                                  cuda_graphs=graphs), device)
         out[f"recurrent{suffix}_tok_s"], out[f"ratio{suffix}"] = tokens / seconds, plain_s / seconds
+    fused = models[True].copy_without_caches()
+    if fuse_blocks(fused.backbone):  # `fused_blocks=true`: BERT-family geometries
+        for suffix, graphs in (("", False), ("_graph", True)):
+            seconds = timed(lambda graphs=graphs, model=fused: stream(model, factory, samples, device,
+                                                                      cuda_graphs=graphs), device)
+            out[f"recurrent_bf16_fused{suffix}_tok_s"] = tokens / seconds
+            out[f"ratio_bf16_fused{suffix}"] = plain_s / seconds
+    del fused
     if compiled:
         model = models[True].copy_without_caches()
         model.compile_blocks(compiled)

@@ -20,8 +20,10 @@ def table(headers: list[str], align: list[str], rows: list[list[str]], lead: str
 
 PATHS = (("", "today's path (fp32 weights, autocast, eager)"), ("_graph", "+ CUDA graphs"),
          ("_bf16", "bf16 weights"), ("_bf16_graph", "bf16 weights + CUDA graphs"))
-# Part a also times compiled blocks when run with --compile ("-" where it was not).
-A_PATHS = (*PATHS, ("_bf16_compiled", "bf16 weights, compiled blocks"))
+# Part a also times fused blocks (BERT-family geometries) and compiled blocks when run with --compile ("-" where a
+# run did not).
+A_PATHS = (*PATHS, ("_bf16_fused", "bf16 weights, fused blocks"), ("_bf16_fused_graph", "fused blocks + CUDA graphs"),
+           ("_bf16_compiled", "bf16 weights, compiled blocks"))
 
 
 def ratio(value) -> str:

@@ -32,8 +32,9 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     bench = json.loads(out.read_text())
     tiny = bench["tiny"]
     paths = ("", "_graph", "_bf16", "_bf16_graph")
-    assert {"plain_tok_s", "plain_bf16_tok_s", "ratio_plain_bf16"} | {f"ratio{p}" for p in paths} <= set(tiny["a"])
-    assert all(tiny["a"][f"ratio{p}"] > 0 for p in paths)
+    a_paths = (*paths, "_bf16_fused", "_bf16_fused_graph")  # the tiny geometry is BERT-shaped: fused blocks too
+    assert {"plain_tok_s", "plain_bf16_tok_s", "ratio_plain_bf16"} | {f"ratio{p}" for p in a_paths} <= set(tiny["a"])
+    assert all(tiny["a"][f"ratio{p}"] > 0 for p in a_paths)
     assert {f"alone{p}_s" for p in paths} | {"amortised_s", "amortised_bf16_s"} <= set(tiny["c"])
     assert {(row["weights"], row["batch"]) for row in tiny["g"]} == {(w, b) for w in ("fp32", "bf16") for b in (1, 2)}
     assert all(row["graph_flash_ms_per_segment"] is None or row["graph_flash_ms_per_segment"] > 0 for row in tiny["g"])
@@ -53,6 +54,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr
     assert "bf16 weights + CUDA graphs" in report.stdout and "(g) weights" in report.stdout
+    assert "fused blocks + CUDA graphs" in report.stdout
     assert "(s) decoder train tok/s" in report.stdout
     assert "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
     assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout

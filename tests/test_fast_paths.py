@@ -388,3 +388,51 @@ def test_trainer_compiles_the_blocks_when_asked(tmp_path):
                                               f"trainer.compile_blocks={str(switch).lower()}"])
         trainer = Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), tmp_path)
         assert trainer.model.blocks_compiled is switch
+
+
+def test_fused_blocks_give_the_plain_paths_logits_and_memory_on_a_mixed_batch(tiny_engine):
+    steps = mixed_batch_steps([4, 4, 3, 1] * 3)
+    fused = fast_copy(tiny_engine, inference_dtype="fp32", fused_blocks=True)
+    projections = [block.attention.self.query for block in fused.backbone.encoder.layer]
+    projections += [block.intermediate.dense for block in fused.backbone.encoder.layer]
+    calls = []
+    for linear in projections:
+        linear.register_forward_hook(lambda *args: calls.append(1))
+    with torch.inference_mode():
+        plain, eager, graphed = tiny_engine(steps), fused(steps), fused(steps, cuda_graphs=True)
+    assert calls == []  # the stacked product and the epilogue ran in their place
+    for out in (eager, graphed):  # on CPU the epilogue's GELU is the exact one: float rounding apart, the same
+        torch.testing.assert_close(out.logits, plain.logits, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.memory, plain.memory, atol=1e-5, rtol=1e-4)
+    with torch.inference_mode():
+        assert_close_bf16(fast_copy(tiny_engine, fused_blocks=True)(steps), plain)
+
+
+def test_fused_blocks_keep_the_state_dict_and_train_through_transformers_forward(tiny_engine):
+    from rmt_cli.fused_blocks import fuse_blocks
+
+    fused = copy.deepcopy(tiny_engine)
+    assert fuse_blocks(fused.backbone)
+    assert fused.state_dict().keys() == tiny_engine.state_dict().keys()  # the stacked weights are not saved
+    steps = random_steps(2, 2, 10)
+    fused.train()
+    plain = copy.deepcopy(tiny_engine).train()
+    torch.manual_seed(1)
+    trained = fused(steps).logits
+    torch.manual_seed(1)
+    torch.testing.assert_close(trained, plain(steps).logits, atol=0, rtol=0)
+    trained.sum().backward()
+    assert fused.backbone.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_the_gelu_epilogue_is_the_exact_gelu_on_cpu():
+    from rmt_cli.fused_blocks import gelu_dense
+
+    dense = torch.nn.Linear(8, 32)
+    hidden = torch.randn(2, 5, 8)
+    torch.testing.assert_close(gelu_dense(hidden, dense), torch.nn.functional.gelu(dense(hidden)))
+
+
+def test_fused_blocks_refuse_a_backbone_without_bert_blocks():
+    with pytest.raises(UsageError, match="fused_blocks=true needs a BERT-family encoder"):
+        fast_copy(decoder_engine("tiny-llama"), fused_blocks=True)

@@ -14,6 +14,7 @@ from rmt_cli.backbones import layout, load_backbone, max_positions
 from rmt_cli.corpus import load_noise
 from rmt_cli.engine import HEADS, RecurrentMemory, content_length, non_content_positions
 from rmt_cli.errors import UsageError
+from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.heads import ClassifyHead, GenerateHead, build_head
 from rmt_cli.samples import SampleFactory
 from rmt_cli.stories import GENERATORS
@@ -77,10 +78,15 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
     inference_dtype: fp32 keeps the fp32 weights under bf16 autocast (each matmul casts its operands); bf16 casts
         every weight once, and the memory then stays bf16 from segment to segment, as the hidden states it is.
     graph_max_rows: largest batch replayed as CUDA graphs (null: every batch); see engine.RecurrentMemory.
+    fused_blocks: BERT-family blocks with fewer kernels (fused_blocks.py; after the cast: their stacked weights are
+        made in the dtype), where the backbone has them.
     compile_blocks: torch.compile each transformer block (after the cast, so the compiled code is the dtype's).
     """
     model.to(INFERENCE_DTYPES[cfg.inference_dtype])
     model.graph_max_rows = cfg.graph_max_rows
+    if cfg.fused_blocks and not fuse_blocks(model.backbone):
+        raise UsageError(f"fused_blocks=true needs a BERT-family encoder; {type(model.backbone).__name__} has other "
+                         "blocks: leave fused_blocks=false")
     if cfg.compile_blocks:
         model.compile_blocks()
 

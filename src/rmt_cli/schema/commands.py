@@ -65,6 +65,7 @@ class InferenceCommand(CheckpointCommand):
     graph_max_rows: Optional[int] = setting(None, optional(whole(1)))
     inference_dtype: str = setting("fp32", choice("fp32", "bf16"))
     compile_blocks: bool = setting(False, flag)
+    fused_blocks: bool = setting(False, flag)
 
 
 @dataclass

@@ -408,7 +408,7 @@ def test_fused_blocks_give_the_plain_paths_logits_and_memory_on_a_mixed_batch(ti
         assert_close_bf16(fast_copy(tiny_engine, fused_blocks=True)(steps), plain)
 
 
-def test_fused_blocks_keep_the_state_dict_and_train_through_transformers_forward(tiny_engine):
+def test_fused_blocks_keep_the_state_dict_and_run_transformers_forward_in_training_mode(tiny_engine):
     from rmt_cli.fused_blocks import fuse_blocks
 
     fused = copy.deepcopy(tiny_engine)

@@ -8,8 +8,9 @@ activations of the block. cuBLASLt's epilogue is GELU's tanh approximation (with
 on the pre-activation); on CPU the same call is the exact GELU, so CPU results equal the unfused block's to float
 rounding. Attention is SDPA without a mask, as `rmt` runs encoders (unmasked_attention.py).
 
-Only eval mode is fused: a block in training mode runs transformers' own forward (dropout and all), so a model with
-fused blocks can still be trained or fine-tuned, and its state dict keeps transformers' keys.
+Only eval mode is fused: a block in training mode runs transformers' own forward (dropout and all). The stacked
+weights are a snapshot taken when the blocks are fused, so fuse a model whose weights no longer change, as eval and
+extrapolate do once the checkpoint is loaded. The state dict keeps transformers' keys.
 """
 
 from __future__ import annotations

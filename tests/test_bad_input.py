@@ -202,6 +202,9 @@ CASES = [
      "the checkpoint was trained with memory.gated_writes=false, not true; drop that override to evaluate it"),
     ("rmt eval --checkpoint GENERATE_RUN task.head=classify", 2,
      "the checkpoint was trained with task.head=generate, not classify; drop that override to evaluate it"),
+    ("rmt eval --checkpoint RUN segment.length=48", 2,
+     "the checkpoint was trained on segments of 64 positions, not segment.length=48; drop that override to evaluate "
+     "it"),
     ("rmt eval --checkpoint RUN backbone=minilm", 2,
      "the checkpoint was trained with backbone.name=tiny, not minilm; drop that override to evaluate it"),
     ("rmt eval --checkpoint RUN --samples 0", 2, "--samples=0 must be at least 1"),

@@ -50,3 +50,19 @@ def test_training_and_validation_use_the_stages_segment_length(tmp_path, monkeyp
     assert widths == {1: {short}, 2: {full}} and validated == {1: {short}, 2: {full}}
     assert [line["stage"] for line in metrics if line["kind"] == "val"] == [1, 2]
     assert metrics[-1]["kind"] == "summary" and metrics[-1]["completed"] is True
+
+
+def test_a_run_is_evaluated_at_any_segment_length_it_trained_on_and_no_other(tmp_path):
+    from helpers.cli import rmt
+    from test_resume import train_in_process
+
+    cfg = compose_train("curriculum.stages=[{segments:1,steps:2,segment_length:56},{segments:2,steps:2}]")
+    train_in_process(cfg, tmp_path / "run")
+    short = rmt("extrapolate", "--checkpoint", tmp_path / "run", "--segments", "1,2", "--samples", "4",
+                "segment.length=56", f"hydra.run.dir={tmp_path / 'short'}")
+    assert short.returncode == 0, short.stderr
+    assert f"1 segments ({content_length(56, 10)} tokens)" in short.stdout  # the first stage's segments
+    untrained = rmt("eval", "--checkpoint", tmp_path / "run", "segment.length=48")
+    assert untrained.returncode == 2 and "Traceback" not in untrained.stderr
+    assert ("the checkpoint was trained on segments of 56 or 64 positions, not segment.length=48; use one of those "
+            "lengths") in untrained.stderr

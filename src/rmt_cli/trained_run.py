@@ -52,16 +52,31 @@ def command_line_keys(overrides) -> set[str]:
     return {override.lstrip("+~").split("=", 1)[0] for override in overrides}
 
 
+def trained_segment_lengths(meta: dict) -> list[int]:
+    """The segment lengths a run was trained on: segment.length, and the `segment_length` of any curriculum stage
+    that read segments of another length (a run's saved config holds its curriculum; an export's may not)."""
+    config = meta["config"]
+    stages = (config.get("curriculum") or {}).get("stages") or []
+    lengths = {config["segment"]["length"]} | {stage["segment_length"] for stage in stages
+                                               if stage.get("segment_length") is not None}
+    return sorted(lengths)
+
+
 def check_model_matches(cfg, meta: dict) -> None:
-    """The settings that shape the model (memory size and writes, segment length, backbone, head) are the
-    checkpoint's."""
+    """The settings that shape the model (memory size and writes, backbone, head) are the checkpoint's, and its
+    segments are of a length it was trained on (segment.length, or a stage's own segment_length)."""
     trained = typed_run_config("train", {node: meta["config"][node] for node in RUN_NODES})
-    for key in ("memory.size", "memory.rescale_writes", "memory.gated_writes", "segment.length", "backbone.name",
-                "task.head"):
+    for key in ("memory.size", "memory.rescale_writes", "memory.gated_writes", "backbone.name", "task.head"):
         wanted, used = OmegaConf.select(cfg, key), OmegaConf.select(trained, key)
         if wanted != used:
             raise UsageError(f"the checkpoint was trained with {key}={shown(used)}, not {shown(wanted)}; "
                              "drop that override to evaluate it")
+    lengths = trained_segment_lengths(meta)
+    if cfg.segment.length not in lengths:
+        trained_on = " or ".join(str(length) for length in lengths)
+        hint = "drop that override to evaluate it" if len(lengths) == 1 else "use one of those lengths"
+        raise UsageError(f"the checkpoint was trained on segments of {trained_on} positions, not "
+                         f"segment.length={cfg.segment.length}; {hint}")
 
 
 def load_trained(cfg):

@@ -303,11 +303,16 @@ class Trainer:
                            f"on {len(run.val_samples)} samples of {stage.validation_segments} segments{positions}")
         done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
         if done:
-            self.state.end_stage({"stage": stage.number, "segments": stage.label, "steps": step,
-                                  "best_val_accuracy": self.state.best_accuracy,
-                                  "seconds": round(time.perf_counter() - run.started, 1)})
+            self.state.end_stage(self.summary_row(run, step))
         self.save_resume_point(run)
         return done
+
+    def summary_row(self, run: StageRun, steps: int | str) -> dict:
+        """The final table's row of `run`'s stage after `steps` (a number, or "taken of planned" for a stage the
+        time limit stopped)."""
+        return {"stage": run.stage.number, "segments": run.stage.label, "steps": steps,
+                "best_val_accuracy": self.state.best_accuracy,
+                "seconds": round(time.perf_counter() - run.started, 1)}
 
     def stop_on_signal(self, run: StageRun) -> NoReturn:
         saved = self.save_resume_point(run)
@@ -318,11 +323,7 @@ class Trainer:
     def stop_at_time_limit(self, run: StageRun) -> None:
         """Save where the stage stands, not done: a rerun of the same command continues it, as after a signal."""
         saved = self.save_resume_point(run)
-        stage = run.stage
-        self.stopped_inside = {"stage": stage.number, "segments": stage.label,
-                               "steps": f"{self.state.step} of {stage.steps}",
-                               "best_val_accuracy": self.state.best_accuracy,
-                               "seconds": round(time.perf_counter() - run.started, 1)}
+        self.stopped_inside = self.summary_row(run, f"{self.state.step} of {run.stage.steps}")
         self.reporter.note(f"time limit of {self.deadline.minutes} minutes reached at stage {run.stage.number} "
                            f"step {self.state.step}; saved {saved} - rerun the same command to continue")
 

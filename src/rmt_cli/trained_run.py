@@ -55,11 +55,12 @@ def command_line_keys(overrides) -> set[str]:
 def trained_segment_lengths(meta: dict) -> list[int]:
     """The segment lengths a run was trained on: segment.length, and the `segment_length` of any curriculum stage
     that read segments of another length (a run's saved config holds its curriculum; an export's may not)."""
+    from rmt_cli.curriculum import setting
+
     config = meta["config"]
+    length = config["segment"]["length"]
     stages = (config.get("curriculum") or {}).get("stages") or []
-    lengths = {config["segment"]["length"]} | {stage["segment_length"] for stage in stages
-                                               if stage.get("segment_length") is not None}
-    return sorted(lengths)
+    return sorted({length} | {setting(stage, "segment_length", length) for stage in stages})
 
 
 def check_model_matches(cfg, meta: dict) -> None:

@@ -19,6 +19,7 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks; part a then adds the bf16 path with compiled blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
+  v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy
   w  training steps with full BPTT over 1..8 segments (fused AdamW), on the fp32 weights under autocast and on a bf16
      working copy without autocast (trainer.compute_dtype=bf16)
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
@@ -456,13 +457,14 @@ def part_p(model, factory, device, batch: int, segments: int, window: int) -> li
     return rows
 
 
-def part_w(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+def part_w(model, make_loss, per_segment: float, device, batch: int, segment_list: list[int],
+           peak_tflops: float | None) -> list[dict]:
     """Training steps as `rmt train` takes them with trainer.compute_dtype fp32 and bf16 (fused AdamW, clipping),
-    full BPTT over each segment count."""
-    per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
+    full BPTT over each segment count: make_loss(segments) is one step's loss; per_segment the matmul FLOPs of a
+    segment's forward and backward."""
     model.train()
     optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
-    make_loss, working = classify_losses(factory, device, batch), WorkingCopy(model)
+    working = WorkingCopy(model)
     rows = []
     for segments in segment_list:
         loss = make_loss(segments)
@@ -477,10 +479,9 @@ def part_w(model, factory, device, batch: int, segment_list: list[int], peak_tfl
     return rows
 
 
-def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
-           compiled: str | None = None, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+def decoder_losses(model, device, batch: int):
     """The decoder step of a generate-head run: random content tokens, the answer read after the last question.
-    Returns what part_t does."""
+    Returns make_loss(segments, checkpointing=False) and the matmul FLOPs of one segment's forward and backward."""
     config = model.backbone.config
     # No vocabulary projection per position: the LM head reads only the question's end and the answer tokens.
     shape = dataclasses.replace(shape_from_hf_config(config, "bench"), lm_head=False)
@@ -488,7 +489,7 @@ def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: floa
     content = content_length(SEGMENT, MEMORY, "decoder") - (ANSWER_TOKENS - 1)
     generator = np.random.default_rng(0)
 
-    def make_loss(segments, checkpointing):
+    def make_loss(segments, checkpointing=False):
         steps_host = [torch.from_numpy(generator.integers(1000, config.vocab_size, (batch, content)))
                       for _ in range(segments)]
         targets = torch.randint(1000, config.vocab_size, (batch, ANSWER_TOKENS), device=device)
@@ -499,6 +500,13 @@ def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: floa
             return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss
 
+    return make_loss, per_segment
+
+
+def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: float | None,
+           compiled: str | None = None, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
+    """The decoder's training rows (decoder_losses). Returns what part_t does."""
+    make_loss, per_segment = decoder_losses(model, device, batch)
     return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
@@ -507,7 +515,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,t,w,p,s")
+    parser.add_argument("--parts", default="a,b,c,d,g,t,w,p,s,v")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -588,7 +596,9 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
     del models
     free(device)
     if "w" in parts:  # before t, which may leave the blocks compiled
-        out["w"] = part_w(model, factory, device, args.train_batch, integers(args.train_segments), peak)
+        per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
+        out["w"] = part_w(model, classify_losses(factory, device, args.train_batch), per_segment, device,
+                          args.train_batch, integers(args.train_segments), peak)
         print_part(f"{geometry} w", out["w"])
         save()
     if "p" in parts:  # before t, which may leave the blocks compiled
@@ -637,15 +647,23 @@ def main(argv=None) -> None:
         results[geometry] = {}
         encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak, results[geometry], save)
         free(device)
-    if "s" in parts:
+    if parts & {"s", "v"}:
         torch.manual_seed(0)
         decoder = build_decoder(args.decoder).to(device)
-        rows, top = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak, args.compile,
-                           args.profile)
-        results[args.decoder] = {"s": rows, **({"s_profile": top} if top else {})}
-        print_part(f"{args.decoder} s", rows)
-        if top:
-            print_part(f"{args.decoder} s_profile", top)
+        results[args.decoder] = {}
+        if "v" in parts:  # before s, which may leave the blocks compiled
+            make_loss, per_segment = decoder_losses(decoder, device, args.decoder_batch)
+            results[args.decoder]["v"] = part_w(decoder, make_loss, per_segment, device, args.decoder_batch,
+                                                integers(args.train_segments), peak)
+            print_part(f"{args.decoder} v", results[args.decoder]["v"])
+            save()
+        if "s" in parts:
+            rows, top = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak,
+                               args.compile, args.profile)
+            results[args.decoder].update({"s": rows, **({"s_profile": top} if top else {})})
+            print_part(f"{args.decoder} s", rows)
+            if top:
+                print_part(f"{args.decoder} s_profile", top)
         del decoder
         free(device)
     save()

@@ -50,6 +50,10 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert [(r["segments"], r["compute_dtype"]) for r in tiny["w"]] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
                                                                          (2, "bf16")]
     assert all(r["tok_s"] > 0 for r in tiny["w"]) and tiny["w"][1]["speedup"] > 0
+    decoder_copy = bench["tiny-llama"]["v"]  # the decoder on its bf16 working copy, beside its fp32 weights
+    assert [(r["segments"], r["compute_dtype"]) for r in decoder_copy] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
+                                                                           (2, "bf16")]
+    assert all(r["tok_s"] > 0 for r in decoder_copy) and decoder_copy[3]["speedup"] > 0
     assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr

@@ -19,7 +19,8 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
      AdamW with torch.compile'd transformer blocks; part a then adds the bf16 path with compiled blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
-  v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy
+  v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
+     its RMSNorm layers fused (trainer.fused_norms=true: `v_fused_norms`)
   w  training steps with full BPTT over 1..8 segments (fused AdamW), on the fp32 weights under autocast and on a bf16
      working copy without autocast (trainer.compute_dtype=bf16)
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
@@ -49,6 +50,7 @@ from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
 from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
 from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.fused_blocks import fuse_blocks
+from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import to_device
 from rmt_cli.samples import SampleFactory
 from rmt_cli.task_spec import TaskSpec
@@ -656,6 +658,14 @@ def main(argv=None) -> None:
             results[args.decoder]["v"] = part_w(decoder, make_loss, per_segment, device, args.decoder_batch,
                                                 integers(args.train_segments), peak)
             print_part(f"{args.decoder} v", results[args.decoder]["v"])
+            torch.manual_seed(0)
+            fused = build_decoder(args.decoder).to(device)  # the same weights, its RMSNorms fused
+            fuse_rms_norms(fused.backbone)
+            make_loss, _ = decoder_losses(fused, device, args.decoder_batch)
+            results[args.decoder]["v_fused_norms"] = part_w(fused, make_loss, per_segment, device,
+                                                            args.decoder_batch, integers(args.train_segments), peak)
+            print_part(f"{args.decoder} v_fused_norms", results[args.decoder]["v_fused_norms"])
+            del fused
             save()
         if "s" in parts:
             rows, top = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak,

@@ -54,6 +54,9 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert [(r["segments"], r["compute_dtype"]) for r in decoder_copy] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
                                                                            (2, "bf16")]
     assert all(r["tok_s"] > 0 for r in decoder_copy) and decoder_copy[3]["speedup"] > 0
+    fused_norms = bench["tiny-llama"]["v_fused_norms"]
+    assert [(r["segments"], r["compute_dtype"]) for r in fused_norms] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
+                                                                          (2, "bf16")]
     assert bench["tiny"]["b"]["speedup"] > 0 and bench["d"]["step_gather_tok_s"] > 0
     report = run(BENCH / "report.py", out)
     assert report.returncode == 0, report.stderr

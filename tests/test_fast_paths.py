@@ -436,3 +436,58 @@ def test_the_gelu_epilogue_is_the_exact_gelu_on_cpu():
 def test_fused_blocks_refuse_a_backbone_without_bert_blocks():
     with pytest.raises(UsageError, match="fused_blocks=true needs a BERT-family encoder"):
         fast_copy(decoder_engine("tiny-llama"), fused_blocks=True)
+
+
+def test_fused_rms_norms_train_with_the_plain_paths_logits_and_gradients():
+    from rmt_cli.fused_norms import fuse_rms_norms
+
+    steps, labels = mixed_batch_steps([4, 3, 2]), torch.tensor([1, 3, 5])
+    plain, fused = decoder_engine("tiny-llama").train(), decoder_engine("tiny-llama").train()
+    assert fuse_rms_norms(fused.backbone) == 2 * 2 + 1  # two per block, two blocks, and the final norm
+    outputs, gradients = [], []
+    for model in (plain, fused):
+        logits = model(steps).logits
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        outputs.append(logits)
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
+    assert gradients[0].norm() > 0
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_a_fused_rms_norm_keeps_transformers_order_on_a_bf16_input_of_fp32_weights():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from rmt_cli.fused_norms import fuse_rms_norms
+
+    norm = LlamaRMSNorm(16, eps=1e-6)
+    torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+    hidden = torch.randn(3, 5, 16).to(torch.bfloat16)
+    expected = norm(hidden)  # normalised in fp32, cast to bf16, then times the fp32 weight: fp32 out
+    holder = torch.nn.Sequential(norm)
+    assert fuse_rms_norms(holder) == 1
+    got = norm(hidden)
+    assert got.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-2)  # at most one bf16 rounding apart
+
+
+def test_the_trainer_fuses_the_norms_of_a_decoder_and_refuses_an_encoder(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from rmt_cli import config_dir
+    from rmt_cli.curriculum import curriculum_stages
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.fused_norms import fused_rms_norm_forward
+    from rmt_cli.train import Trainer
+
+    def trainer(*overrides):
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu", "trainer.fused_norms=true",
+                                              *overrides])
+        return Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), tmp_path)
+
+    norms = [m for m in trainer("backbone=tiny-llama").model.backbone.modules() if type(m).__name__ == "LlamaRMSNorm"]
+    assert norms and all(norm.forward.__func__ is fused_rms_norm_forward for norm in norms)
+    with pytest.raises(UsageError, match="trainer.fused_norms=true needs a Llama-family decoder"):
+        trainer()

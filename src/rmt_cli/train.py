@@ -39,6 +39,7 @@ from rmt_cli.curriculum import Stage, curriculum_stages
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.experiment import Experiment, build_experiment
+from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
@@ -162,6 +163,9 @@ class Trainer:
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
         self.model.prefix_dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.prefix_dtype]
+        if cfg.trainer.fused_norms and not fuse_rms_norms(self.model.backbone):
+            raise UsageError(f"trainer.fused_norms=true needs a Llama-family decoder (RMSNorm layers); "
+                             f"{type(self.model.backbone).__name__} has none: leave it false")
         if cfg.trainer.compile_blocks:  # before the working copy, which then copies compiled blocks
             self.model.compile_blocks()
         # trainer.compute_dtype=bf16: steps run on a bf16 copy of the model (working_copy.py)

@@ -44,6 +44,7 @@ class TrainerConfig:
     checkpoint_segments: bool = setting(False, flag)
     fused_adamw: bool = setting(True, flag)
     compile_blocks: bool = setting(False, flag)  # torch.compile each transformer block
+    fused_norms: bool = setting(False, flag)  # Llama-family RMSNorm in fused kernels (fused_norms.py)
     eval_every: int = setting(25, whole(1))
     val_samples: int = setting(64, whole(1))
     log_every: int = setting(5, whole(1))

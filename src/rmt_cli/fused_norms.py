@@ -1,7 +1,7 @@
 """RMSNorm layers of Llama-family decoders in fused kernels (`trainer.fused_norms=true`).
 
 transformers' LlamaRMSNorm upcasts its input, squares it, averages, adds epsilon, takes the reciprocal square root,
-multiplies, casts back and multiplies by its weight: seven kernels forward and more backward, each a pass over the
+multiplies, casts back and multiplies by its weight: several kernels forward and more backward, each a pass over the
 residual stream (the decoder profile in docs/performance.md: fp32 products are its largest device time).
 `torch.nn.functional.rms_norm` computes the same function in one kernel forward and one backward on CUDA. Where the
 input's dtype is the weight's (the fp32 residual stream of fp32 weights under autocast, or the bf16 working copy),

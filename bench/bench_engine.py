@@ -347,6 +347,13 @@ def training_step(model, optimizer, loss_of, device, working: WorkingCopy | None
     return step
 
 
+def encoder_losses(model, factory, device, batch: int):
+    """classify_losses' make_loss, and the matmul FLOPs of one segment's forward and backward (an encoder has no
+    vocabulary logits; backward is twice the forward)."""
+    per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
+    return classify_losses(factory, device, batch), per_segment
+
+
 def classify_losses(factory, device, batch: int):
     """make_loss(segments, checkpointing=False, **loop) of the encoder parts: a function of the model that runs
     (`training_step`'s runner) giving the loss of one batch of `segments`-segment samples, its steps assembled on the
@@ -425,11 +432,8 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
 def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None,
            compiled: str | None = None, profile: bool = False) -> tuple[list[dict], list[dict] | None]:
     """Training rows, and with `profile` the top ops of one step at the largest segment count (before compiling)."""
-    shape = shape_from_hf_config(model.backbone.config, "bench")
-    # matmul FLOPs of one segment (an encoder has no vocabulary logits); backward is twice the forward
-    per_segment = 3 * forward_flops(shape, SEGMENT, "matmul")
-    return profiled_rows(model, classify_losses(factory, device, batch), segment_list, batch, device, per_segment,
-                         peak_tflops, compiled, profile)
+    make_loss, per_segment = encoder_losses(model, factory, device, batch)
+    return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
 def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile):
@@ -598,9 +602,8 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
     del models
     free(device)
     if "w" in parts:  # before t, which may leave the blocks compiled
-        per_segment = 3 * forward_flops(shape_from_hf_config(model.backbone.config, "bench"), SEGMENT, "matmul")
-        out["w"] = part_w(model, classify_losses(factory, device, args.train_batch), per_segment, device,
-                          args.train_batch, integers(args.train_segments), peak)
+        make_loss, per_segment = encoder_losses(model, factory, device, args.train_batch)
+        out["w"] = part_w(model, make_loss, per_segment, device, args.train_batch, integers(args.train_segments), peak)
         print_part(f"{geometry} w", out["w"])
         save()
     if "p" in parts:  # before t, which may leave the blocks compiled
@@ -654,18 +657,15 @@ def main(argv=None) -> None:
         decoder = build_decoder(args.decoder).to(device)
         results[args.decoder] = {}
         if "v" in parts:  # before s, which may leave the blocks compiled
-            make_loss, per_segment = decoder_losses(decoder, device, args.decoder_batch)
-            results[args.decoder]["v"] = part_w(decoder, make_loss, per_segment, device, args.decoder_batch,
-                                                integers(args.train_segments), peak)
-            print_part(f"{args.decoder} v", results[args.decoder]["v"])
             torch.manual_seed(0)
             fused = build_decoder(args.decoder).to(device)  # the same weights, its RMSNorms fused
             fuse_rms_norms(fused.backbone)
-            make_loss, _ = decoder_losses(fused, device, args.decoder_batch)
-            results[args.decoder]["v_fused_norms"] = part_w(fused, make_loss, per_segment, device,
-                                                            args.decoder_batch, integers(args.train_segments), peak)
-            print_part(f"{args.decoder} v_fused_norms", results[args.decoder]["v_fused_norms"])
-            del fused
+            for key, model in (("v", decoder), ("v_fused_norms", fused)):
+                make_loss, per_segment = decoder_losses(model, device, args.decoder_batch)
+                results[args.decoder][key] = part_w(model, make_loss, per_segment, device, args.decoder_batch,
+                                                    integers(args.train_segments), peak)
+                print_part(f"{args.decoder} {key}", results[args.decoder][key])
+            del fused, model
             save()
         if "s" in parts:
             rows, top = part_s(decoder, device, args.decoder_batch, integers(args.train_segments), peak,

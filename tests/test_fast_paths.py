@@ -374,7 +374,8 @@ def test_compiled_blocks_train_with_the_eager_paths_gradients(tiny_engine, check
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
 
 
-def test_trainer_compiles_the_blocks_when_asked(tmp_path):
+def smoke_trainer(run_dir, *overrides):
+    """The Trainer of `experiment=smoke` on the CPU with these overrides (nothing trained)."""
     from hydra import compose, initialize_config_dir
 
     from rmt_cli import config_dir
@@ -382,11 +383,14 @@ def test_trainer_compiles_the_blocks_when_asked(tmp_path):
     from rmt_cli.experiment import build_experiment
     from rmt_cli.train import Trainer
 
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu", *overrides])
+    return Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir)
+
+
+def test_trainer_compiles_the_blocks_when_asked(tmp_path):
     for switch in (False, True):
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu",
-                                              f"trainer.compile_blocks={str(switch).lower()}"])
-        trainer = Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), tmp_path)
+        trainer = smoke_trainer(tmp_path, f"trainer.compile_blocks={str(switch).lower()}")
         assert trainer.model.blocks_compiled is switch
 
 
@@ -473,21 +477,10 @@ def test_a_fused_rms_norm_keeps_transformers_order_on_a_bf16_input_of_fp32_weigh
 
 
 def test_the_trainer_fuses_the_norms_of_a_decoder_and_refuses_an_encoder(tmp_path):
-    from hydra import compose, initialize_config_dir
-
-    from rmt_cli import config_dir
-    from rmt_cli.curriculum import curriculum_stages
-    from rmt_cli.experiment import build_experiment
     from rmt_cli.fused_norms import fused_rms_norm_forward
-    from rmt_cli.train import Trainer
 
-    def trainer(*overrides):
-        with initialize_config_dir(str(config_dir()), version_base="1.3"):
-            cfg = compose("train", overrides=["experiment=smoke", "trainer.device=cpu", "trainer.fused_norms=true",
-                                              *overrides])
-        return Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), tmp_path)
-
-    norms = [m for m in trainer("backbone=tiny-llama").model.backbone.modules() if type(m).__name__ == "LlamaRMSNorm"]
+    decoder = smoke_trainer(tmp_path, "trainer.fused_norms=true", "backbone=tiny-llama").model.backbone
+    norms = [m for m in decoder.modules() if type(m).__name__ == "LlamaRMSNorm"]
     assert norms and all(norm.forward.__func__ is fused_rms_norm_forward for norm in norms)
     with pytest.raises(UsageError, match="trainer.fused_norms=true needs a Llama-family decoder"):
-        trainer()
+        smoke_trainer(tmp_path, "trainer.fused_norms=true")

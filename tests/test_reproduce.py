@@ -364,6 +364,80 @@ def test_resume_runs_only_what_an_interrupted_run_lacks(tmp_path, monkeypatch):
         reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0], [1], 20, 20, [])
 
 
+def record_jobs(monkeypatch) -> list:
+    """The protocol's commands replaced by a script that exits 0, and its Job by one that records each job as it
+    starts: ("seedN/LOG", how many jobs were running then, this one included, counting those not yet seen ended)."""
+    import sys
+
+    from rmt_cli import reproduce
+
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", "pass", *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    started, running = [], set()
+
+    class RecordedJob(reproduce.Job):
+        def __init__(self, command, log, status):
+            super().__init__(command, log, status)
+            running.add(self)
+            started.append((f"{log.parent.name}/{log.stem}", len(running)))
+
+        def poll(self):
+            code = super().poll()
+            if code is not None:
+                running.discard(self)
+            return code
+
+    monkeypatch.setattr(reproduce, "Job", RecordedJob)
+    return started
+
+
+def test_parallel_1_runs_one_job_at_a_time_finishing_each_seed_before_the_next_training(tmp_path, monkeypatch):
+    from rmt_cli import reproduce
+
+    started, said = record_jobs(monkeypatch), []
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1], [1, 8], 20, 20, [], said.append,
+                           reproduce.Beyond(64, 10, 0), parallel=1)
+    assert started == [("seed0/train", 1), ("seed0/extrapolate", 1), ("seed0/extrapolate_64", 1),
+                       ("seed1/train", 1), ("seed1/extrapolate", 1)]
+    assert said[:2] == ["started training detect seed 0", "1 training waits for a free slot (--parallel 1)"]
+    assert said.index("started training detect seed 1") > next(
+        i for i, line in enumerate(said) if line.startswith("extrapolation of detect seed 0 to 64 segments ended"))
+    assert json.loads((tmp_path / PLAN).read_text())["parallel"] == 1
+
+
+def test_resume_keeps_to_the_plans_parallel_and_an_older_plan_runs_all_at_once(tmp_path, monkeypatch):
+    from rmt_cli import reproduce
+
+    started = record_jobs(monkeypatch)
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1], [1], 20, 20, [], lambda line: None,
+                           parallel=1)
+
+    def interrupt_and_resume():  # both trainings killed: each seed runs again from its training
+        for seed in (0, 1):
+            (seed_folder(tmp_path, "detect", seed) / "train.status.json").unlink()
+        started.clear()
+        reproduce.resume_protocol(tmp_path, lambda line: None)
+        return started
+
+    assert interrupt_and_resume() == [("seed0/train", 1), ("seed0/extrapolate", 1), ("seed1/train", 1),
+                                      ("seed1/extrapolate", 1)]
+    assert json.loads((tmp_path / PLAN).read_text())["parallel"] == 1
+    plan = json.loads((tmp_path / PLAN).read_text())
+    del plan["parallel"]  # as plans were written before --parallel
+    (tmp_path / PLAN).write_text(json.dumps(plan))
+    assert interrupt_and_resume()[:2] == [("seed0/train", 1), ("seed1/train", 2)]
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_parallel_below_1_is_one_line(tmp_path, value):
+    from helpers.cli import rmt
+
+    result = rmt("reproduce", "run", str(tmp_path / "out"), "--parallel", value)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: --parallel {value}: give at least 1 (the most jobs running at once)"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_that_did_not_record_its_overrides_cannot_be_resumed(tmp_path):
     from rmt_cli.errors import UsageError
     from rmt_cli.reproduce import resume_protocol
@@ -396,9 +470,12 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
         {"kind": "train", "time": 120.0, "stage": 2, "step": 6, "segments": "2", "loss": 0.4}]) + "\n{\"kind\": ")
     assert training_cell(running) == "2.0 min · stage 2/2 step 6/10 (2 seg) · val 75.0% (1 seg, stage 1 step 10)"
     assert extrapolation_cell(running) == "-"
-    # seed 2 has only started
+    # seed 2 waits for a free slot (--parallel), then has only started
     (waiting / "train.status.json").unlink()
     (waiting / "train" / "metrics.jsonl").unlink()
+    (waiting / "train.out").unlink(missing_ok=True)
+    assert training_cell(waiting) == "waiting for a free slot"
+    (waiting / "train.out").write_text("")
     assert training_cell(waiting) == "starting"
     (done / "extrapolate.status.json").write_text(json.dumps({"exit_code": 0, "seconds": 30.0}))
     assert extrapolation_cell(done) == "1: 100.0, 8: 100.0 · exit 0, 30 s"

@@ -283,14 +283,22 @@ def reproduce_run(
                                              help="Lengths of the --noise-check test."),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Run on a machine without a CUDA GPU (every training "
                                    "at once, on the CPU)."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="The most jobs (trainings, extrapolations, "
+                                           "--beyond and --noise-check tests) running at once (default: all at once), "
+                                           "for a card that cannot hold every training at once; 1 gives each run the "
+                                           "card alone, at its full speed. A seed's extrapolations start before the "
+                                           "next training."),
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
-    write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`."""
+    write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`. `--parallel 1` runs one
+    job at a time instead (`rmt reproduce resume` keeps to it)."""
     from rmt_cli.reproduce import Beyond, NoiseCheck, check_gpu, check_trainings_can_start, parse_list, run_protocol
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
         lengths = parse_list(segments, "segments", int)
+        if parallel is not None and parallel < 1:
+            raise UsageError(f"--parallel {parallel}: give at least 1 (the most jobs running at once)")
         if samples < 1 or batch_size < 1:
             raise UsageError(f"--samples {samples} and --batch-size {batch_size} must be at least 1")
         longer = None
@@ -307,7 +315,7 @@ def reproduce_run(
         check_trainings_can_start(preset, task_list, override)
         check_gpu(len(task_list) * len(seed_list), allow_cpu)
         run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer,
-                     check)
+                     check, parallel)
         summarize_run(out)
 
     report_errors(run)

@@ -2,6 +2,7 @@
 test sets, and summarise them as mean, min and max over seeds, never the best of several attempts.
 
     rmt reproduce run OUT --tasks memorize,detect,reasoning --seeds 0,1,2     (one GPU: all runs side by side)
+    rmt reproduce run OUT --parallel 1                                        (one job at a time, each alone on it)
     rmt reproduce summarize OUT --into results/paper                          (summary.json + plot)
 
 This module runs the protocol; reproduce_summary.py summarises a run folder.
@@ -42,8 +43,8 @@ def parse_list(text: str, what: str, cast=str) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# Running: every training run at once (one GPU holds many MiniLM runs), each extrapolation as soon as its training
-# ends.
+# Running: every training run at once (one GPU holds many MiniLM runs), or at most --parallel jobs at once, each
+# extrapolation as soon as its training ends.
 
 def rmt_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "rmt_cli", *args]
@@ -161,8 +162,8 @@ def device_name() -> str:
 
 
 def check_gpu(runs: int, allow_cpu: bool) -> None:
-    """The protocol's presets are sized for a GPU, and it starts every training at once: on a machine without one
-    they would fill its memory together (and take hours each), so that is refused unless asked for."""
+    """The protocol's presets are sized for a GPU, and by default it starts every training at once: on a machine
+    without one they would fill its memory together (and take hours each), so that is refused unless asked for."""
     if not allow_cpu and device_name() == "cpu":
         raise UsageError(f"this machine has no CUDA GPU: the protocol's {runs} GPU-sized trainings would run side "
                          "by side on its CPU; run it on a GPU machine, or pass --allow-cpu")
@@ -214,7 +215,9 @@ def read_plan(out: Path) -> dict:
 
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
                  batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None,
-                 noise_check: NoiseCheck | None = None) -> None:
+                 noise_check: NoiseCheck | None = None, parallel: int | None = None) -> None:
+    """Start the protocol in a new OUT: write its plan, then run it (follow_plan); `parallel` is the most jobs
+    running at once (None: all of them)."""
     out.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         for seed in seeds:
@@ -222,7 +225,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                 raise UsageError(f"{seed_folder(out, task, seed)} holds a finished training already; use a new OUT "
                                  f"folder, or `rmt reproduce resume {out}` to finish that run")
     plan = {"preset": preset, "tasks": tasks, "seeds": seeds, "segments": segments, "samples": samples,
-            "batch_size": batch_size, "overrides": train_overrides,
+            "batch_size": batch_size, "overrides": train_overrides, "parallel": parallel,
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                             time.gmtime()),
             "beyond": None if beyond is None else vars(beyond),
@@ -253,63 +256,76 @@ def plan_followers(plan: dict) -> list[Beyond | NoiseCheck]:
     return followers
 
 
+Step = tuple[str, int, str | Beyond | NoiseCheck]  # (task, seed, "train" | "extrapolate" | a follower)
+
+
 def follow_plan(out: Path, plan: dict, echo=print) -> None:
-    """Run the plan's jobs that have not succeeded yet, side by side: every training (one that was interrupted
-    resumes from its last checkpoint, as `rmt train` does in its own folder), each extrapolation as soon as its
-    training has ended, then the seed's --beyond extrapolation and --noise-check test."""
+    """Run the plan's jobs that have not succeeded yet: every training (one that was interrupted resumes from its
+    last checkpoint, as `rmt train` does in its own folder), each extrapolation as soon as its training has ended,
+    then the seed's --beyond extrapolation and --noise-check test. All at once, or at most the plan's "parallel"
+    jobs at a time (absent or null: all at once); a seed already begun gets its next jobs before any new training
+    starts, so with 1 each seed is trained, extrapolated and followed up alone, in the plan's order."""
     segments, samples, batch_size, overrides = plan["segments"], plan["samples"], plan["batch_size"], plan["overrides"]
     followers = plan_followers(plan)
+    limit = plan.get("parallel")
 
-    def train(key: tuple[str, int]) -> Job:
-        folder = seed_folder(out, *key)
-        return Job(train_command(plan["preset"], *key, folder, overrides), folder / "train.out",
-                   folder / "train.status.json")
-
-    def extrapolate(key: tuple[str, int]) -> Job:
-        folder = seed_folder(out, *key)
+    def new_job(step: Step) -> Job:
+        task, seed, what = step
+        folder = seed_folder(out, task, seed)
+        if not isinstance(what, str):
+            return what.job(folder, overrides)
+        if what == "train":
+            return Job(train_command(plan["preset"], task, seed, folder, overrides), folder / "train.out",
+                       folder / "train.status.json")
         return Job(extrapolate_command(folder, segments, samples, batch_size, overrides), folder / "extrapolate.out",
                    folder / "extrapolate.status.json")
 
-    training: dict[tuple[str, int], Job] = {}
-    evaluating: dict[tuple[str, int], Job] = {}
-    following: dict[tuple[str, int, Beyond | NoiseCheck], Job] = {}
-    for key in ((task, seed) for task in plan["tasks"] for seed in plan["seeds"]):
-        folder = seed_folder(out, *key)
+    def name(step: Step) -> str:
+        task, seed, what = step
+        if not isinstance(what, str):
+            return what.of(task, seed)
+        return f"{'training' if what == 'train' else 'extrapolation'} {task} seed {seed}"
+
+    waiting: list[tuple[Step, str | None]] = []  # in the plan's order, each with the line that announces its start
+    for task, seed in ((task, seed) for task in plan["tasks"] for seed in plan["seeds"]):
+        folder = seed_folder(out, task, seed)
         if not succeeded(folder / "train.status.json"):
             again = (folder / "train").exists()
-            training[key] = train(key)
-            echo(f"started training {key[0]} seed {key[1]}" +
-                 (" again (it continues from its last checkpoint, if it saved one)" if again else ""))
+            waiting.append(((task, seed, "train"), f"started training {task} seed {seed}" + (
+                " again (it continues from its last checkpoint, if it saved one)" if again else "")))
         elif not succeeded(folder / "extrapolate.status.json"):
-            evaluating[key] = extrapolate(key)
-            echo(f"{key[0]} seed {key[1]} was trained; started its extrapolation")
+            waiting.append(((task, seed, "extrapolate"), f"{task} seed {seed} was trained; started its extrapolation"))
         else:
-            for follower in followers:
-                if follower.applies(key[1]) and not succeeded(folder / f"{follower.name}.status.json"):
-                    following[(key[0], key[1], follower)] = follower.job(folder, overrides)
-                    echo(f"{key[0]} seed {key[1]} was extrapolated; started its {follower.label}")
-    while training or evaluating or following:
+            waiting += [((task, seed, follower), f"{task} seed {seed} was extrapolated; started its {follower.label}")
+                        for follower in followers
+                        if follower.applies(seed) and not succeeded(folder / f"{follower.name}.status.json")]
+    running: dict[Step, Job] = {}
+
+    def start_what_fits() -> None:
+        if limit is not None:  # jobs of seeds already begun before any new training (a stable sort: else in order)
+            waiting.sort(key=lambda entry: entry[0][2] == "train")
+        while waiting and (limit is None or len(running) < limit):
+            step, line = waiting.pop(0)
+            running[step] = new_job(step)
+            if line is not None:
+                echo(line)
+
+    start_what_fits()
+    trainings = sum(step[2] == "train" for step, _ in waiting)
+    if trainings:
+        echo(f"{'1 training waits' if trainings == 1 else f'{trainings} trainings wait'} for a free slot "
+             f"(--parallel {limit})")
+    while running:
         time.sleep(5)
-        for key, job in list(training.items()):
+        for step, job in list(running.items()):
             code = job.poll()
             if code is None:
                 continue
-            del training[key]
-            echo(f"training {key[0]} seed {key[1]} ended (exit {code}) after {time.time() - job.started:.0f} s")
-            if code == 0:
-                evaluating[key] = extrapolate(key)
-        for key, job in list(evaluating.items()):
-            code = job.poll()
-            if code is not None:
-                del evaluating[key]
-                echo(f"extrapolation {key[0]} seed {key[1]} ended (exit {code}) after "
-                     f"{time.time() - job.started:.0f} s")
-                if code == 0:
-                    for follower in followers:
-                        if follower.applies(key[1]):
-                            following[(key[0], key[1], follower)] = follower.job(seed_folder(out, *key), overrides)
-        for (task, seed, follower), job in list(following.items()):
-            code = job.poll()
-            if code is not None:
-                del following[(task, seed, follower)]
-                echo(f"{follower.of(task, seed)} ended (exit {code}) after {time.time() - job.started:.0f} s")
+            del running[step]
+            echo(f"{name(step)} ended (exit {code}) after {time.time() - job.started:.0f} s")
+            task, seed, what = step
+            if code == 0 and what == "train":
+                waiting.append(((task, seed, "extrapolate"), None))
+            elif code == 0 and what == "extrapolate":
+                waiting += [((task, seed, follower), None) for follower in followers if follower.applies(seed)]
+        start_what_fits()

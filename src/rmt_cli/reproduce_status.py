@@ -33,8 +33,8 @@ def job_state(status: Path) -> str | None:
 def training_cell(folder: Path) -> str:
     ended = job_state(folder / "train.status.json")
     train, val = last_lines(folder / "train" / "metrics.jsonl")
-    if train is None:
-        return ended or "starting"
+    if train is None:  # a job writes its train.out from its start; without one it waits for a slot (--parallel)
+        return ended or ("starting" if (folder / "train.out").exists() else "waiting for a free slot")
     curriculum = saved_curriculum(folder / "train")
     budgets = [] if curriculum is None else [stage.steps for stage in curriculum.stages]
     of = f"/{budgets[train['stage'] - 1]}" if len(budgets) >= train["stage"] else ""

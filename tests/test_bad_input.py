@@ -92,7 +92,10 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
-     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share, segment_length)"),
+     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share, segment_length, "
+     "batch_size)"),
+    ("rmt train curriculum.stages=[{segments:1,steps:5,batch_size:0}]", 2,
+     "curriculum stage 1 batch_size=0 must be at least 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
     ("rmt train experiment=smoke curriculum.stages=[{segments:1,steps:5,segment_length:50}]", 2,
      "memory.size=10 leaves 37 content tokens in a 50-position segment (3 go to [CLS]/[SEP]); need at least 40: "
@@ -139,6 +142,9 @@ CASES = [
     ("rmt train trainer.devices=0", 2, "trainer.devices=0 must be at least 1"),
     ("rmt train experiment=smoke trainer.devices=3", 2,
      "trainer.batch_size=4 is the global batch and must divide evenly over 3 processes; use a multiple of 3"),
+    ("rmt train experiment=smoke trainer.devices=2 curriculum.stages=[{segments:1,steps:2,batch_size:3}]", 2,
+     "curriculum stage 1 batch_size=3 is the global batch and must divide evenly over 2 processes; use a multiple "
+     "of 2"),
     ("rmt train experiment=smoke trainer.devices=2 trainer.device=cuda", 2,
      "trainer.devices=2 needs 2 GPUs, 0 visible; lower trainer.devices or use trainer.device=cpu"),
     ("rmt train noise.source=tape", 2, "noise.source=tape is unknown; use noise=austen, files, pg19 or synthetic"),

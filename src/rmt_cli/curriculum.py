@@ -31,6 +31,7 @@ class Stage:
     chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
     chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
     segment_length: int = 512  # positions per segment (segment.length unless the stage sets its own)
+    batch_size: int = 16  # samples per optimizer step, all processes together (trainer.batch_size unless the stage's)
 
     @property
     def validation_segments(self) -> int:
@@ -61,7 +62,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                                             setting(stage, "generated_share", cfg.curriculum.generated_share)),
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps),
-                            segment_length=setting(stage, "segment_length", cfg.segment.length)))
+                            segment_length=setting(stage, "segment_length", cfg.segment.length),
+                            batch_size=setting(stage, "batch_size", trainer.batch_size)))
     return stages
 
 

@@ -19,6 +19,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 SPIKE_WINDOW, SPIKE_HISTORY = 50, 10  # trainer.skip_spikes: the median of the last 50 steps' norms, from the 10th
 
 
-def check_trainer(cfg, ranks: distributed.Ranks) -> None:
+def check_trainer(cfg, ranks: distributed.Ranks, stages: Sequence[Stage] = ()) -> None:
     """What config_check cannot know: the processes and GPUs of this job (the values are checked already)."""
     trainer = cfg.trainer
     devices = trainer.devices
@@ -62,6 +63,10 @@ def check_trainer(cfg, ranks: distributed.Ranks) -> None:
     if trainer.batch_size % world:
         raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
                          f"{world} processes; use a multiple of {world}")
+    for stage in stages:
+        if stage.batch_size % world:
+            raise UsageError(f"curriculum stage {stage.number} batch_size={stage.batch_size} is the global batch and "
+                             f"must divide evenly over {world} processes; use a multiple of {world}")
     if trainer.compute_dtype != "fp32" and world > 1:
         raise UsageError(f"trainer.compute_dtype={trainer.compute_dtype} trains on one process; with "
                          f"trainer.devices={devices} use trainer.compute_dtype=fp32")
@@ -83,9 +88,9 @@ def train_from_config(cfg) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     ranks = distributed.environment()
-    check_trainer(cfg, ranks)
-    loggers.chosen(cfg)
     stages = curriculum_stages(cfg)
+    check_trainer(cfg, ranks, stages)
+    loggers.chosen(cfg)
     devices = cfg.trainer.devices
     if devices > 1 and ranks.world == 1:  # start the workers; each comes back here as one rank
         distributed.launch_workers(devices, [*HydraConfig.get().overrides.task, f"hydra.run.dir={run_dir}"])
@@ -443,9 +448,9 @@ class Trainer:
         process would; DDP averages the gradients of equal slices, which equals the gradient of the global batch's
         mean loss.
         """
-        trainer, experiment = self.cfg.trainer, self.experiment
+        experiment = self.experiment
         plan, host_steps = self.host_batch(stage, self.state.next_sample, step)
-        self.state.next_sample += trainer.batch_size
+        self.state.next_sample += stage.batch_size
         device = experiment.device
         steps = [to_device(tokens, device) for tokens in host_steps]
         labels = to_device(plan.labels(), device)
@@ -494,7 +499,7 @@ class Trainer:
         if not stage.chain_share:
             return None
         if self.chains is None or self.chains.plan.stage != stage.number:
-            local = self.cfg.trainer.batch_size // self.ranks.world
+            local = stage.batch_size // self.ranks.world
             self.chains = ChainedRows(ChainPlan(self.cfg.seed, stage.number, self.ranks.rank, local,
                                                 stage.chain_share, stage.chain_steps, stage.steps))
         return self.chains
@@ -506,12 +511,12 @@ class Trainer:
         if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
             return self.prefetched[1]
         data = self.experiment.data_of_length(stage.segment_length)[0]
-        local = self.cfg.trainer.batch_size // self.ranks.world
+        local = stage.batch_size // self.ranks.world
         first = position + self.ranks.rank * local
         samples = [data.training_sample(self.cfg.seed, first + i, stage.segments, stage.mix) for i in range(local)]
         chains = self.chained_rows(stage)
         if chains is not None:
-            batch = self.cfg.trainer.batch_size
+            batch = stage.batch_size
             samples = chains.parts(samples, step, lambda row, back: data.training_sample(
                 self.cfg.seed, first - back * batch + row, stage.segments, stage.mix))
         plan = BatchPlan.right_aligned(samples)

@@ -82,6 +82,7 @@ class StageConfig:
                                                                               # null: the curriculum's
     segment_length: Optional[int] = setting(None, optional(whole(1)))  # positions of this stage's segments
                                                                      # (shorter: less noise); null: segment.length
+    batch_size: Optional[int] = setting(None, optional(whole(1)))  # samples per optimizer step; null: the trainer's
 
 
 @dataclass

@@ -394,8 +394,9 @@ def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list
 def train_rows(model, make_loss, segment_list: list[int], batch: int, device, flops_per_segment: float,
                peak_tflops: float | None, compiled: str | None = None) -> list[dict]:
     """Training steps as `rmt train` takes them (zero grad, forward and backward under autocast, gradient clipping,
-    AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW; with `compiled`, then
-    fused AdamW with compiled transformer blocks (last: the blocks stay compiled).
+    AdamW), for each segment count, activation checkpointing off/on, multi-tensor/fused AdamW, and with fused AdamW
+    also reentrant checkpoints (`trainer.reentrant_checkpoints`); with `compiled`, then fused AdamW with compiled
+    transformer blocks (last: the blocks stay compiled).
 
     make_loss(segments, checkpointing) returns a function of the runner computing one step's loss from fresh host
     batches (`training_step`)."""
@@ -405,13 +406,14 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
         if compile_now:
             model.compile_blocks(compile_now)
         optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=fused)
-        for checkpointing in (False, True):
+        for checkpointing, reentrant in ((False, False), (True, False), *([(True, True)] if fused else [])):
+            model.reentrant_checkpoints = reentrant
             for segments in segment_list:
                 step = training_step(model, optimizer, make_loss(segments, checkpointing), device)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                row = {"segments": segments, "checkpointing": checkpointing, "fused_adamw": fused,
-                       "compiled": compile_now is not None, "compile_mode": compile_now,
+                row = {"segments": segments, "checkpointing": checkpointing, "reentrant": reentrant,
+                       "fused_adamw": fused, "compiled": compile_now is not None, "compile_mode": compile_now,
                        "batch": batch}
                 try:
                     seconds = timed(step, device)
@@ -425,6 +427,7 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
                              "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
                              "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
         del optimizer
+    model.reentrant_checkpoints = False
     model.eval()
     return rows
 

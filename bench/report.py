@@ -53,6 +53,11 @@ def fast_path_tables(parts: dict) -> None:
            for g, rows in parts["g"] for row in rows])
 
 
+def checkpointing(row: dict) -> str:
+    """A training row's activation checkpointing: no, yes (non-reentrant), or yes, reentrant."""
+    return "no" if not row["checkpointing"] else "yes, reentrant" if row.get("reentrant") else "yes"
+
+
 def training_table(rows: list, label: str) -> None:
     """Training rows; a column per switch that some row records (`fused_adamw`, `compiled`)."""
     switches = [(key, name) for key, name in (("fused_adamw", "fused AdamW"), ("compiled", "compiled blocks"))
@@ -60,7 +65,7 @@ def training_table(rows: list, label: str) -> None:
     table(["geometry", "segments", "activation checkpointing", *(name for _, name in switches),
            f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] * len(switches)),
                                                             "--:", "--:", "--:"],
-          [[f"{g} (batch {row['batch']})", str(row["segments"]), "yes" if row["checkpointing"] else "no",
+          [[f"{g} (batch {row['batch']})", str(row["segments"]), checkpointing(row),
             *("yes" if row.get(key) else "no" for key, _ in switches), fmt(row["tok_s"]),
             "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])] for g, row in rows])
 

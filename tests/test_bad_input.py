@@ -23,9 +23,9 @@ DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
 TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, weight_decay, scheduler, warmup_ratio, grad_clip, "
-                "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, fused_adamw, "
-                "compile_blocks, fused_norms, eval_every, val_samples, log_every, device, devices, time_limit_minutes, "
-                "keep_last, init_from")
+                "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
+                "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, eval_every, val_samples, log_every, "
+                "device, devices, time_limit_minutes, keep_last, init_from")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
               "cosine_with_min_lr, cosine_warmup_with_min_lr or warmup_stable_decay")
 
@@ -142,6 +142,8 @@ CASES = [
     ("rmt train trainer.devices=0", 2, "trainer.devices=0 must be at least 1"),
     ("rmt train experiment=smoke trainer.devices=3", 2,
      "trainer.batch_size=4 is the global batch and must divide evenly over 3 processes; use a multiple of 3"),
+    ("rmt train experiment=smoke trainer.devices=2 trainer.reentrant_checkpoints=true", 2,
+     "trainer.reentrant_checkpoints=true trains on one process; with trainer.devices=2 leave it false"),
     ("rmt train experiment=smoke trainer.devices=2 curriculum.stages=[{segments:1,steps:2,batch_size:3}]", 2,
      "curriculum stage 1 batch_size=3 is the global batch and must divide evenly over 2 processes; use a multiple "
      "of 2"),

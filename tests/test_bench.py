@@ -43,6 +43,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     for rows in (tiny["t"], bench["tiny-llama"]["s"]):
         assert {(r["segments"], r["checkpointing"], r["fused_adamw"]) for r in rows} == {
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
+        assert [(r["segments"], r["fused_adamw"]) for r in rows if r["reentrant"]] == [(1, True), (2, True)]
         assert all(r["tok_s"] > 0 for r in rows)
     assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
                                                                                            (4, 2, "bf16")]

@@ -484,3 +484,61 @@ def test_the_trainer_fuses_the_norms_of_a_decoder_and_refuses_an_encoder(tmp_pat
     assert norms and all(norm.forward.__func__ is fused_rms_norm_forward for norm in norms)
     with pytest.raises(UsageError, match="trainer.fused_norms=true needs a Llama-family decoder"):
         smoke_trainer(tmp_path, "trainer.fused_norms=true")
+
+
+def dropout_engine():
+    """A tiny encoder whose blocks drop out (p 0.1) in training, as MiniLM's do: checkpointed segments must draw
+    the same masks in their recomputation as in their first forward."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    return RecurrentMemory(BertModel(config, add_pooling_layer=False), 4, 6, cls_id=101, sep_id=102).train()
+
+
+@pytest.mark.parametrize("layout", ["encoder", "decoder"])
+@pytest.mark.parametrize("grad_steps", [None, 3])
+@pytest.mark.parametrize("counts", [[5, 4, 4], [5, 4, 2]])
+def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps, counts, monkeypatch):
+    from rmt_cli import engine as engine_module
+
+    model = dropout_engine() if layout == "encoder" else decoder_engine("tiny-llama").train()
+    steps, labels = mixed_batch_steps(counts), torch.tensor([1, 3, 5])
+    styles, checkpoint = [], engine_module.checkpoint
+
+    def recorded_checkpoint(*args, use_reentrant):
+        styles.append(use_reentrant)
+        return checkpoint(*args, use_reentrant=use_reentrant)
+
+    monkeypatch.setattr(engine_module, "checkpoint", recorded_checkpoint)
+    gradients = []
+    for checkpointed, reentrant in ((False, False), (True, False), (True, True)):
+        model.zero_grad()
+        model.reentrant_checkpoints = reentrant
+        torch.manual_seed(1)  # the same dropout masks on every path
+        out = model(steps, checkpoint_segments=checkpointed, grad_steps=grad_steps)
+        torch.nn.functional.cross_entropy(out.logits, labels).backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert gradients[0].norm() > 0 and len({g.numel() for g in gradients}) == 1
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(gradients[2], gradients[0], atol=1e-6, rtol=1e-5)
+    # Non-reentrant for every segment of the second pass; reentrant for the third, except a window's first segment
+    # when every row's memory was cut from its history there (a row starting inside the window keeps the initial
+    # memory, which requires a gradient).
+    cut = grad_steps is not None and min(counts) > grad_steps
+    window = [not cut] + [True] * ((grad_steps or 5) - 1)
+    assert styles == [False] * len(window) + window
+
+
+def test_trainer_sets_the_checkpoint_style_and_refuses_reentrant_checkpoints_across_processes(tmp_path):
+    from rmt_cli import distributed
+    from rmt_cli.train import check_trainer
+
+    for switch in (False, True):
+        trainer = smoke_trainer(tmp_path, f"trainer.reentrant_checkpoints={str(switch).lower()}")
+        assert trainer.model.reentrant_checkpoints is switch
+    cfg = OmegaConf.create({"trainer": {"devices": 2, "batch_size": 4, "reentrant_checkpoints": True,
+                                        "compute_dtype": "fp32", "device": "cpu"}})
+    with pytest.raises(UsageError, match="trainer.reentrant_checkpoints=true trains on one process"):
+        check_trainer(cfg, distributed.Ranks())

@@ -99,6 +99,12 @@ class RecurrentMemory(nn.Module):
     # Set by `compile_blocks`: the backbone's transformer blocks run torch.compile'd, and steps then run eagerly (no
     # CUDA graphs), the path `bench/bench_engine.py --compile` measures.
     blocks_compiled: bool = False
+    # checkpoint_segments' style (`rmt train` sets it from `trainer.reentrant_checkpoints`). False: torch's
+    # non-reentrant checkpoint, which records the first forward's autograd graph and runs a Python hook for each
+    # tensor it would have saved. True: the reentrant one, whose first forward runs without autograd and whose
+    # backward recomputes the segment and backpropagates through it: the same gradients with far less Python per
+    # segment, for one process (DDP cannot follow parameters used by a nested backward in every segment).
+    reentrant_checkpoints: bool = False
 
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
@@ -282,8 +288,7 @@ class RecurrentMemory(nn.Module):
                 memory = static.memory
                 continue
             if checkpoint_segments and torch.is_grad_enabled():
-                new_memory, readout = checkpoint(self._read_states, memory[:rows], tokens, step_answer,
-                                                 use_reentrant=False)
+                new_memory, readout = self.read_checkpointed(memory[:rows], tokens, step_answer)
             else:
                 new_memory, readout = self._read_states(memory[:rows], tokens, step_answer)
             memory = keep_unstarted_rows(new_memory, memory)
@@ -344,6 +349,14 @@ class RecurrentMemory(nn.Module):
         if key not in self.segment_graphs:
             self.segment_graphs[key] = SegmentGraph(self, tokens.shape[0], tokens.shape[1], memory.dtype, device)
         return self.segment_graphs[key]
+
+    def read_checkpointed(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """One segment whose activations are recomputed in the backward (checkpoint_segments). The reentrant
+        checkpoint passes gradients only through inputs that require them, so a memory cut from its history (every
+        row's, at truncated BPTT's first segment in the window) takes the non-reentrant one, which reaches the
+        weights without."""
+        reentrant = self.reentrant_checkpoints and memory.requires_grad
+        return checkpoint(self._read_states, memory, tokens, answer, use_reentrant=reentrant)
 
     def _read_states(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         new_memory, readout, _ = self.read_segment(memory, tokens, answer)

@@ -70,6 +70,9 @@ def check_trainer(cfg, ranks: distributed.Ranks, stages: Sequence[Stage] = ()) -
     if trainer.compute_dtype != "fp32" and world > 1:
         raise UsageError(f"trainer.compute_dtype={trainer.compute_dtype} trains on one process; with "
                          f"trainer.devices={devices} use trainer.compute_dtype=fp32")
+    if trainer.reentrant_checkpoints and world > 1:
+        raise UsageError(f"trainer.reentrant_checkpoints=true trains on one process; with trainer.devices={devices} "
+                         "leave it false")
     if devices > 1 and distributed.wants_cuda(trainer.device) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
@@ -168,6 +171,7 @@ class Trainer:
         self.cfg, self.experiment, self.stages, self.run_dir, self.ranks = cfg, experiment, stages, run_dir, ranks
         self.model = experiment.model  # the module itself: weights are saved, loaded and evaluated through it
         self.model.prefix_dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.prefix_dtype]
+        self.model.reentrant_checkpoints = cfg.trainer.reentrant_checkpoints
         if cfg.trainer.fused_norms and not fuse_rms_norms(self.model.backbone):
             raise UsageError(f"trainer.fused_norms=true needs a Llama-family decoder (RMSNorm layers); "
                              f"{type(self.model.backbone).__name__} has none: leave it false")

@@ -42,6 +42,7 @@ class TrainerConfig:
     prefix_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the segments before the BPTT window
     compute_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the weights a training step runs on
     checkpoint_segments: bool = setting(False, flag)
+    reentrant_checkpoints: bool = setting(False, flag)  # checkpoint_segments' reentrant style (engine.py)
     fused_adamw: bool = setting(True, flag)
     compile_blocks: bool = setting(False, flag)  # torch.compile each transformer block
     fused_norms: bool = setting(False, flag)  # Llama-family RMSNorm in fused kernels (fused_norms.py)

@@ -16,8 +16,10 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      (what `graph_max_rows` should be); also both with SDPA forced to the flash kernel, and the graph on
      transformers' own SDPA path (its attention-mask builder, which `rmt` skips: unmasked_attention.py)
   t  training steps with full BPTT over 1..8 segments: tokens/s, MFU and peak memory, with and without
-     per-segment activation checkpointing, with the multi-tensor and the fused AdamW (and, with --compile, fused
-     AdamW with torch.compile'd transformer blocks; part a then adds the bf16 path with compiled blocks)
+     per-segment activation checkpointing (and with fused AdamW its reentrant form, trainer.reentrant_checkpoints),
+     with the multi-tensor and the fused AdamW (and, with --compile, fused AdamW with torch.compile'd transformer
+     blocks; part a then adds the bf16 path with compiled blocks)
+  f  part t's rows with the blocks fused for training (trainer.fused_blocks=true), on a copy of the model
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
   v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
      its RMSNorm layers fused (trainer.fused_norms=true: `v_fused_norms`)
@@ -439,6 +441,16 @@ def part_t(model, factory, device, batch: int, segment_list: list[int], peak_tfl
     return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
+def part_f(model, factory, device, batch: int, segment_list: list[int], peak_tflops: float | None) -> list[dict]:
+    """Part t's rows with every block fused for training (trainer.fused_blocks=true), on a copy of the model."""
+    fused = copy.deepcopy(model)
+    if not fuse_blocks(fused.backbone, live=True):
+        return []
+    make_loss, per_segment = encoder_losses(fused, factory, device, batch)
+    rows = train_rows(fused, make_loss, segment_list, batch, device, per_segment, peak_tflops)
+    return [{**row, "fused_blocks": True} for row in rows]
+
+
 def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile):
     top = profile_step(model, make_loss, max(segment_list), device) if profile else None
     return train_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled), top
@@ -524,7 +536,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,t,w,p,s,v")
+    parser.add_argument("--parts", default="a,b,c,d,g,f,t,w,p,s,v")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -613,6 +625,10 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
         segments, window = integers(args.bptt.replace(":", ","))
         out["p"] = part_p(model, factory, device, args.train_batch, segments, window)
         print_part(f"{geometry} p", out["p"])
+        save()
+    if "f" in parts:  # before t, which may leave the blocks compiled
+        out["f"] = part_f(model, factory, device, args.train_batch, integers(args.train_segments), peak)
+        print_part(f"{geometry} f", out["f"])
         save()
     if "t" in parts:
         out["t"], top = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak,

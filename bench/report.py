@@ -60,8 +60,8 @@ def checkpointing(row: dict) -> str:
 
 def training_table(rows: list, label: str) -> None:
     """Training rows; a column per switch that some row records (`fused_adamw`, `compiled`)."""
-    switches = [(key, name) for key, name in (("fused_adamw", "fused AdamW"), ("compiled", "compiled blocks"))
-                if any(key in row for _, row in rows)]
+    switches = [(key, name) for key, name in (("fused_adamw", "fused AdamW"), ("compiled", "compiled blocks"),
+                                              ("fused_blocks", "fused blocks")) if any(key in row for _, row in rows)]
     table(["geometry", "segments", "activation checkpointing", *(name for _, name in switches),
            f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] * len(switches)),
                                                             "--:", "--:", "--:"],
@@ -73,7 +73,7 @@ def training_table(rows: list, label: str) -> None:
 def main(path: str) -> None:
     bench = json.load(open(path))
     geometries = [g for g, value in bench.items() if isinstance(value, dict) and g != "d"]
-    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abctgspw"}
+    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abcftgspw"}
     print(f"Card: {bench['card']}, torch {bench['torch']}, segments of {bench['segment']} positions with "
           f"{bench['memory']} memory vectors, bf16, random weights.")
     table(["geometry", "(a) plain bf16 forward, tok/s", "extrapolation, tok/s", "ratio (goal ≥ 0.85)",
@@ -95,6 +95,8 @@ def main(path: str) -> None:
         print(f"\n(d) CPU sample assembly: step gather {d['step_gather_tok_s'] / 1e6:,.0f}M tokens/s (goal ≥ 100M); "
               f"one {d['sample_2m_tokens']:,}-token sample whole in {d['sample_2m_ms']:.1f} ms (goal ≤ 20 ms).")
     training_table([(g, row) for g, rows in parts["t"] for row in rows], "train")
+    if parts["f"]:
+        training_table([(g, row) for g, rows in parts["f"] for row in rows], "(f) train, fused blocks")
     if any("ratio_bf16" in a for _, a in parts["a"]):
         fast_path_tables(parts)
     if parts["s"]:

@@ -24,8 +24,8 @@ TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
 TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, weight_decay, scheduler, warmup_ratio, grad_clip, "
                 "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
-                "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, eval_every, val_samples, log_every, "
-                "device, devices, time_limit_minutes, keep_last, init_from")
+                "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, fused_blocks, eval_every, "
+                "val_samples, log_every, device, devices, time_limit_minutes, keep_last, init_from")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
               "cosine_with_min_lr, cosine_warmup_with_min_lr or warmup_stable_decay")
 
@@ -125,6 +125,8 @@ CASES = [
     ("rmt train trainer.skip_spikes=0", 2, "trainer.skip_spikes=0 must be positive"),
     ("rmt train trainer.compute_dtype=fp16", 2, "trainer.compute_dtype=fp16 is unknown; use fp32 or bf16"),
     ("rmt train trainer.prefix_dtype=fp16", 2, "trainer.prefix_dtype=fp16 is unknown; use fp32 or bf16"),
+    ("rmt train experiment=smoke backbone=tiny-llama trainer.fused_blocks=true", 2,
+     "trainer.fused_blocks=true needs a BERT-family encoder; LlamaForCausalLM has other blocks: leave it false"),
     ("rmt train experiment=smoke trainer.fused_norms=true", 2,
      "trainer.fused_norms=true needs a Llama-family decoder (RMSNorm layers); BertModel has none: leave it false"),
     ("rmt train trainer.lr=-1e-4", 2, "trainer.lr=-0.0001 must be positive"),

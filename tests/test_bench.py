@@ -40,7 +40,8 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert all(row["graph_flash_ms_per_segment"] is None or row["graph_flash_ms_per_segment"] > 0 for row in tiny["g"])
     assert all(row["backbone_eager_ms"] > 0 and row["linear_eager_ms"] > 0 and row["linear_graph_ms"] is None
                for row in tiny["g"])  # no graphs on the CPU
-    for rows in (tiny["t"], bench["tiny-llama"]["s"]):
+    assert all(row["fused_blocks"] for row in tiny["f"])  # part t's rows with the blocks fused for training
+    for rows in (tiny["t"], tiny["f"], bench["tiny-llama"]["s"]):
         assert {(r["segments"], r["checkpointing"], r["fused_adamw"]) for r in rows} == {
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
         assert [(r["segments"], r["fused_adamw"]) for r in rows if r["reentrant"]] == [(1, True), (2, True)]

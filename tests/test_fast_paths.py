@@ -542,3 +542,47 @@ def test_trainer_sets_the_checkpoint_style_and_refuses_reentrant_checkpoints_acr
                                         "compute_dtype": "fp32", "device": "cpu"}})
     with pytest.raises(UsageError, match="trainer.reentrant_checkpoints=true trains on one process"):
         check_trainer(cfg, distributed.Ranks())
+
+
+@pytest.mark.parametrize("checkpoint_segments", [False, True])
+def test_blocks_fused_for_training_give_transformers_logits_and_gradients_dropout_included(checkpoint_segments):
+    from rmt_cli.fused_blocks import fuse_blocks
+
+    plain = dropout_engine()
+    fused = copy.deepcopy(plain)
+    assert fuse_blocks(fused.backbone, live=True)
+    steps, labels = mixed_batch_steps([5, 4, 2]), torch.tensor([1, 3, 5])
+    results = []
+    for model in (plain, fused):
+        torch.manual_seed(1)  # the same dropout masks, drawn in the same order
+        out = model(steps, checkpoint_segments=checkpoint_segments)
+        torch.nn.functional.cross_entropy(out.logits, labels).backward()
+        results.append((out.logits, out.memory, torch.cat([p.grad.flatten() for p in model.parameters()])))
+    (plain_logits, plain_memory, plain_grads), (logits, memory, grads) = results
+    torch.manual_seed(2)
+    assert not torch.allclose(plain(steps).logits, plain_logits)  # dropout is on: another seed, other logits
+    torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(memory, plain_memory, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grads, plain_grads, atol=1e-5, rtol=1e-4)
+
+
+def test_blocks_fused_for_training_validate_with_the_weights_as_they_are_now():
+    from rmt_cli.fused_blocks import fuse_blocks
+
+    plain = dropout_engine().eval()
+    fused = copy.deepcopy(plain)
+    fuse_blocks(fused.backbone, live=True)
+    steps = mixed_batch_steps([3, 2])
+    for model in (plain, fused):  # a training step's change to the weights, made in place as AdamW makes it
+        with torch.no_grad():
+            for block in model.backbone.encoder.layer:
+                block.attention.self.key.weight.mul_(1.5)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(steps).logits, plain(steps).logits, atol=1e-5, rtol=1e-4)
+    assert set(fused.state_dict()) == set(plain.state_dict())  # transformers' keys, nothing stacked saved
+
+
+def test_trainer_fuses_the_blocks_for_training_when_asked(tmp_path):
+    for switch in (False, True):
+        blocks = smoke_trainer(tmp_path, f"trainer.fused_blocks={str(switch).lower()}").model.backbone.encoder.layer
+        assert all(getattr(block, "fused_live", False) is switch for block in blocks)

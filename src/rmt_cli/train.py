@@ -40,6 +40,7 @@ from rmt_cli.curriculum import Stage, curriculum_stages
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.experiment import Experiment, build_experiment
+from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
@@ -175,7 +176,10 @@ class Trainer:
         if cfg.trainer.fused_norms and not fuse_rms_norms(self.model.backbone):
             raise UsageError(f"trainer.fused_norms=true needs a Llama-family decoder (RMSNorm layers); "
                              f"{type(self.model.backbone).__name__} has none: leave it false")
-        if cfg.trainer.compile_blocks:  # before the working copy, which then copies compiled blocks
+        if cfg.trainer.fused_blocks and not fuse_blocks(self.model.backbone, live=True):
+            raise UsageError(f"trainer.fused_blocks=true needs a BERT-family encoder; "
+                             f"{type(self.model.backbone).__name__} has other blocks: leave it false")
+        if cfg.trainer.compile_blocks:  # before the working copy, which then copies compiled (and fused) blocks
             self.model.compile_blocks()
         # trainer.compute_dtype=bf16: steps run on a bf16 copy of the model (working_copy.py)
         self.working_copy = WorkingCopy(self.model) if cfg.trainer.compute_dtype == "bf16" else None

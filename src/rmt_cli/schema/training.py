@@ -46,6 +46,7 @@ class TrainerConfig:
     fused_adamw: bool = setting(True, flag)
     compile_blocks: bool = setting(False, flag)  # torch.compile each transformer block
     fused_norms: bool = setting(False, flag)  # Llama-family RMSNorm in fused kernels (fused_norms.py)
+    fused_blocks: bool = setting(False, flag)  # BERT-family blocks with stacked projections (fused_blocks.py)
     eval_every: int = setting(25, whole(1))
     val_samples: int = setting(64, whole(1))
     log_every: int = setting(5, whole(1))

@@ -247,6 +247,8 @@ CASES = [
     ("rmt reproduce run out --seeds 0,a", 2, "--seeds '0,a': give a comma-separated list, e.g. --seeds 0,1,2"),
     ("rmt reproduce run out --beyond 20480 --beyond-seed 5", 2, "--beyond-seed 5 is not one of --seeds 0,1,2"),
     ("rmt reproduce run out --parallel 0", 2, "--parallel 0: give at least 1 (the most jobs running at once)"),
+    ("rmt reproduce run out --init-from FILES", 2, "--init-from FILES: FILES/memorize/seed0 holds no finished "
+     "training; give the OUT of an `rmt reproduce run` that trained every task and seed asked for"),
     ("rmt reproduce resume FILES", 2, "FILES holds no plan of `rmt reproduce run` (plan.json)"),
     ("rmt reproduce summarize FILES --into out", 1,
      "FILES is not a folder of `rmt reproduce run`: FILES/plan.json is missing"),

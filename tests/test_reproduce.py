@@ -438,6 +438,45 @@ def test_parallel_below_1_is_one_line(tmp_path, value):
     assert not (tmp_path / "out").exists()
 
 
+def test_init_from_starts_every_seed_where_the_same_seed_of_an_earlier_run_ended(tmp_path, monkeypatch):
+    import sys
+
+    from rmt_cli import reproduce
+
+    script = "import sys; print(' '.join(sys.argv[1:]))"  # each command logs its arguments and exits 0
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", script, *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    earlier = fake_protocol(tmp_path / "earlier")  # memorize seeds 0, 1, 2 trained
+    out = tmp_path / "later"
+    source = reproduce.earlier_run(earlier, ["memorize"], [0, 2])
+    reproduce.run_protocol(out, "paper_minilm", ["memorize"], [0, 2], [1], 20, 20, ["trainer.lr=1e-5"],
+                           lambda line: None, init_from=source)
+    for seed in (0, 2):
+        command = (seed_folder(out, "memorize", seed) / "train.out").read_text()
+        assert f"trainer.init_from={seed_folder(earlier.resolve(), 'memorize', seed) / 'train'}" in command
+        assert "trainer.lr=1e-5" in command
+    assert "trainer.init_from" not in (seed_folder(out, "memorize", 0) / "extrapolate.out").read_text()
+    assert json.loads((out / PLAN).read_text())["init_from"] == str(earlier.resolve())
+    (seed_folder(out, "memorize", 2) / "train.status.json").unlink()  # interrupted: resume keeps the earlier run
+    reproduce.resume_protocol(out, lambda line: None)
+    assert (seed_folder(out, "memorize", 2) / "train.out").read_text().count(
+        f"trainer.init_from={seed_folder(earlier.resolve(), 'memorize', 2) / 'train'}") == 2
+
+
+def test_init_from_a_run_without_that_seed_is_one_line_before_anything_starts(tmp_path):
+    from helpers.cli import rmt
+
+    fake_protocol(tmp_path / "earlier", seeds=(0, 1))
+    (seed_folder(tmp_path / "earlier", "memorize", 2) / "train.status.json").unlink()
+    result = rmt("reproduce", "run", str(tmp_path / "out"), "--tasks", "memorize", "--init-from",
+                 str(tmp_path / "earlier"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --init-from {tmp_path / 'earlier'}: {tmp_path / 'earlier' / 'memorize' / 'seed2'} holds no finished "
+        "training; give the OUT of an `rmt reproduce run` that trained every task and seed asked for"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_that_did_not_record_its_overrides_cannot_be_resumed(tmp_path):
     from rmt_cli.errors import UsageError
     from rmt_cli.reproduce import resume_protocol

@@ -288,11 +288,16 @@ def reproduce_run(
                                            "for a card that cannot hold every training at once; 1 gives each run the "
                                            "card alone, at its full speed. A seed's extrapolations start before the "
                                            "next training."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="The OUT of an earlier `rmt reproduce run`: "
+                                             "each task and seed trains from the weights that task and seed ended "
+                                             "with there (trainer.init_from), e.g. one run's first stages continued "
+                                             "by several last stages, each in its own OUT."),
 ) -> None:
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`. `--parallel 1` runs one
     job at a time instead (`rmt reproduce resume` keeps to it)."""
-    from rmt_cli.reproduce import Beyond, NoiseCheck, check_gpu, check_trainings_can_start, parse_list, run_protocol
+    from rmt_cli.reproduce import (Beyond, NoiseCheck, check_gpu, check_trainings_can_start, earlier_run, parse_list,
+                                   run_protocol)
 
     def run() -> None:
         task_list, seed_list = parse_list(tasks, "tasks"), parse_list(seeds, "seeds", int)
@@ -312,10 +317,11 @@ def reproduce_run(
         if noise_check is not None:
             check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
                                tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
+        earlier = None if init_from is None else earlier_run(init_from, task_list, seed_list)
         check_trainings_can_start(preset, task_list, override)
         check_gpu(len(task_list) * len(seed_list), allow_cpu)
         run_protocol(out, preset, task_list, seed_list, lengths, samples, batch_size, override, typer.echo, longer,
-                     check, parallel)
+                     check, parallel, earlier)
         summarize_run(out)
 
     report_errors(run)

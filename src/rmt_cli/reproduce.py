@@ -3,6 +3,7 @@ test sets, and summarise them as mean, min and max over seeds, never the best of
 
     rmt reproduce run OUT --tasks memorize,detect,reasoning --seeds 0,1,2     (one GPU: all runs side by side)
     rmt reproduce run OUT --parallel 1                                        (one job at a time, each alone on it)
+    rmt reproduce run OUT2 --init-from OUT --override 'curriculum.stages=[...]'  (every seed of OUT trained on)
     rmt reproduce summarize OUT --into results/paper                          (summary.json + plot)
 
 This module runs the protocol; reproduce_summary.py summarises a run folder.
@@ -213,11 +214,24 @@ def read_plan(out: Path) -> dict:
         raise UsageError(f"{out} holds no plan of `rmt reproduce run` ({PLAN})") from None
 
 
+def earlier_run(init_from: Path, tasks: list[str], seeds: list[int]) -> Path:
+    """The OUT of `--init-from`, resolved, once every task and seed asked for has a finished training there."""
+    for task in tasks:
+        for seed in seeds:
+            if not succeeded(seed_folder(init_from, task, seed) / "train.status.json"):
+                raise UsageError(f"--init-from {init_from}: {seed_folder(init_from, task, seed)} holds no finished "
+                                 "training; give the OUT of an `rmt reproduce run` that trained every task and seed "
+                                 "asked for")
+    return init_from.resolve()
+
+
 def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], segments: list[int], samples: int,
                  batch_size: int, train_overrides: list[str], echo=print, beyond: Beyond | None = None,
-                 noise_check: NoiseCheck | None = None, parallel: int | None = None) -> None:
+                 noise_check: NoiseCheck | None = None, parallel: int | None = None,
+                 init_from: Path | None = None) -> None:
     """Start the protocol in a new OUT: write its plan, then run it (follow_plan); `parallel` is the most jobs
-    running at once (None: all of them)."""
+    running at once (None: all of them); with `init_from` (the OUT of an earlier run) each task and seed trains from
+    the weights that task and seed ended with there."""
     out.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         for seed in seeds:
@@ -226,6 +240,7 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
                                  f"folder, or `rmt reproduce resume {out}` to finish that run")
     plan = {"preset": preset, "tasks": tasks, "seeds": seeds, "segments": segments, "samples": samples,
             "batch_size": batch_size, "overrides": train_overrides, "parallel": parallel,
+            "init_from": None if init_from is None else str(init_from),
             "card": device_name(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                             time.gmtime()),
             "beyond": None if beyond is None else vars(beyond),
@@ -275,10 +290,16 @@ def follow_plan(out: Path, plan: dict, echo=print) -> None:
         if not isinstance(what, str):
             return what.job(folder, overrides)
         if what == "train":
-            return Job(train_command(plan["preset"], task, seed, folder, overrides), folder / "train.out",
-                       folder / "train.status.json")
+            return Job(train_command(plan["preset"], task, seed, folder, [*overrides, *init_from(task, seed)]),
+                       folder / "train.out", folder / "train.status.json")
         return Job(extrapolate_command(folder, segments, samples, batch_size, overrides), folder / "extrapolate.out",
                    folder / "extrapolate.status.json")
+
+    def init_from(task: str, seed: int) -> list[str]:
+        """The override that starts a seed's training where the same task and seed of the plan's earlier run
+        ended (--init-from), if any."""
+        source = plan.get("init_from")
+        return [] if source is None else [f"trainer.init_from={seed_folder(Path(source), task, seed) / 'train'}"]
 
     def name(step: Step) -> str:
         task, seed, what = step

@@ -2,7 +2,9 @@
 training, beside its test accuracy at another length, sorted by the validation. Tells whether a validation length
 predicts the test length, i.e. whether a run can tell, before its test, which seeds will hold.
 
-    python results/paper/analysis/validation_vs_test.py results/paper --task detect --val-segments 256 --test-segments 4096
+    python results/paper/analysis/validation_vs_test.py results/paper --task detect --val-segments 256 \
+        --test-segments 4096
+    python results/paper/analysis/validation_vs_test.py results/paper --val-segments 128  # the 16-segment stage's
 
 Reads TASK/seedN/train_metrics.jsonl and TASK/seedN/extrapolate_extrapolation.json of every summary folder under
 the given folders (`rmt reproduce summarize` writes them); a seed without a validation at that length is left out.

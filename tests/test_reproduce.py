@@ -554,6 +554,10 @@ def test_compare_puts_one_task_of_several_runs_side_by_side(tmp_path):
                         "80.0 (50.0–100.0) | 2.0 min | 2 of 3 |")
     assert lines[3].split(" | ")[4] == "95.0 (90.0–100.0)"
     assert plot.stat().st_size > 10_000
+    seeds = compare([tmp_path / "results", tmp_path / "second"], "memorize", per_seed=True).split("\n\n")[1]
+    assert seeds.splitlines()[0] == "| memorize: run | seed | 1 | 8 |"
+    assert seeds.splitlines()[4] == f"| {tmp_path / 'results'} | 2 | 95.0 | 50.0 |"
+    assert seeds.splitlines()[7] == f"| {tmp_path / 'second'} | 2 | 100.0 | 100.0 |"
 
 
 @pytest.mark.parametrize("make, task, message", [

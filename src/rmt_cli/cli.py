@@ -403,13 +403,15 @@ def reproduce_compare(
                                            "a run's OUT, results/paper/history/protocol3, ...)."),
     task: str = typer.Option(..., "--task", help="The task to compare: memorize, detect, reasoning, ..."),
     plot: Path | None = typer.Option(None, "--plot", help="Also draw accuracy against length per run (PNG)."),
+    per_seed: bool = typer.Option(False, "--per-seed", help="Also each seed's accuracy per length, a row per run "
+                                  "and seed: runs from the same starting weights (--init-from) seed by seed."),
 ) -> None:
     """One task from several runs of the protocol side by side: per run, mean (min–max) over its seeds per
     length, training time and how many seeds finished their curriculum, e.g.
     `rmt reproduce compare results/paper/history/protocol4 results/paper --task detect --plot detect.png`."""
     from rmt_cli.reproduce_compare import compare
 
-    report_errors(lambda: typer.echo(compare(summaries, task, plot)))
+    report_errors(lambda: typer.echo(compare(summaries, task, plot, per_seed)))
 
 
 def main() -> None:

@@ -52,6 +52,22 @@ def compare_table(task: str, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def per_seed_table(task: str, results: list[dict]) -> str:
+    """Markdown: one row per run and seed, the seed's accuracy per length: runs of the same seeds from the same
+    starting weights (`rmt reproduce run --init-from`) compared seed by seed."""
+    lengths = sorted({int(n) for result in results for n in result["result"]["lengths"]})
+    lines = [f"| {task}: run | seed | " + " | ".join(f"{n:,}" for n in lengths) + " |",
+             "| --- | --: | " + " | ".join("--:" for _ in lengths) + " |"]
+    for result in results:
+        for seed in result["result"]["seeds"]:
+            cells = []
+            for n in lengths:
+                value = result["result"]["lengths"].get(str(n), {}).get("per_seed", {}).get(str(seed))
+                cells.append("-" if value is None else f"{value:.1f}")
+            lines.append(f"| {result['label']} | {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_compare(task: str, results: list[dict], path: Path) -> None:
     """Mean accuracy against input length per run, with its min–max band, and the paper's points."""
     from rmt_cli.plots import plt, save_accuracy_figure
@@ -64,10 +80,11 @@ def plot_compare(task: str, results: list[dict], path: Path) -> None:
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
 
-def compare(paths: list[Path], task: str, plot: Path | None = None) -> str:
+def compare(paths: list[Path], task: str, plot: Path | None = None, per_seed: bool = False) -> str:
     if not paths:
         raise UsageError("give at least one summary.json (or a folder holding one) to compare")
     results = [task_result(path, task) for path in paths]
     if plot is not None:
         plot_compare(task, results, plot)
-    return compare_table(task, results)
+    table = compare_table(task, results)
+    return table + "\n\n" + per_seed_table(task, results) if per_seed else table

@@ -26,12 +26,12 @@ def synthetic_noise(tokenizer):
     return load_noise(OmegaConf.create({"source": "synthetic", "tokens": 50000, "seed": 0}), tokenizer)
 
 
-def tiny_bert(layers: int = 2, hidden: int = 32, positions: int = 512):
+def tiny_bert(layers: int = 2, hidden: int = 32, positions: int = 512, dropout: float = 0.0):
     from transformers import BertConfig, BertModel
 
     config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=positions,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     return BertModel(config, add_pooling_layer=False)
 
 

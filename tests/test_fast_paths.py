@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import DECODER_PRESETS, decoder_engine
+from conftest import DECODER_PRESETS, decoder_engine, tiny_bert
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import UsageError
 from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
@@ -388,10 +388,14 @@ def smoke_trainer(run_dir, *overrides):
     return Trainer(cfg, build_experiment(cfg, "cpu", with_training_data=True), curriculum_stages(cfg), run_dir)
 
 
-def test_trainer_compiles_the_blocks_when_asked(tmp_path):
+@pytest.mark.parametrize("key, applied", [
+    ("compile_blocks", lambda model: model.blocks_compiled),
+    ("reentrant_checkpoints", lambda model: model.reentrant_checkpoints),
+    ("fused_blocks", lambda model: all(getattr(block, "fused_live", False) for block in model.backbone.encoder.layer)),
+])
+def test_trainer_applies_each_switch_when_asked(tmp_path, key, applied):
     for switch in (False, True):
-        trainer = smoke_trainer(tmp_path, f"trainer.compile_blocks={str(switch).lower()}")
-        assert trainer.model.blocks_compiled is switch
+        assert applied(smoke_trainer(tmp_path, f"trainer.{key}={str(switch).lower()}").model) is switch
 
 
 def test_fused_blocks_give_the_plain_paths_logits_and_memory_on_a_mixed_batch(tiny_engine):
@@ -489,12 +493,8 @@ def test_the_trainer_fuses_the_norms_of_a_decoder_and_refuses_an_encoder(tmp_pat
 def dropout_engine():
     """A tiny encoder whose blocks drop out (p 0.1) in training, as MiniLM's do: checkpointed segments must draw
     the same masks in their recomputation as in their first forward."""
-    from transformers import BertConfig, BertModel
-
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    return RecurrentMemory(BertModel(config, add_pooling_layer=False), 4, 6, cls_id=101, sep_id=102).train()
+    return RecurrentMemory(tiny_bert(dropout=0.1), 4, 6, cls_id=101, sep_id=102).train()
 
 
 @pytest.mark.parametrize("layout", ["encoder", "decoder"])
@@ -531,13 +531,10 @@ def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps
     assert styles == [False] * len(window) + window
 
 
-def test_trainer_sets_the_checkpoint_style_and_refuses_reentrant_checkpoints_across_processes(tmp_path):
+def test_reentrant_checkpoints_are_refused_across_processes():
     from rmt_cli import distributed
     from rmt_cli.train import check_trainer
 
-    for switch in (False, True):
-        trainer = smoke_trainer(tmp_path, f"trainer.reentrant_checkpoints={str(switch).lower()}")
-        assert trainer.model.reentrant_checkpoints is switch
     cfg = OmegaConf.create({"trainer": {"devices": 2, "batch_size": 4, "reentrant_checkpoints": True,
                                         "compute_dtype": "fp32", "device": "cpu"}})
     with pytest.raises(UsageError, match="trainer.reentrant_checkpoints=true trains on one process"):
@@ -581,8 +578,3 @@ def test_blocks_fused_for_training_validate_with_the_weights_as_they_are_now():
         torch.testing.assert_close(fused(steps).logits, plain(steps).logits, atol=1e-5, rtol=1e-4)
     assert set(fused.state_dict()) == set(plain.state_dict())  # transformers' keys, nothing stacked saved
 
-
-def test_trainer_fuses_the_blocks_for_training_when_asked(tmp_path):
-    for switch in (False, True):
-        blocks = smoke_trainer(tmp_path, f"trainer.fused_blocks={str(switch).lower()}").model.backbone.encoder.layer
-        assert all(getattr(block, "fused_live", False) is switch for block in blocks)

@@ -1,19 +1,11 @@
 """A curriculum stage's own batch size (`batch_size`): samples per optimizer step in that stage, the trainer's in the
-others; the samples read stay one sequence, so a run stopped mid-stage continues with the samples it would have read."""
+others; the samples read stay one sequence (each step begins where the step before ended)."""
 
 from __future__ import annotations
 
+from test_stage_segment_length import compose_train
 
 TWO_STAGES = "curriculum.stages=[{segments:1,steps:2},{segments:2,steps:2,batch_size:6}]"
-
-
-def compose_train(*overrides):
-    from hydra import compose, initialize_config_dir
-
-    from rmt_cli import config_dir
-
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=["experiment=smoke", "trainer.device=cpu", *overrides])
 
 
 def test_a_stage_takes_its_own_batch_size_or_the_trainers():

@@ -15,7 +15,10 @@ block in training mode then runs transformers' own forward. For training (`live`
 call from the parameters themselves, GELU is the exact one, and in training mode the block drops out where
 transformers' does (attention probabilities, and each sublayer's output before its residual sum) with the same
 probabilities: the same function in a few functional calls instead of a dozen modules, which is what a training step
-bound by Python and kernel launches pays for. The state dict keeps transformers' keys either way.
+bound by Python and kernel launches pays for. The price is paid in the segment loop: every segment stacks the
+weights again and, under autocast, casts the stack to bf16 again, where transformers' three projections read
+autocast's cached casts of their weights; bench part f says which side wins. The state dict keeps transformers' keys
+either way.
 """
 
 from __future__ import annotations

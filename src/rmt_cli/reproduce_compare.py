@@ -33,9 +33,14 @@ def task_result(path: Path, task: str) -> dict:
             "completed": None if completed is None else sum(bool(done) for done in completed.values())}
 
 
+def measured_lengths(results: list[dict]) -> list[int]:
+    """Every length some run measured, in order."""
+    return sorted({int(n) for result in results for n in result["result"]["lengths"]})
+
+
 def compare_table(task: str, results: list[dict]) -> str:
     """Markdown: one row per run, mean (min–max) over its seeds per length."""
-    lengths = sorted({int(n) for result in results for n in result["result"]["lengths"]})
+    lengths = measured_lengths(results)
     lines = [f"| {task}: run | started (UTC) | seeds | " + " | ".join(f"{n:,}" for n in lengths)
              + " | training (mean) | curricula completed |",
              "| --- | --- | --: | " + " | ".join("--:" for _ in lengths) + " | --: | --: |"]
@@ -55,7 +60,7 @@ def compare_table(task: str, results: list[dict]) -> str:
 def per_seed_table(task: str, results: list[dict]) -> str:
     """Markdown: one row per run and seed, the seed's accuracy per length: runs of the same seeds from the same
     starting weights (`rmt reproduce run --init-from`) compared seed by seed."""
-    lengths = sorted({int(n) for result in results for n in result["result"]["lengths"]})
+    lengths = measured_lengths(results)
     lines = [f"| {task}: run | seed | " + " | ".join(f"{n:,}" for n in lengths) + " |",
              "| --- | --: | " + " | ".join("--:" for _ in lengths) + " |"]
     for result in results:

@@ -61,13 +61,12 @@ def check_trainer(cfg, ranks: distributed.Ranks, stages: Sequence[Stage] = ()) -
     trainer = cfg.trainer
     devices = trainer.devices
     world = max(devices, ranks.world)
-    if trainer.batch_size % world:
-        raise UsageError(f"trainer.batch_size={trainer.batch_size} is the global batch and must divide evenly over "
-                         f"{world} processes; use a multiple of {world}")
-    for stage in stages:
-        if stage.batch_size % world:
-            raise UsageError(f"curriculum stage {stage.number} batch_size={stage.batch_size} is the global batch and "
-                             f"must divide evenly over {world} processes; use a multiple of {world}")
+    batches = [("trainer.batch_size", trainer.batch_size),
+               *((f"curriculum stage {stage.number} batch_size", stage.batch_size) for stage in stages)]
+    for name, batch in batches:
+        if batch % world:
+            raise UsageError(f"{name}={batch} is the global batch and must divide evenly over {world} processes; "
+                             f"use a multiple of {world}")
     if trainer.compute_dtype != "fp32" and world > 1:
         raise UsageError(f"trainer.compute_dtype={trainer.compute_dtype} trains on one process; with "
                          f"trainer.devices={devices} use trainer.compute_dtype=fp32")

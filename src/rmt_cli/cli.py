@@ -286,8 +286,7 @@ def reproduce_run(
     parallel: Optional[int] = typer.Option(None, "--parallel", help="The most jobs (trainings, extrapolations, "
                                            "--beyond and --noise-check tests) running at once (default: all at once), "
                                            "for a card that cannot hold every training at once; 1 gives each run the "
-                                           "card alone, at its full speed. A seed's extrapolations start before the "
-                                           "next training."),
+                                           "card alone. A seed's extrapolations start before the next training."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="The OUT of an earlier `rmt reproduce run`: "
                                              "each task and seed trains from the weights that task and seed ended "
                                              "with there (trainer.init_from), e.g. one run's first stages continued "

@@ -20,6 +20,10 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
      with the multi-tensor and the fused AdamW (and, with --compile, fused AdamW with torch.compile'd transformer
      blocks; part a then adds the bf16 path with compiled blocks)
   f  part t's rows with the blocks fused for training (trainer.fused_blocks=true), on a copy of the model
+  m  training steps of a mixed-length stage (--mixed 16,64: counts drawn from 16..64, checkpointed segments, fused
+     AdamW, as the detect preset's last stage) over the same --mixed-batches batch positions, with a range's count
+     drawn per sample and per batch (a stage's lengths_per), each with non-reentrant and reentrant checkpoints:
+     tokens/s and the segment steps the batches took (with --compile, again with torch.compile'd blocks)
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
   v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
      its RMSNorm layers fused (trainer.fused_norms=true: `v_fused_norms`)
@@ -54,7 +58,7 @@ from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import to_device
-from rmt_cli.samples import SampleFactory
+from rmt_cli.samples import SampleFactory, batch_segments
 from rmt_cli.task_spec import TaskSpec
 from rmt_cli.train import build_optimizer
 from rmt_cli.unmasked_attention import skip_attention_masks
@@ -76,7 +80,8 @@ SEGMENT, MEMORY = 512, 10
 ANSWER_TOKENS = 2  # generate head: an answer word and its end token, the first read back after the question
 QUICK = dict(geometries="tiny", decoder="tiny-llama", batch=2, segments=2, long_tokens=1000, long_batch=2,
              train_batch=2, decoder_batch=2, train_segments="1,2", graph_batches="1,2", graph_segments=2,
-             corpus_tokens=100_000, assembly="8,4,64", repeat=1, bptt="4:2")
+             corpus_tokens=100_000, assembly="8,4,64", repeat=1, bptt="4:2", mixed="1,4",
+             mixed_batches=2)
 REPEAT = 3  # timed calls per figure (their median), after a warm-up; --repeat
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16 tensor-core peak of the SXM parts
 
@@ -362,14 +367,20 @@ def classify_losses(factory, device, batch: int):
     host each time; `loop` goes to the engine's forward (grad_steps, n_steps)."""
     def make_loss(segments, checkpointing=False, **loop):
         plan = BatchPlan.right_aligned(factory.sample_set("validation", 0, segments, batch))
-        labels = torch.from_numpy(plan.labels()).to(device)
-
-        def loss(runner):
-            steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
-            out = runner(steps, checkpoint_segments=checkpointing, **loop)
-            return torch.nn.functional.cross_entropy(out.logits.float(), labels)
-        return loss
+        return plan_loss(factory, device, plan, checkpointing, **loop)
     return make_loss
+
+
+def plan_loss(factory, device, plan: BatchPlan, checkpointing: bool, **loop):
+    """A function of the runner giving the loss of one right-aligned batch, its steps assembled on the host each time
+    (as training does); `loop` goes to the engine's forward."""
+    labels = torch.from_numpy(plan.labels()).to(device)
+
+    def loss(runner):
+        steps = [to_device(step_tokens(factory, plan, t), device) for t in range(plan.n_steps)]
+        out = runner(steps, checkpoint_segments=checkpointing, **loop)
+        return torch.nn.functional.cross_entropy(out.logits.float(), labels)
+    return loss
 
 
 def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list[dict]:
@@ -449,6 +460,50 @@ def part_f(model, factory, device, batch: int, segment_list: list[int], peak_tfl
     make_loss, per_segment = encoder_losses(fused, factory, device, batch)
     rows = train_rows(fused, make_loss, segment_list, batch, device, per_segment, peak_tflops)
     return [{**row, "fused_blocks": True} for row in rows]
+
+
+def part_m(model, factory, device, batch: int, segments: tuple[int, int], batches: int,
+           compiled: str | None = None) -> list[dict]:
+    """Training steps over `batches` batches of training samples whose counts come from `segments`, drawn per sample
+    and per batch (the same batch positions, so the same samples where the counts agree), checkpointed segments and
+    fused AdamW, non-reentrant and reentrant: tokens/s over all the batches (after a warm-up pass over them), and its
+    ratio to counts per sample with non-reentrant checkpoints (today's default). With `compiled`, the same rows again
+    on a copy of the model with torch.compile'd blocks: per batch every segment step has the same shape (all rows)."""
+    rows = mixed_rows(model, factory, device, batch, segments, batches)
+    if compiled:
+        twin = copy.deepcopy(model)
+        twin.compile_blocks(compiled)
+        rows += [{**row, "compiled": True} for row in mixed_rows(twin, factory, device, batch, segments, batches)]
+        del twin
+    return [{**row, "speedup": row["tok_s"] / rows[0]["tok_s"]} for row in rows]  # over per sample, non-reentrant
+
+
+def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], batches: int) -> list[dict]:
+    rows = []
+    model.train()
+    optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
+    for lengths_per in ("sample", "batch"):
+        plans = []
+        for position in range(0, batches * batch, batch):
+            counts = segments if lengths_per == "sample" else batch_segments(0, position, segments)
+            plans.append(BatchPlan.right_aligned([factory.training_sample(0, position + i, counts)
+                                                  for i in range(batch)]))
+        losses = [plan_loss(factory, device, plan, checkpointing=True) for plan in plans]
+        tokens = sum(int(plan.counts.sum()) for plan in plans) * SEGMENT
+        for reentrant in (False, True):
+            model.reentrant_checkpoints = reentrant
+            steps = [training_step(model, optimizer, loss, device) for loss in losses]
+            # warmed up on the same batches: every row count compiled, every allocation cached
+            seconds = timed(lambda steps=steps: [step() for step in steps], device, repeat=1)
+            rows.append({"lengths_per": lengths_per, "segments": list(segments), "reentrant": reentrant,
+                         "compiled": False, "batch": batch, "batches": batches,
+                         "segment_steps": sum(plan.n_steps for plan in plans),
+                         "row_segments": int(sum(plan.counts.sum() for plan in plans)),
+                         "tok_s": tokens / seconds, "seconds": seconds})
+    model.reentrant_checkpoints = False
+    del optimizer
+    model.eval()
+    return rows
 
 
 def profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile):
@@ -536,7 +591,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,f,t,w,p,s,v")
+    parser.add_argument("--parts", default="a,b,c,d,g,f,m,t,w,p,s,v")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -546,13 +601,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--decoder-batch", type=int, default=16, help="batch of part s")
     parser.add_argument("--train-segments", default="1,2,4,8", help="segment counts of parts t and s")
+    parser.add_argument("--mixed", default="16,64", help="part m: the range segment counts are drawn from")
+    parser.add_argument("--mixed-batches", type=int, default=8, help="part m: batches timed per row")
     parser.add_argument("--bptt", default="64:16", help="part p: segments per sample and the BPTT window")
     parser.add_argument("--corpus-tokens", type=int, default=2_000_000, help="synthetic noise corpus size")
     parser.add_argument("--assembly", default="256,64,4096",
                         help="part d: batch and segments of the step gather, segments of the sample made whole")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed calls per figure (their median)")
     parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
-                        help="parts t and s: also rows with torch.compile'd transformer blocks (and fused AdamW); "
+                        help="parts t, m and s: also rows with torch.compile'd transformer blocks (and fused AdamW); "
                              "part a: also the bf16 path with compiled blocks. MODE: torch.compile's mode (default, "
                              "reduce-overhead, max-autotune-no-cudagraphs, ...)")
     parser.add_argument("--profile", action="store_true",
@@ -629,6 +686,11 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
     if "f" in parts:  # before t, which may leave the blocks compiled
         out["f"] = part_f(model, factory, device, args.train_batch, integers(args.train_segments), peak)
         print_part(f"{geometry} f", out["f"])
+        save()
+    if "m" in parts:  # before t, which may leave the blocks compiled
+        out["m"] = part_m(model, factory, device, args.train_batch, tuple(integers(args.mixed)), args.mixed_batches,
+                          args.compile)
+        print_part(f"{geometry} m", out["m"])
         save()
     if "t" in parts:
         out["t"], top = part_t(model, factory, device, args.train_batch, integers(args.train_segments), peak,

@@ -73,7 +73,7 @@ def training_table(rows: list, label: str) -> None:
 def main(path: str) -> None:
     bench = json.load(open(path))
     geometries = [g for g, value in bench.items() if isinstance(value, dict) and g != "d"]
-    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abcftgspw"}
+    parts = {part: [(g, bench[g][part]) for g in geometries if part in bench[g]] for part in "abcfmtgspw"}
     print(f"Card: {bench['card']}, torch {bench['torch']}, segments of {bench['segment']} positions with "
           f"{bench['memory']} memory vectors, bf16, random weights.")
     table(["geometry", "(a) plain bf16 forward, tok/s", "extrapolation, tok/s", "ratio (goal ≥ 0.85)",
@@ -97,6 +97,14 @@ def main(path: str) -> None:
     training_table([(g, row) for g, rows in parts["t"] for row in rows], "train")
     if parts["f"]:
         training_table([(g, row) for g, rows in parts["f"] for row in rows], "(f) train, fused blocks")
+    if parts["m"]:
+        table(["geometry", "(m) segment counts", "drawn per", "checkpoints", "segment steps", "row segments",
+               "train tok/s", "speed-up"], ["---", "--:", "---", "---", "--:", "--:", "--:", "--:"],
+              [[f"{g} (batch {row['batch']}, {row['batches']} batches)", "{}-{}".format(*row["segments"]),
+                row["lengths_per"], ("reentrant" if row["reentrant"] else "non-reentrant")
+                + (", compiled blocks" if row["compiled"] else ""), str(row["segment_steps"]),
+                str(row["row_segments"]), fmt(row["tok_s"]), ratio(row["speedup"])]
+               for g, rows in parts["m"] for row in rows])
     if any("ratio_bf16" in a for _, a in parts["a"]):
         fast_path_tables(parts)
     if parts["s"]:

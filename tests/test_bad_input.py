@@ -93,9 +93,11 @@ CASES = [
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
      "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share, segment_length, "
-     "batch_size)"),
+     "batch_size, lengths_per)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,batch_size:0}]", 2,
      "curriculum stage 1 batch_size=0 must be at least 1"),
+    ("rmt train curriculum.stages=[{segments:[1,4],steps:5,lengths_per:step}]", 2,
+     "curriculum stage 1 lengths_per=step is unknown; use sample or batch"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,lr:-1}]", 2, "curriculum stage 1 lr=-1 must be positive"),
     ("rmt train experiment=smoke curriculum.stages=[{segments:1,steps:5,segment_length:50}]", 2,
      "memory.size=10 leaves 37 content tokens in a 50-position segment (3 go to [CLS]/[SEP]); need at least 40: "

@@ -46,6 +46,12 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
         assert [(r["segments"], r["fused_adamw"]) for r in rows if r["reentrant"]] == [(1, True), (2, True)]
         assert all(r["tok_s"] > 0 for r in rows)
+    mixed = tiny["m"]  # a 1-4-segment stage's counts drawn per sample and per batch, over the same two batches
+    assert [(r["lengths_per"], r["reentrant"]) for r in mixed] == [(p, r) for p in ("sample", "batch")
+                                                                   for r in (False, True)]
+    assert all(r["tok_s"] > 0 and r["batches"] == 2 and r["batch"] == 2 for r in mixed) and mixed[0]["speedup"] == 1
+    per_batch = [r for r in mixed if r["lengths_per"] == "batch"]
+    assert all(r["segment_steps"] * r["batch"] == r["row_segments"] for r in per_batch)  # no row shorter than its step
     assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
                                                                                            (4, 2, "bf16")]
     assert all(r["tok_s"] > 0 for r in tiny["p"]) and tiny["p"][1]["speedup"] > 0
@@ -68,15 +74,20 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
     assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout
     assert "| tiny (batch 2) | 2 | bf16 working copy |" in report.stdout
+    assert "| tiny (batch 2, 2 batches) | 1-4 | batch | reentrant |" in report.stdout
 
 
 @pytest.mark.slow
-def test_part_a_times_the_bf16_path_with_compiled_blocks(tmp_path):
+def test_parts_a_and_m_time_compiled_blocks_too(tmp_path):
     out = tmp_path / "bench.json"
-    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "a", "--compile", "--out", out)
+    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "a,m", "--compile", "--out", out)
     assert result.returncode == 0, result.stderr
-    a = json.loads(out.read_text())["tiny"]["a"]
-    assert a["recurrent_bf16_compiled_tok_s"] > 0 and a["ratio_bf16_compiled"] > 0
+    tiny = json.loads(out.read_text())["tiny"]
+    assert tiny["a"]["recurrent_bf16_compiled_tok_s"] > 0 and tiny["a"]["ratio_bf16_compiled"] > 0
+    assert [(r["lengths_per"], r["reentrant"], r["compiled"]) for r in tiny["m"]] == [
+        (p, r, c) for c in (False, True) for p in ("sample", "batch") for r in (False, True)]
+    assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["m"])
+    assert "| batch | reentrant, compiled blocks |" in run(BENCH / "report.py", out).stdout
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
 length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
 whose question several facts name, share of noise from generated text), share of batch rows whose memory carries
-on from step to step and segment length; the trainer's (or the curriculum's, or segment.length) values otherwise.
+on from step to step, segment length, batch size, and whether a range's counts are drawn per sample or per batch;
+the trainer's (or the curriculum's, or segment.length) values otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rmt_cli.samples import TrainingMix
 @dataclass(frozen=True)
 class Stage:
     number: int
-    segments: tuple[int, int]  # segment counts drawn uniformly per sample from [lo, hi]
+    segments: tuple[int, int]  # segment counts drawn uniformly from [lo, hi], per sample or per batch (lengths_per)
     steps: int
     lr: float
     warmup_ratio: float
@@ -32,6 +33,10 @@ class Stage:
     chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
     segment_length: int = 512  # positions per segment (segment.length unless the stage sets its own)
     batch_size: int = 16  # samples per optimizer step, all processes together (trainer.batch_size unless the stage's)
+    # "batch": every row of a step has the same count (samples.batch_segments). A right-aligned batch runs as many
+    # segment steps as its longest row, each costing the host about as much whatever its rows, so drawn per sample
+    # a [16, 64] batch of 32 runs about 62 steps for an average of 40 segments a row; drawn per batch, 40.
+    lengths_per: str = "sample"
 
     @property
     def validation_segments(self) -> int:
@@ -63,7 +68,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             carry_memory=stage.carry_memory, chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps),
                             segment_length=setting(stage, "segment_length", cfg.segment.length),
-                            batch_size=setting(stage, "batch_size", trainer.batch_size)))
+                            batch_size=setting(stage, "batch_size", trainer.batch_size),
+                            lengths_per=stage.lengths_per))
     return stages
 
 

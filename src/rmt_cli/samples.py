@@ -24,7 +24,17 @@ from rmt_cli.stories import StoryPool
 from rmt_cli.task_spec import TaskSpec
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+BATCH_LENGTH_CODE = 3  # seeds the one segment count of a batch (batch_segments); not a split
 MAX_REDRAWS = 1000  # stories drawn before a sample gives up on finding one that fits
+
+
+def batch_segments(seed: int, position: int, segments: tuple[int, int]) -> tuple[int, int]:
+    """One segment count drawn uniformly from segments=(lo, hi) for the whole training batch that starts at sample
+    `position`, as (n, n): a pure function of (seed, position), so every process of a DDP run and a resumed run draw
+    the same count for the same batch."""
+    lo, hi = segments
+    n = int(np.random.default_rng((seed, BATCH_LENGTH_CODE, position)).integers(lo, hi + 1))
+    return n, n
 
 
 @dataclass(frozen=True)

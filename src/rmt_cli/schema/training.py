@@ -85,6 +85,8 @@ class StageConfig:
     segment_length: Optional[int] = setting(None, optional(whole(1)))  # positions of this stage's segments
                                                                      # (shorter: less noise); null: segment.length
     batch_size: Optional[int] = setting(None, optional(whole(1)))  # samples per optimizer step; null: the trainer's
+    lengths_per: str = setting("sample", choice("sample", "batch"))  # a range's count drawn per sample, or once per
+                                                                     # batch for all its rows
 
 
 @dataclass

@@ -35,7 +35,7 @@ class Stage:
     batch_size: int = 16  # samples per optimizer step, all processes together (trainer.batch_size unless the stage's)
     # "batch": every row of a step has the same count (samples.batch_segments). A right-aligned batch runs as many
     # segment steps as its longest row, each costing the host about as much whatever its rows, so drawn per sample
-    # a [16, 64] batch of 32 runs about 62 steps for an average of 40 segments a row; drawn per batch, 40.
+    # a [16, 64] batch of 32 runs about 63 steps for an average of 40 segments a row; drawn per batch, 40.
     lengths_per: str = "sample"
 
     @property

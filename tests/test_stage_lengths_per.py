@@ -20,16 +20,16 @@ def test_a_batch_count_is_a_pure_function_of_seed_and_position_that_covers_the_r
     assert batch_segments(3, 96, (5, 5)) == (5, 5)
 
 
-def recorded_batches(monkeypatch) -> list[tuple[int, list[int]]]:
+def recorded_batches(monkeypatch) -> list[tuple[int, tuple[int, ...]]]:
     """(first sample, each row's segment count) of every training batch the trainer assembles from now on."""
     from rmt_cli.train import Trainer
 
-    batches: list[tuple[int, list[int]]] = []
+    batches: list[tuple[int, tuple[int, ...]]] = []
     host_batch = Trainer.host_batch
 
     def recorded(self, stage, position, step):
         plan, steps = host_batch(self, stage, position, step)
-        batches.append((position, [sample.n_segments for sample in plan.samples]))
+        batches.append((position, tuple(sample.n_segments for sample in plan.samples)))
         return plan, steps
 
     monkeypatch.setattr(Trainer, "host_batch", recorded)
@@ -90,3 +90,20 @@ def test_a_chained_stage_draws_per_batch_counts_for_its_unchained_rows(tmp_path,
     metrics = train_in_process(cfg, tmp_path / "run")
     assert metrics[-1]["kind"] == "summary" and metrics[-1]["completed"] is True
     assert all(len(set(rows[2:])) == 1 for _, rows in batches), batches  # rows 2-3 are not chained
+
+
+def test_a_per_batch_stage_stopped_mid_stage_resumes_to_the_same_batches_and_metrics(tmp_path, monkeypatch):
+    from test_resume import stop_after_step, train_in_process
+
+    from rmt_cli.stopping import Deadline
+
+    cfg = compose_train("trainer.batch_size=4", PER_BATCH)
+    batches = recorded_batches(monkeypatch)
+    whole = train_in_process(cfg, tmp_path / "whole")
+    uninterrupted, batches[:] = list(batches), []
+    stop_after_step(monkeypatch, 2)  # a validation step (experiment=smoke validates every 2)
+    train_in_process(cfg, tmp_path / "run")
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    assert train_in_process(cfg, tmp_path / "run") == whole
+    # the batch after the stop is built twice (ahead of the stop, and again after the resume), the same both times
+    assert sorted(set(batches)) == sorted(set(uninterrupted)) and len(set(uninterrupted)) == 6

@@ -23,7 +23,8 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   m  training steps of a mixed-length stage (--mixed 16,64: counts drawn from 16..64, checkpointed segments, fused
      AdamW, as the detect preset's last stage) over the same --mixed-batches batch positions, with a range's count
      drawn per sample and per batch (a stage's lengths_per), each with non-reentrant and reentrant checkpoints:
-     tokens/s and the segment steps the batches took (with --compile, again with torch.compile'd blocks)
+     tokens/s and the segment steps the batches took (with --compile, again with torch.compile'd blocks); on CUDA
+     also the seconds the card was busy (profiled pass): tokens/s if the card were kept busy, as by several runs
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
   v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
      its RMSNorm layers fused (trainer.fused_norms=true: `v_fused_norms`)
@@ -129,6 +130,27 @@ def bf16_copy(model: RecurrentMemory) -> RecurrentMemory:
     fast = copy.deepcopy(model)
     apply_inference_settings(fast, inference_settings(inference_dtype="bf16", graph_max_rows=None))
     return fast
+
+
+def busy_seconds(fn, device) -> float | None:
+    """Seconds the device spends in kernels and copies during one fn() (torch's profiler; None off CUDA): with the
+    wall time, how far a step is from keeping the card busy, and what several runs sharing the card could get."""
+    if device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as trace:
+        fn()
+        torch.cuda.synchronize()
+    return device_event_seconds(trace.events())
+
+
+def device_event_seconds(events) -> float:
+    """Total duration of the device's own events (kernels, copies) among a profiler's events; one stream, so they
+    do not overlap."""
+    from torch.autograd import DeviceType
+
+    return sum(e.time_range.elapsed_us() for e in events if e.device_type == DeviceType.CUDA) / 1e6
 
 
 def timed(fn, device, repeat: int | None = None, warmup=None) -> float:
@@ -493,13 +515,16 @@ def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], ba
         for reentrant in (False, True):
             model.reentrant_checkpoints = reentrant
             steps = [training_step(model, optimizer, loss, device) for loss in losses]
+            run_all = lambda steps=steps: [step() for step in steps]  # noqa: E731
             # warmed up on the same batches: every row count compiled, every allocation cached
-            seconds = timed(lambda steps=steps: [step() for step in steps], device, repeat=1)
+            seconds = timed(run_all, device, repeat=1)
+            busy = busy_seconds(run_all, device)
             rows.append({"lengths_per": lengths_per, "segments": list(segments), "reentrant": reentrant,
                          "compiled": False, "batch": batch, "batches": batches,
                          "segment_steps": sum(plan.n_steps for plan in plans),
                          "row_segments": int(sum(plan.counts.sum() for plan in plans)),
-                         "tok_s": tokens / seconds, "seconds": seconds})
+                         "tok_s": tokens / seconds, "seconds": seconds, "device_busy_s": busy,
+                         "busy_tok_s": None if busy is None else tokens / busy})
     model.reentrant_checkpoints = False
     del optimizer
     model.eval()

@@ -99,11 +99,14 @@ def main(path: str) -> None:
         training_table([(g, row) for g, rows in parts["f"] for row in rows], "(f) train, fused blocks")
     if parts["m"]:
         table(["geometry", "(m) segment counts", "drawn per", "checkpoints", "segment steps", "row segments",
-               "train tok/s", "speed-up"], ["---", "--:", "---", "---", "--:", "--:", "--:", "--:"],
+               "train tok/s", "speed-up", "card busy", "tok/s of a busy card"],
+              ["---", "--:", "---", "---", "--:", "--:", "--:", "--:", "--:", "--:"],
               [[f"{g} (batch {row['batch']}, {row['batches']} batches)", "{}-{}".format(*row["segments"]),
                 row["lengths_per"], ("reentrant" if row["reentrant"] else "non-reentrant")
                 + (", compiled blocks" if row["compiled"] else ""), str(row["segment_steps"]),
-                str(row["row_segments"]), fmt(row["tok_s"]), ratio(row["speedup"])]
+                str(row["row_segments"]), fmt(row["tok_s"]), ratio(row["speedup"]),
+                "-" if row.get("device_busy_s") is None else f"{100 * row['device_busy_s'] / row['seconds']:.0f}%",
+                fmt(row.get("busy_tok_s"))]
                for g, rows in parts["m"] for row in rows])
     if any("ratio_bf16" in a for _, a in parts["a"]):
         fast_path_tables(parts)

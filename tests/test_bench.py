@@ -50,6 +50,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert [(r["lengths_per"], r["reentrant"]) for r in mixed] == [(p, r) for p in ("sample", "batch")
                                                                    for r in (False, True)]
     assert all(r["tok_s"] > 0 and r["batches"] == 2 and r["batch"] == 2 for r in mixed) and mixed[0]["speedup"] == 1
+    assert all(r["device_busy_s"] is None and r["busy_tok_s"] is None for r in mixed)  # no card to profile
     per_batch = [r for r in mixed if r["lengths_per"] == "batch"]
     assert all(r["segment_steps"] * r["batch"] == r["row_segments"] for r in per_batch)  # no row shorter than its step
     assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
@@ -165,3 +166,22 @@ def test_compare_predictions_refuses_test_sets_that_differ(tmp_path):
     assert result.returncode != 0 and "same --samples" in result.stderr and "Traceback" not in result.stderr
     missing = run(BENCH / "compare_predictions.py", tmp_path / "none.csv", fast)
     assert missing.returncode != 0 and "is not a file" in missing.stderr
+
+
+def test_the_card_busy_time_of_part_m_counts_the_devices_events_only():
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from bench_engine import device_event_seconds
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def event(device_type, us):
+        return SimpleNamespace(device_type=device_type, time_range=SimpleNamespace(elapsed_us=lambda: us))
+
+    events = [event(DeviceType.CPU, 9_000), event(DeviceType.CUDA, 1_500), event(DeviceType.CUDA, 500)]
+    assert device_event_seconds(events) == 0.002  # the host's ops are not the card's time
+    assert device_event_seconds([]) == 0

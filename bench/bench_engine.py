@@ -22,8 +22,9 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   f  part t's rows with the blocks fused for training (trainer.fused_blocks=true), on a copy of the model
   m  training steps of a mixed-length stage (--mixed 16,64: counts drawn from 16..64, checkpointed segments, fused
      AdamW, as the detect preset's last stage) over the same --mixed-batches batch positions, with a range's count
-     drawn per sample and per batch (a stage's lengths_per), each with non-reentrant and reentrant checkpoints:
-     tokens/s and the segment steps the batches took (with --compile, again with torch.compile'd blocks); on CUDA
+     drawn per sample and per batch (a stage's lengths_per), each with non-reentrant and reentrant checkpoints, per
+     batch also on a bf16 working copy (trainer.compute_dtype=bf16): tokens/s and the segment steps the batches
+     took (with --compile, again with torch.compile'd blocks); on CUDA
      also the seconds the card was busy (profiled pass): tokens/s if the card were kept busy, as by several runs
   s  the same training step for a SmolLM2-135M-geometry decoder (generate head, batch 16)
   v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -495,15 +497,18 @@ def part_m(model, factory, device, batch: int, segments: tuple[int, int], batche
     if compiled:
         twin = copy.deepcopy(model)
         twin.compile_blocks(compiled)
-        rows += [{**row, "compiled": True} for row in mixed_rows(twin, factory, device, batch, segments, batches)]
+        rows += [{**row, "compiled": True}
+                 for row in mixed_rows(twin, factory, device, batch, segments, batches, working_copy=False)]
         del twin
     return [{**row, "speedup": row["tok_s"] / rows[0]["tok_s"]} for row in rows]  # over per sample, non-reentrant
 
 
-def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], batches: int) -> list[dict]:
+def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], batches: int,
+               working_copy: bool = True) -> list[dict]:
     rows = []
     model.train()
     optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
+    working = WorkingCopy(model) if working_copy else None
     for lengths_per in ("sample", "batch"):
         plans = []
         for position in range(0, batches * batch, batch):
@@ -512,16 +517,19 @@ def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], ba
                                                   for i in range(batch)]))
         losses = [plan_loss(factory, device, plan, checkpointing=True) for plan in plans]
         tokens = sum(int(plan.counts.sum()) for plan in plans) * SEGMENT
-        for reentrant in (False, True):
-            model.reentrant_checkpoints = reentrant
-            steps = [training_step(model, optimizer, loss, device) for loss in losses]
+        # per batch also on a bf16 working copy (trainer.compute_dtype=bf16): less work for the card per token
+        copies = (None,) if lengths_per == "sample" or working is None else (None, working)
+        for runs_on, reentrant in itertools.product(copies, (False, True)):
+            for runner in (model, *([runs_on.copy] if runs_on is not None else [])):
+                runner.reentrant_checkpoints = reentrant
+            steps = [training_step(model, optimizer, loss, device, runs_on) for loss in losses]
             run_all = lambda steps=steps: [step() for step in steps]  # noqa: E731
             # warmed up on the same batches: every row count compiled, every allocation cached
             seconds = timed(run_all, device, repeat=1)
             busy = busy_seconds(run_all, device)
             rows.append({"lengths_per": lengths_per, "segments": list(segments), "reentrant": reentrant,
-                         "compiled": False, "batch": batch, "batches": batches,
-                         "segment_steps": sum(plan.n_steps for plan in plans),
+                         "compiled": False, "compute_dtype": "fp32" if runs_on is None else "bf16",
+                         "batch": batch, "batches": batches, "segment_steps": sum(plan.n_steps for plan in plans),
                          "row_segments": int(sum(plan.counts.sum() for plan in plans)),
                          "tok_s": tokens / seconds, "seconds": seconds, "device_busy_s": busy,
                          "busy_tok_s": None if busy is None else tokens / busy})

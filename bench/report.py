@@ -103,7 +103,8 @@ def main(path: str) -> None:
               ["---", "--:", "---", "---", "--:", "--:", "--:", "--:", "--:", "--:"],
               [[f"{g} (batch {row['batch']}, {row['batches']} batches)", "{}-{}".format(*row["segments"]),
                 row["lengths_per"], ("reentrant" if row["reentrant"] else "non-reentrant")
-                + (", compiled blocks" if row["compiled"] else ""), str(row["segment_steps"]),
+                + (", compiled blocks" if row["compiled"] else "")
+                + (", bf16 working copy" if row.get("compute_dtype") == "bf16" else ""), str(row["segment_steps"]),
                 str(row["row_segments"]), fmt(row["tok_s"]), ratio(row["speedup"]),
                 "-" if row.get("device_busy_s") is None else f"{100 * row['device_busy_s'] / row['seconds']:.0f}%",
                 fmt(row.get("busy_tok_s"))]

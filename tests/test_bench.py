@@ -47,8 +47,9 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
         assert [(r["segments"], r["fused_adamw"]) for r in rows if r["reentrant"]] == [(1, True), (2, True)]
         assert all(r["tok_s"] > 0 for r in rows)
     mixed = tiny["m"]  # a 1-4-segment stage's counts drawn per sample and per batch, over the same two batches
-    assert [(r["lengths_per"], r["reentrant"]) for r in mixed] == [(p, r) for p in ("sample", "batch")
-                                                                   for r in (False, True)]
+    assert [(r["lengths_per"], r["compute_dtype"], r["reentrant"]) for r in mixed] == [
+        ("sample", "fp32", False), ("sample", "fp32", True), ("batch", "fp32", False), ("batch", "fp32", True),
+        ("batch", "bf16", False), ("batch", "bf16", True)]  # per batch also on the bf16 working copy
     assert all(r["tok_s"] > 0 and r["batches"] == 2 and r["batch"] == 2 for r in mixed) and mixed[0]["speedup"] == 1
     assert all(r["device_busy_s"] is None and r["busy_tok_s"] is None for r in mixed)  # no card to profile
     per_batch = [r for r in mixed if r["lengths_per"] == "batch"]
@@ -85,8 +86,9 @@ def test_parts_a_and_m_time_compiled_blocks_too(tmp_path):
     assert result.returncode == 0, result.stderr
     tiny = json.loads(out.read_text())["tiny"]
     assert tiny["a"]["recurrent_bf16_compiled_tok_s"] > 0 and tiny["a"]["ratio_bf16_compiled"] > 0
-    assert [(r["lengths_per"], r["reentrant"], r["compiled"]) for r in tiny["m"]] == [
+    assert [(r["lengths_per"], r["reentrant"], r["compiled"]) for r in tiny["m"] if r["compute_dtype"] == "fp32"] == [
         (p, r, c) for c in (False, True) for p in ("sample", "batch") for r in (False, True)]
+    assert all(not r["compiled"] for r in tiny["m"] if r["compute_dtype"] == "bf16")
     assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["m"])
     assert "| batch | reentrant, compiled blocks |" in run(BENCH / "report.py", out).stdout
 

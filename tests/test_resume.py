@@ -208,7 +208,11 @@ def test_skip_spikes_skips_the_optimizer_step_of_a_gradient_norm_far_above_the_s
     assert "stage 1 step 12: gradient norm" in capsys.readouterr().out
 
 
-def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_fp32_path_does(smoke_cfg, tmp_path):
+@pytest.mark.parametrize("recomputed", [{}, {"checkpoint_segments": True}, {"checkpoint_segments": True,
+                                                                          "reentrant_checkpoints": True}],
+                         ids=["kept", "checkpointed", "reentrant"])
+def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_fp32_path_does(
+        smoke_cfg, tmp_path, recomputed):
     import torch
     from omegaconf import OmegaConf
 
@@ -218,7 +222,7 @@ def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_f
 
     runs = {}
     for dtype in ("fp32", "bf16"):
-        cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"compute_dtype": dtype, "lr": 1e-4},
+        cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"compute_dtype": dtype, "lr": 1e-4, **recomputed},
                                           "curriculum": {"stages": [{"segments": 2, "steps": 4}]}})
         experiment = build_experiment(cfg, "cpu", with_training_data=True)
         before = {name: p.detach().clone() for name, p in experiment.model.named_parameters()}
@@ -233,6 +237,8 @@ def test_compute_dtype_bf16_trains_the_fp32_weights_through_a_bf16_copy_as_the_f
     assert {p.dtype for p in bf16.parameters()} == {torch.float32}
     assert bf16.state_dict().keys() == fp32.state_dict().keys()
     assert {p.dtype for p in trainer.working_copy.copy.parameters()} == {torch.bfloat16}
+    # the copy recomputes its segments in the style the trainer asked for
+    assert trainer.working_copy.copy.reentrant_checkpoints is recomputed.get("reentrant_checkpoints", False)
     trained = dict(fp32.named_parameters())
     for name, weight in bf16.named_parameters():  # the fp32 weights learnt from the copy's gradients
         assert torch.equal(weight, start[name]) == torch.equal(trained[name], start[name]), name

@@ -505,6 +505,7 @@ def part_m(model, factory, device, batch: int, segments: tuple[int, int], batche
 
 def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], batches: int,
                working_copy: bool = True) -> list[dict]:
+    """Part m's rows on `model`: per sample, then per batch (and per batch on a bf16 working copy of it)."""
     rows = []
     model.train()
     optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)

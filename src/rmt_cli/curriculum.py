@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rmt_cli.samples import TrainingMix
+from rmt_cli.samples import TrainingMix, batch_segments
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class Stage:
     # segment steps as its longest row, each costing the host about as much whatever its rows, so drawn per sample
     # a [16, 64] batch of 32 runs about 63 steps for an average of 40 segments a row; drawn per batch, 40.
     lengths_per: str = "sample"
+
+    def segment_counts(self, seed: int, position: int) -> tuple[int, int]:
+        """The range the segment counts of the training batch starting at sample `position` are drawn from: the
+        stage's, or with lengths_per=batch one count for all its rows (the same on every rank and after a resume)."""
+        return batch_segments(seed, position, self.segments) if self.lengths_per == "batch" else self.segments
 
     @property
     def validation_segments(self) -> int:

@@ -45,7 +45,7 @@ from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
 from rmt_cli.run_changes import check_same_run
-from rmt_cli.samples import SampleFactory, batch_segments
+from rmt_cli.samples import SampleFactory
 from rmt_cli.stopping import Deadline, StopSignals
 from rmt_cli.throughput import TrainingFlops
 from rmt_cli.train_state import TrainState, current_rng, set_rng
@@ -518,24 +518,17 @@ class Trainer:
         if self.prefetched is not None and self.prefetched[0] == (stage.number, position):
             return self.prefetched[1]
         data = self.experiment.data_of_length(stage.segment_length)[0]
-        local, batch = stage.batch_size // self.ranks.world, stage.batch_size
+        seed, batch = self.cfg.seed, stage.batch_size
+        local = batch // self.ranks.world
         first = position + self.ranks.rank * local
-        counts = self.segment_counts(stage, position)
-        samples = [data.training_sample(self.cfg.seed, first + i, counts, stage.mix) for i in range(local)]
+        counts = stage.segment_counts(seed, position)
+        samples = [data.training_sample(seed, first + i, counts, stage.mix) for i in range(local)]
         chains = self.chained_rows(stage)
-        if chains is not None:
+        if chains is not None:  # a chained row's fact comes from the sample drawn for it `back` batches before
             samples = chains.parts(samples, step, lambda row, back: data.training_sample(
-                self.cfg.seed, first - back * batch + row, self.segment_counts(stage, position - back * batch),
-                stage.mix))
+                seed, first - back * batch + row, stage.segment_counts(seed, position - back * batch), stage.mix))
         plan = BatchPlan.right_aligned(samples)
         return plan, [step_tokens(data, plan, t) for t in range(plan.n_steps)]
-
-    def segment_counts(self, stage: Stage, position: int) -> tuple[int, int]:
-        """The range the segment counts of the global batch starting at training sample `position` are drawn from:
-        the stage's, or with lengths_per=batch one count for all its rows (the same on every rank)."""
-        if stage.lengths_per == "batch":
-            return batch_segments(self.cfg.seed, position, stage.segments)
-        return stage.segments
 
     def meta(self, stage: Stage, step: int, val: float) -> dict:
         return {"config": OmegaConf.to_container(self.cfg, resolve=True), "stage": stage.number, "step": step,

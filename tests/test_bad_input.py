@@ -238,6 +238,9 @@ CASES = [
     ("rmt attention --checkpoint RUN --layer 9", 2,
      "--layer 9: the backbone has 2 layers (0-1); leave --layer out to average over all of them"),
     ("rmt attention --checkpoint RUN --samples 0", 2, "--samples=0 must be at least 1"),
+    ("rmt retention --checkpoint RUN --max-segments 1", 2,
+     "--max-segments 1: a traced input must be at least 2 segments (a fact read before the question's segment)"),
+    ("rmt retention --checkpoint RUN --probes 0", 2, "--probes=0 must be at least 1"),
     # rmt flops
     ("rmt flops --models opt-9b", 2,
      "unknown model 'opt-9b': known models are opt-125m, opt-350m, opt-1.3b, opt-2.7b, opt-6.7b, opt-13b, opt-30b, "

@@ -21,6 +21,7 @@ from rmt_cli.schema import (
     TrainConfig,
     typed_config,
 )
+from rmt_cli.schema.commands import CheckpointCommand
 from rmt_cli.schema.model import MemoryConfig
 from rmt_cli.schema.training import LoggerConfig
 
@@ -29,7 +30,7 @@ CHECKPOINT = ["checkpoint=RUN"]  # the checkpoint commands' one required key (no
 
 def composed(command: str, *overrides: str):
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(command, overrides=[*(CHECKPOINT if command in ("eval", "extrapolate", "attention") else []),
+        return compose(command, overrides=[*(CHECKPOINT if issubclass(COMMANDS[command], CheckpointCommand) else []),
                                            *overrides])
 
 

@@ -121,6 +121,31 @@ def attention(
                                      *ctx.args]))
 
 
+@app.command(context_settings=PASS_THROUGH, options_metavar=WITH_OVERRIDES)
+def retention(
+    ctx: typer.Context,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
+    max_segments: Optional[int] = typer.Option(None, "--max-segments", help="Length of every test input in "
+                                               "segments (default 512)."),
+    probes: Optional[int] = typer.Option(None, "--probes", help="Points along the input where the question is "
+                                         "asked, spread on a log scale (default 24)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Test samples (default 100)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples traced together, each beside its "
+                                             "twin (default 100)."),
+) -> None:
+    """How long the memory keeps a fact, and whether long noise stops it taking one in.
+
+    `rmt retention --checkpoint RUN_DIR --max-segments 4096` asks each test input's question at points along it and
+    files the answers by where the fact was and how long it was held; beside each input runs a twin with another
+    answer, whose distance in memory is the answer's signal, read or not. Writes retention.json, retention.csv (every
+    answer) and retention.png to its run folder, and prints both tables.
+    """
+    from rmt_cli.retention import retention_from_config
+
+    report_errors(lambda: run_hydra("retention", retention_from_config, [*checkpoint_overrides(
+        checkpoint, max_segments=max_segments, probes=probes, samples=samples, batch_size=batch_size), *ctx.args]))
+
+
 @app.command(name="export")
 def export_command(
     run: Path = typer.Argument(..., help="Run folder of `rmt train` (its last stage's best) or one checkpoint folder."),

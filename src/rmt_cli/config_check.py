@@ -25,7 +25,8 @@ from rmt_cli.schema.rules import shown
 # Keys the commands set from their command-line options, named as the user typed them.
 OPTIONS = {command: {key: f"--{key.replace('_', '-')}" for key in keys} for command, keys in {
     "train": (), "eval": ("samples", "batch_size"), "extrapolate": ("samples", "batch_size"),
-    "attention": ("samples", "layer", "head"), "preview": ("segments", "seed")}.items()}
+    "attention": ("samples", "layer", "head"), "retention": ("max_segments", "probes", "samples", "batch_size"),
+    "preview": ("segments", "seed")}.items()}
 STAGE_SHAPE = "write each stage as {segments: N, steps: K}"
 
 

@@ -26,6 +26,7 @@ from rmt_cli.schema.commands import (
     ExtrapolateConfig,
     InferenceCommand,
     PreviewConfig,
+    RetentionConfig,
     TrainConfig,
 )
 from rmt_cli.schema.model import NOISE, BackboneConfig, TaskConfig, TokenizerConfig
@@ -33,8 +34,8 @@ from rmt_cli.schema.training import CurriculumConfig, LoggerConfig, StageConfig,
 
 __all__ = [
     "COMMANDS", "NOISE", "AttentionConfig", "BackboneConfig", "CurriculumConfig", "EvalConfig", "ExtrapolateConfig",
-    "InferenceCommand", "LoggerConfig", "PreviewConfig", "StageConfig", "TaskConfig", "TokenizerConfig",
-    "TrainConfig", "TrainerConfig", "register", "typed_config", "typed_node",
+    "InferenceCommand", "LoggerConfig", "PreviewConfig", "RetentionConfig", "StageConfig", "TaskConfig",
+    "TokenizerConfig", "TrainConfig", "TrainerConfig", "register", "typed_config", "typed_node",
 ]
 
 

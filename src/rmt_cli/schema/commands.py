@@ -16,6 +16,7 @@ from rmt_cli.schema.rules import (
     lengths,
     longest_input,
     optional,
+    probed_input,
     setting,
     text,
     whole,
@@ -89,6 +90,15 @@ class AttentionConfig(CheckpointCommand):
     head: Optional[int] = setting(None, optional(whole(0)))
 
 
+@dataclass
+class RetentionConfig(CheckpointCommand):
+    max_segments: int = setting(512, probed_input)
+    probes: int = setting(24, whole(1))
+    samples: int = setting(100, whole(1))
+    batch_size: int = setting(100, whole(1))
+
+
 # Each command's schema, by its config name (and hydra.job.name).
 COMMANDS: dict[str, type] = {"train": TrainConfig, "preview": PreviewConfig, "eval": EvalConfig,
-                             "extrapolate": ExtrapolateConfig, "attention": AttentionConfig}
+                             "extrapolate": ExtrapolateConfig, "attention": AttentionConfig,
+                             "retention": RetentionConfig}

@@ -178,6 +178,13 @@ def longest_input(key, value) -> None:
         raise UsageError(f"--max-segments {shown(value)}: the longest input must be at least 1 segment")
 
 
+def probed_input(key, value) -> None:
+    """retention's --max-segments: the question is asked after a segment and read in the next, so at least 2."""
+    if not is_whole(value) or value < 2:
+        raise UsageError(f"--max-segments {shown(value)}: a traced input must be at least 2 segments (a fact read "
+                         "before the question's segment)")
+
+
 def lengths(key, value) -> None:
     """extrapolate's --segments: null, or a list of lengths."""
     if value is None:

@@ -92,8 +92,8 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, val_segments, val_samples, eval_every, advance_at, "
-     "confuser_share, multi_fact_share, carry_memory, chain_share, chain_steps, generated_share, segment_length, "
-     "batch_size, lengths_per)"),
+     "confuser_share, multi_fact_share, carry_memory, noise_primed, primed_segments, chain_share, chain_steps, "
+     "generated_share, segment_length, batch_size, lengths_per)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,batch_size:0}]", 2,
      "curriculum stage 1 batch_size=0 must be at least 1"),
     ("rmt train curriculum.stages=[{segments:[1,4],steps:5,lengths_per:step}]", 2,
@@ -103,7 +103,11 @@ CASES = [
      "memory.size=10 leaves 37 content tokens in a 50-position segment (3 go to [CLS]/[SEP]); need at least 40: "
      "lower memory.size or raise curriculum stage 1 segment_length"),
     ("rmt train curriculum.stages=[{segments:2,steps:5,chain_share:0.5,carry_memory:0.5}]", 2,
-     "curriculum stage 1 sets both carry_memory and chain_share; a row's memory can carry on for one of them only"),
+     "curriculum stage 1 sets both carry_memory and chain_share; a row's memory can start from one of them only"),
+    ("rmt train curriculum.stages=[{segments:2,steps:5,carry_memory:0.5,noise_primed:0.5}]", 2,
+     "curriculum stage 1 sets both carry_memory and noise_primed; a row's memory can start from one of them only"),
+    ("rmt train curriculum.stages=[{segments:2,steps:5,noise_primed:0.5,primed_segments:0}]", 2,
+     "curriculum stage 1 primed_segments=0 must be at least 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5},{segments:2,steps:5,generated_share:0.5}]", 2,
      "curriculum stage 2 generated_share asks for noise windows from generated text, but the training noise has "
      "none; set noise.generated_training_tokens (e.g. 6000000) or leave generated_share out"),

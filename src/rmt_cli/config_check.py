@@ -129,13 +129,14 @@ def check_stages(stages) -> None:
 
 def check_chains(stages: list[dict], head: str) -> None:
     """A chained stage (chains.py) leaves parts unscored through their label, which only the classifying heads read,
-    and carries memory its own way."""
+    and carries memory its own way; so do carry_memory and noise_primed (primed.py): a stage sets one of the three."""
     for number, stage in enumerate(stages, start=1):
+        starts = [key for key in ("carry_memory", "chain_share", "noise_primed") if stage.get(key)]
+        if len(starts) > 1:
+            raise UsageError(f"curriculum stage {number} sets both {starts[0]} and {starts[1]}; a row's memory can "
+                             "start from one of them only")
         if not stage.get("chain_share"):
             continue
-        if stage.get("carry_memory"):
-            raise UsageError(f"curriculum stage {number} sets both carry_memory and chain_share; a row's memory can "
-                             "carry on for one of them only")
         if head == "generate":
             raise UsageError(f"curriculum stage {number}: chain_share needs task.head=classify or pooler (a generated "
                              "answer cannot be left unscored)")

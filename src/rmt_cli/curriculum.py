@@ -2,8 +2,8 @@
 the stage sets them, its own learning rate, warm-up, BPTT window, activation checkpointing, weight average, validation
 length, size and interval, early exit, training mix (fact placement, share of confusing noise, share of stories
 whose question several facts name, share of noise from generated text), share of batch rows whose memory carries
-on from step to step, segment length, batch size, and whether a range's counts are drawn per sample or per batch;
-the trainer's (or the curriculum's, or segment.length) values otherwise.
+on from step to step or starts from one that has read only noise, segment length, batch size, and whether a range's
+counts are drawn per sample or per batch; the trainer's (or the curriculum's, or segment.length) values otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Stage:
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
     carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
+    noise_primed: float = 0.0  # share of batch rows that start from a memory that has read only noise (primed.py)
+    primed_segments: int = 4  # noise segments each primed memory reads a step
     chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
     chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
     segment_length: int = 512  # positions per segment (segment.length unless the stage sets its own)
@@ -70,7 +72,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share,
                                             setting(stage, "generated_share", cfg.curriculum.generated_share)),
-                            carry_memory=stage.carry_memory, chain_share=stage.chain_share,
+                            carry_memory=stage.carry_memory, noise_primed=stage.noise_primed,
+                            primed_segments=stage.primed_segments, chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps),
                             segment_length=setting(stage, "segment_length", cfg.segment.length),
                             batch_size=setting(stage, "batch_size", trainer.batch_size),

@@ -25,6 +25,7 @@ from rmt_cli.task_spec import TaskSpec
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
 BATCH_LENGTH_CODE = 3  # seeds the one segment count of a batch (batch_segments); not a split
+PRIMED_NOISE_CODE = 4  # seeds a stage's noise-primed rows and the noise they read (primed.py); not a split
 MAX_REDRAWS = 1000  # stories drawn before a sample gives up on finding one that fits
 
 
@@ -288,6 +289,12 @@ class SampleFactory:
             raise SentenceLongerThanSegment(where, self.content_length)
         tokens = sum(self.lengths(story)) + len(self.encode(story.question))
         raise StoryNeedsMoreSegments(where, len(story.facts), tokens, need, n_segments, self.content_length)
+
+    def noise_segments(self, rng: np.random.Generator, rows: int, n_segments: int) -> np.ndarray:
+        """[n_segments, rows, content_length] tokens of noise alone (no fact, no question), each segment a window
+        drawn uniformly from this factory's noise."""
+        starts = self.window_starts[rng.integers(len(self.window_starts), size=(n_segments, rows))]
+        return self.corpus.tokens[starts[..., None] + self._offsets]
 
     def sentence_offsets(self, window_start: int, limit: int) -> np.ndarray:
         """Offsets (0..limit) of the sentence starts inside the noise window that begins at window_start."""

@@ -44,6 +44,7 @@ from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.metrics import Reporter
+from rmt_cli.primed import PrimedPool
 from rmt_cli.run_changes import check_same_run
 from rmt_cli.samples import SampleFactory
 from rmt_cli.stopping import Deadline, StopSignals
@@ -192,7 +193,7 @@ class Trainer:
             self.step_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=any(stage.bptt_segments is not None or stage.carry_memory
-                                           or stage.chain_share for stage in stages))
+                                           or stage.chain_share or stage.noise_primed for stage in stages))
         self.info = run_info.collect(experiment.device)
         if ranks.writer:
             run_info.write(run_dir, {**self.info, "finished": False})
@@ -209,6 +210,7 @@ class Trainer:
         self.prefetched: tuple | None = None  # ((stage, position), host_batch(stage, position)), built a step ahead
         self.carried: torch.Tensor | None = None  # stage.carry_memory: the memory this rank's last batch ended with
         self.chains: ChainedRows | None = None  # stage.chain_share: the current stage's chained rows (chains.py)
+        self.primed: PrimedPool | None = None  # stage.noise_primed: the current stage's pool (primed.py)
         self.stopped_inside: dict | None = None  # the final table's row of the stage the time limit stopped in
 
     def run(self) -> None:
@@ -465,8 +467,13 @@ class Trainer:
         if self.working_copy is not None:
             model, autocast = self.working_copy.refreshed(), nullcontext()
         chains = self.chained_rows(stage)
-        carried = (self.carried_rows(stage, labels.shape[0], device) if chains is None
-                   else chains.carried(plan, step, labels))
+        if chains is not None:
+            carried = chains.carried(plan, step, labels)
+        elif stage.noise_primed:
+            noise = experiment.data_of_length(stage.segment_length)[0]
+            carried = self.primed_pool(stage).carried(self.model, noise, step, device, experiment.autocast())
+        else:
+            carried = self.carried_rows(stage, labels.shape[0], device)
         with autocast:
             loss, out = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
                                              checkpoint_segments=stage.checkpoint_segments, carried=carried)
@@ -500,6 +507,14 @@ class Trainer:
             return None
         order = np.random.default_rng([self.cfg.seed, stage.number, self.ranks.rank]).permutation(rows)
         return torch.from_numpy(order < round(stage.carry_memory * rows)).to(device), self.carried
+
+    def primed_pool(self, stage: Stage) -> PrimedPool:
+        """The stage's pool of noise-primed memories (stage.noise_primed, primed.py), begun at its first use in the
+        stage."""
+        if self.primed is None or self.primed.stage != stage.number:
+            self.primed = PrimedPool(self.cfg.seed, stage.number, self.ranks.rank, stage.batch_size // self.ranks.world,
+                                     stage.noise_primed, stage.primed_segments)
+        return self.primed
 
     def chained_rows(self, stage: Stage) -> ChainedRows | None:
         """The stage's chained rows (stage.chain_share, chains.py), begun at its first use in the stage."""

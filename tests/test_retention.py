@@ -51,13 +51,15 @@ def test_bins_of_segment_counts():
 
 def test_summary_files_answers_by_where_and_how_long():
     rows = [{"before": 0, "held": 2, "correct": True, "signal": 0.5},
-            {"before": 1, "held": 3, "correct": False, "signal": 0.1},
+            {"before": 1, "held": 3, "correct": False, "signal": 0.0},
             {"before": 2, "held": 20, "correct": True, "signal": 0.2},
-            {"before": 2, "held": 30, "correct": False, "signal": None}]
+            {"before": 2, "held": 30, "correct": False, "signal": None},
+            {"before": 3, "held": 40, "correct": False, "signal": 0.001}]
     table = summarise(rows)
-    assert table["0"]["1-3"] == {"answers": 1, "accuracy": 1.0, "signal": 0.5}
-    assert table["1-3"]["1-3"] == {"answers": 1, "accuracy": 0.0, "signal": 0.1}
-    assert table["1-3"]["16-63"] == {"answers": 2, "accuracy": 0.5, "signal": 0.2}  # the median of those with a twin
+    assert table["0"]["1-3"] == {"answers": 1, "accuracy": 1.0, "in_memory": 1.0, "signal": 0.5}
+    assert table["1-3"]["1-3"] == {"answers": 1, "accuracy": 0.0, "in_memory": 0.0, "signal": 0.0}
+    # of those with a twin: one of two holds the answer (0.001 is rounding, not a memory), the median signal
+    assert table["1-3"]["16-63"] == {"answers": 3, "accuracy": 0.3333, "in_memory": 0.5, "signal": 0.1005}
 
 
 @pytest.fixture
@@ -138,4 +140,4 @@ def test_retention_command_writes_tables_and_plot(detect_run, tmp_path):
     answers = sum(cell["answers"] for row in report["table"].values() for cell in row.values())
     lines = (tmp_path / "retention.csv").read_text().splitlines()
     assert len(lines) == 1 + answers and lines[0].startswith("sample,label,before")
-    assert "accuracy (answers)" in result.stdout and "signal in memory" in result.stdout
+    assert "accuracy (answers)" in result.stdout and "answer still in memory" in result.stdout

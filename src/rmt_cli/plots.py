@@ -56,33 +56,31 @@ def save_accuracy_figure(fig, ax, path: Path, title: str, ylabel: str = "accurac
 
 
 def plot_retention(report: dict, path: Path, title: str) -> None:
-    """`rmt retention`'s figure: accuracy (left) and the answer's signal in memory (right) against how long the fact
-    was held, one line per bin of where the fact was; chance dashed."""
+    """`rmt retention`'s figure: accuracy (left) and the share of inputs whose memory still holds the answer (right)
+    against how long the fact was held, one line per bin of where the fact was; chance dashed."""
     from rmt_cli.retention import held_labels
 
     table = report["table"]
     columns = held_labels(table)
-    with_signal = any(cell["signal"] is not None for row in table.values() for cell in row.values())
-    fig, axes = plt.subplots(1, 2 if with_signal else 1, figsize=(12 if with_signal else 7, 4), squeeze=False)
+    with_twins = any(cell["in_memory"] is not None for row in table.values() for cell in row.values())
+    panels = ("accuracy", "in_memory") if with_twins else ("accuracy",)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for before, row in table.items():
-        for ax, value, scale in zip(axes[0], ("accuracy", "signal"), (100, 1), strict=False):
-            cells = [(x, row[label][value]) for x, label in enumerate(columns) if label in row]
-            points = [(x, scale * v) for x, v in cells if v is not None and (value == "accuracy" or v > 0)]
+        for ax, value in zip(axes[0], panels, strict=True):
+            points = [(x, 100 * row[label][value]) for x, label in enumerate(columns)
+                      if label in row and row[label][value] is not None]
             if points:
                 ax.plot([x for x, _ in points], [y for _, y in points], marker="o",
                         label=f"fact after {before} segments")
-    accuracy = axes[0][0]
-    accuracy.axhline(100 * report["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
-    accuracy.set_ylim(0, 102)
-    accuracy.set_ylabel("accuracy, %")
-    accuracy.set_title(title)
-    if with_signal:
-        axes[0][1].set_yscale("log")
-        axes[0][1].set_ylabel("answer's signal: |memory - twin's| / |memory|")
-        axes[0][1].set_title("the answer in memory, read or not")
-    for ax in axes[0]:
+    axes[0][0].axhline(100 * report["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
+    axes[0][0].set_title(title)
+    for ax, ylabel in zip(axes[0], ("accuracy, %", "answer still in memory, % of inputs"), strict=False):
+        ax.set_ylim(0, 102)
+        ax.set_ylabel(ylabel)
         ax.set_xticks(range(len(columns)), columns)
         ax.set_xlabel("segments the fact was held")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
+    if with_twins:
+        axes[0][1].set_title("memory differs from the twin's (another answer)")
     save_figure(fig, path)

@@ -97,7 +97,9 @@ def test_trace_answers_the_whole_input_as_predict_does(tiny_engine, detect_facto
                                  head=ClassifyHead())
     samples = detect_factory.sample_set("test", 0, 12, 6)
     probes = probe_points(12, 5)
-    rows = trace(experiment, detect_factory, samples, probes, first_index=10)
+    read = []
+    rows = trace(experiment, detect_factory, samples, probes, first_index=10, progress=read.append)
+    assert read == list(range(11))  # told of every segment before the question segment
     whole = {row["sample"]: row["predicted"] for row in rows if row["read_segments"] == 12}
     expected = predict(experiment, detect_factory, samples, batch_size=6)
     assert [whole[10 + i] for i in range(6)] == expected.tolist()

@@ -136,9 +136,10 @@ def retention(
     """How long the memory keeps a fact, and whether long noise stops it taking one in.
 
     `rmt retention --checkpoint RUN_DIR --max-segments 4096` asks each test input's question at points along it and
-    files the answers by where the fact was and how long it was held; beside each input runs a twin with another
-    answer, whose distance in memory is the answer's signal, read or not. Writes retention.json, retention.csv (every
-    answer) and retention.png to its run folder, and prints both tables.
+    files the answers by the segments of noise before the fact and the segments it was held; beside each input runs a
+    twin whose fact names another answer, and where the two memories are the same the memory no longer holds the
+    answer. Writes retention.json, retention.csv (every answer) and retention.png to its run folder, and prints both
+    tables.
     """
     from rmt_cli.retention import retention_from_config
 

@@ -99,7 +99,8 @@ def trace(experiment, factory: SampleFactory, samples: list[Sample], probes: lis
     """One row per (sample, probe whose answer counts): the answer read there and the answer's signal in memory.
 
     The samples (all of one length) and their twins run as one batch, segment by segment; at each probe the
-    samples' question segments are read with their memory (twins are not asked), and `progress(t)` is told."""
+    samples' question segments are read with their memory (twins are not asked). `progress(t)` is told of every
+    segment read."""
     model, device = experiment.model, experiment.device
     was_training = model.training
     model.eval()
@@ -118,6 +119,8 @@ def trace(experiment, factory: SampleFactory, samples: list[Sample], probes: lis
         for t in range(max(probes, default=-1) + 1):
             tokens = to_device(np.stack([factory.segment(s, t) for s in inputs]), device)
             memory, _, _ = model.read_segment(memory, tokens)
+            if progress is not None:
+                progress(t)
             if t not in probe_set:
                 continue
             predicted = experiment.head.predict(model, [questions], memory=memory[:len(samples)]).cpu().numpy()
@@ -128,8 +131,6 @@ def trace(experiment, factory: SampleFactory, samples: list[Sample], probes: lis
             for i, sample in enumerate(samples):
                 if answered_from(sample, t):
                     rows.append(answer_row(first_index + i, sample, t, int(predicted[i]), signal.get(i)))
-            if progress is not None:
-                progress(t)
     model.train(was_training)
     return rows
 
@@ -241,7 +242,8 @@ def retention_from_config(cfg) -> None:
     report: dict = {}
     batches = range(0, len(samples), cfg.batch_size)
     progress = ProgressLines(console, n_segments, len(batches), start)
-    for progress.batch, first in enumerate(batches, start=1):
+    for number, first in enumerate(batches, start=1):
+        progress.batch = number
         rows += trace(experiment, factory, samples[first:first + cfg.batch_size], probes, first, progress)
         final = [row for row in rows if row["read_segments"] == n_segments]
         report = {"checkpoint": str(folder), "task": cfg.task.name, "segments": n_segments,

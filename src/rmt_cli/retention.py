@@ -210,7 +210,7 @@ def write_results(run_dir: Path, report: dict, rows: list[dict]) -> None:
 
 
 class ProgressLines:
-    """A line at most every 10 s while a batch is traced (inputs of thousands of segments take minutes)."""
+    """A line at most every 30 s while a batch is traced (inputs of thousands of segments take minutes)."""
 
     def __init__(self, console: Console, n_segments: int, batches: int, start: float):
         self.console, self.n_segments, self.batches, self.start = console, n_segments, batches, start
@@ -218,7 +218,7 @@ class ProgressLines:
 
     def __call__(self, t: int) -> None:
         now = time.perf_counter()
-        if now - self.said >= 10:
+        if now - self.said >= 30:
             self.said = now
             self.console.print(f"batch {self.batch} of {self.batches}: {t + 1:,} of {self.n_segments - 1:,} segments "
                                f"read ({now - self.start:.0f} s)")

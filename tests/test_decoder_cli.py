@@ -86,6 +86,16 @@ def test_generate_head_trains_and_evaluates_by_exact_match(generate_run, tmp_pat
     assert refused.returncode == 2 and "trained with task.head=generate" in refused.stderr
 
 
+def test_retention_traces_a_decoder_that_generates_its_answers(generate_run, tmp_path):
+    result = rmt("retention", "--checkpoint", str(generate_run), "--max-segments", "5", "--probes", "3",
+                 "--samples", "4", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "retention.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert {row["read_segments"] for row in rows} == {"2", "3", "5"} and len({row["sample"] for row in rows}) == 4
+    assert all(row["signal"] for row in rows)  # every memorize fact names its answer: every input has a twin
+
+
 def test_generate_head_on_an_encoder_is_one_line(tmp_path):
     result = rmt("train", "experiment=smoke", "task.head=generate", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout

@@ -521,8 +521,9 @@ def mixed_rows(model, factory, device, batch: int, segments: tuple[int, int], ba
         # per batch also on a bf16 working copy (trainer.compute_dtype=bf16): less work for the card per token
         copies = (None,) if lengths_per == "sample" or working is None else (None, working)
         for runs_on, reentrant in itertools.product(copies, (False, True)):
-            for runner in (model, *([runs_on.copy] if runs_on is not None else [])):
-                runner.reentrant_checkpoints = reentrant
+            model.reentrant_checkpoints = reentrant
+            if runs_on is not None:  # the working copy runs the steps' segments
+                runs_on.copy.reentrant_checkpoints = reentrant
             steps = [training_step(model, optimizer, loss, device, runs_on) for loss in losses]
             run_all = lambda steps=steps: [step() for step in steps]  # noqa: E731
             # warmed up on the same batches: every row count compiled, every allocation cached

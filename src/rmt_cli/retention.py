@@ -31,6 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.inference import to_device
 from rmt_cli.samples import PlacedFact, Sample, SampleFactory
 
@@ -111,13 +112,15 @@ def trace(experiment, factory: SampleFactory, samples: list[Sample], probes: lis
         if twin is not None:
             twin_row[index] = len(inputs)
             inputs.append(twin)
-    questions = to_device(np.stack([factory.segment(s, s.n_segments - 1) for s in samples]), device)
+    # Every input has the same length, so the right-aligned plan keeps their order and its steps are segment t of each.
+    plan = BatchPlan.right_aligned(inputs)
+    questions = to_device(step_tokens(factory, plan, plan.n_steps - 1)[:len(samples)], device)
     memory = model.start_memory(len(inputs))
     rows: list[dict] = []
     probe_set = set(probes)
     with experiment.autocast():
         for t in range(max(probes, default=-1) + 1):
-            tokens = to_device(np.stack([factory.segment(s, t) for s in inputs]), device)
+            tokens = to_device(step_tokens(factory, plan, t), device)
             memory, _, _ = model.read_segment(memory, tokens)
             if progress is not None:
                 progress(t)
@@ -177,7 +180,7 @@ def summarise(rows: list[dict]) -> dict:
 def held_labels(table: dict) -> list[str]:
     """The `held` bins present in a summary, in order."""
     found = {label for row in table.values() for label in row}
-    return [bin_label(k) for k in range(64) if bin_label(k) in found]
+    return sorted(found, key=lambda label: int(label.split("-")[0]))  # each bin's label starts with its first count
 
 
 def render(table: dict, title: str, value: str) -> Table:

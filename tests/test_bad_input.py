@@ -107,7 +107,7 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:2,steps:5,carry_memory:0.5,noise_primed:0.5}]", 2,
      "curriculum stage 1 sets both carry_memory and noise_primed; a row's memory can start from one of them only"),
     ("rmt train curriculum.stages=[{segments:2,steps:5,noise_primed:0.5,primed_segments:0}]", 2,
-     "curriculum stage 1 primed_segments=0 must be at least 1"),
+     "curriculum stage 1 primed_segments=0 must be a count ≥ 1 or a range [lo, hi]"),
     ("rmt train curriculum.stages=[{segments:1,steps:5},{segments:2,steps:5,generated_share:0.5}]", 2,
      "curriculum stage 2 generated_share asks for noise windows from generated text, but the training noise has "
      "none; set noise.generated_training_tokens (e.g. 6000000) or leave generated_share out"),

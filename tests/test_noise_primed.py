@@ -51,10 +51,11 @@ def read(model, memory, segments):
 def test_the_pool_reads_only_noise_step_after_step(tiny_engine, factory, monkeypatch):
     monkeypatch.setattr(primed, "RESTART_STEPS", 10**9)  # no restart
     noise = recorded_noise(factory, monkeypatch)
-    pool = PrimedPool(seed=0, stage=2, rank=0, rows=8, share=0.5, segments=3)
+    pool = PrimedPool(seed=0, stage=2, rank=0, rows=8, share=0.5, segments=(3, 3), steps=10)
     assert pool.rows.sum() == 4
-    np.testing.assert_array_equal(PrimedPool(0, 2, 0, 8, 0.5, 3).rows, pool.rows)  # a pure function of its seeds
-    assert any(not np.array_equal(PrimedPool(0, stage, 0, 8, 0.5, 3).rows, pool.rows) for stage in range(3, 9))
+    # which rows are primed is a pure function of the pool's seeds
+    np.testing.assert_array_equal(PrimedPool(0, 2, 0, 8, 0.5, (3, 3), 10).rows, pool.rows)
+    assert any(not np.array_equal(PrimedPool(0, stage, 0, 8, 0.5, (3, 3), 10).rows, pool.rows) for stage in range(3, 9))
     rows, memory = pool.carried(tiny_engine, factory, 1, torch.device("cpu"), nullcontext())
     assert rows.tolist() == pool.rows.tolist() and memory.shape == (8, 4, 32)
     expected = read(tiny_engine, tiny_engine.start_memory(4), noise[0])
@@ -68,13 +69,24 @@ def test_the_pool_reads_only_noise_step_after_step(tiny_engine, factory, monkeyp
 def test_a_restarted_memory_reads_only_the_noise_of_its_step(tiny_engine, factory, monkeypatch):
     monkeypatch.setattr(primed, "RESTART_STEPS", 1)  # every memory restarts every step
     noise = recorded_noise(factory, monkeypatch)
-    pool = PrimedPool(seed=0, stage=2, rank=0, rows=4, share=1.0, segments=2)
+    pool = PrimedPool(seed=0, stage=2, rank=0, rows=4, share=1.0, segments=(2, 2), steps=10)
     for step in (1, 2):
         rows, memory = pool.carried(tiny_engine, factory, step, torch.device("cpu"), nullcontext())
     assert rows.all()
     torch.testing.assert_close(memory, read(tiny_engine, tiny_engine.start_memory(4), noise[1]))
-    assert PrimedPool(0, 2, 0, 4, 0.0, 2).carried(tiny_engine, factory, 1, torch.device("cpu"), nullcontext()) is None
+    unprimed = PrimedPool(0, 2, 0, 4, 0.0, (2, 2), 10)
+    assert unprimed.carried(tiny_engine, factory, 1, torch.device("cpu"), nullcontext()) is None
 
+
+
+def test_growing_primed_segments_read_lo_at_the_first_step_and_hi_at_the_last(tiny_engine, factory, monkeypatch):
+    noise = recorded_noise(factory, monkeypatch)
+    pool = PrimedPool(seed=0, stage=2, rank=0, rows=4, share=0.5, segments=(2, 8), steps=7)
+    assert [pool.segments_at(step) for step in range(1, 8)] == [2, 3, 4, 5, 6, 7, 8]
+    for step in (1, 4, 7):
+        pool.carried(tiny_engine, factory, step, torch.device("cpu"), nullcontext())
+    assert [len(segments) for segments in noise] == [2, 5, 8]
+    assert PrimedPool(0, 2, 0, 4, 0.5, (3, 9), 1).segments_at(1) == 3  # a one-step stage reads lo
 
 @pytest.fixture
 def primed_cfg():
@@ -85,7 +97,7 @@ def primed_cfg():
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         return compose("train", overrides=["experiment=smoke", "trainer.device=cpu", "task=detect",
                                            "curriculum.stages=[{segments:1,steps:2},{segments:[2,3],steps:4,"
-                                           "noise_primed:0.5,primed_segments:2}]"])
+                                           "noise_primed:0.5,primed_segments:[1,3]}]"])
 
 
 def test_a_primed_stage_starts_its_primed_rows_from_the_pool(primed_cfg, tmp_path, monkeypatch):
@@ -103,7 +115,7 @@ def test_a_primed_stage_starts_its_primed_rows_from_the_pool(primed_cfg, tmp_pat
 
     def recorded_pool(self, *args):
         out = carried_of(self, *args)
-        pools.append((self.rows.copy(), self.memory.clone()))
+        pools.append((self.rows.copy(), self.memory.clone(), self.segments_at(args[2])))
         return out
 
     monkeypatch.setattr(RecurrentMemory, "forward", recorded_forward)
@@ -111,7 +123,8 @@ def test_a_primed_stage_starts_its_primed_rows_from_the_pool(primed_cfg, tmp_pat
     metrics = train_in_process(primed_cfg, tmp_path / "run")
     assert carried[:2] == [None, None]  # stage 1 primes nothing
     assert len(carried[2:]) == len(pools) == 4
-    for (rows, memory), (pool_rows, pool_memory) in zip(carried[2:], pools, strict=True):
+    assert [segments for _, _, segments in pools] == [1, 1, 2, 3]  # [1, 3] over the stage's 4 steps
+    for (rows, memory), (pool_rows, pool_memory, _) in zip(carried[2:], pools, strict=True):
         assert rows.tolist() == pool_rows.tolist() and rows.sum() == 2
         torch.testing.assert_close(memory[rows], pool_memory)
     assert any(row.get("stage") == 2 and row.get("kind") == "val" for row in metrics)

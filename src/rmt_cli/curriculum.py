@@ -30,7 +30,7 @@ class Stage:
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
     carry_memory: float = 0.0  # share of batch rows whose memory carries on from step to step (train.carried_rows)
     noise_primed: float = 0.0  # share of batch rows that start from a memory that has read only noise (primed.py)
-    primed_segments: int = 4  # noise segments each primed memory reads a step
+    primed_segments: tuple[int, int] = (4, 4)  # noise segments each primed memory reads a step, lo growing to hi
     chain_share: float = 0.0  # share of batch rows that read one long input over several steps (chains.py)
     chain_steps: tuple[int, int] = (16, 16)  # the most steps of one such input, growing from lo to hi over the stage
     segment_length: int = 512  # positions per segment (segment.length unless the stage sets its own)
@@ -73,7 +73,7 @@ def curriculum_stages(cfg) -> list[Stage]:
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share,
                                             setting(stage, "generated_share", cfg.curriculum.generated_share)),
                             carry_memory=stage.carry_memory, noise_primed=stage.noise_primed,
-                            primed_segments=stage.primed_segments, chain_share=stage.chain_share,
+                            primed_segments=count_range(stage.primed_segments), chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps),
                             segment_length=setting(stage, "segment_length", cfg.segment.length),
                             batch_size=setting(stage, "batch_size", trainer.batch_size),

@@ -8,8 +8,11 @@ it). Training inputs of tens of segments never show the memory such a state. Her
 row, reads `primed_segments` segments of training noise every step (without gradient: a forward's cost) and each
 restarts from the initial memory with probability 1 / RESTART_STEPS a step, so the noise a primed row has read before
 its input is spread from none to several hundred segments (geometrically, about RESTART_STEPS x primed_segments on
-average once the stage is under way). Unlike `carry_memory`, no primed memory holds an earlier fact to be
-overwritten; unlike chains, every primed row is scored at every step.
+average once the stage is under way). With `primed_segments: [lo, hi]` the segments read a step grow linearly from
+lo at the stage's first step to hi at its last, so the noise behind a primed row, and with it how hard the row is,
+grows through the stage instead of reaching its full depth within the stage's first hundred steps. Unlike
+`carry_memory`, no primed memory holds an earlier fact to be overwritten; unlike chains, every primed row is scored
+at every step.
 
 Which rows are primed follows from (seed, stage, rank); the noise read and the restarts from (seed, stage, rank,
 step). The pool is not saved: after a resume it starts again from the initial memory.
@@ -31,8 +34,9 @@ RESTART_STEPS = 64  # a pooled memory restarts with probability 1/RESTART_STEPS 
 class PrimedPool:
     """The pool of one stage and rank: which rows of its batches are primed, and their memories."""
 
-    def __init__(self, seed: int, stage: int, rank: int, rows: int, share: float, segments: int):
-        self.seed, self.stage, self.rank, self.segments = seed, stage, rank, segments
+    def __init__(self, seed: int, stage: int, rank: int, rows: int, share: float, segments: tuple[int, int],
+                 steps: int):
+        self.seed, self.stage, self.rank, self.segments, self.steps = seed, stage, rank, segments, steps
         order = np.random.default_rng([seed, PRIMED_NOISE_CODE, stage, rank]).permutation(rows)
         self.rows = order < round(share * rows)  # [rows] bool: the primed rows, the same all stage
         self.memory: torch.Tensor | None = None  # [primed rows, m, hidden], detached
@@ -50,10 +54,16 @@ class PrimedPool:
         restart = torch.from_numpy(rng.random(primed) < 1 / RESTART_STEPS).to(device)
         memory = torch.where(restart[:, None, None], initial.to(memory.dtype), memory)
         with torch.no_grad(), autocast:
-            for tokens in data.noise_segments(rng, primed, self.segments):
+            for tokens in data.noise_segments(rng, primed, self.segments_at(step)):
                 memory, _, _ = model.read_segment(memory, to_device(tokens, device))
         self.memory = memory.detach()
         full = torch.zeros(len(self.rows), *memory.shape[1:], dtype=memory.dtype, device=device)
         rows = torch.from_numpy(self.rows).to(device)
         full[rows] = self.memory
         return rows, full
+
+    def segments_at(self, step: int) -> int:
+        """Noise segments each pooled memory reads at the stage's 1-based `step`: lo, growing linearly to hi at the
+        stage's last step."""
+        lo, hi = self.segments
+        return lo + (hi - lo) * (step - 1) // max(self.steps - 1, 1)

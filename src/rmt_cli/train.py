@@ -513,7 +513,7 @@ class Trainer:
         stage."""
         if self.primed is None or self.primed.stage != stage.number:
             self.primed = PrimedPool(self.cfg.seed, stage.number, self.ranks.rank, stage.batch_size // self.ranks.world,
-                                     stage.noise_primed, stage.primed_segments)
+                                     stage.noise_primed, stage.primed_segments, stage.steps)
         return self.primed
 
     def chained_rows(self, stage: Stage) -> ChainedRows | None:

@@ -78,7 +78,8 @@ class StageConfig:
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
     carry_memory: float = setting(0.0, number(0, 1))  # batch rows whose memory carries on from step to step
     noise_primed: float = setting(0.0, number(0, 1))  # batch rows that start from a memory that has read only noise
-    primed_segments: int = setting(4, whole(1))  # noise segments each primed memory reads a step
+    primed_segments: Any = setting(4, stage_segments)  # noise segments each primed memory reads a step, or [lo, hi]:
+                                                       # growing from lo to hi over the stage
     chain_share: float = setting(0.0, share_below_one)  # batch rows that read one long input over several steps
     chain_steps: Any = setting(16, stage_segments)  # the most steps of one chained input, or [lo, hi]: growing
                                                     # from lo to hi over the stage

@@ -10,7 +10,7 @@ restarts from the initial memory with probability 1 / RESTART_STEPS a step, so t
 its input is spread from none to several hundred segments (geometrically, about RESTART_STEPS x primed_segments on
 average once the stage is under way). With `primed_segments: [lo, hi]` the segments read a step grow linearly from
 lo at the stage's first step to hi at its last, so the noise behind a primed row, and with it how hard the row is,
-grows through the stage instead of reaching its full depth within the stage's first hundred steps. Unlike
+grows through the stage instead of nearing its full depth after the stage's first RESTART_STEPS or so. Unlike
 `carry_memory`, no primed memory holds an earlier fact to be overwritten; unlike chains, every primed row is scored
 at every step.
 

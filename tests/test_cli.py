@@ -40,6 +40,14 @@ def test_a_stage_leaves_early_at_its_own_advance_at(tmp_path):
     assert val == [(1, 2), (2, 2)]  # stage 1 ended at its first validation; stage 2 ran its 2 steps
 
 
+def test_training_names_a_primed_stage_that_advance_at_can_end_early(tmp_path):
+    stages = "curriculum.stages=[{segments:1,steps:1},{segments:2,steps:1,noise_primed:0.5,advance_at:0.98}]"
+    result = rmt("train", "experiment=smoke", "task=detect", stages, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    cautions = [line for line in result.stdout.splitlines() if "with noise_primed" in line]
+    assert len(cautions) == 1 and cautions[0].startswith("stage 2: advance_at 0.98 with noise_primed 0.5: ")
+
+
 def test_a_stage_validates_at_its_own_interval_on_its_own_number_of_samples(tmp_path):
     stages = "curriculum.stages=[{segments:1,steps:4,eval_every:4,val_samples:3},{segments:2,steps:2}]"
     result = rmt("train", "experiment=smoke", stages, f"hydra.run.dir={tmp_path}")

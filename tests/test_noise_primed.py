@@ -128,3 +128,21 @@ def test_a_primed_stage_starts_its_primed_rows_from_the_pool(primed_cfg, tmp_pat
         assert rows.tolist() == pool_rows.tolist() and rows.sum() == 2
         torch.testing.assert_close(memory[rows], pool_memory)
     assert any(row.get("stage") == 2 and row.get("kind") == "val" for row in metrics)
+
+
+def test_a_primed_stage_that_can_leave_at_advance_at_is_named_and_no_other(primed_cfg):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.curriculum import curriculum_cautions, curriculum_stages
+
+    assert curriculum_cautions(curriculum_stages(primed_cfg)) == []  # primed, no advance_at
+    cfg = primed_cfg.copy()
+    OmegaConf.update(cfg, "curriculum.stages.0.advance_at", 0.9)  # advance_at, not primed
+    OmegaConf.update(cfg, "curriculum.stages.1.advance_at", 0.98)
+    (caution,) = curriculum_cautions(curriculum_stages(cfg))
+    assert caution.startswith("stage 2: advance_at 0.98 with noise_primed 0.5: ")
+    assert caution.endswith("leave advance_at out of that stage to train them")
+    OmegaConf.update(cfg, "curriculum.stages.1.advance_at", None)
+    OmegaConf.update(cfg, "curriculum.advance_at", 0.95)  # the curriculum's own value reaches the stage too
+    (caution,) = curriculum_cautions(curriculum_stages(cfg))
+    assert caution.startswith("stage 2: advance_at 0.95 with noise_primed 0.5: ")

@@ -36,7 +36,7 @@ from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.chains import ChainedRows, ChainPlan
 from rmt_cli.checkpoint import CheckpointDoesNotFit, CheckpointNotFound, find_checkpoint, load_weights, read_meta
 from rmt_cli.checkpoint_manager import CheckpointManager
-from rmt_cli.curriculum import Stage, curriculum_stages
+from rmt_cli.curriculum import Stage, curriculum_cautions, curriculum_stages
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
 from rmt_cli.experiment import Experiment, build_experiment
@@ -224,6 +224,8 @@ class Trainer:
             assert self.experiment.train_data is not None, "a training run builds its training data"
             self.reporter.note(f"noise: training {self.experiment.train_data.corpus.describe()}; validation and test "
                                f"{self.experiment.eval_data.corpus.describe()}")
+            for caution in curriculum_cautions(self.stages):
+                self.reporter.note(caution)
             completed = self.run_stages()
         self.finish(completed, time.perf_counter() - started)
 

@@ -70,6 +70,22 @@ def training_table(rows: list, label: str) -> None:
             "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])] for g, row in rows])
 
 
+def fused_against_transformers(parts: dict) -> None:
+    """Part f's rows beside part t's rows of the same geometry and settings: what `trainer.fused_blocks` gives."""
+    settings = ("segments", "checkpointing", "reentrant", "fused_adamw")
+    plain = {(g, *(row.get(key) for key in settings)): row for g, rows in parts["t"] for row in rows
+             if not row.get("compiled")}
+    pairs = [(g, plain[key], row) for g, rows in parts["f"] for row in rows
+             if (key := (g, *(row.get(k) for k in settings))) in plain]
+    table(["geometry", "segments", "activation checkpointing", "AdamW", "transformers' blocks, tok/s",
+           "fused blocks, tok/s", "speed-up", "peak MB, transformers' / fused"],
+          ["---", "--:", "---", "---", "--:", "--:", "--:", "--:"],
+          [[f"{g} (batch {row['batch']})", str(row["segments"]), checkpointing(row),
+            "fused" if row.get("fused_adamw") else "multi-tensor", fmt(ours["tok_s"]), fmt(row["tok_s"]),
+            ratio(row["tok_s"] / ours["tok_s"]), f"{fmt(ours['peak_mb'])} / {fmt(row['peak_mb'])}"]
+           for g, ours, row in pairs])
+
+
 def main(path: str) -> None:
     bench = json.load(open(path))
     geometries = [g for g, value in bench.items() if isinstance(value, dict) and g != "d"]
@@ -97,6 +113,7 @@ def main(path: str) -> None:
     training_table([(g, row) for g, rows in parts["t"] for row in rows], "train")
     if parts["f"]:
         training_table([(g, row) for g, rows in parts["f"] for row in rows], "(f) train, fused blocks")
+        fused_against_transformers(parts)
     if parts["m"]:
         table(["geometry", "(m) segment counts", "drawn per", "checkpoints", "segment steps", "row segments",
                "train tok/s", "speed-up", "card busy", "tok/s of a busy card"],

@@ -77,6 +77,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout
     assert "| tiny (batch 2) | 2 | bf16 working copy |" in report.stdout
     assert "| tiny (batch 2, 2 batches) | 1-4 | batch | reentrant |" in report.stdout
+    assert "| tiny (batch 2) | 2 | yes, reentrant | fused |" in report.stdout  # part f beside part t's same row
 
 
 @pytest.mark.slow

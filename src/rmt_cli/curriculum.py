@@ -85,7 +85,7 @@ def curriculum_cautions(stages: list[Stage]) -> list[str]:
     """Lines to show before training, one per stage whose settings work against each other (none for most runs)."""
     return [f"stage {stage.number}: advance_at {stage.advance_at:g} with noise_primed {stage.noise_primed:g}: its "
             "validation reads no primed memory and can pass advance_at before the primed rows are learnt (a CPU "
-            "check left such a stage at steps 25-75 of 150 and kept less than a plain stage: "
+            "check left such a stage at steps 25-75 of 150 and kept no more than a plain stage: "
             "results/cpu_checks/retention, section 7); leave advance_at out of that stage to train them"
             for stage in stages if stage.noise_primed and stage.advance_at is not None]
 

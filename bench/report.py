@@ -72,11 +72,11 @@ def training_table(rows: list, label: str) -> None:
 
 def fused_against_transformers(parts: dict) -> None:
     """Part f's rows beside part t's rows of the same geometry and settings: what `trainer.fused_blocks` gives."""
-    settings = ("segments", "checkpointing", "reentrant", "fused_adamw")
-    plain = {(g, *(row.get(key) for key in settings)): row for g, rows in parts["t"] for row in rows
-             if not row.get("compiled")}
-    pairs = [(g, plain[key], row) for g, rows in parts["f"] for row in rows
-             if (key := (g, *(row.get(k) for k in settings))) in plain]
+    def same_row(g: str, row: dict) -> tuple:
+        return g, row["segments"], row["checkpointing"], row.get("reentrant"), row.get("fused_adamw")
+
+    plain = {same_row(g, row): row for g, rows in parts["t"] for row in rows if not row.get("compiled")}
+    pairs = [(g, plain[same_row(g, row)], row) for g, rows in parts["f"] for row in rows if same_row(g, row) in plain]
     table(["geometry", "segments", "activation checkpointing", "AdamW", "transformers' blocks, tok/s",
            "fused blocks, tok/s", "speed-up", "peak MB, transformers' / fused"],
           ["---", "--:", "---", "---", "--:", "--:", "--:", "--:"],

@@ -58,7 +58,7 @@ from rmt_cli.corpus import TokenCorpus
 from rmt_cli.engine import RecurrentMemory, capture_graph, content_length
 from rmt_cli.experiment import apply_inference_settings, autocast_for, inference_settings
 from rmt_cli.flops import forward_flops, shape_from_hf_config
-from rmt_cli.fused_blocks import fuse_blocks
+from rmt_cli.fused_blocks import fusable_backbone, fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import to_device
 from rmt_cli.samples import SampleFactory, batch_segments
@@ -572,21 +572,29 @@ def part_w(model, make_loss, per_segment: float, device, batch: int, segment_lis
            peak_tflops: float | None) -> list[dict]:
     """Training steps as `rmt train` takes them with trainer.compute_dtype fp32 and bf16 (fused AdamW, clipping),
     full BPTT over each segment count: make_loss(segments) is one step's loss; per_segment the matmul FLOPs of a
-    segment's forward and backward."""
-    model.train()
-    optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
-    working = WorkingCopy(model)
+    segment's forward and backward. A BERT-family model also on a copy with its blocks fused for training
+    (trainer.fused_blocks, both dtypes). Each row's speed-up is over transformers' blocks in fp32."""
+    models = {False: model}
+    if fusable_backbone(model.backbone):
+        models[True] = copy.deepcopy(model)
+        fuse_blocks(models[True].backbone, live=True)
     rows = []
     for segments in segment_list:
         loss = make_loss(segments)
-        for name, runs_on in (("fp32", None), ("bf16", working)):
-            seconds = timed(training_step(model, optimizer, loss, device, runs_on), device)
-            rows.append({"segments": segments, "compute_dtype": name, "batch": batch, "step_s": seconds,
-                         "tok_s": batch * segments * SEGMENT / seconds,
-                         "mfu": None if not peak_tflops else
-                         per_segment * batch * segments / seconds / (peak_tflops * 1e12)})
-        rows[-1]["speedup"] = rows[-2]["step_s"] / rows[-1]["step_s"]
-    model.eval()
+        baseline = None
+        for fused_blocks, trained in models.items():
+            trained.train()
+            optimizer = build_optimizer(trained, 1e-5, 0.0, device, fused=True)
+            for name, runs_on in (("fp32", None), ("bf16", WorkingCopy(trained))):
+                seconds = timed(training_step(trained, optimizer, loss, device, runs_on), device)
+                baseline = baseline or seconds
+                rows.append({"segments": segments, "compute_dtype": name, "fused_blocks": fused_blocks,
+                             "batch": batch, "step_s": seconds, "tok_s": batch * segments * SEGMENT / seconds,
+                             "mfu": None if not peak_tflops else
+                             per_segment * batch * segments / seconds / (peak_tflops * 1e12),
+                             "speedup": baseline / seconds})
+            del optimizer
+            trained.eval()
     return rows
 
 

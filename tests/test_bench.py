@@ -57,9 +57,10 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert [(r["segments"], r["bptt_segments"], r["prefix_dtype"]) for r in tiny["p"]] == [(4, 2, "fp32"),
                                                                                            (4, 2, "bf16")]
     assert all(r["tok_s"] > 0 for r in tiny["p"]) and tiny["p"][1]["speedup"] > 0
-    assert [(r["segments"], r["compute_dtype"]) for r in tiny["w"]] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
-                                                                         (2, "bf16")]
-    assert all(r["tok_s"] > 0 for r in tiny["w"]) and tiny["w"][1]["speedup"] > 0
+    assert [(r["segments"], r["fused_blocks"], r["compute_dtype"]) for r in tiny["w"]] == [
+        (s, fused, dtype) for s in (1, 2) for fused in (False, True) for dtype in ("fp32", "bf16")]
+    assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["w"])
+    assert [r["speedup"] for r in tiny["w"] if not r["fused_blocks"] and r["compute_dtype"] == "fp32"] == [1.0, 1.0]
     decoder_copy = bench["tiny-llama"]["v"]  # the decoder on its bf16 working copy, beside its fp32 weights
     assert [(r["segments"], r["compute_dtype"]) for r in decoder_copy] == [(1, "fp32"), (1, "bf16"), (2, "fp32"),
                                                                            (2, "bf16")]
@@ -76,6 +77,7 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
     assert "| tiny-llama (batch 2) | 2 | yes | yes | no |" in report.stdout
     assert "| tiny (batch 2) | 4, 2 | bf16 copy |" in report.stdout
     assert "| tiny (batch 2) | 2 | bf16 working copy |" in report.stdout
+    assert "| tiny (batch 2) | 2 | bf16 working copy, fused blocks |" in report.stdout
     assert "| tiny (batch 2, 2 batches) | 1-4 | batch | reentrant |" in report.stdout
     assert "| tiny (batch 2) | 2 | yes, reentrant | fused |" in report.stdout  # part f beside part t's same row
 

@@ -333,18 +333,27 @@ def test_a_bf16_prefix_stays_within_bf16_tolerance_of_the_plain_path_and_trains_
     tiny_engine.eval()
 
 
-def test_a_bf16_working_copy_hands_the_fp32_weights_the_gradients_of_the_fp32_path_at_bf16_precision(tiny_engine):
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_bf16_working_copy_hands_the_fp32_weights_the_gradients_of_the_fp32_path_at_bf16_precision(tiny_engine,
+                                                                                                     fused):
+    from rmt_cli.fused_blocks import fuse_blocks, fused_forward
     from rmt_cli.working_copy import WorkingCopy
 
     steps, labels = mixed_batch_steps([5, 4, 2]), torch.tensor([1, 3, 5])
     model = copy.deepcopy(tiny_engine).train()
+    plain = copy.deepcopy(model)  # transformers' blocks in fp32: the gradients expected
+    if fused:  # trainer.fused_blocks with trainer.compute_dtype=bf16: the working copy runs the fused blocks
+        assert fuse_blocks(model.backbone, live=True)
 
     def fp32_gradients():
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(steps, grad_steps=3, n_steps=5).logits, labels).backward()
-        return torch.cat([p.grad.flatten() for p in model.parameters()])
+        plain.load_state_dict(model.state_dict())
+        plain.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(plain(steps, grad_steps=3, n_steps=5).logits, labels).backward()
+        return torch.cat([p.grad.flatten() for p in plain.parameters()])
 
     working = WorkingCopy(model)
+    blocks_forward = {getattr(module.forward, "__func__", None) for module in working.copy.modules()}
+    assert (fused_forward in blocks_forward) == fused
     for _ in range(2):  # the second time after the weights changed, as after an optimizer step
         expected = fp32_gradients()
         model.zero_grad(set_to_none=True)

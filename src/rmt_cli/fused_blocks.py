@@ -51,13 +51,18 @@ def fusable(block: Any) -> bool:
             and not getattr(attention, "is_causal", False))
 
 
+def fusable_backbone(backbone: nn.Module) -> bool:
+    """Whether every transformer block of `backbone` is BERT-shaped (not decoders, MPNet's relative attention, ...)."""
+    return not getattr(backbone.config, "is_decoder", False) and all(map(fusable, transformer_blocks(backbone)))
+
+
 def fuse_blocks(backbone: nn.Module, live: bool = False) -> bool:
     """Give every transformer block of `backbone` the fused forward: for inference (a snapshot of the stacked
     weights, GELU in the epilogue), or `live` for training (weights stacked at each call, exact GELU, dropout).
-    False (and nothing changed) where some block is not BERT-shaped (decoders, MPNet's relative attention, ...)."""
+    False (and nothing changed) where the backbone is not `fusable_backbone`."""
     config = backbone.config
     blocks = transformer_blocks(backbone)
-    if getattr(config, "is_decoder", False) or not all(fusable(block) for block in blocks):
+    if not fusable_backbone(backbone):
         return False
     block: Any  # a BertLayer: its submodules are reached by name
     for block in blocks:

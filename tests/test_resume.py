@@ -4,6 +4,7 @@ import subprocess
 import time
 
 import pytest
+import torch
 from helpers.cli import rmt, rmt_popen
 
 from rmt_cli.loggers import WALL_CLOCK
@@ -382,3 +383,69 @@ def test_a_stage_that_carries_memory_starts_its_samples_from_the_memory_the_step
         assert torch.equal(rows, calls[1][0][0])  # the same rows carry all stage
     assert int(rows.sum()) == cfg.trainer.batch_size // 2
     assert calls[3][0] is None and calls[4][0] is None  # stage 2 does not carry
+
+
+FIT_STAGES = {"curriculum": {"stages": [{"segments": 1, "steps": 4}, {"segments": 2, "steps": 12}]},
+              "trainer": {"time_limit_minutes": 30, "fit_time_limit": True}}
+
+
+def paced(monkeypatch, seconds_left=5.0, seconds_per_step=1.0):
+    """A clock for trainer.fit_time_limit: `seconds_left` at every validation, each step `seconds_per_step`."""
+    from rmt_cli.stopping import Deadline
+    from rmt_cli.train import StageRun
+
+    monkeypatch.setattr(Deadline, "seconds_left", lambda self: seconds_left)
+    monkeypatch.setattr(StageRun, "seconds_per_step", lambda self, step: seconds_per_step)
+
+
+def stage_lines(lines, stage, kind="train"):
+    return [line for line in lines if line.get("stage") == stage and line["kind"] == kind]
+
+
+@pytest.fixture
+def fitted_cfg(smoke_cfg):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(smoke_cfg, FIT_STAGES)
+
+
+def test_fit_time_limit_cuts_the_last_stage_to_the_time_left_and_its_schedule_decays_to_the_new_end(
+        fitted_cfg, tmp_path, monkeypatch, capsys):
+    from rmt_cli.lr_schedule import stage_schedule
+    from rmt_cli.stopping import Deadline
+
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    paced(monkeypatch)  # at stage 2's first validation (step 2): 5 s left, less the validation's time: 4 more steps
+    lines = train_in_process(fitted_cfg, tmp_path / "run")
+    assert [line["step"] for line in stage_lines(lines, 1)] == [1, 2, 3, 4]  # not the last stage: never cut
+    assert [line["step"] for line in stage_lines(lines, 2)] == [1, 2, 3, 4, 5, 6]
+    assert stage_lines(lines, 2, "fit") == [{"kind": "fit", "stage": 2, "step": 2, "steps": 6, "planned": 12}]
+    assert lines[-1] == {"kind": "summary", "completed": True, "best_val_accuracy": lines[-1]["best_val_accuracy"]}
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=fitted_cfg.trainer.lr)
+    fresh = stage_schedule("linear", optimizer, 1, 6)  # warm-up int(0.1 * 12) = 1 step, as planned
+    expected = []
+    for _ in range(6):
+        optimizer.step()
+        fresh.step()
+        expected.append(fresh.get_last_lr()[0])
+    assert [line["lr"] for line in stage_lines(lines, 2)][2:] == pytest.approx(expected[2:])  # from step 3 on
+    assert stage_lines(lines, 2)[-1]["lr"] == 0.0
+    assert "its schedule now ends at step 6 (of 12 planned)" in capsys.readouterr().out
+
+
+def test_a_stage_cut_to_the_time_limit_resumes_with_its_cut_schedule(fitted_cfg, tmp_path, monkeypatch):
+    from rmt_cli.checkpoint import load_trainer_state, resume_points
+    from rmt_cli.stopping import Deadline
+
+    paced(monkeypatch)
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    whole = train_in_process(fitted_cfg, tmp_path / "whole")
+    stop_after_step(monkeypatch, 8)  # checks 0-4 before stage 1 and after its steps, 5 before stage 2: its step 3
+    stopped = train_in_process(fitted_cfg, tmp_path / "run")
+    assert stopped[-1]["completed"] is False
+    state = load_trainer_state(resume_points(tmp_path / "run" / "checkpoints")[0])
+    assert (state["stage"], state["step"], state["stage_steps"]) == (2, 3, 6)
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    resumed = train_in_process(fitted_cfg, tmp_path / "run")
+    assert stage_lines(resumed, 2) == stage_lines(whole, 2)
+    assert resumed[-1]["completed"]

@@ -93,6 +93,12 @@ class Reporter:
             print(description, flush=True)
         log.debug(description)
 
+    def shorten(self, steps: int) -> None:
+        """The run now takes `steps` fewer steps than planned (a stage cut to the time limit)."""
+        self.total -= steps
+        if self.interactive and self.task is not None:
+            self.progress.update(self.task, total=self.total)
+
     def note(self, line: str) -> None:
         log.info(line)
         if self.interactive:

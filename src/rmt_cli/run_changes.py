@@ -11,8 +11,8 @@ from omegaconf.errors import OmegaConfBaseException
 from rmt_cli.errors import UsageError
 
 # Keys that change where or how fast a run goes, not what it computes.
-NOT_ALTERING = {"resume", "trainer.device", "trainer.devices", "trainer.time_limit_minutes", "trainer.keep_last",
-                "trainer.eval_batch_size", "trainer.checkpoint_segments"}
+NOT_ALTERING = {"resume", "trainer.device", "trainer.devices", "trainer.time_limit_minutes", "trainer.fit_time_limit",
+                "trainer.keep_last", "trainer.eval_batch_size", "trainer.checkpoint_segments"}
 SHOWN = 6  # differing keys named in the message
 
 

@@ -61,3 +61,6 @@ class Deadline:
 
     def passed(self) -> bool:
         return self.at is not None and time.perf_counter() > self.at
+
+    def seconds_left(self) -> float | None:
+        return None if self.at is None else self.at - time.perf_counter()

@@ -21,7 +21,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LRScheduler
-from transformers import get_scheduler
 
 from rmt_cli import distributed, loggers, run_info
 from rmt_cli.batches import BatchPlan, step_tokens
@@ -43,6 +42,7 @@ from rmt_cli.experiment import Experiment, build_experiment
 from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
+from rmt_cli.lr_schedule import stage_schedule, steps_that_fit
 from rmt_cli.metrics import Reporter
 from rmt_cli.primed import PrimedPool
 from rmt_cli.run_changes import check_same_run
@@ -139,7 +139,14 @@ class StageRun:
     val_data: SampleFactory  # held-out noise in segments of the stage's length
     val_samples: list
     average: WeightAverage | None = None
+    warmup_steps: int = 0
+    first_step: int = 1  # the first step this process takes in the stage (later than 1 after a resume)
     started: float = field(default_factory=time.perf_counter)
+    validation_seconds: float = 0.0  # how long its last validation took
+
+    def seconds_per_step(self, step: int) -> float:
+        """The stage's pace in this process up to step `step`, its validations included."""
+        return (time.perf_counter() - self.started) / max(1, step - self.first_step + 1)
 
     def optimization_state(self) -> dict:
         """What a resume point stores of it besides the TrainState."""
@@ -248,18 +255,18 @@ class Trainer:
         is lost to the stage's choice of weights."""
         run = self.start_stage(stage)
         self.model.train()
-        for step in range(self.state.step + 1, stage.steps + 1):
-            self.state.step = step
+        while self.state.step < run.stage.steps:  # run.stage.steps: fewer once cut to the time limit
+            self.state.step += 1
             self.train_step(run)
             stop_requested, out_of_time = distributed.any_rank([self.stop_signals.received is not None,
                                                                 self.deadline.passed()], self.experiment.device)
-            if self.validation_due(stage) and self.validate_and_save(run):
+            if self.validation_due(run.stage) and self.validate_and_save(run):
                 return True  # the stage is done
             if stop_requested:
                 self.stop_on_signal(run)
             if out_of_time:
                 # The steps since the last validation count too: validated now, they may be the stage's best.
-                if not self.validation_due(stage) and self.validate_and_save(run):
+                if not self.validation_due(run.stage) and self.validate_and_save(run):
                     return True  # and that validation ended the stage
                 self.stop_at_time_limit(run)
                 return False
@@ -276,14 +283,16 @@ class Trainer:
         optimizer = build_optimizer(self.model, stage.lr, trainer.weight_decay, self.experiment.device,
                                     fused=trainer.fused_adamw, memory_lr_scale=trainer.memory_lr_scale)
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
-        scheduler = get_scheduler(trainer.scheduler, optimizer, num_warmup_steps=warmup_steps,
-                                  num_training_steps=stage.steps)
+        if continuing and self.state.stage_steps is not None:  # cut to the time limit before the run stopped
+            stage = replace(stage, steps=self.state.stage_steps)
+        scheduler = stage_schedule(trainer.scheduler, optimizer, warmup_steps, stage.steps)
         val_data = self.experiment.data_of_length(stage.segment_length)[1]
         val_samples = val_data.sample_set("validation", self.cfg.task.eval_seed, stage.validation_segments,
                                           stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
         self.carried = None
-        run = StageRun(stage, optimizer, scheduler, val_data, val_samples, average)
+        run = StageRun(stage, optimizer, scheduler, val_data, val_samples, average, warmup_steps,
+                       first_step=self.state.step + 1)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
         return run
@@ -311,8 +320,10 @@ class Trainer:
 
         A done stage's row joins the summary before the resume point that marks it done."""
         stage, step = run.stage, self.state.step
+        validation_started = time.perf_counter()
         with run.validated_weights():
             val = self.validate(run.val_samples, run.val_data)
+            run.validation_seconds = time.perf_counter() - validation_started
             if val >= self.state.best_accuracy:  # a tie keeps the later, longer-trained weights
                 self.state.best_accuracy = val
                 self.checkpoints.save_best(stage.number, self.model, self.meta(stage, step, val))
@@ -321,11 +332,33 @@ class Trainer:
         positions = "" if stage.segment_length == self.cfg.segment.length else f" of {stage.segment_length} positions"
         self.reporter.note(f"stage {stage.number} step {step}: validation accuracy {val:.2%} "
                            f"on {len(run.val_samples)} samples of {stage.validation_segments} segments{positions}")
+        stage = self.fit_to_time_limit(run)
         done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
         if done:
             self.state.end_stage(self.summary_row(run, step))
         self.save_resume_point(run)
         return done
+
+    def fit_to_time_limit(self, run: StageRun) -> Stage:
+        """With trainer.fit_time_limit, the last stage cut to the steps the time left holds at its pace so far
+        (lr_schedule.py), its schedule rebuilt over them; `run`'s stage, cut or not."""
+        seconds_left = self.deadline.seconds_left()
+        if not self.cfg.trainer.fit_time_limit or seconds_left is None or run.stage.number != self.stages[-1].number:
+            return run.stage
+        step, planned = self.state.step, run.stage.steps
+        fitting = min(distributed.gather(steps_that_fit(step, planned, run.seconds_per_step(step), seconds_left,
+                                                        reserve=run.validation_seconds)))  # every rank alike
+        if fitting < planned:
+            run.stage = replace(run.stage, steps=fitting)
+            run.scheduler = stage_schedule(self.cfg.trainer.scheduler, run.optimizer, run.warmup_steps, fitting,
+                                           taken=step)
+            self.state.stage_steps = fitting
+            self.reporter.shorten(planned - fitting)
+            self.metrics.write(kind="fit", stage=run.stage.number, step=step, steps=fitting, planned=planned)
+            self.reporter.note(f"stage {run.stage.number}: the time limit holds {fitting - step} more steps at "
+                               f"{run.seconds_per_step(step):.2f} s a step; its schedule now ends at step {fitting} "
+                               f"(of {self.stages[-1].steps} planned)")
+        return run.stage
 
     def summary_row(self, run: StageRun, steps: int | str) -> dict:
         """The final table's row of `run`'s stage after `steps` (a number, or "taken of planned" for a stage the

@@ -12,6 +12,8 @@ earlier versions load too:
     rank_rng                              data-parallel runs only: every rank's, in rank order
     spike_guard                           with trainer.skip_spikes, once it has seen a step: the stage's recent
                                           gradient norms and how many of its steps it skipped
+    stage_steps                           with trainer.fit_time_limit, once it has cut the stage in progress: the
+                                          steps that stage now ends at
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TrainState:
     rank_rng: list[RngState] = field(default_factory=list)  # every rank's, in rank order, as of the last save
     recent_grad_norms: list[float] = field(default_factory=list)  # trainer.skip_spikes: the stage's last norms
     skipped_steps: int = 0  # trainer.skip_spikes: the stage's steps skipped as gradient spikes
+    stage_steps: int | None = None  # trainer.fit_time_limit: the steps the stage in progress was cut to
 
     def pending(self, stage_number: int) -> bool:
         """Whether stage `stage_number` still has steps to run (or its last validation to take)."""
@@ -65,7 +68,7 @@ class TrainState:
         """Before its first step (a finished run may go on into stages added to its curriculum)."""
         self.stage, self.step, self.best_accuracy = stage_number, 0, -1.0
         self.stage_done = self.finished = False
-        self.recent_grad_norms, self.skipped_steps = [], 0
+        self.recent_grad_norms, self.skipped_steps, self.stage_steps = [], 0, None
 
     def end_stage(self, row: dict) -> None:
         """The stage is done; its `row` joins the summary."""
@@ -90,6 +93,8 @@ class TrainState:
             state["rank_rng"] = self.rank_rng
         if self.recent_grad_norms or self.skipped_steps:
             state["spike_guard"] = {"recent_grad_norms": self.recent_grad_norms, "skipped_steps": self.skipped_steps}
+        if self.stage_steps is not None:
+            state["stage_steps"] = self.stage_steps
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -103,3 +108,4 @@ class TrainState:
         guard = state.get("spike_guard", {})
         self.recent_grad_norms = list(guard.get("recent_grad_norms", []))
         self.skipped_steps = guard.get("skipped_steps", 0)
+        self.stage_steps = state.get("stage_steps")

@@ -53,6 +53,7 @@ class TrainerConfig:
     device: str = setting("auto", device)
     devices: int = setting(1, whole(1))
     time_limit_minutes: Optional[float] = setting(None, optional(positive))
+    fit_time_limit: bool = setting(False, flag)  # the last stage's schedule cut to the time left (train.py)
     keep_last: int = setting(2, whole(1, " (resume checkpoints to keep)"))
     init_from: Optional[str] = setting(None, optional(text))  # a run or checkpoint folder whose weights a new run
                                                               # starts from

@@ -508,6 +508,12 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
         {"kind": "val", "stage": 1, "step": 10, "segments": 1, "val_accuracy": 0.75},
         {"kind": "train", "time": 120.0, "stage": 2, "step": 6, "segments": "2", "loss": 0.4}]) + "\n{\"kind\": ")
     assert training_cell(running) == "2.0 min · stage 2/2 step 6/10 (2 seg) · val 75.0% (1 seg, stage 1 step 10)"
+    (running / "train" / "metrics.jsonl").write_text("\n".join(json.dumps(row) for row in [  # cut to the time limit
+        {"kind": "val", "stage": 2, "step": 6, "segments": 2, "val_accuracy": 0.5},
+        {"kind": "fit", "stage": 2, "step": 6, "steps": 8, "planned": 10},
+        {"kind": "train", "time": 130.0, "stage": 2, "step": 7, "segments": "2", "loss": 0.4}]) + "\n")
+    assert training_cell(running) == ("2.2 min · stage 2/2 step 7/8 (cut from 10) (2 seg) · val 50.0% (2 seg, "
+                                      "stage 2 step 6)")
     assert extrapolation_cell(running) == "-"
     # seed 2 waits for a free slot (--parallel), then has only started
     (waiting / "train.status.json").unlink()

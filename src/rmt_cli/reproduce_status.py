@@ -13,15 +13,15 @@ from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
 
 
-def last_lines(metrics: Path) -> tuple[dict | None, dict | None]:
-    """The last training line and the last validation line of a run's metrics.jsonl (None: none yet)."""
+def last_lines(metrics: Path) -> tuple[dict | None, dict | None, dict | None]:
+    """The last training, validation and `fit` (trainer.fit_time_limit's cut) lines of a run's metrics.jsonl
+    (None: none yet)."""
     try:
         rows = read_lines(metrics)
     except ValueError:  # a damaged line: say nothing rather than something wrong
         rows = []
-    train = next((row for row in reversed(rows) if row.get("kind") == "train"), None)
-    val = next((row for row in reversed(rows) if row.get("kind") == "val"), None)
-    return train, val
+    return tuple(next((row for row in reversed(rows) if row.get("kind") == kind), None)  # type: ignore[return-value]
+                 for kind in ("train", "val", "fit"))
 
 
 def job_state(status: Path) -> str | None:
@@ -32,12 +32,14 @@ def job_state(status: Path) -> str | None:
 
 def training_cell(folder: Path) -> str:
     ended = job_state(folder / "train.status.json")
-    train, val = last_lines(folder / "train" / "metrics.jsonl")
+    train, val, fit = last_lines(folder / "train" / "metrics.jsonl")
     if train is None:  # a job writes its train.out from its start; without one it waits for a slot (--parallel)
         return ended or ("starting" if (folder / "train.out").exists() else "waiting for a free slot")
     curriculum = saved_curriculum(folder / "train")
     budgets = [] if curriculum is None else [stage.steps for stage in curriculum.stages]
     of = f"/{budgets[train['stage'] - 1]}" if len(budgets) >= train["stage"] else ""
+    if fit is not None and fit["stage"] == train["stage"]:  # the stage was cut to the time limit
+        of = f"/{fit['steps']} (cut from {fit['planned']})"
     parts = [ended or f"{train['time'] / 60:.1f} min",
              f"stage {train['stage']}/{len(budgets) or '?'} step {train['step']}{of} ({train['segments']} seg)"]
     if val is not None:

@@ -449,3 +449,12 @@ def test_a_stage_cut_to_the_time_limit_resumes_with_its_cut_schedule(fitted_cfg,
     resumed = train_in_process(fitted_cfg, tmp_path / "run")
     assert stage_lines(resumed, 2) == stage_lines(whole, 2)
     assert resumed[-1]["completed"]
+
+
+def test_fit_time_limit_without_a_time_limit_says_it_does_nothing(smoke_cfg, tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"fit_time_limit": True}})
+    lines = train_in_process(cfg, tmp_path / "run")
+    assert "trainer.fit_time_limit=true does nothing without trainer.time_limit_minutes" in capsys.readouterr().out
+    assert [line["step"] for line in stage_lines(lines, 2)] == [1, 2, 3, 4]  # every planned step

@@ -233,6 +233,9 @@ class Trainer:
                                f"{self.experiment.eval_data.corpus.describe()}")
             for caution in curriculum_cautions(self.stages):
                 self.reporter.note(caution)
+            if self.cfg.trainer.fit_time_limit and self.deadline.minutes is None:
+                self.reporter.note("trainer.fit_time_limit=true does nothing without trainer.time_limit_minutes: "
+                                   "the last stage runs all its steps")
             completed = self.run_stages()
         self.finish(completed, time.perf_counter() - started)
 

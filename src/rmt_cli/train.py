@@ -348,19 +348,19 @@ class Trainer:
         seconds_left = self.deadline.seconds_left()
         if not self.cfg.trainer.fit_time_limit or seconds_left is None or run.stage.number != self.stages[-1].number:
             return run.stage
-        step, planned = self.state.step, run.stage.steps
-        fitting = min(distributed.gather(steps_that_fit(step, planned, run.seconds_per_step(step), seconds_left,
+        step, ends_at, planned = self.state.step, run.stage.steps, self.stages[-1].steps
+        pace = run.seconds_per_step(step)
+        fitting = min(distributed.gather(steps_that_fit(step, ends_at, pace, seconds_left,
                                                         reserve=run.validation_seconds)))  # every rank alike
-        if fitting < planned:
+        if fitting < ends_at:
             run.stage = replace(run.stage, steps=fitting)
             run.scheduler = stage_schedule(self.cfg.trainer.scheduler, run.optimizer, run.warmup_steps, fitting,
                                            taken=step)
             self.state.stage_steps = fitting
-            self.reporter.shorten(planned - fitting)
+            self.reporter.shorten(ends_at - fitting)
             self.metrics.write(kind="fit", stage=run.stage.number, step=step, steps=fitting, planned=planned)
             self.reporter.note(f"stage {run.stage.number}: the time limit holds {fitting - step} more steps at "
-                               f"{run.seconds_per_step(step):.2f} s a step; its schedule now ends at step {fitting} "
-                               f"(of {self.stages[-1].steps} planned)")
+                               f"{pace:.2f} s a step; its schedule now ends at step {fitting} (of {planned} planned)")
         return run.stage
 
     def summary_row(self, run: StageRun, steps: int | str) -> dict:

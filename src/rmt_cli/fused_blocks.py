@@ -60,10 +60,10 @@ def fuse_blocks(backbone: nn.Module, live: bool = False) -> bool:
     """Give every transformer block of `backbone` the fused forward: for inference (a snapshot of the stacked
     weights, GELU in the epilogue), or `live` for training (weights stacked at each call, exact GELU, dropout).
     False (and nothing changed) where the backbone is not `fusable_backbone`."""
-    config = backbone.config
-    blocks = transformer_blocks(backbone)
     if not fusable_backbone(backbone):
         return False
+    config = backbone.config
+    blocks = transformer_blocks(backbone)
     block: Any  # a BertLayer: its submodules are reached by name
     for block in blocks:
         block.fused_live = live

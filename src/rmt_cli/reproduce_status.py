@@ -20,8 +20,11 @@ def last_lines(metrics: Path) -> tuple[dict | None, dict | None, dict | None]:
         rows = read_lines(metrics)
     except ValueError:  # a damaged line: say nothing rather than something wrong
         rows = []
-    return tuple(next((row for row in reversed(rows) if row.get("kind") == kind), None)  # type: ignore[return-value]
-                 for kind in ("train", "val", "fit"))
+
+    def last(kind: str) -> dict | None:
+        return next((row for row in reversed(rows) if row.get("kind") == kind), None)
+
+    return last("train"), last("val"), last("fit")
 
 
 def job_state(status: Path) -> str | None:

@@ -228,6 +228,25 @@ def test_a_last_stage_left_at_its_own_advance_at_counts_as_completed(tmp_path):
     assert curriculum_completed(tmp_path)
 
 
+def test_a_last_stage_cut_to_fit_the_time_limit_counts_as_completed_at_its_new_end(tmp_path):
+    from rmt_cli.reproduce_summary import curriculum_completed
+
+    (tmp_path / "config.yaml").write_text("curriculum:\n  advance_at: null\n  stages:\n"
+                                          "  - {segments: 32, steps: 300}\n")
+    lines = [{"kind": "val", "stage": 1, "step": 50, "val_accuracy": 0.9},
+             {"kind": "fit", "stage": 1, "step": 50, "steps": 185, "planned": 300},
+             {"kind": "val", "stage": 1, "step": 100, "val_accuracy": 0.9},
+             {"kind": "fit", "stage": 1, "step": 100, "steps": 184, "planned": 300}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert not curriculum_completed(tmp_path)
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:  # the first cut's end is no longer the stage's end
+        metrics.write(json.dumps({"kind": "val", "stage": 1, "step": 185, "val_accuracy": 0.9}) + "\n")
+    assert not curriculum_completed(tmp_path)
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"kind": "val", "stage": 1, "step": 184, "val_accuracy": 0.9}) + "\n")
+    assert curriculum_completed(tmp_path)
+
+
 def test_beyond_extrapolates_one_seed_further_once_its_main_extrapolation_ends(tmp_path, monkeypatch):
     """The protocol's commands replaced by a script that logs its arguments and exits 0: which jobs start, with what."""
     import sys

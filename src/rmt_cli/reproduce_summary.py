@@ -77,7 +77,8 @@ def curriculum_completed(train: Path) -> bool:
     """Whether every stage of the run's curriculum ran to its end (or left early at its advance_at).
 
     Read from the stages in config.yaml and the validation lines in metrics.jsonl, so that a run stopped by a time
-    limit counts as incomplete whatever its own summary line says.
+    limit counts as incomplete whatever its own summary line says. A last stage that `trainer.fit_time_limit` cut
+    ends at the step its latest `fit` line names: its schedule came down to zero there.
     """
     from rmt_cli.curriculum import setting
     from rmt_cli.metrics import read_lines
@@ -92,6 +93,8 @@ def curriculum_completed(train: Path) -> bool:
     last = len(curriculum.stages)
     stage = curriculum.stages[-1]
     steps, advance_at = stage.steps, setting(stage, "advance_at", curriculum.advance_at)
+    steps = next((line["steps"] for line in reversed(lines) if line.get("kind") == "fit" and line["stage"] == last),
+                 steps)
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
                for line in lines)

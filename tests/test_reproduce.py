@@ -533,6 +533,9 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
         {"kind": "train", "time": 130.0, "stage": 2, "step": 7, "segments": "2", "loss": 0.4}]) + "\n")
     assert training_cell(running) == ("2.2 min · stage 2/2 step 7/8 (cut from 10) (2 seg) · val 50.0% (2 seg, "
                                       "stage 2 step 6)")
+    with (running / "train" / "metrics.jsonl").open("a") as metrics:  # lengthened again to every planned step
+        metrics.write(json.dumps({"kind": "fit", "stage": 2, "step": 8, "steps": 10, "planned": 10}) + "\n")
+    assert training_cell(running).startswith("2.2 min · stage 2/2 step 7/10 (2 seg)")
     assert extrapolation_cell(running) == "-"
     # seed 2 waits for a free slot (--parallel), then has only started
     (waiting / "train.status.json").unlink()

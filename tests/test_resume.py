@@ -389,12 +389,23 @@ FIT_STAGES = {"curriculum": {"stages": [{"segments": 1, "steps": 4}, {"segments"
               "trainer": {"time_limit_minutes": 30, "fit_time_limit": True}}
 
 
-def paced(monkeypatch, seconds_left=5.0, seconds_per_step=1.0):
-    """A clock for trainer.fit_time_limit: `seconds_left` at every validation, each step `seconds_per_step`."""
+def paced(monkeypatch, seconds_at_start=7.0, seconds_per_step=1.0):
+    """A clock for trainer.fit_time_limit: the last stage (stage 2) starts with `seconds_at_start` left, and each of
+    its steps takes `seconds_per_step`, as its measured pace says (the step is read from its metrics lines)."""
+    from rmt_cli.loggers import Metrics
     from rmt_cli.stopping import Deadline
     from rmt_cli.train import StageRun
 
-    monkeypatch.setattr(Deadline, "seconds_left", lambda self: seconds_left)
+    taken = {"steps": 0}
+    write = Metrics.write
+
+    def counting(self, **fields):
+        if fields["kind"] == "train" and fields["stage"] == 2:
+            taken["steps"] = fields["step"]
+        write(self, **fields)
+
+    monkeypatch.setattr(Metrics, "write", counting)
+    monkeypatch.setattr(Deadline, "seconds_left", lambda self: seconds_at_start - taken["steps"] * seconds_per_step)
     monkeypatch.setattr(StageRun, "seconds_per_step", lambda self, step: seconds_per_step)
 
 
@@ -416,6 +427,7 @@ def test_fit_time_limit_cuts_the_last_stage_to_the_time_left_and_its_schedule_de
 
     monkeypatch.setattr(Deadline, "passed", lambda self: False)
     paced(monkeypatch)  # at stage 2's first validation (step 2): 5 s left, less the validation's time: 4 more steps
+    # (and at step 4, 3 s left: 2 more, as cut)
     lines = train_in_process(fitted_cfg, tmp_path / "run")
     assert [line["step"] for line in stage_lines(lines, 1)] == [1, 2, 3, 4]  # not the last stage: never cut
     assert [line["step"] for line in stage_lines(lines, 2)] == [1, 2, 3, 4, 5, 6]
@@ -431,6 +443,23 @@ def test_fit_time_limit_cuts_the_last_stage_to_the_time_left_and_its_schedule_de
     assert [line["lr"] for line in stage_lines(lines, 2)][2:] == pytest.approx(expected[2:])  # from step 3 on
     assert stage_lines(lines, 2)[-1]["lr"] == 0.0
     assert "its schedule now ends at step 6 (of 12 planned)" in capsys.readouterr().out
+
+
+def test_a_stage_cut_at_its_first_validation_is_lengthened_again_when_its_pace_turns_out_faster(
+        fitted_cfg, tmp_path, monkeypatch):
+    from rmt_cli.stopping import Deadline
+    from rmt_cli.train import StageRun
+
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    monkeypatch.setattr(Deadline, "seconds_left", lambda self: 9.0)
+    # the first measurement (step 2) counts the stage's start: 2 s a step; from then on 1 s
+    monkeypatch.setattr(StageRun, "seconds_per_step", lambda self, step: 2.0 if step <= 2 else 1.0)
+    lines = train_in_process(fitted_cfg, tmp_path / "run")
+    assert stage_lines(lines, 2, "fit") == [{"kind": "fit", "stage": 2, "step": 2, "steps": 6, "planned": 12},
+                                            {"kind": "fit", "stage": 2, "step": 4, "steps": 12, "planned": 12}]
+    assert [line["step"] for line in stage_lines(lines, 2)] == list(range(1, 13))  # never past the planned steps
+    assert stage_lines(lines, 2)[-1]["lr"] == 0.0
+    assert lines[-1]["completed"]
 
 
 def test_a_stage_cut_to_the_time_limit_resumes_with_its_cut_schedule(fitted_cfg, tmp_path, monkeypatch):

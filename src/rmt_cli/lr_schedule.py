@@ -2,11 +2,12 @@
 
 A run that a time limit stops mid-stage keeps the learning rate it had there: a linear schedule stopped at two
 thirds of its steps is still at a third of its peak, where a detect stage's validation swings most. With
-`trainer.fit_time_limit`, each validation of the last stage measures the stage's pace so far (seconds per step,
+`trainer.fit_time_limit`, each validation of the last stage measures the stage's pace (seconds per step,
 validations included) and, where the time left holds fewer steps than planned, ends the stage sooner: the schedule
 is rebuilt over the new number of steps (warm-up unchanged) and continues from the step taken, so the learning
-rate decays to the end of it before the limit. Only ever cut, never lengthened, so a pace that varies can only
-shorten the stage further.
+rate decays to the end of it before the limit. The first measurement counts the stage's start (its data built, the
+first steps' allocations), so it is slower than the stage will be; later ones count only the steps since it, and
+refit the stage either way, never past its planned steps nor once it has reached its end.
 """
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ class Reporter:
             print(description, flush=True)
         log.debug(description)
 
-    def shorten(self, steps: int) -> None:
-        """The run now takes `steps` fewer steps than planned (a stage cut to the time limit)."""
-        self.total -= steps
+    def add_steps(self, steps: int) -> None:
+        """The run now takes `steps` more steps (fewer where negative): a stage fitted to the time limit."""
+        self.total += steps
         if self.interactive and self.task is not None:
             self.progress.update(self.task, total=self.total)
 

@@ -41,7 +41,7 @@ def training_cell(folder: Path) -> str:
     curriculum = saved_curriculum(folder / "train")
     budgets = [] if curriculum is None else [stage.steps for stage in curriculum.stages]
     of = f"/{budgets[train['stage'] - 1]}" if len(budgets) >= train["stage"] else ""
-    if fit is not None and fit["stage"] == train["stage"]:  # the stage was cut to the time limit
+    if fit is not None and fit["stage"] == train["stage"] and fit["steps"] < fit["planned"]:  # cut to the time limit
         of = f"/{fit['steps']} (cut from {fit['planned']})"
     parts = [ended or f"{train['time'] / 60:.1f} min",
              f"stage {train['stage']}/{len(budgets) or '?'} step {train['step']}{of} ({train['segments']} seg)"]

@@ -143,10 +143,24 @@ class StageRun:
     first_step: int = 1  # the first step this process takes in the stage (later than 1 after a resume)
     started: float = field(default_factory=time.perf_counter)
     validation_seconds: float = 0.0  # how long its last validation took
+    paced_from: tuple[float, int] | None = None  # (clock, step) where trainer.fit_time_limit first measured the pace
 
     def seconds_per_step(self, step: int) -> float:
-        """The stage's pace in this process up to step `step`, its validations included."""
-        return (time.perf_counter() - self.started) / max(1, step - self.first_step + 1)
+        """The stage's pace in this process up to step `step`, its validations included: since the pace was first
+        measured, once a step has been taken after it, so that the stage's start (its data built, the first steps'
+        allocations) no longer counts; before that, since the stage started."""
+        if self.paced_from is not None and step > self.paced_from[1]:
+            since, before = self.paced_from
+        else:
+            since, before = self.started, self.first_step - 1
+        return (time.perf_counter() - since) / max(1, step - before)
+
+    def measure_pace(self, step: int) -> float:
+        """seconds_per_step, marking the first measurement as where later ones start from."""
+        pace = self.seconds_per_step(step)
+        if self.paced_from is None:
+            self.paced_from = (time.perf_counter(), step)
+        return pace
 
     def optimization_state(self) -> dict:
         """What a resume point stores of it besides the TrainState."""
@@ -343,21 +357,23 @@ class Trainer:
         return done
 
     def fit_to_time_limit(self, run: StageRun) -> Stage:
-        """With trainer.fit_time_limit, the last stage cut to the steps the time left holds at its pace so far
-        (lr_schedule.py), its schedule rebuilt over them; `run`'s stage, cut or not."""
+        """With trainer.fit_time_limit, the last stage fitted to the steps the time left holds at its pace
+        (lr_schedule.py), at most its planned steps, its schedule rebuilt over them; `run`'s stage, refitted or not."""
         seconds_left = self.deadline.seconds_left()
         if not self.cfg.trainer.fit_time_limit or seconds_left is None or run.stage.number != self.stages[-1].number:
             return run.stage
         step, ends_at, planned = self.state.step, run.stage.steps, self.stages[-1].steps
-        pace = run.seconds_per_step(step)
-        fitting = min(distributed.gather(steps_that_fit(step, ends_at, pace, seconds_left,
+        if step >= ends_at:  # the schedule has come down to its end: the stage is done
+            return run.stage
+        pace = run.measure_pace(step)
+        fitting = min(distributed.gather(steps_that_fit(step, planned, pace, seconds_left,
                                                         reserve=run.validation_seconds)))  # every rank alike
-        if fitting < ends_at:
+        if fitting != ends_at:
             run.stage = replace(run.stage, steps=fitting)
             run.scheduler = stage_schedule(self.cfg.trainer.scheduler, run.optimizer, run.warmup_steps, fitting,
                                            taken=step)
             self.state.stage_steps = fitting
-            self.reporter.shorten(ends_at - fitting)
+            self.reporter.add_steps(fitting - ends_at)
             self.metrics.write(kind="fit", stage=run.stage.number, step=step, steps=fitting, planned=planned)
             self.reporter.note(f"stage {run.stage.number}: the time limit holds {fitting - step} more steps at "
                                f"{pace:.2f} s a step; its schedule now ends at step {fitting} (of {planned} planned)")

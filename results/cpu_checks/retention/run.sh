@@ -5,7 +5,8 @@
 #   bash results/cpu_checks/retention/run.sh arm plain 0 ''        # then, side by side:
 #   bash results/cpu_checks/retention/run.sh arm primed 0 ',noise_primed:0.5,primed_segments:8'
 # (seed 1: the same two arm lines with 1 instead of 0). OUT (default outputs/retention_check) holds the runs.
-# Arguments after the fourth go to the arm's `rmt train` (e.g. trainer.time_limit_minutes=12.5).
+# Arguments after the fourth go to the arm's `rmt train` (e.g. trainer.time_limit_minutes=12.5); SEGMENTS and STEPS
+# (default [4,8] and 150) set the arm's segment counts and steps (section 9: SEGMENTS=[16,32] STEPS=50).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/retention_check}
@@ -20,6 +21,6 @@ name=$2 seed=$3 extra=$4
 shift 4  # any further arguments: overrides of the arm's training run (section 8: trainer.time_limit_minutes=...)
 export OMP_NUM_THREADS=1
 rmt train "${common[@]}" seed=$seed trainer.init_from=$out/base hydra.run.dir=$out/$name \
-  "curriculum.stages=[{segments:[4,8],steps:150,segment_length:64,val_segments:32$extra}]" "$@"
+  "curriculum.stages=[{segments:${SEGMENTS:-[4,8]},steps:${STEPS:-150},segment_length:64,val_segments:32$extra}]" "$@"
 rmt retention --checkpoint $out/$name --max-segments 512 --probes 20 --samples 64 --batch-size 64 segment.length=64 \
   hydra.run.dir=$out/$name/retention_512

@@ -31,6 +31,11 @@ def read_lines(path: Path) -> list[dict]:
     return rows
 
 
+def last_line(lines: list[dict], kind: str) -> dict | None:
+    """The last of `lines` (a metrics.jsonl's) of that kind, None if there is none."""
+    return next((line for line in reversed(lines) if line.get("kind") == kind), None)
+
+
 class MetricsLog:
     """Appends one JSON object per line; each line carries the wall time since the log was opened.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from rmt_cli.metrics import read_lines
+from rmt_cli.metrics import last_line, read_lines
 from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
 
@@ -20,11 +20,7 @@ def last_lines(metrics: Path) -> tuple[dict | None, dict | None, dict | None]:
         rows = read_lines(metrics)
     except ValueError:  # a damaged line: say nothing rather than something wrong
         rows = []
-
-    def last(kind: str) -> dict | None:
-        return next((row for row in reversed(rows) if row.get("kind") == kind), None)
-
-    return last("train"), last("val"), last("fit")
+    return last_line(rows, "train"), last_line(rows, "val"), last_line(rows, "fit")
 
 
 def job_state(status: Path) -> str | None:

@@ -81,7 +81,7 @@ def curriculum_completed(train: Path) -> bool:
     ends at the step its latest `fit` line names: its schedule came down to zero there.
     """
     from rmt_cli.curriculum import setting
-    from rmt_cli.metrics import read_lines
+    from rmt_cli.metrics import last_line, read_lines
 
     curriculum = saved_curriculum(train)
     try:
@@ -93,8 +93,9 @@ def curriculum_completed(train: Path) -> bool:
     last = len(curriculum.stages)
     stage = curriculum.stages[-1]
     steps, advance_at = stage.steps, setting(stage, "advance_at", curriculum.advance_at)
-    steps = next((line["steps"] for line in reversed(lines) if line.get("kind") == "fit" and line["stage"] == last),
-                 steps)
+    fit = last_line(lines, "fit")
+    if fit is not None and fit["stage"] == last:
+        steps = fit["steps"]
     return any(line.get("kind") == "val" and line["stage"] == last and
                (line["step"] == steps or (advance_at is not None and line["val_accuracy"] >= advance_at))
                for line in lines)

@@ -34,6 +34,10 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
      64 segments, gradients through the last 16): the segments before the window on the model's own weights
      (fp32 under autocast) and on a bf16 copy (trainer.prefix_dtype=bf16)
+  r  an MPNet geometry (--mpnet, all-mpnet-base-v2's by default: backbone=mpnet-base) on transformers' eager
+     attention and on rmt's SDPA with the relative position bias as its mask (backbone.relative_bias_sdpa):
+     extrapolation tokens/s at --batch x --segments, and training steps (fused AdamW, no checkpointing) over
+     --train-segments at --train-batch: tokens/s, MFU, peak memory
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from rmt_cli.flops import forward_flops, shape_from_hf_config
 from rmt_cli.fused_blocks import fusable_backbone, fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import to_device
+from rmt_cli.relative_bias_sdpa import attend_relative_bias_with_sdpa
 from rmt_cli.samples import SampleFactory, batch_segments
 from rmt_cli.task_spec import TaskSpec
 from rmt_cli.train import build_optimizer
@@ -79,9 +84,15 @@ DECODERS = {  # Llama-family geometries of conf/backbone presets (random weights
     "tiny-llama": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                        intermediate_size=64, vocab_size=30522, max_position_embeddings=1024, tie_word_embeddings=True),
 }
+MPNETS = {  # MPNet geometries (random weights from a config): all-mpnet-base-v2's, and a toy one for --quick
+    "mpnet-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                       max_position_embeddings=514, relative_attention_num_buckets=32),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                 max_position_embeddings=514),
+}
 SEGMENT, MEMORY = 512, 10
 ANSWER_TOKENS = 2  # generate head: an answer word and its end token, the first read back after the question
-QUICK = dict(geometries="tiny", decoder="tiny-llama", batch=2, segments=2, long_tokens=1000, long_batch=2,
+QUICK = dict(geometries="tiny", decoder="tiny-llama", mpnet="tiny", batch=2, segments=2, long_tokens=1000, long_batch=2,
              train_batch=2, decoder_batch=2, train_segments="1,2", graph_batches="1,2", graph_segments=2,
              corpus_tokens=100_000, assembly="8,4,64", repeat=1, bptt="4:2", mixed="1,4",
              mixed_batches=2)
@@ -97,6 +108,16 @@ def build(geometry: str, tokenizer, attn: str = "sdpa") -> RecurrentMemory:
     backbone = BertModel(config, add_pooling_layer=False)
     skip_attention_masks(backbone, "encoder")  # as backbones.load_backbone does (with sdpa)
     return RecurrentMemory(backbone, MEMORY, 6, tokenizer.cls_token_id, tokenizer.sep_token_id)
+
+
+def build_mpnet(geometry: str, tokenizer) -> RecurrentMemory:
+    """An MPNet-geometry model on transformers' eager attention (the only one transformers gives MPNet)."""
+    from transformers import MPNetConfig, MPNetModel
+
+    config = MPNetConfig(vocab_size=len(tokenizer), **MPNETS[geometry])
+    config._attn_implementation = "eager"
+    return RecurrentMemory(MPNetModel(config, add_pooling_layer=False), MEMORY, 6, tokenizer.cls_token_id,
+                           tokenizer.sep_token_id)
 
 
 def synthetic_corpus(tokenizer, tokens: int = 2_000_000, seed: int = 0) -> tuple[TokenCorpus, list[str]]:
@@ -629,12 +650,58 @@ def part_s(model, device, batch: int, segment_list: list[int], peak_tflops: floa
     return profiled_rows(model, make_loss, segment_list, batch, device, per_segment, peak_tflops, compiled, profile)
 
 
+def part_r(geometry: str, tokenizer, factory, device, batch: int, segments: int, train_batch: int,
+           segment_list: list[int], peak_tflops: float | None) -> dict:
+    """MPNet on transformers' eager attention against the same weights on SDPA with the bias as its mask: extrapolation
+    tokens/s, then training rows (fused AdamW, no checkpointing) for each segment count."""
+    torch.manual_seed(0)
+    eager = build_mpnet(geometry, tokenizer).to(device).eval()
+    sdpa = copy.deepcopy(eager)
+    attend_relative_bias_with_sdpa(sdpa.backbone)
+    samples = factory.sample_set("test", 0, segments, batch)
+    tokens = batch * segments * SEGMENT
+    out: dict = {"geometry": geometry, "batch": batch, "segments": segments}
+    for name, model in (("eager", eager), ("sdpa", sdpa)):
+        out[f"extrapolate_{name}_tok_s"] = tokens / timed(lambda model=model: stream(model, factory, samples, device),
+                                                          device)
+    out["ratio_extrapolate"] = out["extrapolate_sdpa_tok_s"] / out["extrapolate_eager_tok_s"]
+    out["train"] = []
+    for name, model in (("eager", eager), ("sdpa", sdpa)):
+        make_loss, per_segment = encoder_losses(model, factory, device, train_batch)
+        model.train()
+        optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
+        for n in segment_list:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            row = {"attention": name, "segments": n, "batch": train_batch}
+            try:
+                seconds = timed(training_step(model, optimizer, make_loss(n), device), device)
+            except torch.cuda.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                free(device)
+                out["train"].append({**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True})
+                continue
+            out["train"].append({**row, "tok_s": train_batch * n * SEGMENT / seconds,
+                                 "mfu": None if not peak_tflops else per_segment * train_batch * n / seconds
+                                 / (peak_tflops * 1e12),
+                                 "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+                                 else None})
+        del optimizer
+        model.eval()
+    rows = {(row["attention"], row["segments"]): row for row in out["train"]}
+    for row in out["train"]:
+        eager_row = rows[("eager", row["segments"])]
+        row["speedup"] = row["tok_s"] / eager_row["tok_s"] if row["tok_s"] and eager_row["tok_s"] else None
+    return out
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the offline MiniLM package)")
     parser.add_argument("--geometries", default="bert-base,minilm", help=f"of {', '.join(GEOMETRIES)}")
     parser.add_argument("--decoder", default="smollm2-135m", help=f"geometry of part s, of {', '.join(DECODERS)}")
-    parser.add_argument("--parts", default="a,b,c,d,g,f,m,t,w,p,s,v")
+    parser.add_argument("--mpnet", default="mpnet-base", help=f"geometry of part r, of {', '.join(MPNETS)}")
+    parser.add_argument("--parts", default="a,b,c,d,g,f,m,t,w,p,s,v,r")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--segments", type=int, default=32)
     parser.add_argument("--long-tokens", type=int, default=1_000_000, help="content tokens of part c's sample")
@@ -775,6 +842,13 @@ def main(argv=None) -> None:
     for geometry in args.geometries.split(","):
         results[geometry] = {}
         encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak, results[geometry], save)
+        free(device)
+    if "r" in parts:
+        results["r"] = part_r(args.mpnet, tokenizer, factory, device, args.batch, args.segments, args.train_batch,
+                              integers(args.train_segments), peak)
+        print_part("r", {k: v for k, v in results["r"].items() if k != "train"})
+        print_part("r train", results["r"]["train"])
+        save()
         free(device)
     if parts & {"s", "v"}:
         torch.manual_seed(0)

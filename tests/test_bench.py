@@ -46,6 +46,11 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
             (s, c, f) for s in (1, 2) for c in (False, True) for f in (False, True)}
         assert [(r["segments"], r["fused_adamw"]) for r in rows if r["reentrant"]] == [(1, True), (2, True)]
         assert all(r["tok_s"] > 0 for r in rows)
+    mpnet = bench["r"]  # an MPNet geometry on transformers' eager attention and on SDPA with the bias as its mask
+    assert mpnet["geometry"] == "tiny" and mpnet["ratio_extrapolate"] > 0
+    assert [(r["attention"], r["segments"]) for r in mpnet["train"]] == [(a, s) for a in ("eager", "sdpa")
+                                                                         for s in (1, 2)]
+    assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in mpnet["train"])
     mixed = tiny["m"]  # a 1-4-segment stage's counts drawn per sample and per batch, over the same two batches
     assert [(r["lengths_per"], r["compute_dtype"], r["reentrant"]) for r in mixed] == [
         ("sample", "fp32", False), ("sample", "fp32", True), ("batch", "fp32", False), ("batch", "fp32", True),

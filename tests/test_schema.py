@@ -162,7 +162,7 @@ CASES = [
                                                 "seed); check its spelling"),  # an unknown key
     ("train backbone.nope=1", "backbone.nope is not a setting of backbone (known: name, layout, name_or_path, "
                               "offline_package, offline_folder, gguf_file, attn_implementation, skip_attention_masks, "
-                              "trust_remote_code, config, tokenizer); check its spelling"),
+                              "relative_bias_sdpa, trust_remote_code, config, tokenizer); check its spelling"),
     ("train trainer.warmup_ratio=1.5", "trainer.warmup_ratio=1.5 must be between 0 and 1"),  # out of range
     ("train task.eval_seed=-1", "task.eval_seed=-1 must be at least 0"),
     ("train logger=[jsonl,wandb] logger.wandb.mode=cloud", "logger.wandb.mode=cloud is unknown; use offline or "

@@ -22,6 +22,7 @@ import torch
 from rmt_cli.download import backbone_folder
 from rmt_cli.engine import LAYOUTS
 from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.relative_bias_sdpa import attend_relative_bias_with_sdpa
 from rmt_cli.unmasked_attention import skip_attention_masks
 
 
@@ -168,6 +169,8 @@ def load_backbone(cfg, with_pooler: bool = False) -> Backbone:
         raise not_encoder from None
     if cfg.skip_attention_masks:
         skip_attention_masks(model, kind)
+    if cfg.relative_bias_sdpa:
+        attend_relative_bias_with_sdpa(model)
     pooler = None
     if with_pooler and kind == "encoder":
         pooler, model.pooler = getattr(model.pooler, "dense", None), None

@@ -54,6 +54,8 @@ class BackboneConfig:
     attn_implementation: Optional[str] = setting("sdpa", optional(choice(*ATTENTION)))
     # with sdpa: no attention mask built at all, as rmt never masks a backbone (unmasked_attention.py)
     skip_attention_masks: bool = setting(True, flag)
+    # MPNet: its attention on SDPA, the relative position bias as the additive mask (relative_bias_sdpa.py)
+    relative_bias_sdpa: bool = setting(True, flag)
     trust_remote_code: bool = setting(False, flag)
     config: Optional[Dict[str, Any]] = None  # a transformers config, checked by transformers itself
     tokenizer: Optional[TokenizerConfig] = None

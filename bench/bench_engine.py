@@ -449,6 +449,23 @@ def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list
              "self_cpu_ms": e.self_cpu_time_total / 1000} for e in events[:top]]
 
 
+def timed_train_row(step, optimizer, row: dict, device, flops_per_segment: float, peak_tflops: float | None) -> dict:
+    """`row` (with its "segments" and "batch") completed with the step's tokens/s, MFU and peak memory; on running out
+    of memory, the row says so and the rows after it still run."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        seconds = timed(step, device)
+    except torch.cuda.OutOfMemoryError:
+        optimizer.zero_grad(set_to_none=True)
+        free(device)
+        return {**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True}
+    flops = flops_per_segment * row["batch"] * row["segments"]  # model FLOPs: recomputation is not counted in MFU
+    return {**row, "tok_s": row["batch"] * row["segments"] * SEGMENT / seconds,
+            "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
+            "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None}
+
+
 def train_rows(model, make_loss, segment_list: list[int], batch: int, device, flops_per_segment: float,
                peak_tflops: float | None, compiled: str | None = None) -> list[dict]:
     """Training steps as `rmt train` takes them (zero grad, forward and backward under autocast, gradient clipping,
@@ -468,22 +485,10 @@ def train_rows(model, make_loss, segment_list: list[int], batch: int, device, fl
             model.reentrant_checkpoints = reentrant
             for segments in segment_list:
                 step = training_step(model, optimizer, make_loss(segments, checkpointing), device)
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
                 row = {"segments": segments, "checkpointing": checkpointing, "reentrant": reentrant,
                        "fused_adamw": fused, "compiled": compile_now is not None, "compile_mode": compile_now,
                        "batch": batch}
-                try:
-                    seconds = timed(step, device)
-                except torch.cuda.OutOfMemoryError:  # the row says so; the rows after it still run
-                    optimizer.zero_grad(set_to_none=True)
-                    free(device)
-                    rows.append({**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True})
-                    continue
-                flops = flops_per_segment * batch * segments  # model FLOPs: recomputation is not counted in MFU
-                rows.append({**row, "tok_s": batch * segments * SEGMENT / seconds,
-                             "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
-                             "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None})
+                rows.append(timed_train_row(step, optimizer, row, device, flops_per_segment, peak_tflops))
         del optimizer
     model.reentrant_checkpoints = False
     model.eval()
@@ -671,21 +676,9 @@ def part_r(geometry: str, tokenizer, factory, device, batch: int, segments: int,
         model.train()
         optimizer = build_optimizer(model, 1e-5, 0.0, device, fused=True)
         for n in segment_list:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
             row = {"attention": name, "segments": n, "batch": train_batch}
-            try:
-                seconds = timed(training_step(model, optimizer, make_loss(n), device), device)
-            except torch.cuda.OutOfMemoryError:
-                optimizer.zero_grad(set_to_none=True)
-                free(device)
-                out["train"].append({**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True})
-                continue
-            out["train"].append({**row, "tok_s": train_batch * n * SEGMENT / seconds,
-                                 "mfu": None if not peak_tflops else per_segment * train_batch * n / seconds
-                                 / (peak_tflops * 1e12),
-                                 "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                                 else None})
+            out["train"].append(timed_train_row(training_step(model, optimizer, make_loss(n), device), optimizer,
+                                                row, device, per_segment, peak_tflops))
         del optimizer
         model.eval()
     rows = {(row["attention"], row["segments"]): row for row in out["train"]}

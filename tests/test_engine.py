@@ -193,6 +193,28 @@ def test_static_segment_step_equals_forward(tiny_engine):
         torch.testing.assert_close(again.logits, tiny_engine(random_steps(4, 3, 12, seed=5)).logits)
 
 
+def test_a_step_that_cannot_be_captured_runs_without_a_graph(tiny_engine, monkeypatch):
+    """A backbone whose forward does what CUDA graph capture forbids (transformers 5.17's eager mask copied a host
+    scalar to the GPU): one warning, and the step runs eagerly with the same results instead of failing."""
+    import rmt_cli.engine as engine
+
+    def refuse(step):
+        step()  # capture fails partway through the step's forward
+        raise RuntimeError("Cannot copy between CPU and CUDA tensors during CUDA graph capture\nmore detail")
+
+    monkeypatch.setattr(engine, "capture_graph", refuse)
+    tokens, memory = random_steps(3, 1, 12)[0], tiny_engine.initial_memory.expand(3, -1, -1).clone()
+    with torch.inference_mode():
+        graph = engine.SegmentGraph(tiny_engine, 3, 12, memory.dtype, tokens.device)
+        with pytest.warns(RuntimeWarning, match="cannot be captured as a CUDA graph .Cannot copy between CPU"):
+            graph._capture()  # what a CUDA device does on construction
+        readout = graph.run(tokens, memory)
+        new_memory, plain = tiny_engine._read_states(memory, tokens)
+    assert graph.graph is None
+    torch.testing.assert_close(readout, plain)
+    torch.testing.assert_close(graph.memory, new_memory)
+
+
 def test_static_segment_step_is_off_while_training_or_with_grad(tiny_engine):
     tiny_engine.graph_devices = ("cpu",)
     steps = random_steps(2, 2, 10)

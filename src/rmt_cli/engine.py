@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -410,7 +411,15 @@ class SegmentGraph:
         return self.model._read_states(self.memory, self.tokens)
 
     def _capture(self) -> None:
-        self.graph, self.outputs = capture_graph(self._step)
+        try:
+            self.graph, self.outputs = capture_graph(self._step)
+        except RuntimeError as error:
+            # A backbone whose forward does what capture forbids (a host-to-device copy, a sync): its steps run
+            # eagerly, as with cuda_graphs=false, rather than the whole evaluation failing.
+            self.graph = None
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(f"this backbone's segment step cannot be captured as a CUDA graph ({reason}); it runs "
+                          "without graphs (cuda_graphs=false skips the attempt)", RuntimeWarning, stacklevel=2)
 
     def run(self, tokens: Tensor, memory: Tensor) -> Tensor:
         """Read one segment. The new memory lands in `self.memory`; the returned readout hidden state is a static

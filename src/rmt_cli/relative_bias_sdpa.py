@@ -7,6 +7,9 @@ encoder expands the bias to the batch before the first layer. SDPA takes an addi
 attention runs in its fused kernels (on CUDA the memory-efficient one, which also returns the bias's gradient: the
 bias table trains as before), and the bias stays one copy for the whole batch.
 
+An unpadded batch gets no padding mask (see `forward_without_padding_mask`), also while a CUDA graph is captured
+(`rmt extrapolate`'s segment steps), where transformers would build one of zeros for the whole batch.
+
 `backbone.relative_bias_sdpa: false` keeps transformers' eager attention. A layer asked for its attention weights
 (`rmt attention`) computes them as transformers does.
 """
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 def attend_relative_bias_with_sdpa(model: Any) -> bool:
     """Switch every MPNet attention layer of `model` to SDPA and keep the encoder's bias unexpanded. Returns
     whether the model has MPNet layers (whether anything was switched)."""
-    from transformers.models.mpnet.modeling_mpnet import MPNetEncoder, MPNetSelfAttention
+    from transformers.models.mpnet.modeling_mpnet import MPNetEncoder, MPNetModel, MPNetSelfAttention
 
     switched = False
     for module in model.modules():
@@ -37,15 +40,34 @@ def attend_relative_bias_with_sdpa(model: Any) -> bool:
             module.expanded_position_bias = module.compute_position_bias  # type: ignore[assignment]
             module.compute_position_bias = types.MethodType(  # type: ignore[method-assign]
                 batch_shared_position_bias, module)
+        elif isinstance(module, MPNetModel) and not hasattr(module, "masking_forward"):
+            module.masking_forward = module.forward  # type: ignore[assignment]
+            module.forward = types.MethodType(forward_without_padding_mask, module)  # type: ignore[method-assign]
     return switched
+
+
+def forward_without_padding_mask(model, input_ids=None, attention_mask=None, *args, **kwargs):
+    """MPNetModel.forward, given an all-zero mask of shape (1, 1, 1, 1) where no padding mask is given.
+
+    transformers makes no mask for an unpadded batch, except while a CUDA graph is captured: it cannot look at the
+    padding's values then, so it builds a (batch, 1, positions, positions) mask of zeros, which every layer would add
+    to the bias (a batch-sized bias again), and transformers 5.17 builds it with a host-to-device copy that capture
+    forbids (`rmt extrapolate` failed on MPNet). A 4D mask is passed to the layers as it is."""
+    if attention_mask is None:
+        attention_mask = torch.zeros((1, 1, 1, 1), device=model.embeddings.word_embeddings.weight.device)
+    return model.masking_forward(input_ids, attention_mask, *args, **kwargs)
 
 
 def batch_shared_position_bias(encoder, hidden_states: torch.Tensor, position_ids=None, num_buckets: int = 32):
     """The encoder's bias (1, heads, positions, positions), broadcast over the batch where transformers copies it
-    for every sample; with position ids (per sample) as transformers computes it."""
+    for every sample; with position ids (per sample) as transformers computes it. The relative positions are made
+    on the bias's device: transformers 5.17 made them on the CPU and copied them over, which CUDA graph capture
+    forbids."""
     if position_ids is not None:
         return encoder.expanded_position_bias(hidden_states, position_ids, num_buckets)
-    return encoder.expanded_position_bias(hidden_states[:1], None, num_buckets)
+    positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
+    buckets = encoder.relative_position_bucket(positions[None, :] - positions[:, None], num_buckets=num_buckets)
+    return encoder.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
 
 
 def sdpa_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):

@@ -8,7 +8,8 @@ attention runs in its fused kernels (on CUDA the memory-efficient one, which als
 bias table trains as before), and the bias stays one copy for the whole batch.
 
 An unpadded batch gets no padding mask (see `forward_without_padding_mask`), also while a CUDA graph is captured
-(`rmt extrapolate`'s segment steps), where transformers would build one of zeros for the whole batch.
+(`rmt extrapolate`'s segment steps), where transformers would build one of zeros for the whole batch: what
+unmasked_attention.py does for the backbones on transformers' own SDPA.
 
 `backbone.relative_bias_sdpa: false` keeps transformers' eager attention. A layer asked for its attention weights
 (`rmt attention`) computes them as transformers does.

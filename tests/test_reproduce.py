@@ -79,6 +79,54 @@ def test_a_missing_seed_is_one_clear_error(tmp_path):
         write_summary(fake_protocol(tmp_path / "run", accuracy), tmp_path / "results")
 
 
+def one_seed_runs(tmp_path, overrides=(("backbone.name_or_path=/a/minilm",), ("backbone.name_or_path=/b/minilm",),
+                                        ("backbone.name_or_path=/c/minilm",))):
+    """Seeds 0, 1 and 2 of fake_protocol, each in a run of its own (one machine or job per seed)."""
+    outs = []
+    for seed, extra in enumerate(overrides):
+        out = fake_protocol(tmp_path / f"run{seed}", {key: rows for key, rows in ACCURACY.items() if key[1] == seed},
+                            seeds=(seed,))
+        plan = json.loads((out / PLAN).read_text())
+        plan.update(overrides=["trainer.lr=1e-4", *extra], card=["NVIDIA H200", "NVIDIA H100", "NVIDIA H200"][seed])
+        (out / PLAN).write_text(json.dumps(plan))
+        outs.append(out)
+    return outs
+
+
+def test_seeds_trained_in_runs_of_their_own_are_summarised_as_one(tmp_path):
+    together = write_summary(fake_protocol(tmp_path / "run"), tmp_path / "together")["tasks"]["memorize"]
+    summary = write_summary(one_seed_runs(tmp_path), tmp_path / "results")
+    apart = summary["tasks"]["memorize"]
+    assert apart["lengths"] == together["lengths"] and apart["seeds"] == [0, 1, 2]
+    assert apart["train_seconds"] == together["train_seconds"]
+    assert [(run["card"], run["seeds"]) for run in apart["runs"]] == [("NVIDIA H200", [0]), ("NVIDIA H100", [1]),
+                                                                       ("NVIDIA H200", [2])]
+    assert summary["card"] == "NVIDIA H200 / NVIDIA H100"
+    assert all((tmp_path / "results" / "memorize" / f"seed{seed}" / "extrapolate_extrapolation.json").is_file()
+               for seed in (0, 1, 2))
+
+
+def test_runs_summarised_as_one_must_be_one_protocol_and_hold_each_seed_once(tmp_path):
+    from rmt_cli.errors import UsageError
+
+    other = one_seed_runs(tmp_path / "other", overrides=((), ("curriculum.stages=[{segments:1,steps:5}]",), ()))
+    with pytest.raises(UsageError, match=r"not runs of one protocol: their overrides differ "
+                                         r"\(curriculum.stages=\[\{segments:1,steps:5\}\]\)"):
+        write_summary(other, tmp_path / "results")
+    first, second, _ = one_seed_runs(tmp_path / "seeds")
+    plan = json.loads((second / PLAN).read_text())
+    (second / PLAN).write_text(json.dumps({**plan, "samples": 50}))
+    with pytest.raises(UsageError, match="not runs of one protocol: samples 50 against 20"):
+        write_summary([first, second], tmp_path / "results")
+    again = fake_protocol(tmp_path / "again", {("memorize", 0): {1: 1.0, 8: 0.2}}, seeds=(0,))
+    plan = json.loads((again / PLAN).read_text())
+    (again / PLAN).write_text(json.dumps({**plan, "overrides": ["trainer.lr=1e-4"]}))
+    with pytest.raises(UsageError, match="memorize seed 0 was trained in both .*run0 and .*again: a summary takes "
+                                         "each seed once"):
+        write_summary([first, again], tmp_path / "results")
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
 def test_a_seed_whose_extrapolation_stopped_early_is_named(tmp_path):
     accuracy = {**ACCURACY, ("memorize", 2): {1: 0.95}}
     with pytest.raises(RuntimeFailure, match=r"memorize seed 2 has no result at \[8\] segments"):

@@ -403,7 +403,9 @@ def reproduce_status(
 
 @reproduce_app.command("summarize")
 def reproduce_summarize(
-    out: Path = typer.Argument(..., help="Folder of `rmt reproduce run`."),
+    out: list[Path] = typer.Argument(..., help="Folder of `rmt reproduce run`; or several runs "
+                                      "of one protocol that trained different seeds (one seed per job or machine), "
+                                      "summarised as one."),
     into: Path = typer.Option(Path("results/paper"), "--into", help="Where summary.json, the plot and each seed's "
                               "config, metrics and rows go."),
     tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated tasks of the run to summarise "
@@ -411,7 +413,9 @@ def reproduce_summarize(
 ) -> None:
     """Mean, min and max over seeds per task and length: summary.json, accuracy_vs_length.png and a Markdown
     table (what the README shows). A task this run did not train keeps its numbers from the summary already in
-    --into; a task it trained replaces them, all seeds at once."""
+    --into; a task it trained replaces them, all seeds at once. Several OUT folders must be runs of one protocol
+    (the same preset, overrides but for file locations, lengths and samples), each seed trained in one of them:
+    `rmt reproduce summarize OUT0 OUT1 OUT2` after `rmt reproduce run OUTn --seeds n` on three machines."""
     from rmt_cli.reproduce import parse_list
     from rmt_cli.reproduce_summary import write_summary
 

@@ -153,29 +153,86 @@ def extra_rows(out: Path, task: str, seeds: list[int]) -> tuple[list[dict], list
     return single_seed, other_tests
 
 
-def summarize(out: Path, tasks: list[str] | None = None) -> dict:
-    """The run's tasks, or only `tasks` of them, summarised over the run's seeds."""
-    plan = read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")
-    unknown = sorted(set(tasks or []) - set(plan["tasks"]))
+# Overrides that say where a machine keeps its files, not what is trained or tested: runs of one protocol on
+# several machines may differ in them.
+PLACE_KEYS = ("backbone.name_or_path", "noise.path")
+
+
+def recipe_overrides(plan: dict) -> list[str]:
+    return [item for item in plan.get("overrides", []) if item.split("=", 1)[0].lstrip("+~") not in PLACE_KEYS]
+
+
+def read_runs(outs: list[Path]) -> list[tuple[Path, dict]]:
+    """Each run folder with its plan; several must be runs of one protocol (the same presets, overrides but for
+    file locations, lengths and test samples), e.g. one seed per job or per machine."""
+    runs = [(out, read_json(out / PLAN, f"{out} is not a folder of `rmt reproduce run`")) for out in outs]
+    first_out, first = runs[0]
+    for out, plan in runs[1:]:
+        for key in ("preset", "segments", "samples"):
+            if plan[key] != first[key]:
+                raise UsageError(f"{out} and {first_out} are not runs of one protocol: {key} {plan[key]} against "
+                                 f"{first[key]}")
+        if recipe_overrides(plan) != recipe_overrides(first):
+            differ = sorted(set(recipe_overrides(plan)) ^ set(recipe_overrides(first))) or ["their order"]
+            raise UsageError(f"{out} and {first_out} are not runs of one protocol: their overrides differ "
+                             f"({'; '.join(differ)})")
+    return runs
+
+
+def task_seeds(runs: list[tuple[Path, dict]], task: str) -> dict[int, Path]:
+    """The seeds of `task` over all runs, each with the run folder that trained it. A seed trained in two runs is
+    refused: choosing between its results would be a best-of."""
+    folders: dict[int, Path] = {}
+    for out, plan in runs:
+        if task not in plan["tasks"]:
+            continue
+        for seed in plan["seeds"]:
+            if seed in folders:
+                raise UsageError(f"{task} seed {seed} was trained in both {folders[seed]} and {out}: a summary "
+                                 "takes each seed once (summarise the two runs apart to compare them)")
+            folders[seed] = out
+    return dict(sorted(folders.items()))
+
+
+def run_record(plan: dict) -> dict:
+    return {key: plan[key] for key in RUN_KEYS}
+
+
+def summarize(outs: Path | list[Path], tasks: list[str] | None = None) -> dict:
+    """The runs' tasks, or only `tasks` of them, summarised over the seeds of every run given."""
+    runs = read_runs([outs] if isinstance(outs, Path) else list(outs))
+    first = runs[0][1]
+    trained = list(dict.fromkeys(task for _, plan in runs for task in plan["tasks"]))
+    unknown = sorted(set(tasks or []) - set(trained))
     if unknown:
-        raise UsageError(f"--tasks {','.join(unknown)}: {out} trained {', '.join(plan['tasks'])} only")
-    summary = {key: plan[key] for key in RUN_KEYS}
+        where = runs[0][0] if len(runs) == 1 else "these runs"
+        raise UsageError(f"--tasks {','.join(unknown)}: {where} trained {', '.join(trained)} only")
+    summary = run_record(first)
+    summary["card"] = " / ".join(dict.fromkeys(plan["card"] for _, plan in runs))
     summary["tasks"] = {}
-    for task in tasks or plan["tasks"]:
-        results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed in plan["seeds"]}
+    for task in tasks or trained:
+        folders = task_seeds(runs, task)
+        results = {seed: seed_result(seed_folder(out, task, seed), task, seed) for seed, out in folders.items()}
         lengths = sorted(set.intersection(*(set(r["accuracy"]) for r in results.values())))
         # A length no seed reached is reported as not measured; one that only some seeds reached has no fair mean.
-        not_measured = sorted(set(plan["segments"]) - set.union(*(set(r["accuracy"]) for r in results.values())))
+        not_measured = sorted(set(first["segments"]) - set.union(*(set(r["accuracy"]) for r in results.values())))
         for seed, result in results.items():
-            gap = sorted(set(plan["segments"]) - set(result["accuracy"]) - set(not_measured))
+            gap = sorted(set(first["segments"]) - set(result["accuracy"]) - set(not_measured))
             if gap:
+                output = seed_folder(folders[seed], task, seed) / "extrapolate.out"
                 raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation "
-                                     f"stopped early); see {seed_folder(out, task, seed) / 'extrapolate.out'}")
+                                     f"stopped early); see {output}")
         any_seed = next(iter(results.values()))
-        single_seed, other_tests = extra_rows(out, task, plan["seeds"])
+        single_seed: list[dict] = []
+        other_tests: list[dict] = []
+        contributing = [(out, plan) for out, plan in runs if out in folders.values()]
+        for out, _ in contributing:
+            rows = extra_rows(out, task, [seed for seed, folder in folders.items() if folder == out])
+            single_seed.extend(rows[0])
+            other_tests.extend(rows[1])
         summary["tasks"][task] = {
-            "preset": f"{plan['preset']}_{task}",
-            "seeds": plan["seeds"],
+            "preset": f"{first['preset']}_{task}",
+            "seeds": list(results),
             "lengths": {str(n): {"segments": n, "tokens": any_seed["tokens"][n],
                                  "samples": any_seed["samples"][n],
                                  "mean": round(mean(r["accuracy"][n] for r in results.values()), 2),
@@ -189,8 +246,12 @@ def summarize(out: Path, tasks: list[str] | None = None) -> dict:
             "other_tests": other_tests,
             "train_seconds": {str(s): r["train_seconds"] for s, r in results.items()},
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
-            "run": {key: plan[key] for key in RUN_KEYS},
+            "run": run_record(contributing[0][1]),
         }
+        if len(contributing) > 1:  # which run trained which seeds
+            summary["tasks"][task]["runs"] = [
+                {**run_record(plan), "seeds": [seed for seed, folder in folders.items() if folder == out]}
+                for out, plan in contributing]
     return summary
 
 
@@ -263,23 +324,25 @@ def plot_summary(summary: dict, path: Path) -> None:
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
 
 
-def write_summary(out: Path, into: Path, echo=print, tasks: list[str] | None = None) -> dict:
-    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them.
+def write_summary(outs: Path | list[Path], into: Path, echo=print, tasks: list[str] | None = None) -> dict:
+    """summary.json and accuracy_vs_length.png in `into`, with each seed's config, metrics and rows beside them;
+    from one run folder, or from several runs of one protocol (see read_runs).
 
     Tasks of an earlier summary in `into` that this run did not train (or that `tasks` leaves out) are kept as they
     were (see keep_other_tasks).
     """
-    summary = summarize(out, tasks)
+    runs = [outs] if isinstance(outs, Path) else list(outs)
+    summary = summarize(runs, tasks)
     trained = list(summary["tasks"])
     into.mkdir(parents=True, exist_ok=True)
     for task in keep_other_tasks(summary, into / "summary.json"):
         echo(f"kept {task} from the summary already in {into} (run started {summary['tasks'][task]['run']['started']})")
+    sources = read_runs(runs)
     for task in trained:
-        result = summary["tasks"][task]
         if (into / task).is_dir():  # an earlier run's files of this task would mix with this run's
             shutil.rmtree(into / task)
             echo(f"replaced {task} in {into} with this run's")
-        for seed in result["seeds"]:
+        for seed, out in task_seeds(sources, task).items():
             source, target = seed_folder(out, task, seed), into / task / f"seed{seed}"
             target.mkdir(parents=True, exist_ok=True)
             for step, names in KEPT_FILES.items():

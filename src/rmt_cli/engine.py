@@ -417,7 +417,8 @@ class SegmentGraph:
             # A backbone whose forward does what capture forbids (a host-to-device copy, a sync): its steps run
             # eagerly, as with cuda_graphs=false, rather than the whole evaluation failing.
             self.graph = None
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            lines = str(error).strip().splitlines()
+            reason = lines[0] if lines else type(error).__name__
             warnings.warn(f"this backbone's segment step cannot be captured as a CUDA graph ({reason}); it runs "
                           "without graphs (cuda_graphs=false skips the attempt)", RuntimeWarning, stacklevel=2)
 

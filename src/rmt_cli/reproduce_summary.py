@@ -198,9 +198,9 @@ def run_record(plan: dict) -> dict:
     return {key: plan[key] for key in RUN_KEYS}
 
 
-def summarize(outs: Path | list[Path], tasks: list[str] | None = None) -> dict:
-    """The runs' tasks, or only `tasks` of them, summarised over the seeds of every run given."""
-    runs = read_runs([outs] if isinstance(outs, Path) else list(outs))
+def summarize(runs: list[tuple[Path, dict]], tasks: list[str] | None = None) -> dict:
+    """The runs' tasks (runs as read_runs gives them), or only `tasks` of them, summarised over the seeds of every
+    run."""
     first = runs[0][1]
     trained = list(dict.fromkeys(task for _, plan in runs for task in plan["tasks"]))
     unknown = sorted(set(tasks or []) - set(trained))
@@ -223,11 +223,12 @@ def summarize(outs: Path | list[Path], tasks: list[str] | None = None) -> dict:
                 raise RuntimeFailure(f"{task} seed {seed} has no result at {gap} segments (its extrapolation "
                                      f"stopped early); see {output}")
         any_seed = next(iter(results.values()))
+        contributing = [(out, plan, [seed for seed, folder in folders.items() if folder == out])
+                        for out, plan in runs if out in folders.values()]
         single_seed: list[dict] = []
         other_tests: list[dict] = []
-        contributing = [(out, plan) for out, plan in runs if out in folders.values()]
-        for out, _ in contributing:
-            rows = extra_rows(out, task, [seed for seed, folder in folders.items() if folder == out])
+        for out, _, seeds in contributing:
+            rows = extra_rows(out, task, seeds)
             single_seed.extend(rows[0])
             other_tests.extend(rows[1])
         summary["tasks"][task] = {
@@ -249,9 +250,7 @@ def summarize(outs: Path | list[Path], tasks: list[str] | None = None) -> dict:
             "run": run_record(contributing[0][1]),
         }
         if len(contributing) > 1:  # which run trained which seeds
-            summary["tasks"][task]["runs"] = [
-                {**run_record(plan), "seeds": [seed for seed, folder in folders.items() if folder == out]}
-                for out, plan in contributing]
+            summary["tasks"][task]["runs"] = [{**run_record(plan), "seeds": seeds} for _, plan, seeds in contributing]
     return summary
 
 
@@ -331,18 +330,17 @@ def write_summary(outs: Path | list[Path], into: Path, echo=print, tasks: list[s
     Tasks of an earlier summary in `into` that this run did not train (or that `tasks` leaves out) are kept as they
     were (see keep_other_tasks).
     """
-    runs = [outs] if isinstance(outs, Path) else list(outs)
+    runs = read_runs([outs] if isinstance(outs, Path) else list(outs))
     summary = summarize(runs, tasks)
     trained = list(summary["tasks"])
     into.mkdir(parents=True, exist_ok=True)
     for task in keep_other_tasks(summary, into / "summary.json"):
         echo(f"kept {task} from the summary already in {into} (run started {summary['tasks'][task]['run']['started']})")
-    sources = read_runs(runs)
     for task in trained:
         if (into / task).is_dir():  # an earlier run's files of this task would mix with this run's
             shutil.rmtree(into / task)
             echo(f"replaced {task} in {into} with this run's")
-        for seed, out in task_seeds(sources, task).items():
+        for seed, out in task_seeds(runs, task).items():
             source, target = seed_folder(out, task, seed), into / task / f"seed{seed}"
             target.mkdir(parents=True, exist_ok=True)
             for step, names in KEPT_FILES.items():

@@ -115,6 +115,23 @@ def test_no_batch_sized_mask_when_transformers_cannot_look_at_the_padding(monkey
     torch.testing.assert_close(capturing.memory, free.memory)
 
 
+def test_the_bias_reaches_sdpa_with_its_rows_contiguous(monkeypatch):
+    """CUDA's fused SDPA kernels take an additive mask only when its last dimension is contiguous; any other bias
+    sends attention to the math kernel, which builds batch-sized scores (MPNet trained at half speed and ran out of
+    memory at 8 segments on an H100 when the bias kept the layout of the embedding lookup it comes from)."""
+    model = mpnet_engine()
+    strides = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(*args, attn_mask=None, **kwargs):
+        strides.append(attn_mask.stride(-1))
+        return original(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    model(steps()).logits.sum().backward()
+    assert strides and set(strides) == {1}
+
+
 def test_attention_weights_asked_for_come_from_the_eager_forward():
     model = mpnet_engine().backbone
     with torch.no_grad():

@@ -68,7 +68,8 @@ def batch_shared_position_bias(encoder, hidden_states: torch.Tensor, position_id
         return encoder.expanded_position_bias(hidden_states, position_ids, num_buckets)
     positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
     buckets = encoder.relative_position_bucket(positions[None, :] - positions[:, None], num_buckets=num_buckets)
-    return encoder.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
+    # contiguous: the lookup's (positions, positions, heads) layout, permuted, would send SDPA to its math kernel
+    return encoder.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def sdpa_forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):

@@ -159,6 +159,36 @@ def test_facts_in_last_places_training_facts_in_the_last_segments(synthetic_nois
     assert min(fact.segment for s in anywhere for fact in s.facts) < 17
 
 
+def test_facts_before_question_leaves_the_question_segment_to_the_memory(synthetic_noise, tokenizer):
+    f = factory("reasoning", synthetic_noise, tokenizer)
+    mix = TrainingMix(facts_before_question=True)
+    for n in (2, 3, 6):
+        samples = [f.training_sample(0, i, (n, n), mix) for i in range(60)]
+        assert {fact.segment for s in samples for fact in s.facts} == set(range(n - 1))  # every earlier segment
+    alone = [f.training_sample(0, i, (1, 1), mix) for i in range(10)]  # one segment: the facts stay with it
+    assert {fact.segment for s in alone for fact in s.facts} == {0}
+    with_last = [f.training_sample(0, i, (8, 8), TrainingMix(facts_in_last=2, facts_before_question=True))
+                 for i in range(30)]
+    assert {fact.segment for s in with_last for fact in s.facts} == {6}  # the last k before the question's
+    anywhere = [f.training_sample(0, i, (2, 2)) for i in range(60)]
+    assert 1 in {fact.segment for s in anywhere for fact in s.facts}
+    for i in range(20):  # left off, samples are drawn as before the setting existed
+        off = f.training_sample(0, i, (4, 4), TrainingMix(facts_before_question=False))
+        plain = f.training_sample(0, i, (4, 4))
+        assert [(x.segment, x.offset) for x in off.facts] == [(x.segment, x.offset) for x in plain.facts]
+
+
+def test_facts_before_question_on_one_segment_is_named_before_training():
+    from rmt_cli.curriculum import curriculum_cautions, curriculum_stages
+    from rmt_cli.schema import TrainConfig, typed_node
+
+    stages = [{"segments": 1, "steps": 5, "facts_before_question": True},
+              {"segments": [1, 4], "steps": 5, "facts_before_question": True}, {"segments": 1, "steps": 5}]
+    cfg = typed_node(TrainConfig, {"curriculum": {"stages": stages}})
+    (caution,) = curriculum_cautions(curriculum_stages(cfg))
+    assert caution.startswith("stage 1: facts_before_question with inputs of one segment")
+
+
 def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     from rmt_cli.curriculum import curriculum_stages
     from rmt_cli.schema import TrainConfig, typed_node
@@ -171,8 +201,10 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
                                                        "val_samples": 128, "eval_every": 100,
                                                        "advance_at": 0.97, "confuser_share": 0.25,
-                                                       "multi_fact_share": 0.5, "carry_memory": 0.5}]}})
+                                                       "multi_fact_share": 0.5, "carry_memory": 0.5,
+                                                       "facts_before_question": True}]}})
     first, last = curriculum_stages(cfg)
+    assert (first.mix.facts_before_question, last.mix.facts_before_question) == (False, True)
     assert (first.val_samples, first.eval_every, last.val_samples, last.eval_every) == (64, 25, 128, 100)
     assert (first.warmup_ratio, first.bptt_segments, first.mix.facts_in_last, first.lr) == (0.0, None, None, 1e-4)
     assert (last.bptt_segments, last.mix.facts_in_last, last.lr) == (8, 8, 2e-5)
@@ -181,7 +213,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)
-    assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5))
+    assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5, facts_before_question=True))
     assert (first.carry_memory, last.carry_memory) == (0.0, 0.5)
 
 

@@ -71,7 +71,8 @@ def curriculum_stages(cfg) -> list[Stage]:
                             eval_every=setting(stage, "eval_every", trainer.eval_every),
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
                             mix=TrainingMix(stage.facts_in_last, stage.confuser_share, stage.multi_fact_share,
-                                            setting(stage, "generated_share", cfg.curriculum.generated_share)),
+                                            setting(stage, "generated_share", cfg.curriculum.generated_share),
+                                            stage.facts_before_question),
                             carry_memory=stage.carry_memory, noise_primed=stage.noise_primed,
                             primed_segments=count_range(stage.primed_segments), chain_share=stage.chain_share,
                             chain_steps=count_range(stage.chain_steps),
@@ -83,11 +84,15 @@ def curriculum_stages(cfg) -> list[Stage]:
 
 def curriculum_cautions(stages: list[Stage]) -> list[str]:
     """Lines to show before training, one per stage whose settings work against each other (none for most runs)."""
-    return [f"stage {stage.number}: advance_at {stage.advance_at:g} with noise_primed {stage.noise_primed:g}: its "
-            "validation reads no primed memory and can pass advance_at before the primed rows are learnt (a CPU "
-            "check left such a stage at steps 25-75 of 150 and kept no more than a plain stage: "
-            "results/cpu_checks/retention, section 7); leave advance_at out of that stage to train them"
-            for stage in stages if stage.noise_primed and stage.advance_at is not None]
+    primed = [f"stage {stage.number}: advance_at {stage.advance_at:g} with noise_primed {stage.noise_primed:g}: its "
+              "validation reads no primed memory and can pass advance_at before the primed rows are learnt (a CPU "
+              "check left such a stage at steps 25-75 of 150 and kept no more than a plain stage: "
+              "results/cpu_checks/retention, section 7); leave advance_at out of that stage to train them"
+              for stage in stages if stage.noise_primed and stage.advance_at is not None]
+    alone = [f"stage {stage.number}: facts_before_question with inputs of one segment: the question's segment is "
+             "the only one, so its facts stay in it; give the stage 2 or more segments"
+             for stage in stages if stage.mix.facts_before_question and stage.segments[1] == 1]
+    return primed + alone
 
 
 def count_range(value) -> tuple[int, int]:

@@ -47,6 +47,7 @@ class TrainingMix:
     confuser_share: float = 0.0  # share of noise windows drawn from those that name an answer
     multi_fact_share: float = 0.0  # share of stories whose question names someone or somewhere that 2+ facts name
     generated_share: float | None = None  # share of noise windows from generated text (None: as drawn from all)
+    facts_before_question: bool = False  # no fact in the question's segment: the memory carries every fact to it
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ class SampleFactory:
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              mix: TrainingMix = TrainingMix()) -> Sample:
         """One sample of n_segments; a training `mix` other than the default places its facts in the last k segments
-        (as far as the story fits them), draws a share of the noise windows (on average) from generated text or from
+        or before the question's segment (as far as the story fits them; an input of one segment holds them with
+        the question), draws a share of the noise windows (on average) from generated text or from
         those that name an answer (`confuser_windows`), or a share of the stories from those whose question names
         someone or somewhere that several facts name."""
         story = self.pick_story(rng, split, n_segments, mix.multi_fact_share)
@@ -147,11 +149,12 @@ class SampleFactory:
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
-        first = 0 if mix.facts_in_last is None else max(0, n_segments - mix.facts_in_last)
+        end = n_segments - 1 if mix.facts_before_question and n_segments > 1 else n_segments  # facts before `end`
+        first = 0 if mix.facts_in_last is None else min(max(0, n_segments - mix.facts_in_last), end - 1)
         if budget >= 0:
-            places = self.scatter(rng, noise_starts, len(fact_tokens), budget, first)
+            places = self.scatter(rng, noise_starts, len(fact_tokens), budget, first, end)
         else:
-            places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first)
+            places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first, end)
         facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
         return Sample(noise_starts, facts, question, self.task.labels.index(story.answer), story)
 
@@ -225,16 +228,16 @@ class SampleFactory:
     def lengths(self, story: Story) -> list[int]:
         return [len(self.encode(fact)) for fact in story.facts]
 
-    def scatter(self, rng, noise_starts: np.ndarray, n_facts: int, budget: int,
-                first: int = 0) -> list[tuple[int, int, int]]:
+    def scatter(self, rng, noise_starts: np.ndarray, n_facts: int, budget: int, first: int = 0,
+                end: int | None = None) -> list[tuple[int, int, int]]:
         """(segment, offset, fact index) in input order for a story that fits one segment with `budget` tokens to
-        spare: each fact in any segment from `first` on, at a sentence start that leaves room for the whole story
-        and the question after it. An ordered task's facts take the places in story order, an order-free task's in
-        drawing order."""
+        spare: each fact in any segment from `first` up to `end` (excluded; default: through the last), at a sentence
+        start that leaves room for the whole story and the question after it. An ordered task's facts take the places
+        in story order, an order-free task's in drawing order."""
         if self.task.fact_position == "start":
             segments = np.zeros(n_facts, dtype=np.int64)
         else:
-            segments = rng.integers(first, len(noise_starts), size=n_facts)
+            segments = rng.integers(first, len(noise_starts) if end is None else end, size=n_facts)
         drawn = []
         for segment in segments:
             sentence_starts = self.sentence_offsets(noise_starts[segment], budget)
@@ -243,12 +246,13 @@ class SampleFactory:
         order = sorted(range(n_facts), key=drawn.__getitem__)
         return [(*drawn[j], i if self.task.ordered else j) for i, j in enumerate(order)]
 
-    def spread(self, rng, noise_starts: np.ndarray, lengths: list[int], question: int,
-               first: int = 0) -> list[tuple[int, int, int]]:
+    def spread(self, rng, noise_starts: np.ndarray, lengths: list[int], question: int, first: int = 0,
+               end: int | None = None) -> list[tuple[int, int, int]]:
         """(segment, offset, fact index) in input order for a story longer than one segment: the facts are dealt to
-        segments from `first` on in story order, as many per segment as fit (the last keeps room for the question;
-        a story too long for them reaches back before `first`), each at a sentence start; with fact_position=start
-        the story opens the input and spills into the next segments."""
+        segments from `first` up to `end` (excluded; default: through the last) in story order, as many per segment
+        as fit (the last keeps room for the question; a story too long for them reaches back before `first`, or on
+        past `end`), each at a sentence start; with fact_position=start the story opens the input and spills into the
+        next segments."""
         n_segments = len(noise_starts)
         capacity = np.full(n_segments, self.content_length)
         capacity[-1] -= question
@@ -257,7 +261,8 @@ class SampleFactory:
         if self.task.fact_position == "start":
             segments = pack(lengths, capacity)
         else:
-            segments = fit(np.sort(rng.integers(first, n_segments, size=len(lengths))), lengths, capacity)
+            drawn = rng.integers(first, n_segments if end is None else end, size=len(lengths))
+            segments = fit(np.sort(drawn), lengths, capacity)
         places = []
         for segment in np.unique(segments):
             members = np.flatnonzero(segments == segment)

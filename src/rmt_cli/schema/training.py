@@ -71,6 +71,7 @@ class StageConfig:
     checkpoint_segments: Optional[bool] = setting(None, optional(flag))  # null: the trainer's
     ema_decay: Optional[float] = setting(None, optional(number(0, 1)))  # null: the trainer's
     facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
+    facts_before_question: bool = setting(False, flag)  # no fact in the question's segment (inputs of 2+ segments)
     val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length
     val_samples: Optional[int] = setting(None, optional(whole(1)))
     eval_every: Optional[int] = setting(None, optional(whole(1)))

@@ -270,6 +270,26 @@ def test_extrapolation_splits_accuracy_by_how_many_facts_name_the_question():
         "accuracy_one_fact_names_question": 1.0, "accuracy_several_facts_name_question": None}
 
 
+def test_extrapolation_splits_out_the_answers_only_the_memory_could_bring():
+    from rmt_cli.extrapolate import accuracy_from_memory
+    from rmt_cli.samples import PlacedFact, Sample
+
+    def sample(story, fact_segments, n_segments=4):
+        facts = tuple(PlacedFact(segment, 0, np.zeros(1, dtype=np.int64)) for segment in fact_segments)
+        return Sample(np.zeros(n_segments, dtype=np.int64), facts, np.zeros(2, dtype=np.int64), 0, story)
+
+    samples = [sample(KITCHEN_STORY, (0, 2)),  # both facts name the question, both before it: from memory
+               sample(KITCHEN_STORY, (1, 3)),  # one fact beside the question
+               sample(BEDROOM_STORY, (0, 1)),  # from memory, one fact names the question
+               sample(KITCHEN_STORY, (0, 0), n_segments=1),  # one segment: nothing comes from memory
+               sample(KITCHEN_STORY, (2, 2))]
+    correct = np.array([False, True, True, True, True])
+    assert accuracy_from_memory(correct, samples) == {"accuracy_facts_before_question": 2 / 3,
+                                                       "accuracy_several_facts_before_question": 0.5}
+    assert accuracy_from_memory(correct[[1, 3]], [samples[1], samples[3]]) == {
+        "accuracy_facts_before_question": None, "accuracy_several_facts_before_question": None}
+
+
 def test_predictions_count_how_often_the_noise_names_each_answer():
     from types import SimpleNamespace
 

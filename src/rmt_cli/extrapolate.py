@@ -26,8 +26,9 @@ from rmt_cli.trained_run import command_run_folder, load_trained
 
 QUARTERS = tuple(f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4))
 QUESTION_KINDS = ("accuracy_one_fact_names_question", "accuracy_several_facts_name_question")
+FROM_MEMORY = ("accuracy_facts_before_question", "accuracy_several_facts_before_question")
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
-           "peak_gpu_mb", "rss_mb", *QUARTERS, *QUESTION_KINDS)
+           "peak_gpu_mb", "rss_mb", *QUARTERS, *QUESTION_KINDS, *FROM_MEMORY)
 
 
 def length_schedule(max_segments: int, explicit: list[int] | None = None) -> list[int]:
@@ -74,6 +75,17 @@ def accuracy_by_question_kind(answered: np.ndarray, samples: list) -> dict:
     return {name: accuracy_of(answered, several == kind) for kind, name in kinds}
 
 
+def accuracy_from_memory(answered: np.ndarray, samples: list) -> dict:
+    """Accuracy of the samples whose every fact lies before the question's segment, so that only the memory can
+    bring them to the question, and of those among them whose question several facts name (None: no such sample).
+    In reasoning the second is where the memory must hold each relation's direction: with one fact read beside the
+    question, the direction can come from that fact."""
+    before = np.array([s.n_segments > 1 and max(s.fact_segments, default=0) < s.n_segments - 1 for s in samples])
+    several = np.array([s.facts_naming_question > 1 for s in samples])
+    return dict(zip(FROM_MEMORY, (accuracy_of(answered, before), accuracy_of(answered, before & several)),
+                    strict=True))
+
+
 def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
     """The row of one length, and one row per sample of its test set."""
     data = experiment.eval_data
@@ -94,7 +106,7 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
            "tokens_per_s": round(len(samples) * n_segments * cfg.segment.length / seconds),
            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples),
-           **accuracy_by_question_kind(answered, samples)}
+           **accuracy_by_question_kind(answered, samples), **accuracy_from_memory(answered, samples)}
     return row, prediction_rows(data, samples, predictions)
 
 

@@ -15,6 +15,7 @@ from rmt_cli.reproduce import PLAN, seed_folder
 RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
 # Parts of the test samples summarised per length beside the whole (summary key: extrapolation.json column)
 BREAKDOWN = {"several_facts_name_question": "accuracy_several_facts_name_question",
+             "several_facts_before_question": "accuracy_several_facts_before_question",
              **{f"fact_in_q{quarter}": f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4)}}
 # The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
 PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},

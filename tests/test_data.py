@@ -169,7 +169,7 @@ def test_facts_before_question_leaves_the_question_segment_to_the_memory(synthet
     assert {fact.segment for s in alone for fact in s.facts} == {0}
     with_last = [f.training_sample(0, i, (8, 8), TrainingMix(facts_in_last=2, facts_before_question=True))
                  for i in range(30)]
-    assert {fact.segment for s in with_last for fact in s.facts} == {6}  # the last k before the question's
+    assert {fact.segment for s in with_last for fact in s.facts} == {6}  # the last 2 but the question's
     anywhere = [f.training_sample(0, i, (2, 2)) for i in range(60)]
     assert 1 in {fact.segment for s in anywhere for fact in s.facts}
     for i in range(20):  # left off, samples are drawn as before the setting existed

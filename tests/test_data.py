@@ -315,11 +315,11 @@ def test_predictions_count_how_often_the_noise_names_each_answer():
     rows = prediction_rows(factory, samples, np.array([0, -1]))
     assert rows == [
         {"segments": 3, "sample": 0, "answer": "hallway", "predicted": "garden", "correct": False,
-         "first_fact_segment": 1, "last_fact_segment": 2, "facts_naming_question": 2,
+         "first_fact_segment": 1, "last_fact_segment": 2, "facts_naming_question": 2, "facts_name_predicted": True,
          "noise_mentions_of_answer": 2, "noise_mentions_of_predicted": 4},  # windows 0, 4, 0
         {"segments": 2, "sample": 1, "answer": "garden", "predicted": "", "correct": False,
          "first_fact_segment": None, "last_fact_segment": None, "facts_naming_question": 0,
-         "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]
+         "facts_name_predicted": None, "noise_mentions_of_answer": 0, "noise_mentions_of_predicted": None}]
 
 
 def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
@@ -381,6 +381,14 @@ def test_multi_fact_share_draws_stories_whose_question_several_facts_name(synthe
     drawn = [f.training_sample(0, i, (2, 2), TrainingMix(multi_fact_share=1.0)) for i in range(20)]
     assert {sample.facts_naming_question for sample in drawn} == {2}
     assert {sample.facts_naming_question for sample in f.sample_set("test", 0, 2, 40)} == {1, 2}
+
+
+def test_a_prediction_is_told_apart_by_whether_a_fact_names_it():
+    from rmt_cli.facts import facts_name
+
+    assert facts_name(KITCHEN_STORY, "garden") and facts_name(KITCHEN_STORY, "bedroom")
+    assert not facts_name(KITCHEN_STORY, "office")
+    assert not facts_name(KITCHEN_STORY, "gardens")  # whole words only
 
 
 def test_a_question_named_by_several_facts_is_counted_as_such():

@@ -35,6 +35,12 @@ def facts_naming_the_question(story: Story) -> int:
     return sum(bool(asked.intersection(re.findall(r"\w+", fact))) for fact in story.facts)
 
 
+def facts_name(story: Story, word: str) -> bool:
+    """Whether a fact of the story names `word` (a person or place): a wrong answer that no fact names was not
+    confused with the story's other place, it was not read from the story at all."""
+    return any(word in re.findall(r"\w+", fact) for fact in story.facts)
+
+
 def single_supporting_fact(rng: np.random.Generator) -> Story:
     """The paper's qa1, one fact: "Daniel went back to the hallway." ... "Where is Daniel?" -> hallway."""
     person = PEOPLE[rng.integers(len(PEOPLE))]

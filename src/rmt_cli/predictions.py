@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rmt_cli.facts import facts_name
 from rmt_cli.samples import Sample, SampleFactory
 
 COLUMNS = ("segments", "sample", "answer", "predicted", "correct", "first_fact_segment", "last_fact_segment",
-           "facts_naming_question", "noise_mentions_of_answer", "noise_mentions_of_predicted")
+           "facts_naming_question", "facts_name_predicted", "noise_mentions_of_answer", "noise_mentions_of_predicted")
 
 
 CHUNK = 1024  # noise windows read at once: a million-token sample is counted in a few arrays of ~2 MB
@@ -68,7 +69,8 @@ def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np
     """One row per sample: its answer, the prediction (empty: a generated answer that is no label), whether they
     agree, where the first and the last fact lie (how far a story's facts are spread, and how long ago the last was
     read), how many facts name what the question asks about (2: finding the fact is not enough, its relation's
-    direction answers), and how often the noise names the answer and the prediction."""
+    direction answers), whether a fact names the prediction (empty without a story or a prediction), and how often
+    the noise names the answer and the prediction."""
     count_mentions, labels = MentionCounter(factory), factory.task.labels
     rows = []
     for index, (sample, guess) in enumerate(zip(samples, predicted, strict=True)):
@@ -78,6 +80,8 @@ def prediction_rows(factory: SampleFactory, samples: list[Sample], predicted: np
                      "first_fact_segment": min(sample.fact_segments, default=None),
                      "last_fact_segment": max(sample.fact_segments, default=None),
                      "facts_naming_question": sample.facts_naming_question,
+                     "facts_name_predicted": None if sample.story is None or guess < 0
+                     else facts_name(sample.story, labels[guess]),
                      "noise_mentions_of_answer": int(mentions[sample.label]),
                      "noise_mentions_of_predicted": int(mentions[guess]) if guess >= 0 else None})
     return rows

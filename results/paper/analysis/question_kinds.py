@@ -7,12 +7,15 @@ from each run's saved config (the same fixed seeds, so the same samples) and joi
 
 "one fact": the question's place is named by one fact (find it, give its other place); "both facts": both facts
 name it, so the relation's direction decides between two candidates. "same segment" / "apart": where the facts lie.
+A second table takes the both-facts questions whose facts all lie before the question's segment (only the memory
+brings them) and sorts their answers: right, another place that a fact names, or a place that no fact names.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from omegaconf import OmegaConf
 from rmt_cli.backbones import load_tokenizer
 from rmt_cli.corpus.load import load_noise
 from rmt_cli.experiment import check_sizes, task_spec
+from rmt_cli.facts import facts_name
 from rmt_cli.samples import SampleFactory
 from rmt_cli.trained_run import typed_run_config
 
@@ -47,6 +51,7 @@ def main() -> None:
 
     print("| segments | seed | one fact | both facts | same segment | apart |")
     print("| --: | --- | --: | --: | --: | --: |")
+    from_memory = []  # table rows: both facts name the question, every fact before its segment
     for n in map(int, args.segments.split(",")):
         samples = None
         for seed, rows in predictions.items():
@@ -61,6 +66,21 @@ def main() -> None:
                 kinds["same segment" if len(sample.fact_segments) == 1 else "apart"].append(right)
             cells = [f"{sum(kinds[k])}/{len(kinds[k])}" for k in ("one fact", "both facts", "same segment", "apart")]
             print(f"| {n:,} | {seed} | " + " | ".join(cells) + " |")
+            answers = defaultdict(int)
+            for row, sample in zip(rows, samples, strict=True):
+                if sample.facts_naming_question > 1 and max(sample.fact_segments) < n - 1:
+                    predicted = row["predicted"]
+                    kind = ("right" if row["correct"] == "True" else
+                            "asked" if predicted and predicted in re.findall(r"\w+", sample.story.question) else
+                            "named" if predicted and facts_name(sample.story, predicted) else "unnamed")
+                    answers[kind] += 1
+            if answers:
+                from_memory.append(f"| {n:,} | {seed} | {sum(answers.values())} | {answers['right']} | "
+                                   f"{answers['named']} | {answers['asked']} | {answers['unnamed']} |")
+    print("\nBoth facts name the question and lie before its segment: answers\n"
+          "| segments | seed | questions | right | the other place the facts name | the place asked about | "
+          "a place no fact names |\n| --: | --- | --: | --: | --: | --: | --: |")
+    print("\n".join(from_memory))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from each run's saved config (the same fixed seeds, so the same samples) and joi
 "one fact": the question's place is named by one fact (find it, give its other place); "both facts": both facts
 name it, so the relation's direction decides between two candidates. "same segment" / "apart": where the facts lie.
 A second table takes the both-facts questions whose facts all lie before the question's segment (only the memory
-brings them) and sorts their answers: right, another place that a fact names, or a place that no fact names.
+brings them) and sorts their answers: right, the other place the facts name, the place asked about, or a place that
+no fact names.
 """
 
 from __future__ import annotations

@@ -228,16 +228,16 @@ class SampleFactory:
     def lengths(self, story: Story) -> list[int]:
         return [len(self.encode(fact)) for fact in story.facts]
 
-    def scatter(self, rng, noise_starts: np.ndarray, n_facts: int, budget: int, first: int = 0,
-                end: int | None = None) -> list[tuple[int, int, int]]:
+    def scatter(self, rng, noise_starts: np.ndarray, n_facts: int, budget: int, first: int,
+                end: int) -> list[tuple[int, int, int]]:
         """(segment, offset, fact index) in input order for a story that fits one segment with `budget` tokens to
-        spare: each fact in any segment from `first` up to `end` (excluded; default: through the last), at a sentence
-        start that leaves room for the whole story and the question after it. An ordered task's facts take the places
-        in story order, an order-free task's in drawing order."""
+        spare: each fact in any segment from `first` up to `end` (excluded), at a sentence start that leaves room for
+        the whole story and the question after it. An ordered task's facts take the places in story order, an
+        order-free task's in drawing order."""
         if self.task.fact_position == "start":
             segments = np.zeros(n_facts, dtype=np.int64)
         else:
-            segments = rng.integers(first, len(noise_starts) if end is None else end, size=n_facts)
+            segments = rng.integers(first, end, size=n_facts)
         drawn = []
         for segment in segments:
             sentence_starts = self.sentence_offsets(noise_starts[segment], budget)
@@ -246,13 +246,12 @@ class SampleFactory:
         order = sorted(range(n_facts), key=drawn.__getitem__)
         return [(*drawn[j], i if self.task.ordered else j) for i, j in enumerate(order)]
 
-    def spread(self, rng, noise_starts: np.ndarray, lengths: list[int], question: int, first: int = 0,
-               end: int | None = None) -> list[tuple[int, int, int]]:
+    def spread(self, rng, noise_starts: np.ndarray, lengths: list[int], question: int, first: int,
+               end: int) -> list[tuple[int, int, int]]:
         """(segment, offset, fact index) in input order for a story longer than one segment: the facts are dealt to
-        segments from `first` up to `end` (excluded; default: through the last) in story order, as many per segment
-        as fit (the last keeps room for the question; a story too long for them reaches back before `first`, or on
-        past `end`), each at a sentence start; with fact_position=start the story opens the input and spills into the
-        next segments."""
+        segments from `first` up to `end` (excluded) in story order, as many per segment as fit (the last keeps room
+        for the question; a story too long for them reaches back before `first`, or on past `end`), each at a
+        sentence start; with fact_position=start the story opens the input and spills into the next segments."""
         n_segments = len(noise_starts)
         capacity = np.full(n_segments, self.content_length)
         capacity[-1] -= question
@@ -261,8 +260,7 @@ class SampleFactory:
         if self.task.fact_position == "start":
             segments = pack(lengths, capacity)
         else:
-            drawn = rng.integers(first, n_segments if end is None else end, size=len(lengths))
-            segments = fit(np.sort(drawn), lengths, capacity)
+            segments = fit(np.sort(rng.integers(first, end, size=len(lengths))), lengths, capacity)
         places = []
         for segment in np.unique(segments):
             members = np.flatnonzero(segments == segment)

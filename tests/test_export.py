@@ -149,3 +149,15 @@ def test_a_run_with_gated_memory_writes_exports_and_loads_back(tmp_path):
     with torch.inference_mode():
         segments = trained.segments(STORY, "Where is Mary?")
         assert torch.equal(shared.model(segments).memory, trained.model(segments).memory)
+
+
+def test_a_run_with_memory_at_every_layer_exports_and_loads_back(tmp_path):
+    """memory.every_layer carries memory.size vectors per block: a checkpoint and its export both rebuild it so."""
+    untrained_run(tmp_path / "run", "memory.every_layer=true")
+    out = export.export_run(tmp_path / "run", tmp_path / "model")
+    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert json.loads((out / "rmt_config.json").read_text())["every_layer"] is True
+    assert shared.model.layer_blocks and shared.model.initial_memory.shape == trained.model.initial_memory.shape
+    with torch.inference_mode():
+        segments = trained.segments(STORY, "Where is Mary?")
+        assert torch.equal(shared.model(segments).memory, trained.model(segments).memory)

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from rmt_cli import layer_memory
 from rmt_cli.working_copy import WorkingCopy
 
 LAYOUTS = ("encoder", "decoder")
@@ -110,7 +111,7 @@ class RecurrentMemory(nn.Module):
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
                  head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False,
-                 gated_writes: bool = False, gate_start: float = 0.88):
+                 gated_writes: bool = False, gate_start: float = 0.88, every_layer: bool = False):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
@@ -118,6 +119,8 @@ class RecurrentMemory(nn.Module):
             raise ValueError("the generate head needs a decoder backbone (its LM head)")
         if head == "pooler" and pooler is None:
             raise ValueError("the pooler head needs the backbone's pooler (its dense layer)")
+        if every_layer and layout != "encoder":
+            raise ValueError("memory at every layer is built for the encoder layout")
         self.backbone: Any = backbone  # a Hugging Face model, duck-typed (torch types its attributes Tensor | Module)
         self.memory_size = memory_size
         self.layout = layout
@@ -125,7 +128,11 @@ class RecurrentMemory(nn.Module):
         hidden = embeddings.embedding_dim  # OPT's project_in/out keep hidden states at the embedding width
         # Start memory at the scale of the token embeddings the backbone was trained on.
         std = embeddings.weight.detach().float().std().item()
-        self.initial_memory = nn.Parameter(torch.randn(memory_size, hidden) * std)
+        # every_layer: m vectors per transformer block, block k's at k*m .. (k+1)*m - 1 (layer_memory.py); a plain
+        # tuple, not a module list, so that the blocks stay registered once, under the backbone
+        self.layer_blocks = tuple(transformer_blocks(backbone)) if every_layer else ()
+        layer_memory.attach(self.layer_blocks)
+        self.initial_memory = nn.Parameter(torch.randn(memory_size * max(1, len(self.layer_blocks)), hidden) * std)
         # A decoder's written memory is its last hidden layer after the final norm: SmolLM2's has an RMS of about
         # 2.3 where its token embeddings have 0.13, and a Llama-family model feeds inputs_embeds to its first layer
         # unnormalised. With rescale_writes each written vector is RMS-normalised and scaled by one learned number
@@ -170,10 +177,15 @@ class RecurrentMemory(nn.Module):
         if self.layout == "encoder":
             batch = tokens.shape[0]
             cls, sep = embed(self.special_ids).unsqueeze(0).expand(batch, -1, -1).unbind(1)
-            inputs = torch.cat([cls[:, None], memory.to(cls.dtype), sep[:, None], embed(tokens), sep[:, None]], dim=1)
-            out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
-            hidden = out.last_hidden_state
-            return self.written(hidden[:, 1:1 + m], memory), hidden[:, 0], out
+            read = memory[:, :m].to(cls.dtype)  # every_layer: the first block's share, replaced at its input anyway
+            inputs = torch.cat([cls[:, None], read, sep[:, None], embed(tokens), sep[:, None]], dim=1)
+            if self.layer_blocks:
+                out, slots = layer_memory.run(self.layer_blocks, memory, lambda: self.backbone(
+                    inputs_embeds=inputs, output_attentions=output_attentions))
+            else:
+                out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
+                slots = out.last_hidden_state[:, 1:1 + m]
+            return self.written(slots, memory), out.last_hidden_state[:, 0], out
         content = embed(tokens)
         memory = memory.to(content.dtype)
         parts = [memory, content] + ([embed(answer)] if answer is not None else []) + [memory]
@@ -207,6 +219,9 @@ class RecurrentMemory(nn.Module):
         """torch.compile each transformer block of the backbone in place, in torch.compile's `mode` (compiled on
         first use, again for new shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's
         extrapolation faster and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
+        if self.layer_blocks:
+            raise ValueError("blocks that read memory at every layer are not compiled: their hooks read the memory "
+                             "from an attribute that changes every segment")
         for block in transformer_blocks(self.backbone):
             block.compile(mode=mode)
         self.blocks_compiled = True

@@ -88,7 +88,14 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
         raise UsageError(f"fused_blocks=true needs a BERT-family encoder; {type(model.backbone).__name__} has other "
                          "blocks: leave fused_blocks=false")
     if cfg.compile_blocks:
+        refuse_compiled_layer_memory(model, "compile_blocks=true")
         model.compile_blocks()
+
+
+def refuse_compiled_layer_memory(model: RecurrentMemory, setting: str) -> None:
+    """Compiled blocks and memory at every layer do not go together (the blocks' hooks read a per-segment attribute)."""
+    if model.layer_blocks:
+        raise UsageError(f"{setting} does not go with memory.every_layer=true: leave one of them off")
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
@@ -199,11 +206,15 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                          f"token{'s' * (head.answer_positions != 1)} read after the question) in the backbone's "
                          f"{backbone.max_positions} positions; "
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
+    if cfg.memory.every_layer and backbone.layout != "encoder":
+        raise UsageError(f"memory.every_layer=true is built for encoders; {cfg.backbone.name} has the "
+                         f"{backbone.layout} layout: leave it false")
     model = RecurrentMemory(backbone.model, memory_size=cfg.memory.size, num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
                             head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None,
                             rescale_writes=cfg.memory.rescale_writes,
-                            gated_writes=cfg.memory.gated_writes, gate_start=cfg.memory.gate_start).to(device)
+                            gated_writes=cfg.memory.gated_writes, gate_start=cfg.memory.gate_start,
+                            every_layer=cfg.memory.every_layer).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

@@ -68,6 +68,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "memory_size": run.model.memory_size,
         "rescale_writes": run.model.write_scale is not None,
         "gated_writes": run.model.write_gate is not None,
+        "every_layer": bool(run.model.layer_blocks),
         "head": run.task.head,
         "labels": list(run.task.labels),
         "segment_length": run.segment_length,
@@ -199,7 +200,8 @@ def load_export(folder: Path, device: torch.device):
                segment_length=int(settings["segment_length"]), head=settings["head"], layout=settings["layout"],
                task=settings["task"], pooler=backbone.pooler,
                # absent: exports made before the setting
-               rescale_writes=settings.get("rescale_writes", False), gated_writes=settings.get("gated_writes", False))
+               rescale_writes=settings.get("rescale_writes", False), gated_writes=settings.get("gated_writes", False),
+               every_layer=settings.get("every_layer", False))
     load_rmt_weights(folder, run.model)
     run.model.to(device)
     return run

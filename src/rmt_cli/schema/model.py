@@ -83,6 +83,7 @@ class MemoryConfig:
     rescale_writes: bool = setting(False, flag)  # written memory RMS-normalised, times a learned scale (engine.py)
     gated_writes: bool = setting(False, flag)  # each memory feature keeps a learned share of its old value (engine.py)
     gate_start: float = setting(0.88, share)  # with gated_writes: every share's value before training
+    every_layer: bool = setting(False, flag)  # encoders: m memory vectors per transformer block (layer_memory.py)
 
 
 @dataclass

@@ -4,6 +4,8 @@
 #   bash results/paper/direction_sweep/run.sh short     # first stages, then ten arms of 3,000 steps, then the tests
 #   STEPS=8000 bash results/paper/direction_sweep/run.sh long   # the same first stages, six arms of 8,000 steps
 #   STEPS=5000 bash results/paper/direction_sweep/run.sh scratch  # no first stage: six arms from the pretrained backbone
+#   STEPS=2500 bash results/paper/direction_sweep/run.sh layers   # memory at every layer (memory.every_layer), from the
+#                                                                 # pretrained backbone, beside one plain-memory arm
 # RMT (default `rmt`) runs the tool, MINILM names a local copy of the backbone, OUT_DIR the output folder, STEPS the
 # steps of each two-segment stage. Each arm starts from a first stage (one segment, lr 1e-4, leaving at 98%) of its
 # seed, trains STEPS steps on two segments, and is tested at 2, 4, 8 and 16 segments on the fixed test sets
@@ -34,7 +36,7 @@ arm() {  # name seed lr stage-settings [extra overrides...]; SEGMENTS (default 2
 }
 
 fbq=",facts_before_question:true"
-sweep=${1:?short, long or scratch}
+sweep=${1:?short, long, scratch or layers}
 if [ "$sweep" = short ]; then
   first 0 & first 1 & TAG=_mem20 first 0 memory.size=20 & wait
   arm plain_5e-5_s0 0 5.0e-5 "" &
@@ -54,6 +56,13 @@ elif [ "$sweep" = scratch ]; then  # no one-segment stage: the relations learnt 
   FROM= SEGMENTS=2 arm scratch_2_s0 0 1.0e-4 "" &
   FROM= SEGMENTS=2 arm scratch_2_s1 1 1.0e-4 "" &
   FROM= SEGMENTS=2 arm scratch_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" &
+elif [ "$sweep" = layers ]; then  # memory.every_layer=true: each block reads what it wrote in the segment before
+  layers="memory.every_layer=true"
+  FROM= SEGMENTS=[1,2] arm layers_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" $layers &
+  FROM= SEGMENTS=[1,2] arm layers_1to2_mfs05_s1 1 1.0e-4 ",multi_fact_share:0.5" $layers &
+  FROM= SEGMENTS=2 arm layers_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $layers &
+  FROM= SEGMENTS=2 arm layers_2_s0 0 1.0e-4 "" $layers &
+  FROM= SEGMENTS=[1,2] arm plain_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" &
 else  # long: the same first stages of seeds 0 and 1, then fewer arms with STEPS steps each
   first 0 & first 1 & wait
   arm long_plain_1e-4_s0 0 1.0e-4 "" &

@@ -55,6 +55,8 @@ def stage_of(arm: Path) -> str:
         parts.append(f"two-fact share {stage['multi_fact_share']}")
     if config["memory"]["size"] != 10:
         parts.append(f"memory {config['memory']['size']}")
+    if config["memory"].get("every_layer"):
+        parts.append("memory at every layer")
     start = "first stage" if config["trainer"].get("init_from") else "pretrained"
     return f"{start}; " + ", ".join(parts)
 

@@ -201,15 +201,17 @@ def test_an_init_from_that_cannot_start_the_run_is_one_line(smoke_run_dir, tmp_p
                                      f"initial_memory is [10, 32] there and [3, 32] here{hint}")
 
 
-def test_training_with_memory_at_every_layer_runs_and_its_checkpoint_extrapolates(tmp_path):
+@pytest.mark.parametrize("setting, rows", [("memory.every_layer=true", 2 * 10), ("memory.associative=true", 10)])
+def test_training_with_another_kind_of_memory_runs_and_its_checkpoint_extrapolates(tmp_path, setting, rows):
     stages = "curriculum.stages=[{segments:2,steps:3}]"
-    result = rmt("train", "experiment=smoke", stages, "memory.every_layer=true", f"hydra.run.dir={tmp_path}")
+    result = rmt("train", "experiment=smoke", stages, setting, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     best = tmp_path / "checkpoints" / "stage1-best"
     from safetensors.torch import load_file
 
-    memory = load_file(str(best / "model.safetensors"))["initial_memory"]
-    assert memory.shape[0] == 2 * 10  # the smoke backbone's two blocks, memory.size vectors each
+    weights = load_file(str(best / "model.safetensors"))
+    assert weights["initial_memory"].shape[0] == rows  # the smoke backbone's two blocks, memory.size vectors each
+    assert any(name.startswith("associative.") for name in weights) == ("associative" in setting)
     evaluated = rmt("extrapolate", "--checkpoint", str(tmp_path), "--segments", "2,4", "--samples", "4",
                     f"hydra.run.dir={tmp_path / 'extrapolate'}")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -205,7 +205,7 @@ def test_a_step_that_cannot_be_captured_runs_without_a_graph(tiny_engine, monkey
     monkeypatch.setattr(engine, "capture_graph", refuse)
     tokens, memory = random_steps(3, 1, 12)[0], tiny_engine.initial_memory.expand(3, -1, -1).clone()
     with torch.inference_mode():
-        graph = engine.SegmentGraph(tiny_engine, 3, 12, memory.dtype, tokens.device)
+        graph = engine.SegmentGraph(tiny_engine, 12, memory.shape, memory.dtype, tokens.device)
         with pytest.warns(RuntimeWarning, match="cannot be captured as a CUDA graph .Cannot copy between CPU"):
             graph._capture()  # what a CUDA device does on construction
         readout = graph.run(tokens, memory)

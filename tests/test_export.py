@@ -151,13 +151,20 @@ def test_a_run_with_gated_memory_writes_exports_and_loads_back(tmp_path):
         assert torch.equal(shared.model(segments).memory, trained.model(segments).memory)
 
 
-def test_a_run_with_memory_at_every_layer_exports_and_loads_back(tmp_path):
-    """memory.every_layer carries memory.size vectors per block: a checkpoint and its export both rebuild it so."""
-    untrained_run(tmp_path / "run", "memory.every_layer=true")
+@pytest.mark.parametrize("kind", ["every_layer", "associative"])
+def test_a_run_with_another_kind_of_memory_exports_and_loads_back(tmp_path, kind):
+    """memory.every_layer and memory.associative change the model's shape: a checkpoint and its export both rebuild
+    it so."""
+    def trained(model):  # associative: reads that change the answer, not the zero scale a fresh model starts with
+        for layer in model.associative or []:
+            layer.read_scale.fill_(0.7)
+
+    untrained_run(tmp_path / "run", f"memory.{kind}=true", change=trained)
     out = export.export_run(tmp_path / "run", tmp_path / "model")
-    trained, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
-    assert json.loads((out / "rmt_config.json").read_text())["every_layer"] is True
-    assert shared.model.layer_blocks and shared.model.initial_memory.shape == trained.model.initial_memory.shape
+    loaded, shared = load_run(tmp_path / "run", device="cpu"), load_run(out, device="cpu")
+    assert json.loads((out / "rmt_config.json").read_text())[kind] is True
+    assert shared.model.initial_memory.shape == loaded.model.initial_memory.shape
     with torch.inference_mode():
-        segments = trained.segments(STORY, "Where is Mary?")
-        assert torch.equal(shared.model(segments).memory, trained.model(segments).memory)
+        segments = loaded.segments(STORY, "Where is Mary?")
+        assert torch.equal(shared.model(segments).memory, loaded.model(segments).memory)
+        assert torch.equal(shared.model(segments).logits, loaded.model(segments).logits)

@@ -110,7 +110,7 @@ class Run:
 def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segment_length: Optional[int] = None,
          head: str = "classify", layout: Optional[str] = None, task: str = "custom",
          pooler: Optional[nn.Linear] = None, rescale_writes: bool = False, gated_writes: bool = False,
-         gate_start: float = 0.88, every_layer: bool = False) -> Run:
+         gate_start: float = 0.88, every_layer: bool = False, associative: bool = False) -> Run:
     """A Run around any Hugging Face model that takes `inputs_embeds`, with fresh memory and head.
 
     layout: "encoder" (BERT family, a base model) or "decoder" (a causal LM: GPT-2, OPT, Llama families); by
@@ -124,6 +124,7 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
         gate_start (see engine.py).
     every_layer: encoders: memory_size vectors per transformer block, each block reading what it wrote in the
         segment before (see layer_memory.py).
+    associative: encoders: each block also keeps a matrix binding keys to values (see associative_memory.py).
     Train `run.model` with your own loop (`run.model(steps)` returns logits and the memory) or with `rmt train`.
     """
     if layout is None:
@@ -143,7 +144,7 @@ def wrap(backbone, tokenizer, labels: Sequence[str], memory_size: int = 10, segm
     model = RecurrentMemory(backbone, memory_size=memory_size, num_labels=len(labels), cls_id=tokenizer.cls_token_id,
                             sep_id=tokenizer.sep_token_id, layout=layout, head=head, pooler=pooler,
                             rescale_writes=rescale_writes, gated_writes=gated_writes, gate_start=gate_start,
-                            every_layer=every_layer)
+                            every_layer=every_layer, associative=associative)
     return Run(model.to(next(backbone.parameters()).device), tokenizer, Task(task, tuple(labels), head),
                segment_length)
 
@@ -186,7 +187,8 @@ def load_run(path, device: str = "auto", backbone: Optional[dict] = None) -> Run
     run = wrap(loaded.model, loaded.tokenizer, meta["labels"], memory_size=cfg.memory.size,
                segment_length=cfg.segment.length, head=head, layout=loaded.layout, task=cfg.task.name,
                pooler=loaded.pooler, rescale_writes=cfg.memory.rescale_writes,
-               gated_writes=cfg.memory.gated_writes, every_layer=cfg.memory.every_layer)
+               gated_writes=cfg.memory.gated_writes, every_layer=cfg.memory.every_layer,
+               associative=cfg.memory.associative)
     load_weights(folder, run.model, verified=True)
     run.model.to(chosen)
     return run

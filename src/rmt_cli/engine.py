@@ -20,6 +20,10 @@ The answer comes from the last segment, through one of two heads:
   answer token predicts the next (teacher forcing). Greedy decoding reads the last segment with the answer so far,
   one token at a time.
 
+Two other kinds of an encoder's memory reach into its transformer blocks through hooks: memory at every layer
+(`memory.every_layer`, layer_memory.py) and a key-value matrix per block beside the memory vectors
+(`memory.associative`, associative_memory.py). Both ride in the same memory tensor, so nothing below changes for them.
+
 Memory is an explicit value passed in and out, so callers can stream segments, save the state, or truncate
 backpropagation. Every command (train, eval, extrapolate, attention, flops) runs through `RecurrentMemory.forward`.
 At inference on a GPU each segment step can be replayed as a CUDA graph (`SegmentGraph`): a batch of one sample is
@@ -42,7 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from rmt_cli import layer_memory
+from rmt_cli import associative_memory, layer_memory
 from rmt_cli.working_copy import WorkingCopy
 
 LAYOUTS = ("encoder", "decoder")
@@ -111,7 +115,8 @@ class RecurrentMemory(nn.Module):
     def __init__(self, backbone: nn.Module, memory_size: int, num_labels: int, cls_id: Optional[int] = None,
                  sep_id: Optional[int] = None, dropout: float = 0.1, layout: str = "encoder",
                  head: str = "classify", pooler: Optional[nn.Linear] = None, rescale_writes: bool = False,
-                 gated_writes: bool = False, gate_start: float = 0.88, every_layer: bool = False):
+                 gated_writes: bool = False, gate_start: float = 0.88, every_layer: bool = False,
+                 associative: bool = False):
         super().__init__()
         if layout not in LAYOUTS or head not in HEADS:
             raise ValueError(f"layout={layout!r}, head={head!r}: use a layout of {LAYOUTS} and a head of {HEADS}")
@@ -119,8 +124,10 @@ class RecurrentMemory(nn.Module):
             raise ValueError("the generate head needs a decoder backbone (its LM head)")
         if head == "pooler" and pooler is None:
             raise ValueError("the pooler head needs the backbone's pooler (its dense layer)")
-        if every_layer and layout != "encoder":
-            raise ValueError("memory at every layer is built for the encoder layout")
+        if (every_layer or associative) and layout != "encoder":
+            raise ValueError("memory at every layer and associative memory are built for the encoder layout")
+        if every_layer and associative:
+            raise ValueError("memory at every layer and associative memory are two alternatives: pick one")
         self.backbone: Any = backbone  # a Hugging Face model, duck-typed (torch types its attributes Tensor | Module)
         self.memory_size = memory_size
         self.layout = layout
@@ -133,6 +140,11 @@ class RecurrentMemory(nn.Module):
         self.layer_blocks = tuple(transformer_blocks(backbone)) if every_layer else ()
         layer_memory.attach(self.layer_blocks)
         self.initial_memory = nn.Parameter(torch.randn(memory_size * max(1, len(self.layer_blocks)), hidden) * std)
+        # associative: a key-value matrix per block, its state after the memory vectors (associative_memory.py)
+        self.associative_blocks = tuple(transformer_blocks(backbone)) if associative else ()
+        self.associative = nn.ModuleList(associative_memory.AssociativeLayer(hidden)
+                                         for _ in self.associative_blocks) if associative else None
+        associative_memory.attach(self.associative_blocks)
         # A decoder's written memory is its last hidden layer after the final norm: SmolLM2's has an RMS of about
         # 2.3 where its token embeddings have 0.13, and a Llama-family model feeds inputs_embeds to its first layer
         # unnormalised. With rescale_writes each written vector is RMS-normalised and scaled by one learned number
@@ -162,7 +174,12 @@ class RecurrentMemory(nn.Module):
         self.prefix_copy: dict[str, WorkingCopy] = {}  # the prefix_dtype copy (not module state), made on use
 
     def start_memory(self, batch: int) -> Tensor:
-        return self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
+        memory = self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
+        if not self.associative_blocks:
+            return memory
+        rows = associative_memory.state_rows(memory.shape[-1], len(self.associative_blocks))
+        empty = torch.zeros(batch, rows, memory.shape[-1], device=memory.device)  # no key bound yet
+        return torch.cat([memory.float(), empty], dim=1)
 
     def read_segment(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor] = None,
                      output_attentions: bool = False):
@@ -179,13 +196,18 @@ class RecurrentMemory(nn.Module):
             cls, sep = embed(self.special_ids).unsqueeze(0).expand(batch, -1, -1).unbind(1)
             read = memory[:, :m].to(cls.dtype)  # every_layer: the first block's share, replaced at its input anyway
             inputs = torch.cat([cls[:, None], read, sep[:, None], embed(tokens), sep[:, None]], dim=1)
+            def call():
+                return self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
+
             if self.layer_blocks:
-                out, slots = layer_memory.run(self.layer_blocks, memory, lambda: self.backbone(
-                    inputs_embeds=inputs, output_attentions=output_attentions))
-            else:
-                out = self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
-                slots = out.last_hidden_state[:, 1:1 + m]
-            return self.written(slots, memory), out.last_hidden_state[:, 0], out
+                out, slots = layer_memory.run(self.layer_blocks, memory, call)
+                return self.written(slots, memory), out.last_hidden_state[:, 0], out
+            if self.associative is not None:
+                out, state = associative_memory.run(self.associative_blocks, self.associative, memory[:, m:], m, call)
+                slots = self.written(out.last_hidden_state[:, 1:1 + m], memory[:, :m])
+                return torch.cat([slots.float(), state], dim=1), out.last_hidden_state[:, 0], out
+            out = call()
+            return self.written(out.last_hidden_state[:, 1:1 + m], memory), out.last_hidden_state[:, 0], out
         content = embed(tokens)
         memory = memory.to(content.dtype)
         parts = [memory, content] + ([embed(answer)] if answer is not None else []) + [memory]
@@ -210,18 +232,20 @@ class RecurrentMemory(nn.Module):
         return slots
 
     def memory_parameters(self) -> list[nn.Parameter]:
-        """The memory's own parameters: the initial memory, and the write scale and gate where they exist."""
+        """The memory's own parameters: the initial memory, and the write scale, the gate and the associative
+        projections where they exist."""
         extra = [] if self.write_scale is None else [self.write_scale]
         gate = [] if self.write_gate is None else list(self.write_gate.parameters())
-        return [self.initial_memory, *extra, *gate]
+        associative = [] if self.associative is None else list(self.associative.parameters())
+        return [self.initial_memory, *extra, *gate, *associative]
 
     def compile_blocks(self, mode: Optional[str] = None) -> None:
         """torch.compile each transformer block of the backbone in place, in torch.compile's `mode` (compiled on
         first use, again for new shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's
         extrapolation faster and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
-        if self.layer_blocks:
-            raise ValueError("blocks that read memory at every layer are not compiled: their hooks read the memory "
-                             "from an attribute that changes every segment")
+        if self.layer_blocks or self.associative_blocks:
+            raise ValueError("blocks that read memory at every layer or an associative memory are not compiled: "
+                             "their hooks read the memory from an attribute that changes every segment")
         for block in transformer_blocks(self.backbone):
             block.compile(mode=mode)
         self.blocks_compiled = True
@@ -363,7 +387,7 @@ class RecurrentMemory(nn.Module):
         autocast = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
         key = (device, *tokens.shape, memory.dtype, autocast, torch.is_inference_mode_enabled())
         if key not in self.segment_graphs:
-            self.segment_graphs[key] = SegmentGraph(self, tokens.shape[0], tokens.shape[1], memory.dtype, device)
+            self.segment_graphs[key] = SegmentGraph(self, tokens.shape[1], memory.shape, memory.dtype, device)
         return self.segment_graphs[key]
 
     def read_checkpointed(self, memory: Tensor, tokens: Tensor, answer: Optional[Tensor]) -> tuple[Tensor, Tensor]:
@@ -412,11 +436,11 @@ class SegmentGraph:
     dtype (capture_graph).
     """
 
-    def __init__(self, model: RecurrentMemory, rows: int, content: int, memory_dtype: torch.dtype,
+    def __init__(self, model: RecurrentMemory, content: int, memory_shape: torch.Size, memory_dtype: torch.dtype,
                  device: torch.device):
         self.model = model
-        self.tokens = torch.zeros(rows, content, dtype=torch.long, device=device)
-        self.memory = torch.zeros(rows, *model.initial_memory.shape, dtype=memory_dtype, device=device)
+        self.tokens = torch.zeros(memory_shape[0], content, dtype=torch.long, device=device)
+        self.memory = torch.zeros(memory_shape, dtype=memory_dtype, device=device)  # rows, slots, hidden
         self.graph: torch.cuda.CUDAGraph | None = None
         if device.type == "cuda":
             with torch.cuda.device(device):

@@ -93,9 +93,11 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
 
 
 def refuse_compiled_layer_memory(model: RecurrentMemory, setting: str) -> None:
-    """Compiled blocks and memory at every layer do not go together (the blocks' hooks read a per-segment attribute)."""
-    if model.layer_blocks:
-        raise UsageError(f"{setting} does not go with memory.every_layer=true: leave one of them off")
+    """Compiled blocks and memory read through block hooks (every_layer, associative) do not go together: the hooks
+    read a per-segment attribute."""
+    for key, used in (("every_layer", model.layer_blocks), ("associative", model.associative_blocks)):
+        if used:
+            raise UsageError(f"{setting} does not go with memory.{key}=true: leave one of them off")
 
 
 def task_spec(cfg, trained_labels: list[str] | None = None) -> TaskSpec:
@@ -206,15 +208,18 @@ def build_experiment(cfg, device_name: str, with_training_data: bool,
                          f"token{'s' * (head.answer_positions != 1)} read after the question) in the backbone's "
                          f"{backbone.max_positions} positions; "
                          f"use segment.length={backbone.max_positions - head.answer_positions} or less")
-    if cfg.memory.every_layer and backbone.layout != "encoder":
-        raise UsageError(f"memory.every_layer=true is built for encoders; {cfg.backbone.name} has the "
-                         f"{backbone.layout} layout: leave it false")
+    for key in ("every_layer", "associative"):
+        if cfg.memory[key] and backbone.layout != "encoder":
+            raise UsageError(f"memory.{key}=true is built for encoders; {cfg.backbone.name} has the "
+                             f"{backbone.layout} layout: leave it false")
+    if cfg.memory.every_layer and cfg.memory.associative:
+        raise UsageError("memory.every_layer=true and memory.associative=true are two alternatives: pick one")
     model = RecurrentMemory(backbone.model, memory_size=cfg.memory.size, num_labels=len(task.labels),
                             cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, layout=backbone.layout,
                             head=head.kind, pooler=backbone.pooler if head.kind == "pooler" else None,
                             rescale_writes=cfg.memory.rescale_writes,
                             gated_writes=cfg.memory.gated_writes, gate_start=cfg.memory.gate_start,
-                            every_layer=cfg.memory.every_layer).to(device)
+                            every_layer=cfg.memory.every_layer, associative=cfg.memory.associative).to(device)
     noise = load_noise(cfg.noise, tokenizer)
     train_data = SampleFactory(task, noise.train, tokenizer, content) if with_training_data else None
     eval_data = SampleFactory(task, noise.eval, tokenizer, content)

@@ -69,6 +69,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "rescale_writes": run.model.write_scale is not None,
         "gated_writes": run.model.write_gate is not None,
         "every_layer": bool(run.model.layer_blocks),
+        "associative": run.model.associative is not None,
         "head": run.task.head,
         "labels": list(run.task.labels),
         "segment_length": run.segment_length,
@@ -201,7 +202,7 @@ def load_export(folder: Path, device: torch.device):
                task=settings["task"], pooler=backbone.pooler,
                # absent: exports made before the setting
                rescale_writes=settings.get("rescale_writes", False), gated_writes=settings.get("gated_writes", False),
-               every_layer=settings.get("every_layer", False))
+               every_layer=settings.get("every_layer", False), associative=settings.get("associative", False))
     load_rmt_weights(folder, run.model)
     run.model.to(device)
     return run

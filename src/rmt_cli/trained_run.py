@@ -67,8 +67,8 @@ def check_model_matches(cfg, meta: dict) -> None:
     """The settings that shape the model (memory size and writes, backbone, head) are the checkpoint's, and its
     segments are of a length it was trained on (segment.length, or a stage's own segment_length)."""
     trained = typed_run_config("train", {node: meta["config"][node] for node in RUN_NODES})
-    for key in ("memory.size", "memory.rescale_writes", "memory.gated_writes", "memory.every_layer", "backbone.name",
-                "task.head"):
+    for key in ("memory.size", "memory.rescale_writes", "memory.gated_writes", "memory.every_layer",
+                "memory.associative", "backbone.name", "task.head"):
         wanted, used = OmegaConf.select(cfg, key), OmegaConf.select(trained, key)
         if wanted != used:
             raise UsageError(f"the checkpoint was trained with {key}={shown(used)}, not {shown(wanted)}; "

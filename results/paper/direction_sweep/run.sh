@@ -6,6 +6,7 @@
 #   STEPS=5000 bash results/paper/direction_sweep/run.sh scratch  # no first stage: six arms from the pretrained backbone
 #   STEPS=2500 bash results/paper/direction_sweep/run.sh layers   # memory at every layer (memory.every_layer), from the
 #                                                                 # pretrained backbone, beside one plain-memory arm
+#   STEPS=2500 bash results/paper/direction_sweep/run.sh associative  # a key-value matrix per block (memory.associative)
 #   SMOLLM=/path/to/folder/with/gguf STEPS=2500 bash results/paper/direction_sweep/run.sh decoder
 #       # the decoder layout (SmolLM2-135M, memory written after the whole segment), classify head, from the
 #       # pretrained backbone; SMOLLM names the folder holding the preset's GGUF file
@@ -39,7 +40,7 @@ arm() {  # name seed lr stage-settings [extra overrides...]; SEGMENTS (default 2
 }
 
 fbq=",facts_before_question:true"
-sweep=${1:?short, long, scratch, layers or decoder}
+sweep=${1:?short, long, scratch, layers, associative or decoder}
 if [ "$sweep" = short ]; then
   first 0 & first 1 & TAG=_mem20 first 0 memory.size=20 & wait
   arm plain_5e-5_s0 0 5.0e-5 "" &
@@ -59,6 +60,14 @@ elif [ "$sweep" = scratch ]; then  # no one-segment stage: the relations learnt 
   FROM= SEGMENTS=2 arm scratch_2_s0 0 1.0e-4 "" &
   FROM= SEGMENTS=2 arm scratch_2_s1 1 1.0e-4 "" &
   FROM= SEGMENTS=2 arm scratch_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" &
+elif [ "$sweep" = associative ]; then  # memory.associative=true: keys bound to values, per block
+  associative="memory.associative=true"
+  FROM= SEGMENTS=[1,2] arm associative_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" $associative &
+  FROM= SEGMENTS=[1,2] arm associative_1to2_mfs05_s1 1 1.0e-4 ",multi_fact_share:0.5" $associative &
+  FROM= SEGMENTS=[1,2] arm associative_1to2_mfs05_lr10_s0 0 1.0e-4 ",multi_fact_share:0.5" $associative \
+    trainer.memory_lr_scale=10 &
+  FROM= SEGMENTS=2 arm associative_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $associative &
+  FROM= SEGMENTS=2 arm associative_2_s0 0 1.0e-4 "" $associative &
 elif [ "$sweep" = decoder ]; then  # SmolLM2-135M: the memory read first, written after the whole segment in order
   backbone="backbone.name_or_path=${SMOLLM:?the folder holding SmolLM2-135M-Instruct.Q4_1.gguf}"
   decoder="backbone=smollm2-135m task.head=classify"

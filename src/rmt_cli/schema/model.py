@@ -84,6 +84,7 @@ class MemoryConfig:
     gated_writes: bool = setting(False, flag)  # each memory feature keeps a learned share of its old value (engine.py)
     gate_start: float = setting(0.88, share)  # with gated_writes: every share's value before training
     every_layer: bool = setting(False, flag)  # encoders: m memory vectors per transformer block (layer_memory.py)
+    associative: bool = setting(False, flag)  # encoders: a key-value matrix per block too (associative_memory.py)
 
 
 @dataclass

@@ -186,6 +186,22 @@ def test_a_new_run_starts_from_the_weights_of_trainer_init_from(smoke_run_dir, t
     assert not torch.allclose(unstarted["initial_memory"], source["initial_memory"], atol=1e-6)
 
 
+def test_an_associative_memory_run_may_start_from_a_run_without_one(smoke_run_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    result = rmt("train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]", "trainer.lr=1e-12",
+                 "memory.associative=true", f"trainer.init_from={smoke_run_dir}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    source = load_file(smoke_run_dir / "checkpoints" / "stage2-best" / "model.safetensors")
+    started = load_file(tmp_path / "run" / "checkpoints" / "stage1-best" / "model.safetensors")
+    assert all(torch.allclose(started[name], source[name], atol=1e-6) for name in source)
+    assert {name for name in started if name not in source} and all(
+        name.startswith("associative.") for name in started if name not in source)
+    back = rmt("train", "experiment=smoke", "curriculum.stages=[{segments:1,steps:1}]",
+               f"trainer.init_from={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'back'}")
+    assert back.returncode != 0 and "associative." in back.stderr and len(back.stderr.strip().splitlines()) == 1
+
+
 def test_an_init_from_that_cannot_start_the_run_is_one_line(smoke_run_dir, tmp_path):
     hint = "; start from a run folder of `rmt train` with this backbone and memory size"
     nowhere = tmp_path / "nowhere"

@@ -218,8 +218,9 @@ def open_checkpoint(path: Path) -> tuple[Path, dict]:
     return folder, read_meta(folder)
 
 
-def load_weights(folder: Path, model: torch.nn.Module, verified: bool = False) -> None:
-    """Load a checkpoint's weights into `model`; unless `verified`, its manifest is checked first."""
+def load_weights(folder: Path, model: torch.nn.Module, verified: bool = False, fresh: tuple[str, ...] = ()) -> None:
+    """Load a checkpoint's weights into `model`; unless `verified`, its manifest is checked first. Tensors of the
+    model whose names start with one of `fresh` may be absent from the checkpoint: they keep their values."""
     if not verified:
         verify(folder)
     check_shapes(folder, model)
@@ -227,7 +228,8 @@ def load_weights(folder: Path, model: torch.nn.Module, verified: bool = False) -
         missing, unexpected = load_model(model, Path(folder) / WEIGHTS, strict=False)
     except Exception as error:  # safetensors raises its own error types for truncated or foreign files
         raise RuntimeFailure(f"cannot read {Path(folder) / WEIGHTS}: {' '.join(str(error).split())}") from None
-    missing, unexpected = sorted(missing), sorted(unexpected)
+    missing = sorted(name for name in missing if not name.startswith(fresh))
+    unexpected = sorted(unexpected)
     if missing or unexpected:
         raise RuntimeFailure(f"checkpoint {folder} does not fit this model "
                              f"(missing {len(missing)}, unexpected {len(unexpected)} tensors, e.g. "

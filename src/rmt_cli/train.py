@@ -451,7 +451,8 @@ class Trainer:
             return
         try:
             folder = find_checkpoint(Path(source).expanduser())
-            load_weights(folder, self.model)
+            # a run with memory.associative may start from one without: its projections start fresh
+            load_weights(folder, self.model, fresh=("associative.",))
         except (CheckpointNotFound, CheckpointDoesNotFit) as error:
             raise InitFromUnusable(source, str(error)) from None
         self.reporter.note(f"starting from the weights of {folder}")

@@ -196,7 +196,8 @@ class RecurrentMemory(nn.Module):
             cls, sep = embed(self.special_ids).unsqueeze(0).expand(batch, -1, -1).unbind(1)
             read = memory[:, :m].to(cls.dtype)  # every_layer: the first block's share, replaced at its input anyway
             inputs = torch.cat([cls[:, None], read, sep[:, None], embed(tokens), sep[:, None]], dim=1)
-            def call():
+
+            def call():  # the backbone's forward, run inside the hooks' setup where a memory kind needs them
                 return self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
 
             if self.layer_blocks:

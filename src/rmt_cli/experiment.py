@@ -88,11 +88,11 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
         raise UsageError(f"fused_blocks=true needs a BERT-family encoder; {type(model.backbone).__name__} has other "
                          "blocks: leave fused_blocks=false")
     if cfg.compile_blocks:
-        refuse_compiled_layer_memory(model, "compile_blocks=true")
+        refuse_compiled_hooked_memory(model, "compile_blocks=true")
         model.compile_blocks()
 
 
-def refuse_compiled_layer_memory(model: RecurrentMemory, setting: str) -> None:
+def refuse_compiled_hooked_memory(model: RecurrentMemory, setting: str) -> None:
     """Compiled blocks and memory read through block hooks (every_layer, associative) do not go together: the hooks
     read a per-segment attribute."""
     for key, used in (("every_layer", model.layer_blocks), ("associative", model.associative_blocks)):

@@ -38,7 +38,7 @@ from rmt_cli.checkpoint_manager import CheckpointManager
 from rmt_cli.curriculum import Stage, curriculum_cautions, curriculum_stages
 from rmt_cli.engine import RecurrentMemory
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
-from rmt_cli.experiment import Experiment, build_experiment, refuse_compiled_layer_memory
+from rmt_cli.experiment import Experiment, build_experiment, refuse_compiled_hooked_memory
 from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
@@ -201,7 +201,7 @@ class Trainer:
             raise UsageError(f"trainer.fused_blocks=true needs a BERT-family encoder; "
                              f"{type(self.model.backbone).__name__} has other blocks: leave it false")
         if cfg.trainer.compile_blocks:  # before the working copy, which then copies compiled (and fused) blocks
-            refuse_compiled_layer_memory(self.model, "trainer.compile_blocks=true")
+            refuse_compiled_hooked_memory(self.model, "trainer.compile_blocks=true")
             self.model.compile_blocks()
         # trainer.compute_dtype=bf16: steps run on a bf16 copy of the model (working_copy.py)
         self.working_copy = WorkingCopy(self.model) if cfg.trainer.compute_dtype == "bf16" else None

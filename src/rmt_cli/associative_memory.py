@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rmt_cli.layer_memory import attach_hooks, block_input, with_block_input
+
 EPSILON = 1e-6
 
 
@@ -77,21 +79,14 @@ def write(layer: AssociativeLayer, matrix: Tensor, normaliser: Tensor, slots: Te
 
 def attach(blocks: Sequence[Any]) -> None:
     """Registers the reading and writing hooks on every block (once, when the model is built)."""
-    for block in blocks:
-        block.rmt_associative = None
-        block.rmt_associative_written = None
-        block.register_forward_pre_hook(read_hook, with_kwargs=True)
-        block.register_forward_hook(write_hook)
+    attach_hooks(blocks, ("rmt_associative", "rmt_associative_written"), read_hook, write_hook)
 
 
 def read_hook(block: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     if block.rmt_associative is None:
         return None
     layer, matrix, normaliser, _ = block.rmt_associative
-    hidden = read(layer, matrix, normaliser, args[0] if args else kwargs["hidden_states"])
-    if args:
-        return (hidden, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": hidden}
+    return with_block_input(args, kwargs, read(layer, matrix, normaliser, block_input(args, kwargs)))
 
 
 def write_hook(block: Any, args: tuple, output: Any) -> None:

@@ -23,11 +23,29 @@ from torch import Tensor
 
 def attach(blocks: Sequence[Any]) -> None:
     """Registers the injecting and recording hooks on every block (once, when the model is built)."""
+    attach_hooks(blocks, ("rmt_layer_memory", "rmt_layer_written"), inject, record)
+
+
+def attach_hooks(blocks: Sequence[Any], attributes: tuple[str, ...], before: Callable, after: Callable) -> None:
+    """On every block: the attributes its hooks read and write (None between backbone calls), a forward pre-hook
+    that may replace its hidden states (`before`, with keyword arguments) and a forward hook (`after`)."""
     for block in blocks:
-        block.rmt_layer_memory = None
-        block.rmt_layer_written = None
-        block.register_forward_pre_hook(inject, with_kwargs=True)
-        block.register_forward_hook(record)
+        for name in attributes:
+            setattr(block, name, None)
+        block.register_forward_pre_hook(before, with_kwargs=True)
+        block.register_forward_hook(after)
+
+
+def block_input(args: tuple, kwargs: dict) -> Tensor:
+    """A transformer block's hidden states, as its caller passed them (first positional argument or keyword)."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def with_block_input(args: tuple, kwargs: dict, hidden: Tensor) -> tuple[tuple, dict]:
+    """The block's arguments with `hidden` in place of its hidden states: what a forward pre-hook returns."""
+    if args:
+        return (hidden, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": hidden}
 
 
 def inject(block: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -35,12 +53,9 @@ def inject(block: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
     memory = block.rmt_layer_memory
     if memory is None:
         return None
-    hidden = args[0] if args else kwargs["hidden_states"]
+    hidden = block_input(args, kwargs)
     m = memory.shape[1]
-    hidden = torch.cat([hidden[:, :1], memory.to(hidden.dtype), hidden[:, 1 + m:]], dim=1)
-    if args:
-        return (hidden, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": hidden}
+    return with_block_input(args, kwargs, torch.cat([hidden[:, :1], memory.to(hidden.dtype), hidden[:, 1 + m:]], 1))
 
 
 def record(block: Any, args: tuple, output: Any) -> None:

@@ -95,21 +95,10 @@ def test_the_state_carries_information_and_every_projection_learns(tokenizer):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("reentrant", [False, True])
-def test_checkpointed_segments_a_working_copy_and_the_static_step_agree(tokenizer, reentrant):
-    model = associative(tokenizer, dropout=0.1, read_scale=0.5).train()
+def test_a_working_copy_and_the_static_step_agree(tokenizer):
+    # checkpointed segments: tests/test_fast_paths.py::test_reentrant_checkpoints_give_the_plain_paths_gradients
+    model = associative(tokenizer, dropout=0.1, read_scale=0.5).eval()
     batch = steps(n=3)
-
-    def gradients(**kwargs):
-        model.zero_grad()
-        torch.manual_seed(5)
-        model(batch, **kwargs).logits.sum().backward()
-        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    model.reentrant_checkpoints = reentrant
-    for plain, checkpointed in zip(gradients(), gradients(checkpoint_segments=True), strict=True):
-        torch.testing.assert_close(checkpointed, plain, rtol=1e-4, atol=1e-6)
-    model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model.copy_without_caches()(batch).memory, model(batch).memory)
     model.graph_devices = ("cpu",)  # the captured step's path, run eagerly on CPU

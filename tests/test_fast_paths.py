@@ -499,20 +499,30 @@ def test_the_trainer_fuses_the_norms_of_a_decoder_and_refuses_an_encoder(tmp_pat
         smoke_trainer(tmp_path, "trainer.fused_norms=true")
 
 
-def dropout_engine():
+def dropout_engine(**memory_kind):
     """A tiny encoder whose blocks drop out (p 0.1) in training, as MiniLM's do: checkpointed segments must draw
-    the same masks in their recomputation as in their first forward."""
+    the same masks in their recomputation as in their first forward. `memory_kind`: every_layer=True or
+    associative=True (its reads switched on: they start at scale 0)."""
     torch.manual_seed(0)
-    return RecurrentMemory(tiny_bert(dropout=0.1), 4, 6, cls_id=101, sep_id=102).train()
+    model = RecurrentMemory(tiny_bert(dropout=0.1), 4, 6, cls_id=101, sep_id=102, **memory_kind).train()
+    with torch.no_grad():
+        for layer in model.associative or []:
+            layer.read_scale.fill_(0.5)
+    return model
 
 
-@pytest.mark.parametrize("layout", ["encoder", "decoder"])
+ENGINES = {"encoder": dropout_engine, "decoder": lambda: decoder_engine("tiny-llama").train(),
+           "memory at every layer": lambda: dropout_engine(every_layer=True),
+           "associative memory": lambda: dropout_engine(associative=True)}
+
+
+@pytest.mark.parametrize("layout", list(ENGINES))
 @pytest.mark.parametrize("grad_steps", [None, 3])
 @pytest.mark.parametrize("counts", [[5, 4, 4], [5, 4, 2]])
 def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps, counts, monkeypatch):
     from rmt_cli import engine as engine_module
 
-    model = dropout_engine() if layout == "encoder" else decoder_engine("tiny-llama").train()
+    model = ENGINES[layout]()
     steps, labels = mixed_batch_steps(counts), torch.tensor([1, 3, 5])
     styles, checkpoint = [], engine_module.checkpoint
 

@@ -52,21 +52,10 @@ def test_every_block_of_the_memory_carries_information_and_learns(tokenizer):
     assert grad[:m].abs().sum() > 0 and grad[m:].abs().sum() > 0
 
 
-@pytest.mark.parametrize("reentrant", [False, True])
-def test_checkpointed_segments_and_a_working_copy_give_the_same_results(tokenizer, reentrant):
-    model = layered(tokenizer, dropout=0.1).train()
+def test_a_working_copy_carries_hooks_of_its_own(tokenizer):
+    # checkpointed segments: tests/test_fast_paths.py::test_reentrant_checkpoints_give_the_plain_paths_gradients
+    model = layered(tokenizer, dropout=0.1).eval()
     batch = steps(n=3)
-
-    def gradients(**kwargs):
-        model.zero_grad()
-        torch.manual_seed(5)
-        model(batch, **kwargs).logits.sum().backward()
-        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-    model.reentrant_checkpoints = reentrant
-    for plain, checkpointed in zip(gradients(), gradients(checkpoint_segments=True), strict=True):
-        torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-6)
-    model.eval()
     copy = model.copy_without_caches()  # the hooks travel with the copied blocks and read their own attributes
     with torch.no_grad():
         torch.testing.assert_close(copy(batch).memory, model(batch).memory)

@@ -135,16 +135,20 @@ class RecurrentMemory(nn.Module):
         hidden = embeddings.embedding_dim  # OPT's project_in/out keep hidden states at the embedding width
         # Start memory at the scale of the token embeddings the backbone was trained on.
         std = embeddings.weight.detach().float().std().item()
-        # every_layer: m vectors per transformer block, block k's at k*m .. (k+1)*m - 1 (layer_memory.py); a plain
-        # tuple, not a module list, so that the blocks stay registered once, under the backbone
-        self.layer_blocks = tuple(transformer_blocks(backbone)) if every_layer else ()
-        layer_memory.attach(self.layer_blocks)
-        self.initial_memory = nn.Parameter(torch.randn(memory_size * max(1, len(self.layer_blocks)), hidden) * std)
+        # The blocks whose hooks carry memory at every layer or an associative memory: a plain tuple, not a module
+        # list, so that the blocks stay registered once, under the backbone.
+        self.hooked_blocks = tuple(transformer_blocks(backbone)) if every_layer or associative else ()
+        # every_layer: m vectors per transformer block, block k's at k*m .. (k+1)*m - 1 (layer_memory.py)
+        self.every_layer = every_layer
+        if every_layer:
+            layer_memory.attach(self.hooked_blocks)
+        self.initial_memory = nn.Parameter(torch.randn(memory_size * (len(self.hooked_blocks) if every_layer else 1),
+                                                       hidden) * std)
         # associative: a key-value matrix per block, its state after the memory vectors (associative_memory.py)
-        self.associative_blocks = tuple(transformer_blocks(backbone)) if associative else ()
-        self.associative = nn.ModuleList(associative_memory.AssociativeLayer(hidden)
-                                         for _ in self.associative_blocks) if associative else None
-        associative_memory.attach(self.associative_blocks)
+        self.associative = None
+        if associative:
+            self.associative = nn.ModuleList(associative_memory.AssociativeLayer(hidden) for _ in self.hooked_blocks)
+            associative_memory.attach(self.hooked_blocks)
         # A decoder's written memory is its last hidden layer after the final norm: SmolLM2's has an RMS of about
         # 2.3 where its token embeddings have 0.13, and a Llama-family model feeds inputs_embeds to its first layer
         # unnormalised. With rescale_writes each written vector is RMS-normalised and scaled by one learned number
@@ -175,9 +179,9 @@ class RecurrentMemory(nn.Module):
 
     def start_memory(self, batch: int) -> Tensor:
         memory = self.initial_memory.unsqueeze(0).expand(batch, -1, -1)
-        if not self.associative_blocks:
+        if self.associative is None:
             return memory
-        rows = associative_memory.state_rows(memory.shape[-1], len(self.associative_blocks))
+        rows = associative_memory.state_rows(memory.shape[-1], len(self.associative))
         empty = torch.zeros(batch, rows, memory.shape[-1], device=memory.device)  # no key bound yet
         return torch.cat([memory.float(), empty], dim=1)
 
@@ -200,11 +204,11 @@ class RecurrentMemory(nn.Module):
             def call():  # the backbone's forward, run inside the hooks' setup where a memory kind needs them
                 return self.backbone(inputs_embeds=inputs, output_attentions=output_attentions)
 
-            if self.layer_blocks:
-                out, slots = layer_memory.run(self.layer_blocks, memory, call)
+            if self.every_layer:
+                out, slots = layer_memory.run(self.hooked_blocks, memory, call)
                 return self.written(slots, memory), out.last_hidden_state[:, 0], out
             if self.associative is not None:
-                out, state = associative_memory.run(self.associative_blocks, self.associative, memory[:, m:], m, call)
+                out, state = associative_memory.run(self.hooked_blocks, self.associative, memory[:, m:], m, call)
                 slots = self.written(out.last_hidden_state[:, 1:1 + m], memory[:, :m])
                 return torch.cat([slots.float(), state], dim=1), out.last_hidden_state[:, 0], out
             out = call()
@@ -244,7 +248,7 @@ class RecurrentMemory(nn.Module):
         """torch.compile each transformer block of the backbone in place, in torch.compile's `mode` (compiled on
         first use, again for new shapes); the recurrence stays eager Python. On an H200 in bf16 this made bert-base's
         extrapolation faster and MiniLM's slower (docs/performance.md), so the commands leave it off unless asked."""
-        if self.layer_blocks or self.associative_blocks:
+        if self.hooked_blocks:
             raise ValueError("blocks that read memory at every layer or an associative memory are not compiled: "
                              "their hooks read the memory from an attribute that changes every segment")
         for block in transformer_blocks(self.backbone):

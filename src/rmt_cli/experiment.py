@@ -95,7 +95,7 @@ def apply_inference_settings(model: RecurrentMemory, cfg) -> None:
 def refuse_compiled_hooked_memory(model: RecurrentMemory, setting: str) -> None:
     """Compiled blocks and memory read through block hooks (every_layer, associative) do not go together: the hooks
     read a per-segment attribute."""
-    for key, used in (("every_layer", model.layer_blocks), ("associative", model.associative_blocks)):
+    for key, used in (("every_layer", model.every_layer), ("associative", model.associative is not None)):
         if used:
             raise UsageError(f"{setting} does not go with memory.{key}=true: leave one of them off")
 

@@ -68,7 +68,7 @@ def export_run(run_path: Path, out_dir: Path) -> Path:
         "memory_size": run.model.memory_size,
         "rescale_writes": run.model.write_scale is not None,
         "gated_writes": run.model.write_gate is not None,
-        "every_layer": bool(run.model.layer_blocks),
+        "every_layer": run.model.every_layer,
         "associative": run.model.associative is not None,
         "head": run.task.head,
         "labels": list(run.task.labels),

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
-TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, weight_decay, scheduler, warmup_ratio, grad_clip, "
+TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, weight_decay, scheduler, warmup_ratio, grad_clip, "
                 "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
                 "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, fused_blocks, eval_every, "
                 "val_samples, log_every, device, devices, time_limit_minutes, fit_time_limit, keep_last, init_from")
@@ -143,6 +143,14 @@ CASES = [
      "memory.associative=true is built for encoders; tiny-gpt2 has the decoder layout: leave it false"),
     ("rmt train experiment=smoke memory.associative=true memory.every_layer=true", 2,
      "memory.every_layer=true and memory.associative=true are two alternatives: pick one"),
+    ("rmt train experiment=smoke trainer.memory_map=1", 2,
+     "trainer.memory_map=1.0 reads the places a story's relations put around each place (task=reasoning); "
+     "task=memorize has other facts: set it to 0"),
+    ("rmt train experiment=smoke task=reasoning trainer.memory_map=1 "
+     "curriculum.stages=[{segments:2,steps:2,carry_memory:0.5}]", 2,
+     "trainer.memory_map=1.0: curriculum stage 1 starts rows from a memory of other samples (carry_memory, "
+     "chain_share or noise_primed), whose map is unknown; set it to 0 or drop those"),
+    ("rmt train trainer.memory_map=-1", 2, "trainer.memory_map=-1 must be at least 0"),
     ("rmt train trainer.lr=-1e-4", 2, "trainer.lr=-0.0001 must be positive"),
     ("rmt train trainer.lr=nan", 2, "trainer.lr=nan must be a finite number"),
     ("rmt train trainer.weight_decay=-1", 2, "trainer.weight_decay=-1 must be at least 0"),

@@ -40,7 +40,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -264,7 +264,8 @@ class RecurrentMemory(nn.Module):
     def forward(self, steps: Iterable[Tensor], memory: Optional[Tensor] = None, batch: Optional[int] = None,
                 grad_steps: Optional[int] = None, n_steps: Optional[int] = None,
                 checkpoint_segments: bool = False, cuda_graphs: bool = False,
-                answer: Optional[Tensor] = None, carried: Optional[tuple[Tensor, Tensor]] = None) -> EngineOutput:
+                answer: Optional[Tensor] = None, carried: Optional[tuple[Tensor, Tensor]] = None,
+                memory_hook: Optional[Callable[[int, Tensor], None]] = None) -> EngineOutput:
         """Run a right-aligned batch segment by segment.
 
         steps: token ids [rows_t, content] per step; rows_t is non-decreasing and the rows of step t are the first
@@ -282,6 +283,8 @@ class RecurrentMemory(nn.Module):
             the logits are the LM's next-token predictions at the question's last token and at each of them.
         carried: (rows [batch] bool, memory [batch, m, hidden]): without `memory`, the rows marked start from that
             memory (one an earlier sample ended with, no gradient) and the others from the initial memory.
+        memory_hook: called as memory_hook(step, written) after each step that autograd records (every step, or
+            truncated BPTT's window), `written` being the memory [rows_t, ...] the step's rows wrote (memory_map.py).
         """
         if isinstance(steps, (list, tuple)):
             batch, n_steps = steps[-1].shape[0], len(steps)
@@ -336,6 +339,8 @@ class RecurrentMemory(nn.Module):
                 new_memory, readout = self.read_checkpointed(memory[:rows], tokens, step_answer)
             else:
                 new_memory, readout = self._read_states(memory[:rows], tokens, step_answer)
+            if memory_hook is not None:
+                memory_hook(step, new_memory)
             memory = keep_unstarted_rows(new_memory, memory)
         if static is not None and memory is static.memory:  # overwritten by the next call that replays this graph
             memory = memory.clone()

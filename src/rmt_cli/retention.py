@@ -72,7 +72,7 @@ def answer_twin(factory: SampleFactory, sample: Sample) -> Sample | None:
     if other is None:
         return None
     swapped = {tuple(factory.encode(fact).tolist()): factory.encode(answer.sub(other, fact)) for fact in story.facts}
-    facts = tuple(PlacedFact(f.segment, f.offset, swapped.get(tuple(f.tokens.tolist()), f.tokens))
+    facts = tuple(PlacedFact(f.segment, f.offset, swapped.get(tuple(f.tokens.tolist()), f.tokens), f.story_index)
                   for f in sample.facts)
     return replace(sample, facts=facts, label=labels.index(other), story=None)
 

@@ -55,6 +55,7 @@ class PlacedFact:
     segment: int
     offset: int  # offset of the sentence start inside the segment's noise window
     tokens: np.ndarray
+    story_index: int = -1  # which of the story's facts it is (-1: not from a story)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class SampleFactory:
             places = self.scatter(rng, noise_starts, len(fact_tokens), budget, first, end)
         else:
             places = self.spread(rng, noise_starts, [len(t) for t in fact_tokens], len(question), first, end)
-        facts = tuple(PlacedFact(segment, offset, fact_tokens[i]) for segment, offset, i in places)
+        facts = tuple(PlacedFact(segment, offset, fact_tokens[i], i) for segment, offset, i in places)
         return Sample(noise_starts, facts, question, self.task.labels.index(story.answer), story)
 
     def pick_story(self, rng: np.random.Generator, split: str, n_segments: int, multi_fact_share: float) -> Story:

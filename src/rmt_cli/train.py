@@ -43,6 +43,7 @@ from rmt_cli.fused_blocks import fuse_blocks
 from rmt_cli.fused_norms import fuse_rms_norms
 from rmt_cli.inference import correct_answers, predict, to_device
 from rmt_cli.lr_schedule import stage_schedule, steps_that_fit
+from rmt_cli.memory_map import MemoryMap
 from rmt_cli.metrics import Reporter
 from rmt_cli.primed import PrimedPool
 from rmt_cli.run_changes import check_same_run
@@ -74,9 +75,26 @@ def check_trainer(cfg, ranks: distributed.Ranks, stages: Sequence[Stage] = ()) -
     if trainer.reentrant_checkpoints and world > 1:
         raise UsageError(f"trainer.reentrant_checkpoints=true trains on one process; with trainer.devices={devices} "
                          "leave it false")
+    if trainer.memory_map:
+        check_memory_map(cfg, world, stages)
     if devices > 1 and distributed.wants_cuda(trainer.device) and devices > torch.cuda.device_count():
         raise UsageError(f"trainer.devices={devices} needs {devices} GPUs, {torch.cuda.device_count()} visible; "
                          f"lower trainer.devices or use trainer.device=cpu")
+
+
+def check_memory_map(cfg, world: int, stages: Sequence[Stage]) -> None:
+    """trainer.memory_map asks the memory for the map of a qa4 story's relations, from one process, on rows that each
+    start from the initial memory (memory_map.py)."""
+    name = f"trainer.memory_map={cfg.trainer.memory_map}"
+    if cfg.task.get("generator") != "qa4":
+        raise UsageError(f"{name} reads the places a story's relations put around each place (task=reasoning); "
+                         f"task={cfg.task.name} has other facts: set it to 0")
+    if world > 1:
+        raise UsageError(f"{name} trains on one process; with trainer.devices={cfg.trainer.devices} set it to 0")
+    carrying = [stage.number for stage in stages if stage.carry_memory or stage.chain_share or stage.noise_primed]
+    if carrying:
+        raise UsageError(f"{name}: curriculum stage {carrying[0]} starts rows from a memory of other samples "
+                         "(carry_memory, chain_share or noise_primed), whose map is unknown; set it to 0 or drop those")
 
 
 class InitFromUnusable(UsageError):
@@ -111,19 +129,23 @@ def train_from_config(cfg) -> None:
 
 
 def build_optimizer(model: RecurrentMemory, lr: float, weight_decay: float, device: torch.device,
-                    fused: bool, memory_lr_scale: float = 1.0) -> torch.optim.AdamW:
+                    fused: bool, memory_lr_scale: float = 1.0, aids: Sequence[torch.nn.Parameter] = ()
+                    ) -> torch.optim.AdamW:
     """AdamW; on CUDA with `fused`, its fused kernel (one launch for all parameters, the same update rule).
 
     memory_lr_scale: the memory's own parameters (the initial memory, the write gate or scale) learn at this
     multiple of `lr`, in a second parameter group (only when it is not 1, so that runs saved with one group
     resume): a gate that starts at 0.88 must learn to close, and at a backbone's lr of 2e-5 Adam moves it by
-    about lr per weight and step."""
+    about lr per weight and step. `aids`: parameters trained beside the model and not saved with it (the
+    trainer.memory_map layer), in a last group at `lr`."""
     groups: list[dict] = [{"params": list(model.parameters())}]
     if memory_lr_scale != 1.0:
         memory = model.memory_parameters()
         chosen = {id(p) for p in memory}
         groups = [{"params": [p for p in model.parameters() if id(p) not in chosen]},
                   {"params": memory, "lr": lr * memory_lr_scale}]
+    if aids:
+        groups.append({"params": list(aids)})
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay,
                              fused=True if fused and device.type == "cuda" else None)
 
@@ -139,6 +161,7 @@ class StageRun:
     val_data: SampleFactory  # held-out noise in segments of the stage's length
     val_samples: list
     average: WeightAverage | None = None
+    memory_map: MemoryMap | None = None  # trainer.memory_map's layer (the Trainer's), saved with the optimizer
     warmup_steps: int = 0
     first_step: int = 1  # the first step this process takes in the stage (later than 1 after a resume)
     started: float = field(default_factory=time.perf_counter)
@@ -167,6 +190,8 @@ class StageRun:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
         if self.average is not None:
             state["weight_average"] = self.average.state_dict()
+        if self.memory_map is not None:
+            state["memory_map"] = self.memory_map.state_dict()
         return state
 
     def load_optimization_state(self, state: dict) -> None:
@@ -174,6 +199,8 @@ class StageRun:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.average is not None and "weight_average" in state:  # absent: the run had no average (resume=force)
             self.average.load_state_dict(state["weight_average"])
+        if self.memory_map is not None and "memory_map" in state:  # absent: the run had none (resume=force)
+            self.memory_map.load_state_dict(state["memory_map"])
 
     def validated_weights(self):
         """The weights validation reads and a stage's best checkpoint keeps: the average, else the model's own."""
@@ -234,6 +261,11 @@ class Trainer:
         self.chains: ChainedRows | None = None  # stage.chain_share: the current stage's chained rows (chains.py)
         self.primed: PrimedPool | None = None  # stage.noise_primed: the current stage's pool (primed.py)
         self.stopped_inside: dict | None = None  # the final table's row of the stage the time limit stopped in
+        self.memory_map: MemoryMap | None = None  # trainer.memory_map's layer, trained beside the model
+        if cfg.trainer.memory_map:
+            self.memory_map = MemoryMap(self.model.memory_size, self.model.initial_memory.shape[-1])
+            self.memory_map.to(experiment.device)
+        self.last_map_loss: float | None = None  # the last step's memory_map loss, for metrics.jsonl
 
     def run(self) -> None:
         started = time.perf_counter()
@@ -298,8 +330,9 @@ class Trainer:
             if stage.number > 1:
                 self.checkpoints.load_best(stage.number - 1, self.model)
         trainer = self.cfg.trainer
+        aids = [] if self.memory_map is None else list(self.memory_map.parameters())
         optimizer = build_optimizer(self.model, stage.lr, trainer.weight_decay, self.experiment.device,
-                                    fused=trainer.fused_adamw, memory_lr_scale=trainer.memory_lr_scale)
+                                    fused=trainer.fused_adamw, memory_lr_scale=trainer.memory_lr_scale, aids=aids)
         warmup_steps = int(stage.warmup_ratio * stage.steps)  # a whole number of steps: the fraction rounded down
         if continuing and self.state.stage_steps is not None:  # cut to the time limit before the run stopped
             stage = replace(stage, steps=self.state.stage_steps)
@@ -309,7 +342,7 @@ class Trainer:
                                           stage.val_samples)
         average = None if stage.ema_decay is None else WeightAverage(self.model, stage.ema_decay)
         self.carried = None
-        run = StageRun(stage, optimizer, scheduler, val_data, val_samples, average, warmup_steps,
+        run = StageRun(stage, optimizer, scheduler, val_data, val_samples, average, self.memory_map, warmup_steps,
                        first_step=self.state.step + 1)
         if continuing:
             run.load_optimization_state(self.resumed_optimization)
@@ -467,7 +500,8 @@ class Trainer:
                               f"loss {loss:.4f} lr {scheduler.get_last_lr()[0]:.2e} {tokens_per_s:,.0f} tok/s")
         if step % self.cfg.trainer.log_every == 0 or step == 1:
             flops = self.flops[stage.segment_length]
-            self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss,
+            mapped = {} if self.last_map_loss is None else {"map_loss": self.last_map_loss}
+            self.metrics.write(kind="train", stage=stage.number, step=step, segments=stage.label, loss=loss, **mapped,
                                lr=scheduler.get_last_lr()[0], grad_norm=grad_norm, **self.spike_fields(),
                                tokens_per_s=round(tokens_per_s, 1), **flops.fields(tokens_per_s),
                                **loggers.peak_gpu_memory(self.experiment.device))
@@ -530,14 +564,22 @@ class Trainer:
             carried = self.primed_pool(stage).carried(self.model, noise, step, device, experiment.autocast())
         else:
             carried = self.carried_rows(stage, labels.shape[0], device)
+        written: list[tuple[int, torch.Tensor]] = []  # the memories each step wrote, for trainer.memory_map
+        hook = None if self.memory_map is None else lambda t, memory: written.append((t, memory))
         with autocast:
             loss, out = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
-                                             checkpoint_segments=stage.checkpoint_segments, carried=carried)
+                                             checkpoint_segments=stage.checkpoint_segments, carried=carried,
+                                             memory_hook=hook)
+        objective = loss
+        if self.memory_map is not None:
+            map_loss = self.memory_map.loss(written, plan)
+            objective = loss + self.cfg.trainer.memory_map * map_loss
+            self.last_map_loss = map_loss.item()
         if stage.carry_memory:
             self.carried = out.memory.detach()
         if chains is not None:
             chains.keep(plan, out.memory_before_last)
-        loss.backward()
+        objective.backward()
         if self.working_copy is not None:
             self.working_copy.pass_gradients()
         if step < stage.steps:  # the device still runs this backward: assemble the next batch meanwhile

@@ -7,6 +7,8 @@
 #   STEPS=2500 bash results/paper/direction_sweep/run.sh layers   # memory at every layer (memory.every_layer), from the
 #                                                                 # pretrained backbone, beside one plain-memory arm
 #   STEPS=2500 bash results/paper/direction_sweep/run.sh associative  # a key-value matrix per block (memory.associative)
+#   STEPS=2500 bash results/paper/direction_sweep/run.sh mapped  # trainer.memory_map: a linear layer asks the memory
+#                                                                # for every relation after every segment
 #   SMOLLM=/path/to/folder/with/gguf STEPS=2500 bash results/paper/direction_sweep/run.sh decoder
 #       # the decoder layout (SmolLM2-135M, memory written after the whole segment), classify head, from the
 #       # pretrained backbone; SMOLLM names the folder holding the preset's GGUF file
@@ -40,7 +42,7 @@ arm() {  # name seed lr stage-settings [extra overrides...]; SEGMENTS (default 2
 }
 
 fbq=",facts_before_question:true"
-sweep=${1:?short, long, scratch, layers, associative or decoder}
+sweep=${1:?short, long, scratch, layers, associative, mapped or decoder}
 if [ "$sweep" = short ]; then
   first 0 & first 1 & TAG=_mem20 first 0 memory.size=20 & wait
   arm plain_5e-5_s0 0 5.0e-5 "" &
@@ -68,6 +70,13 @@ elif [ "$sweep" = associative ]; then  # memory.associative=true: keys bound to 
     trainer.memory_lr_scale=10 &
   FROM= SEGMENTS=2 arm associative_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $associative &
   FROM= SEGMENTS=2 arm associative_2_s0 0 1.0e-4 "" $associative &
+elif [ "$sweep" = mapped ]; then  # trainer.memory_map: the memory asked for every relation after every segment
+  mapped="trainer.memory_map=1.0"
+  FROM= SEGMENTS=[1,2] arm mapped_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" $mapped &
+  FROM= SEGMENTS=[1,2] arm mapped_1to2_mfs05_s1 1 1.0e-4 ",multi_fact_share:0.5" $mapped &
+  FROM= SEGMENTS=[1,2] arm mapped_w0.1_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" trainer.memory_map=0.1 &
+  FROM= SEGMENTS=2 arm mapped_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $mapped &
+  FROM= SEGMENTS=2 arm mapped_2_s0 0 1.0e-4 "" $mapped &
 elif [ "$sweep" = decoder ]; then  # SmolLM2-135M: the memory read first, written after the whole segment in order
   backbone="backbone.name_or_path=${SMOLLM:?the folder holding SmolLM2-135M-Instruct.Q4_1.gguf}"
   decoder="backbone=smollm2-135m task.head=classify"

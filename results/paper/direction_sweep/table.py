@@ -57,6 +57,12 @@ def stage_of(arm: Path) -> str:
         parts.append(f"memory {config['memory']['size']}")
     if config["memory"].get("every_layer"):
         parts.append("memory at every layer")
+    if config["memory"].get("associative"):
+        parts.append("associative memory")
+    if config["trainer"].get("memory_map"):
+        parts.append(f"memory map {config['trainer']['memory_map']:g}")
+    if config["backbone"]["name"] != "minilm":
+        parts.append(f"{config['backbone']['name']}, {config['task']['head']} head")
     start = "first stage" if config["trainer"].get("init_from") else "pretrained"
     return f"{start}; " + ", ".join(parts)
 
@@ -76,7 +82,7 @@ def training(arm: Path) -> tuple[int, float, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweeps", type=Path, nargs="+", help="folders of arms (short, long, scratch)")
+    parser.add_argument("sweeps", type=Path, nargs="+", help="folders of arms (short, long, scratch, layers, associative, decoder)")
     args = parser.parse_args()
     print("| arm | start; stage | steps | loss, last 1,000 steps | weights tested (validation) | test accuracy "
           "2 / 4 / 8 / 16 segments | direction from memory, 2 / 4 / 8 (answers) | one fact from memory, 2 / 4 / 8 |")

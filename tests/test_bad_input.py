@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
-TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, weight_decay, scheduler, warmup_ratio, grad_clip, "
-                "ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
+TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, weight_decay, scheduler, warmup_ratio, "
+                "grad_clip, ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
                 "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, fused_blocks, eval_every, "
                 "val_samples, log_every, device, devices, time_limit_minutes, fit_time_limit, keep_last, init_from")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "

@@ -1,0 +1,19 @@
+#!/bin/bash
+# CPU check: does trainer.memory_map teach reasoning's memory which way a relation goes, starting from a model that
+# already reads the direction within one segment? From the one-segment first stage of ../direction_stage/ (MiniLM,
+# 64-position segments), STEPS steps of two segments with every fact before the question's segment, as the plain arm
+# of ../associative_memory/ (800 steps, seed 1: 14.3% on direction questions from the memory), with the memory-map
+# objective at weight 1; then tested at 2, 4 and 8 segments.
+#   FIRST=outputs/direction_stage/first STEPS=400 bash results/cpu_checks/memory_map/run.sh mapped 1
+#   FIRST=outputs/direction_stage/first OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh mapped_800_s1 1 &
+#   FIRST=outputs/direction_stage/first OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh mapped_800_s2 2
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=${OUT:-outputs/memory_map}
+arm=${1:?arm name} seed=${2:?seed}
+rmt train experiment=paper_minilm_reasoning seed=$seed trainer.device=cpu trainer.init_from=${FIRST:?} \
+  trainer.memory_map=1.0 \
+  "curriculum.stages=[{segments:2,steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true}]" \
+  hydra.run.dir=$out/$arm
+rmt extrapolate --checkpoint $out/$arm --segments 2,4,8 --samples 200 segment.length=64 \
+  hydra.run.dir=$out/$arm/extrapolate

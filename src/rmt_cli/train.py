@@ -570,11 +570,10 @@ class Trainer:
             loss, out = experiment.head.loss(model, steps, labels, grad_steps=stage.bptt_segments,
                                              checkpoint_segments=stage.checkpoint_segments, carried=carried,
                                              memory_hook=hook)
-        objective = loss
+        objective, map_loss = loss, None
         if self.memory_map is not None:
             map_loss = self.memory_map.loss(written, plan)
             objective = loss + self.cfg.trainer.memory_map * map_loss
-            self.last_map_loss = map_loss.item()
         if stage.carry_memory:
             self.carried = out.memory.detach()
         if chains is not None:
@@ -585,6 +584,8 @@ class Trainer:
         if step < stage.steps:  # the device still runs this backward: assemble the next batch meanwhile
             self.prefetched = ((stage.number, self.state.next_sample),
                                self.host_batch(stage, self.state.next_sample, step + 1))
+        if map_loss is not None:  # read once the backward is queued, as the loss below
+            self.last_map_loss = map_loss.item()
         loss_sum, token_sum = distributed.total([loss.item(), float(plan.counts.sum())], device)
         loss_value = loss_sum / self.ranks.world
         if not math.isfinite(loss_value):

@@ -49,14 +49,18 @@ def main() -> int:
 
     held_tokens, held_target = draw(1000)
     head = nn.Linear(model.memory_size * model.initial_memory.shape[-1], len(PLACES))
+
+    def north_east_logits(tokens):  # the head on the memory vectors one segment writes from the initial memory
+        written = model.read_segment(model.start_memory(len(tokens)), tokens)[0][:, :model.memory_size]
+        return head(written.flatten(1))
+
     optimizer = torch.optim.AdamW([{"params": model.parameters(), "lr": args.lr},
                                    {"params": head.parameters(), "lr": 1e-3}], weight_decay=1e-3)
     start = time.time()
     for step in range(1, args.steps + 1):
         model.train()
         tokens, target = draw(args.batch)
-        written = model.read_segment(model.start_memory(len(tokens)), tokens)[0][:, :model.memory_size]
-        loss = nn.functional.cross_entropy(head(written.flatten(1)), target)
+        loss = nn.functional.cross_entropy(north_east_logits(tokens), target)
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -66,9 +70,8 @@ def main() -> int:
             with torch.inference_mode():
                 right = 0
                 for i in range(0, len(held_tokens), 100):
-                    tokens = held_tokens[i:i + 100]
-                    written = model.read_segment(model.start_memory(len(tokens)), tokens)[0][:, :model.memory_size]
-                    right += (head(written.flatten(1)).argmax(-1) == held_target[i:i + 100]).sum().item()
+                    predicted = north_east_logits(held_tokens[i:i + 100]).argmax(-1)
+                    right += (predicted == held_target[i:i + 100]).sum().item()
             print(f"step {step}: loss {loss.item():.3f}, held-out north/east end {right / len(held_tokens):.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
     return 0

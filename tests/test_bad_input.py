@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
-TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, weight_decay, scheduler, warmup_ratio, "
-                "grad_clip, ema_decay, skip_spikes, bptt_segments, prefix_dtype, compute_dtype, checkpoint_segments, "
-                "reentrant_checkpoints, fused_adamw, compile_blocks, fused_norms, fused_blocks, eval_every, "
-                "val_samples, log_every, device, devices, time_limit_minutes, fit_time_limit, keep_last, init_from")
+TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, memory_map_target, memory_map_hidden, "
+                "weight_decay, scheduler, warmup_ratio, grad_clip, ema_decay, skip_spikes, bptt_segments, "
+                "prefix_dtype, compute_dtype, checkpoint_segments, reentrant_checkpoints, fused_adamw, "
+                "compile_blocks, fused_norms, fused_blocks, eval_every, val_samples, log_every, device, devices, "
+                "time_limit_minutes, fit_time_limit, keep_last, init_from")
 SCHEDULERS = ("linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, "
               "cosine_with_min_lr, cosine_warmup_with_min_lr or warmup_stable_decay")
 
@@ -151,6 +152,8 @@ CASES = [
      "trainer.memory_map=1.0: curriculum stage 1 starts rows from a memory of other samples (carry_memory, "
      "chain_share or noise_primed), whose map is unknown; set it to 0 or drop those"),
     ("rmt train trainer.memory_map=-1", 2, "trainer.memory_map=-1 must be at least 0"),
+    ("rmt train trainer.memory_map_target=places", 2,
+     "trainer.memory_map_target=places is unknown; use relations or ends"),
     ("rmt train trainer.lr=-1e-4", 2, "trainer.lr=-0.0001 must be positive"),
     ("rmt train trainer.lr=nan", 2, "trainer.lr=nan must be a finite number"),
     ("rmt train trainer.weight_decay=-1", 2, "trainer.weight_decay=-1 must be at least 0"),

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_bert
@@ -43,6 +44,51 @@ def test_the_map_after_each_segment_holds_the_facts_read_up_to_it():
     assert (targets[3] == targets[2]).all()
     untold = Sample(np.zeros(2, dtype=np.int64), (), np.array([2]), 0)
     assert (mm.map_after_each_segment(untold) == mm.UNSET).all()
+
+
+def test_the_north_east_end_of_every_qa4_shape():
+    """qa4's three shapes over a line garden - bedroom - kitchen running north (and the same line written with
+    east and west): shared place, chain (both ways round), shared subject; one fact alone names its own end."""
+    north = {"shared place": [("garden", "north", "bedroom"), ("kitchen", "south", "bedroom")],
+             "chain": [("garden", "north", "bedroom"), ("bedroom", "north", "kitchen")],
+             "chain backwards": [("kitchen", "south", "bedroom"), ("bedroom", "south", "garden")],
+             "shared subject": [("bedroom", "south", "garden"), ("bedroom", "north", "kitchen")]}
+    for shape, relations in north.items():
+        for order in (relations, relations[::-1]):
+            assert mm.north_east_end(order) == place("garden"), (shape, order)
+    east = [("garden", "east", "bedroom"), ("kitchen", "west", "bedroom")]
+    assert mm.north_east_end(east) == place("garden")
+    assert mm.north_east_end([("kitchen", "west", "bedroom")]) == place("bedroom")
+    assert mm.north_east_end([("kitchen", "north", "bedroom")]) == place("kitchen")
+
+
+def test_the_ends_target_follows_the_facts_read_so_far():
+    """story_sample's facts: the bedroom is west of the kitchen; the garden is north of the bedroom. One fact read:
+    its own northern or eastern place; both: the end the two relations' places give (placed as they come)."""
+    targets = mm.map_after_each_segment(story_sample(4, (2, 0)), target="ends")
+    assert targets.shape == (4, 1)
+    assert targets[0, 0] == targets[1, 0] == place("garden")  # "the garden is north of the bedroom" alone
+    assert targets[2, 0] == targets[3, 0] == place("garden")
+    first_only = mm.map_after_each_segment(story_sample(3, (0, 2)), target="ends")
+    assert first_only[0, 0] == first_only[1, 0] == place("kitchen")  # east of the bedroom
+    assert (mm.map_after_each_segment(story_sample(2, (1, 1)), target="ends")[0] == mm.UNSET).all()
+
+
+def test_the_ends_read_and_the_hidden_read_give_the_loss_of_their_logits():
+    torch.manual_seed(0)
+    sample = story_sample(2, (0, 1))
+    plan = BatchPlan.right_aligned([sample])
+    written = [(0, torch.randn(1, 2, 4)), (1, torch.randn(1, 2, 4))]
+    for target, read_hidden in (("ends", 0), ("ends", 8), ("relations", 8)):
+        layer = mm.MemoryMap(memory_size=2, hidden=4, target=target, read_hidden=read_hidden)
+        logits = torch.cat([layer(memory) for _, memory in written])
+        entries = 1 if target == "ends" else mm.KEYS
+        assert logits.shape == (2, entries, len(LOCATIONS))
+        targets = torch.from_numpy(mm.map_after_each_segment(sample, target)).flatten()
+        expected = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=mm.UNSET)
+        assert torch.allclose(layer.loss(written, plan), expected)
+    with pytest.raises(ValueError, match="relations or ends"):
+        mm.MemoryMap(memory_size=2, hidden=4, target="places")
 
 
 def test_the_loss_asks_each_row_for_its_own_segments_map():
@@ -136,3 +182,15 @@ def test_a_reasoning_run_logs_the_map_loss_and_saves_the_layer_only_for_its_resu
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
     assert metrics(run) == before
+
+
+def test_a_reasoning_run_trains_with_the_ends_target_through_a_hidden_read(tmp_path):
+    run = tmp_path / "run"
+    result = rmt("train", "experiment=smoke", "task=reasoning", "trainer.memory_map=1.0",
+                 "trainer.memory_map_target=ends", "trainer.memory_map_hidden=16", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    assert all(row["map_loss"] >= 0 for row in metrics(run) if row.get("kind") == "train")
+    mid_curriculum = sorted((run / "checkpoints").glob("last-*"))[-2]  # the last one (finished) keeps no optimizer
+    state = torch.load(mid_curriculum / "trainer.pt", weights_only=True)
+    assert {name: tuple(value.shape) for name, value in state["memory_map"].items()
+            if name.endswith("weight")}["read.2.weight"] == (len(LOCATIONS), 16)

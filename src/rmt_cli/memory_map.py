@@ -9,6 +9,13 @@ memory vectors and names, for every place and direction that the facts read so f
 there ("The bedroom is west of the kitchen." sets (kitchen, west) = bedroom and (bedroom, east) = kitchen). Every
 question of the task is one entry of that map, so the objective asks nothing the questions do not; it asks all of
 them, at every segment. The layer is a training aid, not part of the model that is saved and tested.
+
+Two variants (trainer.memory_map_target, trainer.memory_map_hidden). The map's entries each need a place and a
+direction together, a conjunction a linear read of what the memory adds up cannot form; `ends` asks instead for one
+place per memory, the north (or east) end of the line the facts read so far draw (one fact: its northern or eastern
+place; qa4's two facts: the end of their three places). With the places the memory already keeps (which one the
+facts share, results/cpu_checks/memory_probe), that end fixes every relation, and it is what a write asked for it
+directly learns in 50 steps. `memory_map_hidden` > 0 reads the map through a hidden layer of that width (GELU).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from rmt_cli.facts import LOCATIONS, OPPOSITE
 from rmt_cli.samples import Sample
 
 DIRECTIONS = ("north", "south", "east", "west")
+RISING = ("north", "east")  # the directions whose end `ends` asks for
 UNSET = -100  # an entry no fact has set: not asked (cross-entropy's ignore_index)
 KEYS = len(LOCATIONS) * len(DIRECTIONS)  # one entry per (place, direction)
 RELATION = re.compile(rf"the ({'|'.join(LOCATIONS)}) is ({'|'.join(DIRECTIONS)}) of the ({'|'.join(LOCATIONS)})",
@@ -39,44 +47,78 @@ def key(place: str, direction: str) -> int:
 def relation_entries(fact: str) -> list[tuple[int, int]]:
     """The (key, place) entries one qa4 fact sets: "The A is d of the B." puts A at (B, d) and B at (A, opposite d).
     A sentence that relates no places sets none."""
-    found = RELATION.search(fact)
+    found = relation(fact)
     if found is None:
         return []
-    a, direction, b = (group.lower() for group in found.groups())
+    a, direction, b = found
     return [(key(b, direction), LOCATIONS.index(a)), (key(a, OPPOSITE[direction]), LOCATIONS.index(b))]
 
 
-def map_after_each_segment(sample: Sample) -> np.ndarray:
+def relation(fact: str) -> tuple[str, str, str] | None:
+    """("a", "direction", "b") of "The A is direction of the B.", None for a sentence that relates no places."""
+    found = RELATION.search(fact)
+    return None if found is None else tuple(group.lower() for group in found.groups())  # type: ignore[return-value]
+
+
+def north_east_end(relations: Sequence[tuple[str, str, str]]) -> int:
+    """The index of the place furthest north (or east) on the line that `relations` draw: each "a is d of b" puts a
+    one step from b, towards d. Relations that share no place are placed as they come (qa4's always share one)."""
+    position: dict[str, int] = {}
+    for a, direction, b in relations:
+        step = 1 if direction in RISING else -1
+        if b in position:
+            position.setdefault(a, position[b] + step)
+        elif a in position:
+            position[b] = position[a] - step
+        else:
+            position[b], position[a] = 0, step
+    return LOCATIONS.index(max(position, key=lambda place: position[place]))
+
+
+def map_after_each_segment(sample: Sample, target: str = "relations") -> np.ndarray:
     """[n_segments, KEYS] the map of the facts read by the end of each segment of `sample` (UNSET where no fact
-    has set an entry yet)."""
-    targets = np.full((sample.n_segments, KEYS), UNSET, dtype=np.int64)
+    has set an entry yet); with target `ends`, [n_segments, 1] the north/east end of the facts read so far."""
+    targets = np.full((sample.n_segments, KEYS if target == "relations" else 1), UNSET, dtype=np.int64)
     if sample.story is None:
         return targets
+    read: list[tuple[str, str, str]] = []
     for fact in sorted(sample.facts, key=lambda f: f.segment):
-        for entry, place in relation_entries(sample.story.facts[fact.story_index]):
-            targets[fact.segment:, entry] = place
+        text = sample.story.facts[fact.story_index]
+        if target == "relations":
+            for entry, place in relation_entries(text):
+                targets[fact.segment:, entry] = place
+        elif (found := relation(text)) is not None:
+            read.append(found)
+            targets[fact.segment:, 0] = north_east_end(read)
     return targets
 
 
 class MemoryMap(nn.Module):
-    """The linear layer that reads a map from the memory vectors [rows, memory_size, hidden] (flattened)."""
+    """The layer that reads a map (or, with target `ends`, one place) from the memory vectors [rows, memory_size,
+    hidden] (flattened): linear, or through a hidden layer of width `read_hidden` (> 0)."""
 
-    def __init__(self, memory_size: int, hidden: int):
+    def __init__(self, memory_size: int, hidden: int, target: str = "relations", read_hidden: int = 0):
         super().__init__()
-        self.memory_size = memory_size
-        self.read = nn.Linear(memory_size * hidden, KEYS * len(LOCATIONS))
+        if target not in ("relations", "ends"):
+            raise ValueError(f"memory map target {target!r}: relations or ends")
+        self.memory_size, self.target = memory_size, target
+        outputs = (KEYS if target == "relations" else 1) * len(LOCATIONS)
+        width = memory_size * hidden
+        self.read = (nn.Linear(width, outputs) if read_hidden == 0 else
+                     nn.Sequential(nn.Linear(width, read_hidden), nn.GELU(), nn.Linear(read_hidden, outputs)))
 
     def forward(self, memory: Tensor) -> Tensor:
-        """[rows, KEYS, places] logits from a memory; only its first memory_size vectors are read (a memory
-        with more rows, as memory.associative's state, keeps its vectors first)."""
-        return self.read(memory[:, :self.memory_size].float().flatten(1)).view(len(memory), KEYS, -1)
+        """[rows, entries, places] logits from a memory (entries: KEYS, or 1 for `ends`); only its first
+        memory_size vectors are read (a memory with more rows, as memory.associative's state, keeps its vectors
+        first)."""
+        return self.read(memory[:, :self.memory_size].float().flatten(1)).view(len(memory), -1, len(LOCATIONS))
 
     def loss(self, written: Sequence[tuple[int, Tensor]], plan: BatchPlan) -> Tensor:
         """The mean cross-entropy over the set entries of every (step, row) of the memories a right-aligned batch
         wrote (`written`: the engine's memory_hook calls, in order); 0 (with gradients) where none is set yet."""
         if not written:
             raise ValueError("no memory was written with autograd: nothing to read a map from")
-        maps = [map_after_each_segment(sample) for sample in plan.samples]
+        maps = [map_after_each_segment(sample, self.target) for sample in plan.samples]
         logits, targets = [], []
         for step, memory in written:
             rows = memory.shape[0]

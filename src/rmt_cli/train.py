@@ -263,7 +263,8 @@ class Trainer:
         self.stopped_inside: dict | None = None  # the final table's row of the stage the time limit stopped in
         self.memory_map: MemoryMap | None = None  # trainer.memory_map's layer, trained beside the model
         if cfg.trainer.memory_map:
-            self.memory_map = MemoryMap(self.model.memory_size, self.model.initial_memory.shape[-1])
+            self.memory_map = MemoryMap(self.model.memory_size, self.model.initial_memory.shape[-1],
+                                        cfg.trainer.memory_map_target, cfg.trainer.memory_map_hidden)
             self.memory_map.to(experiment.device)
         self.last_map_loss: float | None = None  # the last step's memory_map loss, for metrics.jsonl
 

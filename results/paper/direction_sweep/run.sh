@@ -9,7 +9,9 @@
 #   STEPS=2500 bash results/paper/direction_sweep/run.sh associative  # a key-value matrix per block (memory.associative)
 #   STEPS=2500 bash results/paper/direction_sweep/run.sh mapped  # trainer.memory_map: a linear layer asks the memory
 #                                                                # for every relation after every segment
-#   bash results/paper/direction_sweep/run.sh mapped_first  # the same from the first stages of seeds 0 and 1
+#   bash results/paper/direction_sweep/run.sh mapped_first  # from the first stages of seeds 0 and 1: the map read
+#       # linearly (trainer.memory_map) or through a hidden layer (trainer.memory_map_hidden=512), or the memory asked
+#       # for the north/east end of its facts' line (trainer.memory_map_target=ends), beside the plain stage
 #   SMOLLM=/path/to/folder/with/gguf STEPS=2500 bash results/paper/direction_sweep/run.sh decoder
 #       # the decoder layout (SmolLM2-135M, memory written after the whole segment), classify head, from the
 #       # pretrained backbone; SMOLLM names the folder holding the preset's GGUF file
@@ -78,15 +80,14 @@ elif [ "$sweep" = mapped ]; then  # trainer.memory_map: the memory asked for eve
   FROM= SEGMENTS=[1,2] arm mapped_w0.1_1to2_mfs05_s0 0 1.0e-4 ",multi_fact_share:0.5" trainer.memory_map=0.1 &
   FROM= SEGMENTS=2 arm mapped_2_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $mapped &
   FROM= SEGMENTS=2 arm mapped_2_s0 0 1.0e-4 "" $mapped &
-elif [ "$sweep" = mapped_first ]; then  # trainer.memory_map from the first stages (which read the direction in context)
-  first 0 & first 1 & wait
-  mapped="trainer.memory_map=1.0"
-  arm mapped_first_fbq_s0 0 1.0e-4 "$fbq" $mapped &
-  arm mapped_first_fbq_s1 1 1.0e-4 "$fbq" $mapped &
-  arm mapped_first_fbq_mfs05_s0 0 1.0e-4 "$fbq,multi_fact_share:0.5" $mapped &
-  arm mapped_first_plain_s0 0 1.0e-4 "" $mapped &
-  arm mapped_first_plain_s1 1 1.0e-4 "" $mapped &
-  arm first_fbq_s0 0 1.0e-4 "$fbq" &  # the same stage without the map, beside them
+elif [ "$sweep" = mapped_first ]; then  # trainer.memory_map from the first stages (which read the direction in context):
+  first 0 & first 1 & wait                  # the whole map read linearly or through a hidden layer, or the north/east end
+  for seed in 0 1; do
+    arm mapped_first_fbq_s$seed $seed 1.0e-4 "$fbq" trainer.memory_map=1.0 &
+    arm mapped_hidden_first_fbq_s$seed $seed 1.0e-4 "$fbq" trainer.memory_map=1.0 trainer.memory_map_hidden=512 &
+    arm ends_first_fbq_s$seed $seed 1.0e-4 "$fbq" trainer.memory_map=1.0 trainer.memory_map_target=ends &
+    arm first_fbq_s$seed $seed 1.0e-4 "$fbq" &  # the same stage without the map, beside them
+  done
 elif [ "$sweep" = decoder ]; then  # SmolLM2-135M: the memory read first, written after the whole segment in order
   backbone="backbone.name_or_path=${SMOLLM:?the folder holding SmolLM2-135M-Instruct.Q4_1.gguf}"
   decoder="backbone=smollm2-135m task.head=classify"

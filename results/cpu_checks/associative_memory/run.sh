@@ -12,7 +12,7 @@ out=${OUT:-outputs/associative_memory}
 arm=$1
 extra=""
 [ "$arm" = associative ] && extra="memory.associative=true trainer.memory_lr_scale=10"
-rmt train experiment=paper_minilm_reasoning seed=1 trainer.device=cpu trainer.init_from=${FIRST:?} $extra \
+rmt train experiment=paper_minilm_reasoning trainer.memory_map=0 seed=1 trainer.device=cpu trainer.init_from=${FIRST:?} $extra \
   "curriculum.stages=[{segments:2,steps:${STEPS:-800},segment_length:64,eval_every:200,facts_before_question:true}]" \
   hydra.run.dir=$out/$arm
 rmt extrapolate --checkpoint $out/$arm --segments 2,4,8 --samples 200 segment.length=64 \

@@ -13,13 +13,13 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 out=${OUT:-outputs/direction_stage}
 arm=$1
 if [ "$arm" = first ]; then
-  rmt train experiment=paper_minilm_reasoning seed=1 trainer.device=cpu \
+  rmt train experiment=paper_minilm_reasoning trainer.memory_map=0 seed=1 trainer.device=cpu \
     'curriculum.stages=[{segments:1,steps:1500,lr:1.0e-4,advance_at:0.98,segment_length:64,eval_every:100}]' \
     hydra.run.dir=$out/first
   exit
 fi
 if [ "$arm" = more ]; then
-  rmt train experiment=paper_minilm_reasoning seed=1 trainer.device=cpu trainer.init_from=$out/plain \
+  rmt train experiment=paper_minilm_reasoning trainer.memory_map=0 seed=1 trainer.device=cpu trainer.init_from=$out/plain \
     'curriculum.stages=[{segments:2,steps:900,segment_length:64,eval_every:150}]' hydra.run.dir=$out/plain_more
   rmt extrapolate --checkpoint $out/plain_more/checkpoints/last-000028800 --segments 2,4,8 --samples 200 \
     segment.length=64 hydra.run.dir=$out/plain_more/extrapolate_last
@@ -27,7 +27,7 @@ if [ "$arm" = more ]; then
 fi
 mix=""
 [ "$arm" = direction ] && mix=",multi_fact_share:1.0,facts_before_question:true"
-rmt train experiment=paper_minilm_reasoning seed=1 trainer.device=cpu trainer.init_from=$out/first \
+rmt train experiment=paper_minilm_reasoning trainer.memory_map=0 seed=1 trainer.device=cpu trainer.init_from=$out/first \
   "curriculum.stages=[{segments:2,steps:600,segment_length:64,eval_every:100$mix}]" hydra.run.dir=$out/$arm
 rmt extrapolate --checkpoint $out/$arm --segments 2,4,8 --samples 200 segment.length=64 \
   hydra.run.dir=$out/$arm/extrapolate

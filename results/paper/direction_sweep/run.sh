@@ -25,18 +25,21 @@ RMT=${RMT:-rmt}
 out=${OUT_DIR:-outputs/direction_sweep}
 steps=${STEPS:-3000}
 backbone=${MINILM:+backbone.name_or_path=$MINILM}
+# the preset as these arms ran it, before it asked the memory for its facts' north/east end; an arm's own
+# trainer.memory_map settings come later on its command line and win
+unmapped="trainer.memory_map=0 trainer.memory_map_target=relations"
 mkdir -p "$out"
 
 first() {  # seed [extra overrides...]
   local seed=$1; shift
-  $RMT train experiment=paper_minilm_reasoning seed="$seed" $backbone "$@" \
+  $RMT train experiment=paper_minilm_reasoning seed="$seed" $backbone $unmapped "$@" \
     'curriculum.stages=[{segments:1,steps:1500,lr:1.0e-4,advance_at:0.98,segment_length:64,eval_every:100}]' \
     hydra.run.dir="$out/first$seed${TAG:-}" > "$out/first$seed${TAG:-}.out" 2>&1
 }
 
 arm() {  # name seed lr stage-settings [extra overrides...]; SEGMENTS (default 2) and FROM (default: the first stage)
   local name=$1 seed=$2 lr=$3 mix=$4; shift 4
-  $RMT train experiment=paper_minilm_reasoning seed="$seed" $backbone "$@" \
+  $RMT train experiment=paper_minilm_reasoning seed="$seed" $backbone $unmapped "$@" \
     ${FROM-trainer.init_from=$out/first$seed${TAG:-}} \
     "curriculum.stages=[{segments:${SEGMENTS:-2},steps:$steps,lr:$lr,segment_length:64,eval_every:250$mix}]" \
     hydra.run.dir="$out/$name" > "$out/$name.out" 2>&1

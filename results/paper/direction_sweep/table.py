@@ -60,7 +60,9 @@ def stage_of(arm: Path) -> str:
     if config["memory"].get("associative"):
         parts.append("associative memory")
     if config["trainer"].get("memory_map"):
-        parts.append(f"memory map {config['trainer']['memory_map']:g}")
+        trainer = config["trainer"]
+        read = f", hidden {trainer['memory_map_hidden']}" if trainer.get("memory_map_hidden") else ""
+        parts.append(f"memory map {trainer['memory_map']:g} ({trainer.get('memory_map_target', 'relations')}{read})")
     if config["backbone"]["name"] != "minilm":
         parts.append(f"{config['backbone']['name']}, {config['task']['head']} head")
     start = "first stage" if config["trainer"].get("init_from") else "pretrained"
@@ -82,7 +84,7 @@ def training(arm: Path) -> tuple[int, float, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweeps", type=Path, nargs="+", help="folders of arms (short, long, scratch, layers, associative, decoder)")
+    parser.add_argument("sweeps", type=Path, nargs="+", help="folders of arms (short, long, ..., mapped, mapped_first)")
     args = parser.parse_args()
     print("| arm | start; stage | steps | loss, last 1,000 steps | weights tested (validation) | test accuracy "
           "2 / 4 / 8 / 16 segments | direction from memory, 2 / 4 / 8 (answers) | one fact from memory, 2 / 4 / 8 |")

@@ -155,6 +155,31 @@ def test_the_engine_hands_the_hook_every_memory_that_autograd_records(tokenizer)
     assert [step for step, _ in seen] == [2]  # truncated BPTT: the steps before the window are not recorded
 
 
+def test_the_map_loss_has_the_same_gradients_with_recomputed_segments(tokenizer):
+    """A stage with checkpoint_segments hands the hook the memories its checkpointed steps return: the map's loss
+    and its gradients in the backbone are those of the plain forward, with either style of checkpoint."""
+    torch.manual_seed(0)
+    model = RecurrentMemory(tiny_bert(), memory_size=3, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, dropout=0.0)
+    layer = mm.MemoryMap(memory_size=3, hidden=model.initial_memory.shape[-1], target="ends")
+    long, short = story_sample(3, (0, 1)), story_sample(2, (0, 0))
+    plan = BatchPlan.right_aligned([short, long])
+    steps = [torch.randint(1000, 30000, (rows, 10)) for rows in (1, 2, 2)]
+    results = []
+    for checkpointed, reentrant in ((False, False), (True, False), (True, True)):
+        model.zero_grad()
+        model.reentrant_checkpoints = reentrant
+        written: list = []
+        model(steps, checkpoint_segments=checkpointed, memory_hook=lambda *call, into=written: into.append(call))
+        loss = layer.loss(written, plan)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (plain_loss, plain_grads), *recomputed = results
+    for loss, grads in recomputed:  # non-reentrant, then reentrant checkpoints
+        assert torch.allclose(plain_loss, loss) and len(plain_grads) == len(grads) > 0
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, grads, strict=True))
+
+
 def metrics(run):
     """metrics.jsonl without wall-clock fields, which differ between any two runs."""
     return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK}

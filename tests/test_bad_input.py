@@ -146,14 +146,17 @@ CASES = [
      "memory.every_layer=true and memory.associative=true are two alternatives: pick one"),
     ("rmt train experiment=smoke trainer.memory_map=1", 2,
      "trainer.memory_map=1.0 reads the places a story's relations put around each place (task=reasoning); "
-     "task=memorize has other facts: set it to 0"),
+     "task=memorize has other facts: set it to 0 or use trainer.memory_map_target=answer (task=memorize or detect)"),
+    ("rmt train experiment=smoke task=reasoning trainer.memory_map=1 trainer.memory_map_target=answer", 2,
+     "trainer.memory_map=1.0 with trainer.memory_map_target=answer asks for the answer one fact gives "
+     "(task=memorize or detect); task=reasoning has stories of several facts: set it to 0"),
     ("rmt train experiment=smoke task=reasoning trainer.memory_map=1 "
      "curriculum.stages=[{segments:2,steps:2,carry_memory:0.5}]", 2,
      "trainer.memory_map=1.0: curriculum stage 1 starts rows from a memory of other samples (carry_memory, "
      "chain_share or noise_primed), whose map is unknown; set it to 0 or drop those"),
     ("rmt train trainer.memory_map=-1", 2, "trainer.memory_map=-1 must be at least 0"),
     ("rmt train trainer.memory_map_target=places", 2,
-     "trainer.memory_map_target=places is unknown; use relations or ends"),
+     "trainer.memory_map_target=places is unknown; use relations, ends or answer"),
     ("rmt train trainer.lr=-1e-4", 2, "trainer.lr=-0.0001 must be positive"),
     ("rmt train trainer.lr=nan", 2, "trainer.lr=nan must be a finite number"),
     ("rmt train trainer.weight_decay=-1", 2, "trainer.weight_decay=-1 must be at least 0"),

@@ -74,6 +74,15 @@ def test_the_ends_target_follows_the_facts_read_so_far():
     assert (mm.map_after_each_segment(story_sample(2, (1, 1)), target="ends")[0] == mm.UNSET).all()
 
 
+def test_the_answer_target_asks_for_the_label_from_the_facts_segment_on():
+    one_fact = Sample(np.zeros(4, dtype=np.int64), (PlacedFact(1, 0, np.array([1])),), np.array([2]), 3)
+    assert mm.map_after_each_segment(one_fact, target="answer")[:, 0].tolist() == [mm.UNSET, 3, 3, 3]
+    no_fact = Sample(np.zeros(2, dtype=np.int64), (), np.array([2]), 3)
+    assert (mm.map_after_each_segment(no_fact, target="answer") == mm.UNSET).all()
+    layer = mm.MemoryMap(memory_size=2, hidden=4, target="answer", labels=9)
+    assert layer(torch.randn(5, 2, 4)).shape == (5, 1, 9)
+
+
 def test_the_ends_read_and_the_hidden_read_give_the_loss_of_their_logits():
     torch.manual_seed(0)
     sample = story_sample(2, (0, 1))
@@ -87,7 +96,7 @@ def test_the_ends_read_and_the_hidden_read_give_the_loss_of_their_logits():
         targets = torch.from_numpy(mm.map_after_each_segment(sample, target)).flatten()
         expected = F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=mm.UNSET)
         assert torch.allclose(layer.loss(written, plan), expected)
-    with pytest.raises(ValueError, match="relations or ends"):
+    with pytest.raises(ValueError, match="relations, ends, answer"):
         mm.MemoryMap(memory_size=2, hidden=4, target="places")
 
 
@@ -219,3 +228,13 @@ def test_a_reasoning_run_trains_with_the_ends_target_through_a_hidden_read(tmp_p
     state = torch.load(mid_curriculum / "trainer.pt", weights_only=True)
     assert {name: tuple(value.shape) for name, value in state["memory_map"].items()
             if name.endswith("weight")}["read.2.weight"] == (len(LOCATIONS), 16)
+
+
+def test_a_detect_run_trains_with_the_answer_target(tmp_path):
+    run = tmp_path / "run"
+    result = rmt("train", "experiment=smoke", "task=detect", "trainer.memory_map=1.0",
+                 "trainer.memory_map_target=answer", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    losses = [row["map_loss"] for row in metrics(run) if row.get("kind") == "train"]
+    assert losses and all(loss >= 0 for loss in losses) and any(loss > 0 for loss in losses)
+

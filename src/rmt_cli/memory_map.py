@@ -16,6 +16,10 @@ place per memory, the north (or east) end of the line the facts read so far draw
 place; qa4's two facts: the end of their three places). With the places the memory already keeps (which one the
 facts share, results/cpu_checks/memory_probe), that end fixes every relation, and it is what a write asked for it
 directly learns in 50 steps. `memory_map_hidden` > 0 reads the map through a hidden layer of that width (GELU).
+
+A third target, `answer`, is for tasks of one-fact stories (qa1: memorize, detect), whose fact alone gives the
+answer: from the fact's segment on, the memory is asked for it after every segment, so that keeping it is trained
+at every step of a long input and not only through the question's read at its end.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from rmt_cli.samples import Sample
 
 DIRECTIONS = ("north", "south", "east", "west")
 RISING = ("north", "east")  # the directions whose end `ends` asks for
+TARGETS = ("relations", "ends", "answer")
 UNSET = -100  # an entry no fact has set: not asked (cross-entropy's ignore_index)
 KEYS = len(LOCATIONS) * len(DIRECTIONS)  # one entry per (place, direction)
 RELATION = re.compile(rf"the ({'|'.join(LOCATIONS)}) is ({'|'.join(DIRECTIONS)}) of the ({'|'.join(LOCATIONS)})",
@@ -77,8 +82,13 @@ def north_east_end(relations: Sequence[tuple[str, str, str]]) -> int:
 
 def map_after_each_segment(sample: Sample, target: str = "relations") -> np.ndarray:
     """[n_segments, KEYS] the map of the facts read by the end of each segment of `sample` (UNSET where no fact
-    has set an entry yet); with target `ends`, [n_segments, 1] the north/east end of the facts read so far."""
+    has set an entry yet); with target `ends`, [n_segments, 1] the north/east end of the facts read so far; with
+    `answer`, [n_segments, 1] the sample's label from the segment of its last fact on."""
     targets = np.full((sample.n_segments, KEYS if target == "relations" else 1), UNSET, dtype=np.int64)
+    if target == "answer":
+        if sample.facts:
+            targets[max(fact.segment for fact in sample.facts):, 0] = sample.label
+        return targets
     if sample.story is None:
         return targets
     read: list[tuple[str, str, str]] = []
@@ -94,24 +104,27 @@ def map_after_each_segment(sample: Sample, target: str = "relations") -> np.ndar
 
 
 class MemoryMap(nn.Module):
-    """The layer that reads a map (or, with target `ends`, one place) from the memory vectors [rows, memory_size,
-    hidden] (flattened): linear, or through a hidden layer of width `read_hidden` (> 0)."""
+    """The layer that reads a map (or, with target `ends`, one place; `answer`, one of the task's `labels`) from the
+    memory vectors [rows, memory_size, hidden] (flattened): linear, or through a hidden layer of width
+    `read_hidden` (> 0)."""
 
-    def __init__(self, memory_size: int, hidden: int, target: str = "relations", read_hidden: int = 0):
+    def __init__(self, memory_size: int, hidden: int, target: str = "relations", read_hidden: int = 0,
+                 labels: int = len(LOCATIONS)):
         super().__init__()
-        if target not in ("relations", "ends"):
-            raise ValueError(f"memory map target {target!r}: relations or ends")
+        if target not in TARGETS:
+            raise ValueError(f"memory map target {target!r}: one of {', '.join(TARGETS)}")
         self.memory_size, self.target = memory_size, target
-        outputs = (KEYS if target == "relations" else 1) * len(LOCATIONS)
+        self.classes = labels if target == "answer" else len(LOCATIONS)
+        outputs = (KEYS if target == "relations" else 1) * self.classes
         width = memory_size * hidden
         self.read = (nn.Linear(width, outputs) if read_hidden == 0 else
                      nn.Sequential(nn.Linear(width, read_hidden), nn.GELU(), nn.Linear(read_hidden, outputs)))
 
     def forward(self, memory: Tensor) -> Tensor:
-        """[rows, entries, places] logits from a memory (entries: KEYS, or 1 for `ends`); only its first
-        memory_size vectors are read (a memory with more rows, as memory.associative's state, keeps its vectors
-        first)."""
-        return self.read(memory[:, :self.memory_size].float().flatten(1)).view(len(memory), -1, len(LOCATIONS))
+        """[rows, entries, classes] logits from a memory (entries: KEYS, or 1 for `ends` and `answer`); only its
+        first memory_size vectors are read (a memory with more rows, as memory.associative's state, keeps its
+        vectors first)."""
+        return self.read(memory[:, :self.memory_size].float().flatten(1)).view(len(memory), -1, self.classes)
 
     def loss(self, written: Sequence[tuple[int, Tensor]], plan: BatchPlan) -> Tensor:
         """The mean cross-entropy over the set entries of every (step, row) of the memories a right-aligned batch

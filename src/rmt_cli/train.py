@@ -83,12 +83,18 @@ def check_trainer(cfg, ranks: distributed.Ranks, stages: Sequence[Stage] = ()) -
 
 
 def check_memory_map(cfg, world: int, stages: Sequence[Stage]) -> None:
-    """trainer.memory_map asks the memory for the map of a qa4 story's relations, from one process, on rows that each
-    start from the initial memory (memory_map.py)."""
+    """trainer.memory_map asks the memory for what a qa4 story's relations draw, or for a one-fact story's answer,
+    from one process, on rows that each start from the initial memory (memory_map.py)."""
     name = f"trainer.memory_map={cfg.trainer.memory_map}"
-    if cfg.task.get("generator") != "qa4":
+    target, generator = cfg.trainer.memory_map_target, cfg.task.get("generator")
+    if target == "answer" and (generator != "qa1" or cfg.task.get("facts_file")):
+        raise UsageError(f"{name} with trainer.memory_map_target=answer asks for the answer one fact gives "
+                         f"(task=memorize or detect); task={cfg.task.name} has stories of several facts: "
+                         "set it to 0")
+    if target != "answer" and generator != "qa4":
         raise UsageError(f"{name} reads the places a story's relations put around each place (task=reasoning); "
-                         f"task={cfg.task.name} has other facts: set it to 0")
+                         f"task={cfg.task.name} has other facts: set it to 0 or use "
+                         "trainer.memory_map_target=answer (task=memorize or detect)")
     if world > 1:
         raise UsageError(f"{name} trains on one process; with trainer.devices={cfg.trainer.devices} set it to 0")
     carrying = [stage.number for stage in stages if stage.carry_memory or stage.chain_share or stage.noise_primed]
@@ -264,7 +270,8 @@ class Trainer:
         self.memory_map: MemoryMap | None = None  # trainer.memory_map's layer, trained beside the model
         if cfg.trainer.memory_map:
             self.memory_map = MemoryMap(self.model.memory_size, self.model.initial_memory.shape[-1],
-                                        cfg.trainer.memory_map_target, cfg.trainer.memory_map_hidden)
+                                        cfg.trainer.memory_map_target, cfg.trainer.memory_map_hidden,
+                                        labels=len(experiment.task.labels))
             self.memory_map.to(experiment.device)
         self.last_map_loss: float | None = None  # the last step's memory_map loss, for metrics.jsonl
 

@@ -32,7 +32,7 @@ class TrainerConfig:
     lr: float = setting(5.0e-5, positive)
     memory_lr_scale: float = setting(1.0, positive)  # the memory's own parameters learn at this multiple of lr
     memory_map: float = setting(0.0, number(0))  # weight of the memory-map objective (memory_map.py); 0: off
-    memory_map_target: str = setting("relations", choice("relations", "ends"))  # what that objective asks for
+    memory_map_target: str = setting("relations", choice("relations", "ends", "answer"))  # what it asks for
     memory_map_hidden: int = setting(0, whole(0))  # width of its read's hidden layer; 0: a linear read
     weight_decay: float = setting(1.0e-3, number(0))
     scheduler: str = setting("linear", scheduler)

@@ -62,7 +62,10 @@ def relation_entries(fact: str) -> list[tuple[int, int]]:
 def relation(fact: str) -> tuple[str, str, str] | None:
     """("a", "direction", "b") of "The A is direction of the B.", None for a sentence that relates no places."""
     found = RELATION.search(fact)
-    return None if found is None else tuple(group.lower() for group in found.groups())  # type: ignore[return-value]
+    if found is None:
+        return None
+    a, direction, b = found.groups()
+    return a.lower(), direction.lower(), b.lower()
 
 
 def north_east_end(relations: Sequence[tuple[str, str, str]]) -> int:

@@ -15,7 +15,9 @@ direction together, a conjunction a linear read of what the memory adds up canno
 place per memory, the north (or east) end of the line the facts read so far draw (one fact: its northern or eastern
 place; qa4's two facts: the end of their three places). With the places the memory already keeps (which one the
 facts share, results/cpu_checks/memory_probe), that end fixes every relation, and it is what a write asked for it
-directly learns in 50 steps. `memory_map_hidden` > 0 reads the map through a hidden layer of that width (GELU).
+directly learns in 50 steps. Measured: asked for the end, the memory carries the direction where asked for the
+whole map it did not (results/paper/direction_sweep, mapped_first); paper_minilm_reasoning uses it.
+`memory_map_hidden` > 0 reads the map through a hidden layer of that width (GELU).
 
 A third target, `answer`, is for tasks of one-fact stories (qa1: memorize, detect), whose fact alone gives the
 answer: from the fact's segment on, the memory is asked for it after every segment, so that keeping it is trained

@@ -10,13 +10,16 @@
 # TARGET=ends asks for the north/east end of the facts' line instead (trainer.memory_map_target=ends):
 #   FIRST=outputs/direction_stage/first STEPS=400 TARGET=ends bash results/cpu_checks/memory_map/run.sh ends_400 1
 #   FIRST=outputs/memory_map/ends_400 STEPS=800 TARGET=ends bash results/cpu_checks/memory_map/run.sh ends_400_800 2
+# then 2-8 segments drawn per sample (SEGMENTS), tested to 32 (LENGTHS):
+#   FIRST=outputs/memory_map/ends_400_800 STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh ends_2to8 3
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}
 arm=${1:?arm name} seed=${2:?seed}
 rmt train experiment=paper_minilm_reasoning seed=$seed trainer.device=cpu trainer.init_from=${FIRST:?} \
   trainer.memory_map=1.0 trainer.memory_map_target=${TARGET:-relations} \
-  "curriculum.stages=[{segments:2,steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true}]" \
+  "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true}]" \
   hydra.run.dir=$out/$arm
-rmt extrapolate --checkpoint $out/$arm --segments 2,4,8 --samples 200 segment.length=64 \
+rmt extrapolate --checkpoint $out/$arm --segments ${LENGTHS:-2,4,8} --samples 200 segment.length=64 \
   hydra.run.dir=$out/$arm/extrapolate

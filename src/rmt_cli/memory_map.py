@@ -40,7 +40,6 @@ from rmt_cli.samples import Sample
 
 DIRECTIONS = ("north", "south", "east", "west")
 RISING = ("north", "east")  # the directions whose end `ends` asks for
-TARGETS = ("relations", "ends", "answer")
 UNSET = -100  # an entry no fact has set: not asked (cross-entropy's ignore_index)
 KEYS = len(LOCATIONS) * len(DIRECTIONS)  # one entry per (place, direction)
 RELATION = re.compile(rf"the ({'|'.join(LOCATIONS)}) is ({'|'.join(DIRECTIONS)}) of the ({'|'.join(LOCATIONS)})",
@@ -85,26 +84,48 @@ def north_east_end(relations: Sequence[tuple[str, str, str]]) -> int:
     return LOCATIONS.index(max(position, key=lambda place: position[place]))
 
 
-def map_after_each_segment(sample: Sample, target: str = "relations") -> np.ndarray:
-    """[n_segments, KEYS] the map of the facts read by the end of each segment of `sample` (UNSET where no fact
-    has set an entry yet); with target `ends`, [n_segments, 1] the north/east end of the facts read so far; with
-    `answer`, [n_segments, 1] the sample's label from the segment of its last fact on."""
-    targets = np.full((sample.n_segments, KEYS if target == "relations" else 1), UNSET, dtype=np.int64)
-    if target == "answer":
-        if sample.facts:
-            targets[max(fact.segment for fact in sample.facts):, 0] = sample.label
-        return targets
-    if sample.story is None:
-        return targets
+def _facts_read(sample: Sample) -> list[tuple[int, str]]:
+    """(segment, sentence) of each of the sample's story facts, in reading order; none without a story."""
+    story = sample.story
+    if story is None:
+        return []
+    return [(fact.segment, story.facts[fact.story_index]) for fact in sorted(sample.facts, key=lambda f: f.segment)]
+
+
+def _relations(sample: Sample, targets: np.ndarray) -> None:
+    """Every (place, direction) entry the facts read so far set."""
+    for segment, text in _facts_read(sample):
+        for entry, place in relation_entries(text):
+            targets[segment:, entry] = place
+
+
+def _ends(sample: Sample, targets: np.ndarray) -> None:
+    """The north/east end of the line the facts read so far draw."""
     read: list[tuple[str, str, str]] = []
-    for fact in sorted(sample.facts, key=lambda f: f.segment):
-        text = sample.story.facts[fact.story_index]
-        if target == "relations":
-            for entry, place in relation_entries(text):
-                targets[fact.segment:, entry] = place
-        elif (found := relation(text)) is not None:
+    for segment, text in _facts_read(sample):
+        if (found := relation(text)) is not None:
             read.append(found)
-            targets[fact.segment:, 0] = north_east_end(read)
+            targets[segment:, 0] = north_east_end(read)
+
+
+def _answer(sample: Sample, targets: np.ndarray) -> None:
+    """The sample's label from the segment of its last fact on."""
+    targets[max(fact.segment for fact in sample.facts):, 0] = sample.label
+
+
+# target -> (entries asked per memory, what fills them); a sample without facts (or a qa4 target without a story)
+# asks nothing
+TARGETS = {"relations": (KEYS, _relations), "ends": (1, _ends), "answer": (1, _answer)}
+
+
+def map_after_each_segment(sample: Sample, target: str = "relations") -> np.ndarray:
+    """[n_segments, entries] what `target` asks of the memory by the end of each segment of `sample` (UNSET where
+    no fact has set an entry yet): `relations`, the map of the facts read so far ([n_segments, KEYS]); `ends`, the
+    north/east end of their line; `answer`, the sample's label from its last fact's segment on ([n_segments, 1])."""
+    entries, fill = TARGETS[target]
+    targets = np.full((sample.n_segments, entries), UNSET, dtype=np.int64)
+    if sample.facts:
+        fill(sample, targets)
     return targets
 
 
@@ -120,7 +141,7 @@ class MemoryMap(nn.Module):
             raise ValueError(f"memory map target {target!r}: one of {', '.join(TARGETS)}")
         self.memory_size, self.target = memory_size, target
         self.classes = labels if target == "answer" else len(LOCATIONS)
-        outputs = (KEYS if target == "relations" else 1) * self.classes
+        outputs = TARGETS[target][0] * self.classes
         width = memory_size * hidden
         self.read = (nn.Linear(width, outputs) if read_hidden == 0 else
                      nn.Sequential(nn.Linear(width, read_hidden), nn.GELU(), nn.Linear(read_hidden, outputs)))

@@ -248,6 +248,22 @@ def test_extrapolation_splits_accuracy_by_the_quarter_holding_the_first_fact():
         "accuracy_fact_in_q4": 0.5}
 
 
+def test_extrapolation_splits_accuracy_by_the_right_answer():
+    from rmt_cli.extrapolate import accuracy_by_answer, weakest_answer
+    from rmt_cli.samples import Sample
+
+    def sample(label):
+        return Sample(np.zeros(2, dtype=np.int64), (), np.zeros(2, dtype=np.int64), label)
+
+    samples = [sample(0), sample(2), sample(2), sample(0), sample(2)]
+    correct = np.array([True, False, True, True, False])
+    row = {"accuracy": 0.6, **accuracy_by_answer(correct, samples, ["kitchen", "hallway", "garden"])}
+    assert row == {"accuracy": 0.6, "accuracy_answer_kitchen": 1.0, "accuracy_answer_hallway": None,
+                   "accuracy_answer_garden": 1 / 3}
+    assert weakest_answer(row) == ", weakest answer garden 33.3%"
+    assert weakest_answer({"accuracy": 1.0, "accuracy_answer_kitchen": 1.0}) == ""  # none below the whole
+
+
 # qa4 stories whose question both facts name (the kitchen) and one fact names (the bedroom)
 KITCHEN_STORY = Story(("The kitchen is west of the garden.", "The bedroom is west of the kitchen."),
                       "What is west of the kitchen?", "bedroom")

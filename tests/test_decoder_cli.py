@@ -61,6 +61,14 @@ def test_extrapolate_streams_a_decoder(gpt2_run, tmp_path):
         assert sum(a["correct"] == "True" for a in mine) / len(mine) == row["accuracy"]
     assert all(a["correct"] == str(a["answer"] == a["predicted"]) for a in answers)
     assert all(int(a["noise_mentions_of_answer"]) >= 0 for a in answers)
+    for row in rows:  # and per right answer, to the rows' accuracy per answer (the CSV gets a column for each)
+        for label in {a["answer"] for a in answers}:
+            mine = [a for a in answers if a["segments"] == str(row["segments"]) and a["answer"] == label]
+            expected = sum(a["correct"] == "True" for a in mine) / len(mine) if mine else None
+            assert row[f"accuracy_answer_{label}"] == expected
+    with (tmp_path / "extrapolation.csv").open() as file:
+        header = next(csv.reader(file))
+    assert all(f"accuracy_answer_{label}" in header for label in {a["answer"] for a in answers})
 
 
 def test_attention_analyses_write_slots_and_the_question_end(gpt2_run, tmp_path):

@@ -73,6 +73,18 @@ def test_the_accuracy_by_where_the_fact_is_is_summarised_per_quarter(tmp_path):
     assert at8["fact_in_q4"]["mean"] == 50.0
 
 
+def test_the_accuracy_per_right_answer_is_summarised_when_every_seed_has_it(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    for seed in (0, 1, 2):
+        path = seed_folder(out, "memorize", seed) / "extrapolate" / "extrapolation.json"
+        rows = json.loads(path.read_text())
+        rows[1].update(accuracy_answer_garden=seed / 4, accuracy_answer_hallway=None if seed == 2 else 1.0)
+        path.write_text(json.dumps(rows))
+    at8 = write_summary(out, tmp_path / "results")["tasks"]["memorize"]["lengths"]["8"]
+    assert at8["answer_garden"] == {"mean": 25.0, "per_seed": {"0": 0.0, "1": 25.0, "2": 50.0}}
+    assert "answer_hallway" not in at8  # seed 2's test had no hallway sample at this length
+
+
 def test_a_missing_seed_is_one_clear_error(tmp_path):
     accuracy = {key: rows for key, rows in ACCURACY.items() if key[1] != 1}
     with pytest.raises(RuntimeFailure, match="memorize seed 1 has no finished training"):

@@ -29,6 +29,7 @@ QUESTION_KINDS = ("accuracy_one_fact_names_question", "accuracy_several_facts_na
 FROM_MEMORY = ("accuracy_facts_before_question", "accuracy_several_facts_before_question")
 COLUMNS = ("segments", "tokens", "accuracy", "samples", "seconds", "samples_per_s", "tokens_per_s",
            "peak_gpu_mb", "rss_mb", *QUARTERS, *QUESTION_KINDS, *FROM_MEMORY)
+BY_ANSWER = "accuracy_answer_"  # + a label: one column per answer of the task, after COLUMNS
 
 
 def length_schedule(max_segments: int, explicit: list[int] | None = None) -> list[int]:
@@ -58,6 +59,24 @@ def accuracy_by_fact_quarter(answered: np.ndarray, samples: list) -> dict:
     """
     quarters = np.array([min(3, 4 * min(s.fact_segments, default=0) // s.n_segments) for s in samples])
     return {name: accuracy_of(answered, quarters == q) for q, name in enumerate(QUARTERS)}
+
+
+def accuracy_by_answer(answered: np.ndarray, samples: list, labels: list[str]) -> dict:
+    """Accuracy of the samples whose right answer is each label (None: no such sample). A memory that discounts a
+    place the noise keeps naming fails on that answer alone ("garden" in novels that name it hundreds of times per
+    input), which the mean hides."""
+    answers = np.array([s.label for s in samples])
+    return {f"{BY_ANSWER}{label}": accuracy_of(answered, answers == index) for index, label in enumerate(labels)}
+
+
+def weakest_answer(row: dict) -> str:
+    """", weakest answer garden 0.0%" when one answer's samples do worse than the whole; "" otherwise."""
+    by_answer = {key[len(BY_ANSWER):]: value for key, value in row.items()
+                 if key.startswith(BY_ANSWER) and value is not None}
+    if not by_answer:
+        return ""
+    label = min(by_answer, key=by_answer.__getitem__)
+    return f", weakest answer {label} {by_answer[label]:.1%}" if by_answer[label] < row["accuracy"] else ""
 
 
 def accuracy_of(answered: np.ndarray, chosen: np.ndarray) -> float | None:
@@ -106,13 +125,15 @@ def measure_length(experiment, n_segments: int, cfg) -> tuple[dict, list[dict]]:
            "tokens_per_s": round(len(samples) * n_segments * cfg.segment.length / seconds),
            "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
            "rss_mb": round(resident_memory_mb(), 1), **accuracy_by_fact_quarter(answered, samples),
-           **accuracy_by_question_kind(answered, samples), **accuracy_from_memory(answered, samples)}
+           **accuracy_by_question_kind(answered, samples), **accuracy_from_memory(answered, samples),
+           **accuracy_by_answer(answered, samples, list(data.task.labels))}
     return row, prediction_rows(data, samples, predictions)
 
 
 def write_rows(rows: list[dict], run_dir: Path) -> None:
     with (run_dir / "extrapolation.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        by_answer = [key for key in rows[0] if key.startswith(BY_ANSWER)] if rows else []
+        writer = csv.DictWriter(file, fieldnames=[*COLUMNS, *by_answer])
         writer.writeheader()
         writer.writerows(rows)
     (run_dir / "extrapolation.json").write_text(json.dumps(rows, indent=2))
@@ -156,8 +177,8 @@ def extrapolate_from_config(cfg) -> None:
                 live.update(render(rows, title), refresh=True)
                 if not console.is_terminal:
                     row = rows[-1]
-                    print(f"{row['segments']} segments ({row['tokens']:,} tokens): accuracy {row['accuracy']:.1%}, "
-                          f"{row['tokens_per_s']:,} tokens/s, peak GPU {row['peak_gpu_mb']} MB, "
+                    print(f"{row['segments']} segments ({row['tokens']:,} tokens): accuracy {row['accuracy']:.1%}"
+                          f"{weakest_answer(row)}, {row['tokens_per_s']:,} tokens/s, peak GPU {row['peak_gpu_mb']} MB, "
                           f"RSS {row['rss_mb']} MB", flush=True)
     finally:
         if rows:

@@ -17,6 +17,7 @@ RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifie
 BREAKDOWN = {"several_facts_name_question": "accuracy_several_facts_name_question",
              "several_facts_before_question": "accuracy_several_facts_before_question",
              **{f"fact_in_q{quarter}": f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4)}}
+BY_ANSWER = "accuracy_answer_"  # + a label: extrapolation.json's accuracy per right answer, summarised as answer_LABEL
 # The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
 PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
          "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}
@@ -41,9 +42,11 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
     if train["exit_code"] != 0:
         raise RuntimeFailure(f"{what}: training exited with {train['exit_code']}; see {folder / 'train.out'}")
     rows = read_json(folder / "extrapolate" / "extrapolation.json", f"{what} was not extrapolated")
+    parts = {**BREAKDOWN, **{column.replace("accuracy_", "", 1): column for row in rows for column in row
+                             if column.startswith(BY_ANSWER)}}
     return {"accuracy": {int(row["segments"]): 100 * row["accuracy"] for row in rows},
             "breakdown": {key: {int(row["segments"]): 100 * row[column] for row in rows
-                                if row.get(column) is not None} for key, column in BREAKDOWN.items()},
+                                if row.get(column) is not None} for key, column in parts.items()},
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
             "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
@@ -52,10 +55,11 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
 def breakdown(results: dict, n: int) -> dict:
     """Per seed, the accuracy on a part of the test samples (BREAKDOWN: questions several facts name, where
     reasoning's relation direction decides; facts in each quarter of the input, which tells a memory that loses facts
-    from one that stops taking them in), for each part every seed's rows have at this length."""
+    from one that stops taking them in; and each right answer, answer_LABEL), for each part every seed's rows have
+    at this length."""
     parts = {}
-    for key in BREAKDOWN:
-        if all(n in r["breakdown"][key] for r in results.values()):
+    for key in next(iter(results.values()))["breakdown"]:
+        if all(n in r["breakdown"].get(key, {}) for r in results.values()):
             per_seed = {str(s): round(r["breakdown"][key][n], 2) for s, r in results.items()}
             parts[key] = {"mean": round(mean(per_seed.values()), 2), "per_seed": per_seed}
     return parts

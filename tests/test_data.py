@@ -201,6 +201,7 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
                                                        "facts_in_last": 8, "lr": 2e-5, "val_segments": 256,
                                                        "val_samples": 128, "eval_every": 100,
                                                        "advance_at": 0.97, "confuser_share": 0.25,
+                                                       "confuser_answers": "even",
                                                        "multi_fact_share": 0.5, "carry_memory": 0.5,
                                                        "facts_before_question": True}]}})
     first, last = curriculum_stages(cfg)
@@ -213,7 +214,8 @@ def test_a_stage_may_set_its_own_window_and_a_zero_warmup():
     assert (first.validation_segments, last.validation_segments) == (1, 256)
     assert (first.advance_at, last.advance_at) == (None, 0.97)
     assert (first.mix.confuser_share, last.mix.confuser_share) == (0.0, 0.25)
-    assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5, facts_before_question=True))
+    assert (first.mix, last.mix) == (TrainingMix(), TrainingMix(8, 0.25, 0.5, facts_before_question=True,
+                                                                confuser_answers="even"))
     assert (first.carry_memory, last.carry_memory) == (0.0, 0.5)
 
 
@@ -362,6 +364,32 @@ def test_answer_spellings_and_the_windows_that_name_an_answer(tokenizer):
     none = factory.training_sample(0, 5, (6, 6))
     zero = factory.training_sample(0, 5, (6, 6), TrainingMix(confuser_share=0.0))
     assert none.noise_starts.tolist() == zero.noise_starts.tolist()
+
+
+def test_even_confusers_name_each_answer_the_noise_names_about_as_often(tokenizer):
+    from rmt_cli.corpus import TokenCorpus
+    from rmt_cli.samples import SampleFactory
+    from rmt_cli.task_spec import TaskSpec
+
+    task = TaskSpec("detect", "qa1", "random")
+    plain = tokenizer("It was a fine day . They sat in the parlour .", add_special_tokens=False)["input_ids"]
+    garden = tokenizer("She walked in the garden .", add_special_tokens=False)["input_ids"]
+    office = tokenizer("He went to his office .", add_special_tokens=False)["input_ids"]
+    tokens = np.array(plain + (garden + plain) * 9 + office + plain, dtype=np.int32)  # garden 9 times, office once
+    factory = SampleFactory(task, TokenCorpus(tokens, np.arange(0, len(tokens), 4), ("doc",)), tokenizer, 8)
+    by_answer = factory.confuser_windows_by_answer
+    assert np.array_equal(np.unique(np.concatenate(by_answer)), factory.confuser_windows)
+    named = {task.labels[k] for k, windows in enumerate(by_answer) if len(windows)}
+    assert named == {"garden", "office"}
+
+    def share_naming_office(answers: str) -> float:
+        rng = np.random.default_rng(0)
+        drawn = np.concatenate([factory.draw(rng, 20, mix=TrainingMix(confuser_share=1.0, confuser_answers=answers))
+                                .noise_starts for _ in range(50)])
+        return float(np.isin(drawn, by_answer[task.labels.index("office")]).mean())
+
+    assert share_naming_office("natural") < 0.25  # as often as the noise names it: about 1 window in 10
+    assert 0.4 < share_naming_office("even") < 0.6  # half of the windows: one of the two answers the noise names
 
 
 def test_a_stage_with_confuser_share_trains_on_noise_that_names_the_answers(tmp_path):

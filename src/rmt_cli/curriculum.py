@@ -72,6 +72,7 @@ def curriculum_stages(cfg) -> list[Stage]:
                             advance_at=setting(stage, "advance_at", cfg.curriculum.advance_at),
                             mix=TrainingMix(facts_in_last=stage.facts_in_last,
                                             confuser_share=stage.confuser_share,
+                                            confuser_answers=stage.confuser_answers,
                                             multi_fact_share=stage.multi_fact_share,
                                             generated_share=setting(stage, "generated_share",
                                                                     cfg.curriculum.generated_share),

@@ -48,6 +48,7 @@ class TrainingMix:
     multi_fact_share: float = 0.0  # share of stories whose question names someone or somewhere that 2+ facts name
     generated_share: float | None = None  # share of noise windows from generated text (None: as drawn from all)
     facts_before_question: bool = False  # no fact in the question's segment: the memory carries every fact to it
+    confuser_answers: str = "natural"  # "natural": those windows drawn alike; "even": an answer first, then its window
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,23 @@ class SampleFactory:
     def confuser_windows(self) -> np.ndarray:
         """Starts of the noise windows in which one of the task's answers begins ("... walked into the garden ..."):
         noise that a memory must not take for a fact."""
+        return np.unique(np.concatenate(self.confuser_windows_by_answer))
+
+    @cached_property
+    def confuser_windows_by_answer(self) -> list[np.ndarray]:
+        """Per label, the starts of the noise windows in which that answer begins (empty where the noise never
+        names it)."""
         tokens = self.corpus.tokens
-        begins = np.zeros(len(tokens) + 1, dtype=np.int64)  # begins[i + 1]: an answer's spelling starts at token i
+        found = []
         for sequences in self.answer_spellings():
+            begins = np.zeros(len(tokens) + 1, dtype=np.int64)  # begins[i + 1]: a spelling starts at token i
             for sequence in sequences:
                 if len(sequence) <= len(tokens):
                     windows = np.lib.stride_tricks.sliding_window_view(tokens, len(sequence))
                     begins[1:len(windows) + 1] |= (windows == sequence).all(axis=1)
-        seen = np.cumsum(begins)
-        return self.window_starts[seen[self.window_starts + self.content_length] > seen[self.window_starts]]
+            seen = np.cumsum(begins)
+            found.append(self.window_starts[seen[self.window_starts + self.content_length] > seen[self.window_starts]])
+        return found
 
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              mix: TrainingMix = TrainingMix()) -> Sample:
@@ -146,7 +155,8 @@ class SampleFactory:
             rng, self.window_starts, n_segments, from_generated,
             lambda origin: NoGeneratedWindows(mix.generated_share or 0.0, origin, self.content_length))
         if mix.confuser_share:
-            noise_starts = self.with_confusers(rng, noise_starts, mix.confuser_share, from_generated)
+            noise_starts = self.with_confusers(rng, noise_starts, mix.confuser_share, from_generated,
+                                               mix.confuser_answers)
         question = self.encode(story.question)
         fact_tokens = [self.encode(fact) for fact in story.facts]
         budget = self.content_length - len(question) - sum(len(t) for t in fact_tokens)
@@ -210,17 +220,26 @@ class SampleFactory:
         return drawn
 
     def with_confusers(self, rng: np.random.Generator, noise_starts: np.ndarray, share: float,
-                       from_generated: np.ndarray | None = None) -> np.ndarray:
+                       from_generated: np.ndarray | None = None, answers: str = "natural") -> np.ndarray:
         """A `share` of the windows (on average) replaced by windows that name an answer, each from the same text
-        (source or generated) as the window it replaces when `from_generated` says which."""
-        confusers = self.confuser_windows
-        if len(confusers) == 0:
+        (source or generated) as the window it replaces when `from_generated` says which. `answers="natural"` draws
+        them from every such window alike, so each answer as often as the noise names it; "even" draws an answer
+        first, evenly among those the noise names, then a window that names it (a place the noise seldom names is
+        then met as often as the one it names most)."""
+        if len(self.confuser_windows) == 0:
             raise NoConfusers(share, self.task.labels)
-        chosen = rng.random(len(noise_starts)) < share
+        chosen = np.flatnonzero(rng.random(len(noise_starts)) < share)
+        if answers == "even":
+            named = [windows for windows in self.confuser_windows_by_answer if len(windows)]
+            picks = rng.integers(len(named), size=len(chosen))  # each chosen window's answer
+            pools = [(windows, chosen[picks == k]) for k, windows in enumerate(named)]
+        else:
+            pools = [(self.confuser_windows, chosen)]
         noise_starts = noise_starts.copy()
-        noise_starts[chosen] = self.draw_windows(rng, confusers, int(chosen.sum()),
-                                                 None if from_generated is None else from_generated[chosen],
-                                                 lambda origin: NoConfusers(share, self.task.labels, origin))
+        for windows, rows in pools:
+            noise_starts[rows] = self.draw_windows(rng, windows, len(rows),
+                                                   None if from_generated is None else from_generated[rows],
+                                                   lambda origin: NoConfusers(share, self.task.labels, origin))
         return noise_starts
 
     def segments_needed(self, story: Story) -> int:

@@ -3,7 +3,8 @@ a memory trained on 16-64-segment inputs meets far fewer mentions of one place p
 segments gives it. Draws the samples as `rmt train` and `rmt extrapolate` draw them, from a run's saved config.
 
     python results/paper/analysis/answer_mentions.py results/paper/detect/seed0/train_config.yaml \
-        --train-segments 16,64 --confuser-share 0.25 --test-segments 128,512,4096 --backbone-path MINILM
+        --train-segments 16,64 --confuser-share 0.25 [--confuser-answers even] --test-segments 128,512,4096 \
+        --backbone-path MINILM
 
 Prints, per answer, the mean and the largest count of its mentions per input (every answer's spellings counted in
 every noise window, as predictions.csv's noise_mentions_* columns count them).
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("config", help="a run's train_config.yaml (or config.yaml)")
     parser.add_argument("--train-segments", default="16,64", help="the stage's lengths: lo,hi drawn per sample")
     parser.add_argument("--confuser-share", type=float, default=0.25)
+    parser.add_argument("--confuser-answers", default="natural", choices=("natural", "even"))
     parser.add_argument("--test-segments", default="128,512,4096")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--backbone-path", help="the local weights folder, if the config names another machine's")
@@ -54,9 +56,10 @@ def main() -> None:
     train = SampleFactory(task, noise.train, tokenizer, content)
     lo, hi = map(int, args.train_segments.split(","))
     rng = np.random.default_rng(0)
-    mix = TrainingMix(confuser_share=args.confuser_share)
+    mix = TrainingMix(confuser_share=args.confuser_share, confuser_answers=args.confuser_answers)
     drawn = [train.draw(rng, int(rng.integers(lo, hi + 1)), mix=mix) for _ in range(args.samples)]
-    report(f"training, {lo}-{hi} segments, confuser_share {args.confuser_share}", train, drawn)
+    report(f"training, {lo}-{hi} segments, confuser_share {args.confuser_share} ({args.confuser_answers})", train,
+           drawn)
     test = SampleFactory(task, noise.eval, tokenizer, content)
     for n in map(int, args.test_segments.split(",")):
         report(f"test, {n} segments", test, test.sample_set("test", cfg.task.eval_seed, n, args.samples))

@@ -80,6 +80,7 @@ class StageConfig:
     eval_every: Optional[int] = setting(None, optional(whole(1)))
     advance_at: Optional[float] = setting(None, optional(number(0)))
     confuser_share: float = setting(0.0, number(0, 1))
+    confuser_answers: str = setting("natural", choice("natural", "even"))  # confusers drawn alike, or by answer
     multi_fact_share: float = setting(0.0, number(0, 1))  # stories whose question names someone 2+ facts name
     carry_memory: float = setting(0.0, number(0, 1))  # batch rows whose memory carries on from step to step
     noise_primed: float = setting(0.0, number(0, 1))  # batch rows that start from a memory that has read only noise

@@ -70,7 +70,8 @@ def accuracy_by_answer(answered: np.ndarray, samples: list, labels: list[str]) -
 
 
 def weakest_answer(row: dict) -> str:
-    """", weakest answer garden 0.0%" when one answer's samples do worse than the whole; "" otherwise."""
+    """The progress line's `, weakest answer garden 0.0%` when one answer's samples do worse than the whole, else
+    nothing."""
     by_answer = {key[len(BY_ANSWER):]: value for key, value in row.items()
                  if key.startswith(BY_ANSWER) and value is not None}
     if not by_answer:

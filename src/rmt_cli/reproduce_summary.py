@@ -17,7 +17,7 @@ RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifie
 BREAKDOWN = {"several_facts_name_question": "accuracy_several_facts_name_question",
              "several_facts_before_question": "accuracy_several_facts_before_question",
              **{f"fact_in_q{quarter}": f"accuracy_fact_in_q{quarter}" for quarter in (1, 2, 3, 4)}}
-BY_ANSWER = "accuracy_answer_"  # + a label (extrapolate.BY_ANSWER): accuracy per right answer, summarised as answer_LABEL
+BY_ANSWER = "accuracy_answer_"  # + a label (extrapolate.BY_ANSWER): accuracy per right answer, kept as answer_LABEL
 # The paper's Figure 1 (bert-base, accuracy % at 32 / 512 / 4096 segments), drawn beside ours for reference.
 PAPER = {"memorize": {32: 99.2, 512: 93.2, 4096: 90.6}, "detect": {32: 99.8, 512: 98.6, 4096: 96.1},
          "reasoning": {32: 91.6, 512: 84.8, 4096: 81.9}}

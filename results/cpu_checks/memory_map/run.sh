@@ -13,6 +13,9 @@
 # then 2-8 segments drawn per sample (SEGMENTS), tested to 32 (LENGTHS):
 #   FIRST=outputs/memory_map/ends_400_800 STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 \
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh ends_2to8 3
+# and 400 more steps of it:
+#   FIRST=outputs/memory_map/ends_2to8 STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 \
+#     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh ends_2to8_more 4
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

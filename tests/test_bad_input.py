@@ -94,8 +94,7 @@ CASES = [
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
      "checkpoint_segments, ema_decay, facts_in_last, facts_before_question, val_segments, val_samples, eval_every, "
      "advance_at, confuser_share, confuser_answers, multi_fact_share, carry_memory, noise_primed, primed_segments, "
-     "chain_share, "
-     "chain_steps, generated_share, segment_length, batch_size, lengths_per)"),
+     "chain_share, chain_steps, generated_share, segment_length, batch_size, lengths_per)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,confuser_answers:rare}]", 2,
      "curriculum stage 1 confuser_answers=rare is unknown; use natural or even"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,batch_size:0}]", 2,

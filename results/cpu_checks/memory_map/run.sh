@@ -16,6 +16,9 @@
 # and 400 more steps of it:
 #   FIRST=outputs/memory_map/ends_2to8 STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 \
 #     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh ends_2to8_more 4
+# then 200 steps of 4-16 segments:
+#   FIRST=outputs/memory_map/ends_2to8_more STEPS=200 TARGET=ends SEGMENTS=[4,16] LENGTHS=2,4,8,16,32 \
+#     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh ends_4to16 5
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

@@ -142,6 +142,11 @@ class SampleFactory:
             found.append(self.window_starts[seen[self.window_starts + self.content_length] > seen[self.window_starts]])
         return found
 
+    @cached_property
+    def confuser_windows_of_named_answers(self) -> list[np.ndarray]:
+        """confuser_windows_by_answer without the answers the noise never names (what `even` draws among)."""
+        return [windows for windows in self.confuser_windows_by_answer if len(windows)]
+
     def draw(self, rng: np.random.Generator, n_segments: int, split: str = "train",
              mix: TrainingMix = TrainingMix()) -> Sample:
         """One sample of n_segments; a training `mix` other than the default places its facts in the last k segments
@@ -230,7 +235,7 @@ class SampleFactory:
             raise NoConfusers(share, self.task.labels)
         chosen = np.flatnonzero(rng.random(len(noise_starts)) < share)
         if answers == "even":
-            named = [windows for windows in self.confuser_windows_by_answer if len(windows)]
+            named = self.confuser_windows_of_named_answers
             picks = rng.integers(len(named), size=len(chosen))  # each chosen window's answer
             pools = [(windows, chosen[picks == k]) for k, windows in enumerate(named)]
         else:

@@ -13,6 +13,7 @@ every noise window, as predictions.csv's noise_mentions_* columns count them).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -34,10 +35,11 @@ def main() -> None:
     parser.add_argument("--test-segments", default="128,512,4096")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--backbone-path", help="the local weights folder, if the config names another machine's")
-    parser.add_argument("--noise-path", help="the Austen folder, if the config names another machine's")
+    parser.add_argument("--noise-path", help="the Austen folder (default: this machine's, `make corpus`); the path a "
+                        "saved config names is another machine's")
     args = parser.parse_args()
 
-    cfg = OmegaConf.create(yaml.safe_load(open(args.config)))
+    cfg = OmegaConf.create(yaml.safe_load(Path(args.config).read_text()))
     if args.backbone_path:
         cfg.backbone.name_or_path = args.backbone_path
     cfg.noise.path = args.noise_path

@@ -519,7 +519,10 @@ ENGINES = {"encoder": dropout_engine, "decoder": lambda: decoder_engine("tiny-ll
 @pytest.mark.parametrize("layout", list(ENGINES))
 @pytest.mark.parametrize("grad_steps", [None, 3])
 @pytest.mark.parametrize("counts", [[5, 4, 4], [5, 4, 2]])
-def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps, counts, monkeypatch):
+@pytest.mark.parametrize("memory_loss", [False, True], ids=["answer loss", "+ a loss on every written memory"])
+def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps, counts, memory_loss, monkeypatch):
+    """Also with a loss on the memory each segment writes (as trainer.memory_map adds through `memory_hook`): a
+    checkpointed segment's memory then gets gradients from that loss and from the segments after it."""
     from rmt_cli import engine as engine_module
 
     model = ENGINES[layout]()
@@ -536,8 +539,11 @@ def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps
         model.zero_grad()
         model.reentrant_checkpoints = reentrant
         torch.manual_seed(1)  # the same dropout masks on every path
-        out = model(steps, checkpoint_segments=checkpointed, grad_steps=grad_steps)
-        torch.nn.functional.cross_entropy(out.logits, labels).backward()
+        written: list[torch.Tensor] = []
+        hook = (lambda step, memory: written.append(memory)) if memory_loss else None
+        out = model(steps, checkpoint_segments=checkpointed, grad_steps=grad_steps, memory_hook=hook)
+        loss = torch.nn.functional.cross_entropy(out.logits, labels)
+        (loss + sum(memory.float().pow(2).mean() for memory in written)).backward()
         gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert gradients[0].norm() > 0 and len({g.numel() for g in gradients}) == 1
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-6, rtol=1e-5)

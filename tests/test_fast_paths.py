@@ -540,7 +540,7 @@ def test_reentrant_checkpoints_give_the_plain_paths_gradients(layout, grad_steps
         model.reentrant_checkpoints = reentrant
         torch.manual_seed(1)  # the same dropout masks on every path
         written: list[torch.Tensor] = []
-        hook = (lambda step, memory: written.append(memory)) if memory_loss else None
+        hook = (lambda step, memory, kept=written: kept.append(memory)) if memory_loss else None
         out = model(steps, checkpoint_segments=checkpointed, grad_steps=grad_steps, memory_hook=hook)
         loss = torch.nn.functional.cross_entropy(out.logits, labels)
         (loss + sum(memory.float().pow(2).mean() for memory in written)).backward()

@@ -19,13 +19,19 @@
 # then 200 steps of 4-16 segments:
 #   FIRST=outputs/memory_map/ends_2to8_more STEPS=200 TARGET=ends SEGMENTS=[4,16] LENGTHS=2,4,8,16,32 \
 #     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh ends_4to16 5
+# then 60 steps of 16-48 segments (STAGE adds stage keys, further arguments are overrides), against 60 more of 4-16:
+#   FIRST=outputs/memory_map/ends_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=8,16,32,64,128 \
+#     STAGE=,checkpoint_segments:true,lengths_per:batch OMP_NUM_THREADS=1 \
+#     bash results/cpu_checks/memory_map/run.sh ends_16to48 6 trainer.reentrant_checkpoints=true &
+#   FIRST=outputs/memory_map/ends_4to16 STEPS=60 TARGET=ends SEGMENTS=[4,16] LENGTHS=8,16,32,64,128 \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh ends_4to16_more 6
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}
 arm=${1:?arm name} seed=${2:?seed}
 rmt train experiment=paper_minilm_reasoning seed=$seed trainer.device=cpu trainer.init_from=${FIRST:?} \
   trainer.memory_map=1.0 trainer.memory_map_target=${TARGET:-relations} \
-  "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true}]" \
-  hydra.run.dir=$out/$arm
+  "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true${STAGE:-}}]" \
+  hydra.run.dir=$out/$arm "${@:3}"
 rmt extrapolate --checkpoint $out/$arm --segments ${LENGTHS:-2,4,8} --samples 200 segment.length=64 \
   hydra.run.dir=$out/$arm/extrapolate

@@ -556,6 +556,43 @@ def test_init_from_a_run_without_that_seed_is_one_line_before_anything_starts(tm
     assert not (tmp_path / "out").exists()
 
 
+def test_resume_adds_a_longer_extrapolation_and_a_noise_check_to_a_finished_run(tmp_path, monkeypatch):
+    """The protocol's commands replaced by a script that logs its arguments and exits 0."""
+    import sys
+
+    from helpers.cli import rmt
+    from rmt_cli import reproduce
+
+    script = "import sys; print(' '.join(sys.argv[1:]))"
+    monkeypatch.setattr(reproduce, "rmt_command", lambda *args: [sys.executable, "-c", script, *args])
+    monkeypatch.setattr(reproduce.time, "sleep", lambda seconds: None)
+    reproduce.run_protocol(tmp_path, "paper_minilm", ["detect"], [0, 1], [1, 8], 20, 20, ["trainer.lr=1e-4"],
+                           lambda line: None)
+    seed0, seed1 = seed_folder(tmp_path, "detect", 0), seed_folder(tmp_path, "detect", 1)
+    finished = {log: log.read_text() for folder in (seed0, seed1) for log in folder.glob("*.out")}
+    said = []
+    reproduce.resume_protocol(tmp_path, said.append, reproduce.Beyond(64, 10, 1),
+                              reproduce.NoiseCheck(("emma",), (32,), 20))
+    assert all(log.read_text() == text for log, text in finished.items())  # nothing trained or tested again
+    arguments = (seed1 / "extrapolate_64.out").read_text().split()
+    assert arguments[3:9] == ["--segments", "64", "--samples", "10", "--batch-size", "10"]
+    assert not (seed0 / "extrapolate_64.out").exists()
+    assert all((folder / "extrapolate_training_noise.out").exists() for folder in (seed0, seed1))
+    plan = json.loads((tmp_path / PLAN).read_text())
+    assert plan["beyond"] == {"segments": 64, "samples": 10, "seed": 1}
+    assert plan["noise_check"] == {"documents": ["emma"], "segments": [32], "samples": 20}
+    assert [list(added)[0] for added in plan["added"]] == ["beyond", "noise_check"]
+    assert plan["added"][0]["at"] == plan["resumed"][-1]
+    assert said[0] == "detect seed 0 was extrapolated; started its test on noise from emma"
+    assert sum("ended (exit 0)" in line for line in said) == 3 == len(said) - 3  # three jobs started, three ended
+
+    reproduce.resume_protocol(tmp_path, said.append, reproduce.Beyond(64, 10, 1))  # the same again: nothing to add
+    assert len(json.loads((tmp_path / PLAN).read_text())["added"]) == 2
+    result = rmt("reproduce", "resume", str(tmp_path), "--beyond", "64", "--beyond-seed", "2")
+    assert result.returncode == 2 and "error: --beyond-seed 2 is not one of --seeds 0,1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_run_that_did_not_record_its_overrides_cannot_be_resumed(tmp_path):
     from rmt_cli.errors import UsageError
     from rmt_cli.reproduce import resume_protocol

@@ -285,6 +285,19 @@ reproduce_app = typer.Typer(
 app.add_typer(reproduce_app, name="reproduce")
 
 
+# The tests that follow a seed's main extrapolation: options of `run`, and of `resume` to add them to a finished run.
+BEYOND_OPTION = typer.Option(None, "--beyond", help="Also extrapolate one seed of every task to this many segments "
+                             "(e.g. 20480), after its main extrapolation; shown apart from the means.")
+BEYOND_SAMPLES_OPTION = typer.Option(100, "--beyond-samples", help="Test samples of the --beyond length.")
+BEYOND_SEED_OPTION = typer.Option(0, "--beyond-seed", help="The seed extrapolated to the --beyond length.")
+NOISE_CHECK_OPTION = typer.Option(None, "--noise-check", help="Also test every seed on noise from these training "
+                                  "novels (noise=austen), e.g. emma,prideprejudice: near the test's accuracy, the "
+                                  "memory fails on length; far above it, on unseen text. Kept apart from the test "
+                                  "(summary.json other_tests).")
+NOISE_CHECK_SEGMENTS_OPTION = typer.Option("32,512", "--noise-check-segments",
+                                           help="Lengths of the --noise-check test.")
+
+
 @reproduce_app.command("run")
 def reproduce_run(
     out: Path = typer.Argument(..., help="Folder for every run of the protocol (must not hold one already)."),
@@ -296,17 +309,11 @@ def reproduce_run(
     batch_size: int = typer.Option(200, "--batch-size", help="Samples evaluated together."),
     override: list[str] = typer.Option([], "--override", help="A Hydra override for every `rmt train`, e.g. "
                                        "--override backbone.name_or_path=/models/minilm (repeatable)."),
-    beyond: Optional[int] = typer.Option(None, "--beyond", help="Also extrapolate one seed of every task to this "
-                                         "many segments (e.g. 20480), after its main extrapolation; shown apart "
-                                         "from the means."),
-    beyond_samples: int = typer.Option(100, "--beyond-samples", help="Test samples of the --beyond length."),
-    beyond_seed: int = typer.Option(0, "--beyond-seed", help="The seed extrapolated to the --beyond length."),
-    noise_check: Optional[str] = typer.Option(None, "--noise-check", help="Also test every seed on noise from these "
-                                              "training novels (noise=austen), e.g. emma,prideprejudice: near the "
-                                              "test's accuracy, the memory fails on length; far above it, on unseen "
-                                              "text. Kept apart from the test (summary.json other_tests)."),
-    noise_check_segments: str = typer.Option("32,512", "--noise-check-segments",
-                                             help="Lengths of the --noise-check test."),
+    beyond: Optional[int] = BEYOND_OPTION,
+    beyond_samples: int = BEYOND_SAMPLES_OPTION,
+    beyond_seed: int = BEYOND_SEED_OPTION,
+    noise_check: Optional[str] = NOISE_CHECK_OPTION,
+    noise_check_segments: str = NOISE_CHECK_SEGMENTS_OPTION,
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Run on a machine without a CUDA GPU (every training "
                                    "at once, on the CPU)."),
     parallel: Optional[int] = typer.Option(None, "--parallel", help="The most jobs (trainings, extrapolations, "
@@ -321,7 +328,7 @@ def reproduce_run(
     """Train every task and seed side by side on this machine's GPU, extrapolate each run as soon as it ends, then
     write the summary into OUT/summary: `rmt reproduce run outputs/paper --seeds 0,1,2`. `--parallel 1` runs one
     job at a time instead (`rmt reproduce resume` keeps to it)."""
-    from rmt_cli.reproduce import (Beyond, NoiseCheck, check_gpu, check_trainings_can_start, earlier_run, parse_list,
+    from rmt_cli.reproduce import (check_gpu, check_trainings_can_start, earlier_run, parse_list, requested_followers,
                                    run_protocol)
 
     def run() -> None:
@@ -331,17 +338,8 @@ def reproduce_run(
             raise UsageError(f"--parallel {parallel}: give at least 1 (the most jobs running at once)")
         if samples < 1 or batch_size < 1:
             raise UsageError(f"--samples {samples} and --batch-size {batch_size} must be at least 1")
-        longer = None
-        if beyond is not None:
-            if beyond < 1 or beyond_samples < 1:
-                raise UsageError(f"--beyond {beyond} and --beyond-samples {beyond_samples} must be at least 1")
-            if beyond_seed not in seed_list:
-                raise UsageError(f"--beyond-seed {beyond_seed} is not one of --seeds {seeds}")
-            longer = Beyond(beyond, beyond_samples, beyond_seed)
-        check = None
-        if noise_check is not None:
-            check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
-                               tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
+        longer, check = requested_followers(seed_list, samples, beyond, beyond_samples, beyond_seed, noise_check,
+                                            noise_check_segments)
         earlier = None if init_from is None else earlier_run(init_from, task_list, seed_list)
         check_trainings_can_start(preset, task_list, override)
         check_gpu(len(task_list) * len(seed_list), allow_cpu)
@@ -370,19 +368,28 @@ def summarize_run(out: Path) -> None:
 
 @reproduce_app.command("resume")
 def reproduce_resume(
-    out: Path = typer.Argument(..., help="Folder of an interrupted `rmt reproduce run`."),
+    out: Path = typer.Argument(..., help="Folder of an interrupted (or finished) `rmt reproduce run`."),
+    beyond: Optional[int] = BEYOND_OPTION,
+    beyond_samples: int = BEYOND_SAMPLES_OPTION,
+    beyond_seed: int = BEYOND_SEED_OPTION,
+    noise_check: Optional[str] = NOISE_CHECK_OPTION,
+    noise_check_segments: str = NOISE_CHECK_SEGMENTS_OPTION,
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="Run on a machine without a CUDA GPU."),
 ) -> None:
     """Finish an interrupted run with its own plan: trainings that did not end resume from their last checkpoint,
     trained runs missing their extrapolation get it, finished ones are left alone; then the summary, as `run`
-    writes it."""
-    from rmt_cli.reproduce import check_gpu, check_trainings_can_start, read_plan, resume_protocol
+    writes it. --beyond and --noise-check add those tests to the plan, so a finished run gets them without training
+    again: `rmt reproduce resume OUT --beyond 20480`."""
+    from rmt_cli.reproduce import (check_gpu, check_trainings_can_start, read_plan, requested_followers,
+                                   resume_protocol)
 
     def resume() -> None:
         plan = read_plan(out)
+        longer, check = requested_followers(plan["seeds"], plan["samples"], beyond, beyond_samples, beyond_seed,
+                                            noise_check, noise_check_segments)
         check_trainings_can_start(plan["preset"], plan["tasks"], plan.get("overrides", []))
         check_gpu(len(plan["tasks"]) * len(plan["seeds"]), allow_cpu)
-        resume_protocol(out, typer.echo)
+        resume_protocol(out, typer.echo, longer, check)
         summarize_run(out)
 
     report_errors(resume)

@@ -156,6 +156,25 @@ class NoiseCheck:
         return Job(command, folder / f"{self.name}.out", folder / f"{self.name}.status.json")
 
 
+def requested_followers(seeds: list[int], samples: int, beyond: int | None = None, beyond_samples: int = 100,
+                        beyond_seed: int = 0, noise_check: str | None = None,
+                        noise_check_segments: str = "32,512") -> tuple[Beyond | None, NoiseCheck | None]:
+    """The --beyond extrapolation and --noise-check test asked for on the command line (None where not), checked
+    against the run's seeds; the noise check tests `samples` samples per length, as the run's main test."""
+    longer = None
+    if beyond is not None:
+        if beyond < 1 or beyond_samples < 1:
+            raise UsageError(f"--beyond {beyond} and --beyond-samples {beyond_samples} must be at least 1")
+        if beyond_seed not in seeds:
+            raise UsageError(f"--beyond-seed {beyond_seed} is not one of --seeds {','.join(map(str, seeds))}")
+        longer = Beyond(beyond, beyond_samples, beyond_seed)
+    check = None
+    if noise_check is not None:
+        check = NoiseCheck(tuple(parse_list(noise_check, "noise-check")),
+                           tuple(parse_list(noise_check_segments, "noise-check-segments", int)), samples)
+    return longer, check
+
+
 def device_name() -> str:
     import torch
 
@@ -249,13 +268,21 @@ def run_protocol(out: Path, preset: str, tasks: list[str], seeds: list[int], seg
     follow_plan(out, plan, echo)
 
 
-def resume_protocol(out: Path, echo=print) -> None:
-    """Finish a run of the protocol that was interrupted: what its plan still lacks runs, nothing else."""
+def resume_protocol(out: Path, echo=print, beyond: Beyond | None = None,
+                    noise_check: NoiseCheck | None = None) -> None:
+    """Finish a run of the protocol that was interrupted: what its plan still lacks runs, nothing else. A `beyond`
+    extrapolation or `noise_check` test given here joins the plan (in place of the one it had, whose files stay
+    and are still summarised), so a finished run gets it without training again."""
     plan = read_plan(out)
     if "overrides" not in plan:
         raise UsageError(f"{out} was started by an rmt that did not record its overrides in {PLAN}; it cannot be "
                          "resumed (start a new OUT folder)")
-    plan["resumed"] = [*plan.get("resumed", []), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    plan["resumed"] = [*plan.get("resumed", []), now]
+    for key, follower in (("beyond", beyond), ("noise_check", noise_check)):
+        if follower is not None and plan.get(key) != json.loads(json.dumps(vars(follower))):
+            plan[key] = vars(follower)
+            plan["added"] = [*plan.get("added", []), {key: vars(follower), "at": now}]
     (out / PLAN).write_text(json.dumps(plan, indent=1))
     follow_plan(out, plan, echo)
 

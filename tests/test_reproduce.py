@@ -239,6 +239,8 @@ def test_extrapolation_repeats_the_backbone_the_user_chose_for_training(tmp_path
 
 
 def test_a_run_of_one_task_replaces_that_task_and_keeps_the_others(tmp_path):
+    from rmt_cli.reproduce_summary import cards_of_tasks
+
     into = tmp_path / "results"
     write_summary(fake_protocol(tmp_path / "first"), into)
     (into / "memorize" / "seed0" / "stale.json").write_text("{}")
@@ -253,6 +255,9 @@ def test_a_run_of_one_task_replaces_that_task_and_keeps_the_others(tmp_path):
     assert summary["tasks"]["memorize"]["run"]["started"] == "2026-12-01T00:00:00Z"
     assert summary["tasks"]["detect"]["run"]["started"] == "2026-12-02T00:00:00Z"
     assert said == [f"kept memorize from the summary already in {into} (run started 2026-12-01T00:00:00Z)"]
+    assert cards_of_tasks(summary) == summary["card"]  # both runs on the same card: named once in the plot's title
+    summary["tasks"]["detect"]["run"]["card"] = "NVIDIA H100 80GB HBM3"
+    assert cards_of_tasks(summary) == f"memorize on {summary['card']}; detect on NVIDIA H100 80GB HBM3"
     # rerunning memorize replaces all of its seeds' files: nothing of the earlier run stays beside the new numbers
     write_summary(fake_protocol(tmp_path / "third", {key: {1: 1.0, 8: 1.0} for key in ACCURACY}), into, said.append)
     assert not (into / "memorize" / "seed0" / "stale.json").exists()

@@ -324,8 +324,22 @@ def plot_summary(summary: dict, path: Path) -> None:
                 ax.annotate(f"{row['segments']:,} seg.", (row["tokens"], row["accuracy"]), fontsize=7,
                             xytext=(0, -12), textcoords="offset points", ha="center", color=color)
         plot_paper(ax, task, result, color)
-    save_accuracy_figure(fig, ax, path, f"{summary['preset']} presets, {summary['card']}",
+    cards = cards_of_tasks(summary)
+    # several cards get a line of their own
+    title = f"{summary['preset']} presets" + ("\n" if ";" in cards else ", ") + cards
+    save_accuracy_figure(fig, ax, path, title,
                          ylabel="accuracy, % (band: min to max over seeds)", legend_size=7)
+
+
+def cards_of_tasks(summary: dict) -> str:
+    """The card each task was measured on, as a title: one card for all, or which tasks ran on which (a task kept
+    from an earlier summary keeps the card of its own run)."""
+    tasks_by_card: dict[str, list[str]] = {}
+    for task, result in summary["tasks"].items():
+        tasks_by_card.setdefault(result.get("run", {}).get("card", summary["card"]), []).append(task)
+    if len(tasks_by_card) == 1:
+        return next(iter(tasks_by_card))
+    return "; ".join(f"{', '.join(tasks)} on {card}" for card, tasks in tasks_by_card.items())
 
 
 def write_summary(outs: Path | list[Path], into: Path, echo=print, tasks: list[str] | None = None) -> dict:

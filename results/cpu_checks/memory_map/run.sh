@@ -25,13 +25,19 @@
 #     bash results/cpu_checks/memory_map/run.sh ends_16to48 6 trainer.reentrant_checkpoints=true &
 #   FIRST=outputs/memory_map/ends_4to16 STEPS=60 TARGET=ends SEGMENTS=[4,16] LENGTHS=8,16,32,64,128 \
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh ends_4to16_more 6
+# From the one-segment first stage straight to 400 steps of 2-8 segments, facts anywhere (FBQ=false: the GPU preset's
+# 2-8 stage, with the map objective) against facts before the question's segment (FBQ=true), one thread each:
+#   FIRST=outputs/direction_stage/first STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 FBQ=false \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_2to8_anywhere 7 &
+#   FIRST=outputs/direction_stage/first STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 FBQ=true \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_2to8_before 7
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}
 arm=${1:?arm name} seed=${2:?seed}
 rmt train experiment=paper_minilm_reasoning seed=$seed trainer.device=cpu trainer.init_from=${FIRST:?} \
   trainer.memory_map=1.0 trainer.memory_map_target=${TARGET:-relations} \
-  "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:true${STAGE:-}}]" \
+  "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:${FBQ:-true}${STAGE:-}}]" \
   hydra.run.dir=$out/$arm "${@:3}"
 rmt extrapolate --checkpoint $out/$arm --segments ${LENGTHS:-2,4,8} --samples 200 segment.length=64 \
   hydra.run.dir=$out/$arm/extrapolate

@@ -31,6 +31,12 @@
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_2to8_anywhere 7 &
 #   FIRST=outputs/direction_stage/first STEPS=400 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 FBQ=true \
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_2to8_before 7
+# Two-segment stage first or not, before 1-4 segments drawn per sample with facts anywhere (the GPU preset's next
+# stage), at equal steps: ends_400 (400 steps of two segments) + 400 of 1-4, against 800 of 1-4 from the first stage:
+#   FIRST=outputs/memory_map/ends_400 STEPS=400 TARGET=ends SEGMENTS=[1,4] LENGTHS=2,4,8 FBQ=false \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh two_then_1to4 8 &
+#   FIRST=outputs/direction_stage/first STEPS=800 TARGET=ends SEGMENTS=[1,4] LENGTHS=2,4,8 FBQ=false \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_1to4 8
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

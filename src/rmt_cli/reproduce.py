@@ -280,7 +280,7 @@ def resume_protocol(out: Path, echo=print, beyond: Beyond | None = None,
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     plan["resumed"] = [*plan.get("resumed", []), now]
     for key, follower in (("beyond", beyond), ("noise_check", noise_check)):
-        if follower is not None and plan.get(key) != json.loads(json.dumps(vars(follower))):
+        if follower is not None and follower not in plan_followers(plan):
             plan[key] = vars(follower)
             plan["added"] = [*plan.get("added", []), {key: vars(follower), "at": now}]
     (out / PLAN).write_text(json.dumps(plan, indent=1))

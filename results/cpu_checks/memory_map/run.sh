@@ -37,6 +37,15 @@
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh two_then_1to4 8 &
 #   FIRST=outputs/direction_stage/first STEPS=800 TARGET=ends SEGMENTS=[1,4] LENGTHS=2,4,8 FBQ=false \
 #     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_1to4 8
+# The bf16 working copy against the fp32 weights (first_1to4 above), then 500 steps of 2-8 segments after it, then
+# 300 of 4-16 (each segment recomputed, as the card's 4-16 stage):
+#   FIRST=outputs/direction_stage/first STEPS=800 TARGET=ends SEGMENTS=[1,4] LENGTHS=2,4,8 FBQ=false \
+#     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh first_1to4_bf16 8 trainer.compute_dtype=bf16
+#   FIRST=outputs/memory_map/first_1to4_bf16 STEPS=500 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 FBQ=false \
+#     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_2to8 9 trainer.compute_dtype=bf16
+#   FIRST=outputs/memory_map/first_1to4_bf16_2to8 STEPS=300 TARGET=ends SEGMENTS=[4,16] LENGTHS=8,16,32,64,128 \
+#     FBQ=false STAGE=,checkpoint_segments:true OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
+#     first_1to4_bf16_4to16 10 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

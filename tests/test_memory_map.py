@@ -189,6 +189,37 @@ def test_the_map_loss_has_the_same_gradients_with_recomputed_segments(tokenizer)
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, grads, strict=True))
 
 
+def test_the_map_loss_reaches_the_fp32_weights_through_the_bf16_working_copy(tokenizer):
+    """trainer.compute_dtype=bf16: the copy writes bf16 memories, the map layer (fp32) reads them, and the map's
+    gradients pass back through the copy to the fp32 weights: close to the fp32 path's, recomputed segments too."""
+    from rmt_cli.working_copy import WorkingCopy
+
+    torch.manual_seed(0)
+    model = RecurrentMemory(tiny_bert(), memory_size=3, num_labels=6, cls_id=tokenizer.cls_token_id,
+                            sep_id=tokenizer.sep_token_id, dropout=0.0)
+    model.reentrant_checkpoints = True
+    layer = mm.MemoryMap(memory_size=3, hidden=model.initial_memory.shape[-1], target="ends")
+    plan = BatchPlan.right_aligned([story_sample(2, (0, 0)), story_sample(3, (0, 1))])
+    steps = [torch.randint(1000, 30000, (rows, 10)) for rows in (1, 2, 2)]
+    copy = WorkingCopy(model)
+
+    def map_gradients(runner):
+        model.zero_grad()
+        layer.zero_grad()
+        written: list = []
+        runner(steps, checkpoint_segments=True, memory_hook=lambda *call: written.append(call))
+        layer.loss(written, plan).backward()
+        if runner is not model:
+            copy.pass_gradients()
+        return torch.cat([p.grad.flatten() for p in [*model.parameters(), *layer.parameters()] if p.grad is not None])
+
+    fp32 = map_gradients(model)
+    bf16 = map_gradients(copy.refreshed())
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+    assert fp32.shape == bf16.shape and fp32.norm() > 0
+    assert (bf16 - fp32).norm() / fp32.norm() < 0.05
+
+
 def metrics(run):
     """metrics.jsonl without wall-clock fields, which differ between any two runs."""
     return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK}

@@ -43,9 +43,11 @@
 #     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh first_1to4_bf16 8 trainer.compute_dtype=bf16
 #   FIRST=outputs/memory_map/first_1to4_bf16 STEPS=500 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16,32 FBQ=false \
 #     OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_2to8 9 trainer.compute_dtype=bf16
-#   FIRST=outputs/memory_map/first_1to4_bf16_2to8 STEPS=300 TARGET=ends SEGMENTS=[4,16] LENGTHS=8,16,32,64,128 \
+#   FIRST=outputs/memory_map/first_1to4_bf16_2to8 STEPS=300 TARGET=ends SEGMENTS=[4,16] LENGTHS=2,4,8,16,32 \
 #     FBQ=false STAGE=,checkpoint_segments:true OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
 #     first_1to4_bf16_4to16 10 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
+#   rmt extrapolate --checkpoint outputs/memory_map/first_1to4_bf16_4to16 --segments 64,128 --samples 200 \
+#     segment.length=64 hydra.run.dir=outputs/memory_map/first_1to4_bf16_4to16/extrapolate_long
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

@@ -48,6 +48,10 @@
 #     first_1to4_bf16_4to16 10 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
 #   rmt extrapolate --checkpoint outputs/memory_map/first_1to4_bf16_4to16 --segments 64,128 --samples 200 \
 #     segment.length=64 hydra.run.dir=outputs/memory_map/first_1to4_bf16_4to16/extrapolate_long
+# then 60 steps of 16-48 segments after that:
+#   FIRST=outputs/memory_map/first_1to4_bf16_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 FBQ=false \
+#     STAGE=,checkpoint_segments:true,lengths_per:batch OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
+#     first_1to4_bf16_16to48 11 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

@@ -164,16 +164,22 @@ def test_the_engine_hands_the_hook_every_memory_that_autograd_records(tokenizer)
     assert [step for step, _ in seen] == [2]  # truncated BPTT: the steps before the window are not recorded
 
 
-def test_the_map_loss_has_the_same_gradients_with_recomputed_segments(tokenizer):
-    """A stage with checkpoint_segments hands the hook the memories its checkpointed steps return: the map's loss
-    and its gradients in the backbone are those of the plain forward, with either style of checkpoint."""
+def mapped_model(tokenizer):
+    """A tiny model, an `ends` map layer over its memory, and a right-aligned batch of two stories (two and three
+    segments) with its step tokens: what the map-loss gradient tests read."""
     torch.manual_seed(0)
     model = RecurrentMemory(tiny_bert(), memory_size=3, num_labels=6, cls_id=tokenizer.cls_token_id,
                             sep_id=tokenizer.sep_token_id, dropout=0.0)
     layer = mm.MemoryMap(memory_size=3, hidden=model.initial_memory.shape[-1], target="ends")
-    long, short = story_sample(3, (0, 1)), story_sample(2, (0, 0))
-    plan = BatchPlan.right_aligned([short, long])
+    plan = BatchPlan.right_aligned([story_sample(2, (0, 0)), story_sample(3, (0, 1))])
     steps = [torch.randint(1000, 30000, (rows, 10)) for rows in (1, 2, 2)]
+    return model, layer, plan, steps
+
+
+def test_the_map_loss_has_the_same_gradients_with_recomputed_segments(tokenizer):
+    """A stage with checkpoint_segments hands the hook the memories its checkpointed steps return: the map's loss
+    and its gradients in the backbone are those of the plain forward, with either style of checkpoint."""
+    model, layer, plan, steps = mapped_model(tokenizer)
     results = []
     for checkpointed, reentrant in ((False, False), (True, False), (True, True)):
         model.zero_grad()
@@ -194,13 +200,8 @@ def test_the_map_loss_reaches_the_fp32_weights_through_the_bf16_working_copy(tok
     gradients pass back through the copy to the fp32 weights: close to the fp32 path's, recomputed segments too."""
     from rmt_cli.working_copy import WorkingCopy
 
-    torch.manual_seed(0)
-    model = RecurrentMemory(tiny_bert(), memory_size=3, num_labels=6, cls_id=tokenizer.cls_token_id,
-                            sep_id=tokenizer.sep_token_id, dropout=0.0)
+    model, layer, plan, steps = mapped_model(tokenizer)
     model.reentrant_checkpoints = True
-    layer = mm.MemoryMap(memory_size=3, hidden=model.initial_memory.shape[-1], target="ends")
-    plan = BatchPlan.right_aligned([story_sample(2, (0, 0)), story_sample(3, (0, 1))])
-    steps = [torch.randint(1000, 30000, (rows, 10)) for rows in (1, 2, 2)]
     copy = WorkingCopy(model)
 
     def map_gradients(runner):

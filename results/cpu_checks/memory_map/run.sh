@@ -52,12 +52,17 @@
 #   FIRST=outputs/memory_map/first_1to4_bf16_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 FBQ=false \
 #     STAGE=,checkpoint_segments:true,lengths_per:batch OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
 #     first_1to4_bf16_16to48 11 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
+# and the same 16-48 stage without the map objective (MAP=0), which separates the stage from the map layer that
+# every trainer.init_from run starts afresh:
+#   FIRST=outputs/memory_map/first_1to4_bf16_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 FBQ=false \
+#     STAGE=,checkpoint_segments:true,lengths_per:batch MAP=0 OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
+#     first_1to4_bf16_16to48_nomap 11 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}
 arm=${1:?arm name} seed=${2:?seed}
 rmt train experiment=paper_minilm_reasoning seed=$seed trainer.device=cpu trainer.init_from=${FIRST:?} \
-  trainer.memory_map=1.0 trainer.memory_map_target=${TARGET:-relations} \
+  trainer.memory_map=${MAP:-1.0} trainer.memory_map_target=${TARGET:-relations} \
   "curriculum.stages=[{segments:${SEGMENTS:-2},steps:${STEPS:-800},segment_length:64,eval_every:100,facts_before_question:${FBQ:-true}${STAGE:-}}]" \
   hydra.run.dir=$out/$arm "${@:3}"
 rmt extrapolate --checkpoint $out/$arm --segments ${LENGTHS:-2,4,8} --samples 200 segment.length=64 \

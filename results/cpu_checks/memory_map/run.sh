@@ -57,6 +57,11 @@
 #   FIRST=outputs/memory_map/first_1to4_bf16_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 FBQ=false \
 #     STAGE=,checkpoint_segments:true,lengths_per:batch MAP=0 OMP_NUM_THREADS=2 bash results/cpu_checks/memory_map/run.sh \
 #     first_1to4_bf16_16to48_nomap 11 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true
+# and that at lr 1e-5 (the stage's own lr):
+#   FIRST=outputs/memory_map/first_1to4_bf16_4to16 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 FBQ=false \
+#     STAGE=,checkpoint_segments:true,lengths_per:batch,lr:1.0e-5 MAP=0 OMP_NUM_THREADS=2 \
+#     bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_16to48_nomap_lr1e5 11 trainer.compute_dtype=bf16 \
+#     trainer.reentrant_checkpoints=true
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

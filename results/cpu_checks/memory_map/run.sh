@@ -62,6 +62,17 @@
 #     STAGE=,checkpoint_segments:true,lengths_per:batch,lr:1.0e-5 MAP=0 OMP_NUM_THREADS=2 \
 #     bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_16to48_nomap_lr1e5 11 trainer.compute_dtype=bf16 \
 #     trainer.reentrant_checkpoints=true
+# with the map objective on (the same without MAP=0: first_1to4_bf16_16to48_lr1e5, seed 11), then 60 more steps of it:
+#   FIRST=outputs/memory_map/first_1to4_bf16_16to48_lr1e5 STEPS=60 TARGET=ends SEGMENTS=[16,48] LENGTHS=32,64,128 \
+#     FBQ=false STAGE=,checkpoint_segments:true,lengths_per:batch,lr:1.0e-5 OMP_NUM_THREADS=2 \
+#     bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_16to48_lr1e5_more 12 trainer.compute_dtype=bf16 \
+#     trainer.reentrant_checkpoints=true
+# then 40 steps of 32-96 segments at 1e-5 and, apart, at 2.5e-6:
+#   FIRST=outputs/memory_map/first_1to4_bf16_16to48_lr1e5_more STEPS=40 TARGET=ends SEGMENTS=[32,96] \
+#     LENGTHS=64,128,256 FBQ=false STAGE=,checkpoint_segments:true,lengths_per:batch,lr:1.0e-5 OMP_NUM_THREADS=2 \
+#     bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_32to96_lr1e5 13 trainer.compute_dtype=bf16 \
+#     trainer.reentrant_checkpoints=true
+#   (the same with lr:2.5e-6: first_1to4_bf16_32to96_lr2e6)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

@@ -9,7 +9,7 @@
 # are tested at 2, 4 and 8 segments of 64 positions (extrapolation.json: accuracy_several_facts_before_question).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread unless told
 out=${OUT:-outputs/direction_stage}
 arm=$1
 if [ "$arm" = first ]; then

@@ -73,17 +73,10 @@
 #     bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_32to96_lr1e5 13 trainer.compute_dtype=bf16 \
 #     trainer.reentrant_checkpoints=true
 #   (the same with lr:2.5e-6: first_1to4_bf16_32to96_lr2e6)
-# The chain rebuilt from scratch (the first stage as ../direction_stage/run.sh first, on two threads; rerun_chain/),
-# then 100 steps of 4-16 segments with every fact before the question's segment (FBQ=true) against facts anywhere
-# (FBQ=false), side by side on one thread each:
-#   rmt train experiment=paper_minilm_reasoning trainer.memory_map=0 seed=1 trainer.device=cpu \
-#     'curriculum.stages=[{segments:1,steps:1500,lr:1.0e-4,advance_at:0.98,segment_length:64,eval_every:100}]' \
-#     hydra.run.dir=outputs/direction_stage/first
-#   rmt train experiment=paper_minilm_reasoning seed=8 trainer.device=cpu trainer.init_from=outputs/direction_stage/first \
-#     trainer.memory_map=1.0 trainer.memory_map_target=ends trainer.compute_dtype=bf16 \
-#     'curriculum.stages=[{segments:[1,4],steps:800,segment_length:64,eval_every:100,facts_before_question:false}]' \
-#     hydra.run.dir=outputs/memory_map/first_1to4_bf16
-#   (then first_1to4_bf16_2to8 as above, its training only)
+# The chain rebuilt from scratch on two threads (rerun_chain/: `OMP_NUM_THREADS=2 bash
+# results/cpu_checks/direction_stage/run.sh first`, then first_1to4_bf16 and first_1to4_bf16_2to8 as above, their
+# training only), then 100 steps of 4-16 segments with every fact before the question's segment (FBQ=true) against
+# facts anywhere (FBQ=false), side by side on one thread each:
 #   FIRST=outputs/memory_map/first_1to4_bf16_2to8 STEPS=100 TARGET=ends SEGMENTS=[4,16] LENGTHS=32,128 FBQ=true \
 #     STAGE=,checkpoint_segments:true OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh \
 #     first_1to4_bf16_4to16_100_fbq_true 10 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true &

@@ -30,7 +30,7 @@ Parts (each prints its own lines; ratios compare numbers measured in this same r
   v  part w's rows for that decoder: fp32 weights under autocast against the bf16 working copy; then the same with
      its RMSNorm layers fused (trainer.fused_norms=true: `v_fused_norms`)
   w  training steps with full BPTT over 1..8 segments (fused AdamW), on the fp32 weights under autocast and on a bf16
-     working copy without autocast (trainer.compute_dtype=bf16)
+     working copy without autocast (trainer.compute_dtype=bf16); with --compile, also both on torch.compile'd blocks
   p  training steps with truncated BPTT over long inputs, as the long curriculum stages take them (--bptt 64:16:
      64 segments, gradients through the last 16): the segments before the window on the model's own weights
      (fp32 under autocast) and on a bf16 copy (trainer.prefix_dtype=bf16)
@@ -595,26 +595,32 @@ def part_p(model, factory, device, batch: int, segments: int, window: int) -> li
 
 
 def part_w(model, make_loss, per_segment: float, device, batch: int, segment_list: list[int],
-           peak_tflops: float | None) -> list[dict]:
+           peak_tflops: float | None, compiled: str | None = None) -> list[dict]:
     """Training steps as `rmt train` takes them with trainer.compute_dtype fp32 and bf16 (fused AdamW, clipping),
     full BPTT over each segment count: make_loss(segments) is one step's loss; per_segment the matmul FLOPs of a
     segment's forward and backward. A BERT-family model also on a copy with its blocks fused for training
-    (trainer.fused_blocks, both dtypes). Each row's speed-up is over transformers' blocks in fp32."""
-    models = {False: model}
+    (trainer.fused_blocks, both dtypes); with `compiled` (a torch.compile mode), also on a copy with its blocks
+    compiled (trainer.compile_blocks, both dtypes: the working copy then copies the compiled blocks, as `rmt train`
+    does). Each row's speed-up is over transformers' blocks in fp32."""
+    variants = {(False, False): model}  # (fused blocks, compiled blocks) -> the model the steps run on
     if fusable_backbone(model.backbone):
-        models[True] = copy.deepcopy(model)
-        fuse_blocks(models[True].backbone, live=True)
+        variants[True, False] = copy.deepcopy(model)
+        fuse_blocks(variants[True, False].backbone, live=True)
+    if compiled:
+        variants[False, True] = copy.deepcopy(model)
+        variants[False, True].compile_blocks(compiled)
     rows = []
     for segments in segment_list:
         loss = make_loss(segments)
         baseline = None
-        for fused_blocks, trained in models.items():
+        for (fused_blocks, compiled_blocks), trained in variants.items():
             trained.train()
             optimizer = build_optimizer(trained, 1e-5, 0.0, device, fused=True)
             for name, runs_on in (("fp32", None), ("bf16", WorkingCopy(trained))):
                 seconds = timed(training_step(trained, optimizer, loss, device, runs_on), device)
                 baseline = baseline or seconds
                 rows.append({"segments": segments, "compute_dtype": name, "fused_blocks": fused_blocks,
+                             "compiled": compiled_blocks, "compile_mode": compiled if compiled_blocks else None,
                              "batch": batch, "step_s": seconds, "tok_s": batch * segments * SEGMENT / seconds,
                              "mfu": None if not peak_tflops else
                              per_segment * batch * segments / seconds / (peak_tflops * 1e12),
@@ -778,7 +784,8 @@ def encoder_parts(geometry, parts, args, tokenizer, factory, texts, device, peak
     free(device)
     if "w" in parts:  # before t, which may leave the blocks compiled
         make_loss, per_segment = encoder_losses(model, factory, device, args.train_batch)
-        out["w"] = part_w(model, make_loss, per_segment, device, args.train_batch, integers(args.train_segments), peak)
+        out["w"] = part_w(model, make_loss, per_segment, device, args.train_batch, integers(args.train_segments), peak,
+                          args.compile)
         print_part(f"{geometry} w", out["w"])
         save()
     if "p" in parts:  # before t, which may leave the blocks compiled

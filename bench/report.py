@@ -135,7 +135,8 @@ def main(path: str) -> None:
               ["---", "--:", "---", "--:", "--:", "--:", "--:"],
               [[f"{g} (batch {row['batch']})", str(row["segments"]),
                 ("bf16 working copy" if row["compute_dtype"] == "bf16" else "fp32 weights, autocast")
-                + (", fused blocks" if row.get("fused_blocks") else ""),
+                + (", fused blocks" if row.get("fused_blocks") else "")
+                + (", compiled blocks" if row.get("compiled") else ""),
                 fmt(row["tok_s"]), "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", f"{row['step_s']:.3f}",
                 ratio(row.get("speedup"))] for g, rows in parts["w"] for row in rows])
     if parts["p"]:

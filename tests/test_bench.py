@@ -88,9 +88,9 @@ def test_quick_bench_runs_every_part_on_cpu(tmp_path):
 
 
 @pytest.mark.slow
-def test_parts_a_and_m_time_compiled_blocks_too(tmp_path):
+def test_parts_a_m_and_w_time_compiled_blocks_too(tmp_path):
     out = tmp_path / "bench.json"
-    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "a,m", "--compile", "--out", out)
+    result = run(BENCH / "bench_engine.py", "--quick", "--parts", "a,m,w", "--compile", "--out", out)
     assert result.returncode == 0, result.stderr
     tiny = json.loads(out.read_text())["tiny"]
     assert tiny["a"]["recurrent_bf16_compiled_tok_s"] > 0 and tiny["a"]["ratio_bf16_compiled"] > 0
@@ -98,7 +98,13 @@ def test_parts_a_and_m_time_compiled_blocks_too(tmp_path):
         (p, r, c) for c in (False, True) for p in ("sample", "batch") for r in (False, True)]
     assert all(not r["compiled"] for r in tiny["m"] if r["compute_dtype"] == "bf16")
     assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["m"])
-    assert "| batch | reentrant, compiled blocks |" in run(BENCH / "report.py", out).stdout
+    assert [(r["segments"], r["fused_blocks"], r["compiled"], r["compute_dtype"]) for r in tiny["w"]] == [
+        (s, fused, compiled, dtype) for s in (1, 2) for fused, compiled in ((False, False), (True, False), (False, True))
+        for dtype in ("fp32", "bf16")]  # part w also on compiled blocks, the working copy copying them
+    assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["w"])
+    report = run(BENCH / "report.py", out).stdout
+    assert "| batch | reentrant, compiled blocks |" in report
+    assert "| tiny (batch 2) | 2 | bf16 working copy, compiled blocks |" in report
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ DOC = ROOT / "docs" / "errors.md"
 TABLE_START = "<!-- generated from tests/test_bad_input.py: start -->"
 TABLE_END = "<!-- generated from tests/test_bad_input.py: end -->"
 TRAINER_KEYS = ("batch_size, eval_batch_size, lr, memory_lr_scale, memory_map, memory_map_target, memory_map_hidden, "
-                "weight_decay, scheduler, warmup_ratio, grad_clip, ema_decay, skip_spikes, bptt_segments, "
+                "weight_decay, scheduler, warmup_ratio, grad_clip, ema_decay, skip_spikes, revert_drop, bptt_segments, "
                 "prefix_dtype, compute_dtype, checkpoint_segments, reentrant_checkpoints, fused_adamw, "
                 "compile_blocks, fused_norms, fused_blocks, eval_every, val_samples, log_every, device, devices, "
                 "time_limit_minutes, fit_time_limit, keep_last, init_from")
@@ -92,9 +92,9 @@ CASES = [
     ("rmt train curriculum.stages=[{segments:1,steps:0}]", 2, "curriculum stage 1 steps=0 must be at least 1"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,speed:2}]", 2,
      "curriculum stage 1 has an unknown key speed (known: segments, steps, lr, warmup_ratio, bptt_segments, "
-     "checkpoint_segments, ema_decay, facts_in_last, facts_before_question, val_segments, val_samples, eval_every, "
-     "advance_at, confuser_share, confuser_answers, multi_fact_share, carry_memory, noise_primed, primed_segments, "
-     "chain_share, chain_steps, generated_share, segment_length, batch_size, lengths_per)"),
+     "checkpoint_segments, ema_decay, revert_drop, facts_in_last, facts_before_question, val_segments, val_samples, "
+     "eval_every, advance_at, confuser_share, confuser_answers, multi_fact_share, carry_memory, noise_primed, "
+     "primed_segments, chain_share, chain_steps, generated_share, segment_length, batch_size, lengths_per)"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,confuser_answers:rare}]", 2,
      "curriculum stage 1 confuser_answers=rare is unknown; use natural or even"),
     ("rmt train curriculum.stages=[{segments:1,steps:5,batch_size:0}]", 2,
@@ -132,6 +132,7 @@ CASES = [
     ("rmt train trainer.log_every=0", 2, "trainer.log_every=0 must be at least 1"),
     ("rmt train trainer.val_samples=0", 2, "trainer.val_samples=0 must be at least 1"),
     ("rmt train trainer.skip_spikes=0", 2, "trainer.skip_spikes=0 must be positive"),
+    ("rmt train trainer.revert_drop=5", 2, "trainer.revert_drop=5 must be between 0 and 1"),
     ("rmt train trainer.compute_dtype=fp16", 2, "trainer.compute_dtype=fp16 is unknown; use fp32 or bf16"),
     ("rmt train trainer.prefix_dtype=fp16", 2, "trainer.prefix_dtype=fp16 is unknown; use fp32 or bf16"),
     ("rmt train experiment=smoke backbone=tiny-llama trainer.fused_blocks=true", 2,

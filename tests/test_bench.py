@@ -99,7 +99,8 @@ def test_parts_a_m_and_w_time_compiled_blocks_too(tmp_path):
     assert all(not r["compiled"] for r in tiny["m"] if r["compute_dtype"] == "bf16")
     assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["m"])
     assert [(r["segments"], r["fused_blocks"], r["compiled"], r["compute_dtype"]) for r in tiny["w"]] == [
-        (s, fused, compiled, dtype) for s in (1, 2) for fused, compiled in ((False, False), (True, False), (False, True))
+        (s, fused, compiled, dtype) for s in (1, 2)
+        for fused, compiled in ((False, False), (True, False), (False, True))
         for dtype in ("fp32", "bf16")]  # part w also on compiled blocks, the working copy copying them
     assert all(r["tok_s"] > 0 and r["speedup"] > 0 for r in tiny["w"])
     report = run(BENCH / "report.py", out).stdout

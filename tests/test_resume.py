@@ -355,6 +355,59 @@ def test_a_stage_may_average_its_weights_alone(smoke_cfg, tmp_path):
     assert all(torch.equal(bests[1][key], value) for key, value in bests[0].items())  # stage 2 kept its start
 
 
+@pytest.mark.parametrize("where", ["trainer", "stage"])
+def test_revert_drop_sends_the_weights_back_to_the_stage_best_when_validation_falls_that_far_below_it(
+        smoke_cfg, tmp_path, monkeypatch, capsys, where):
+    import torch
+    from omegaconf import OmegaConf
+
+    from rmt_cli.checkpoint import load_weights
+    from rmt_cli.experiment import build_experiment
+    from rmt_cli.train import Trainer
+
+    stage = {"segments": 1, "steps": 10, "ema_decay": 0.5}
+    settings = ({"trainer": {"revert_drop": 0.1}, "curriculum": {"stages": [stage]}} if where == "trainer" else
+                {"curriculum": {"stages": [{**stage, "revert_drop": 0.1}]}})
+    cfg = OmegaConf.merge(smoke_cfg, settings)
+    scripted = iter([0.5, 0.9, 0.85, 0.7, 0.95])  # validations at steps 2, 4, 6, 8, 10 (eval_every=2)
+    monkeypatch.setattr(Trainer, "validate", lambda self, samples, data: next(scripted))
+    reverts = []
+    revert = Trainer.revert_to_best
+
+    def observed(self, run, val, drop):  # the model and optimizer right after the revert, beside the best checkpoint
+        revert(self, run, val, drop)
+        best = build_experiment(cfg, "cpu", with_training_data=True).model
+        load_weights(self.run_dir / "checkpoints" / "stage1-best", best)
+        reverts.append((self.state.step, {k: v.clone() for k, v in self.model.state_dict().items()},
+                        best.state_dict(), len(run.optimizer.state), [a.clone() for a in run.average.average]))
+
+    monkeypatch.setattr(Trainer, "revert_to_best", observed)
+    lines = train_in_process(cfg, tmp_path / "run")
+    # 0.85 is within 0.1 of the best 0.9; 0.7 is not: back to step 4's weights, once
+    assert [(line["step"], line["val_accuracy"], line["best_val_accuracy"]) for line in lines
+            if line["kind"] == "revert"] == [(8, 0.7, 0.9)]
+    [(step, weights, best, moments, average)] = reverts
+    assert step == 8 and moments == 0  # AdamW's moments begin again
+    assert all(torch.equal(weights[key], value) for key, value in best.items())
+    trainable = [name for name, p in build_experiment(cfg, "cpu", with_training_data=True).model.named_parameters()
+                 if p.requires_grad]
+    assert all(torch.equal(a, weights[name]) for a, name in zip(average, trainable, strict=True))  # restarted
+    assert "validation 70.00% is more than 10 points below the stage's best (90.00%)" in capsys.readouterr().out
+    assert [line["step"] for line in lines if line["kind"] == "train"][-1] == 10  # the stage went on to its end
+    assert lines[-1]["best_val_accuracy"] == {"1": 0.95}
+
+
+def test_without_revert_drop_a_fall_in_validation_keeps_training_the_weights_it_has(smoke_cfg, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.train import Trainer
+
+    cfg = OmegaConf.merge(smoke_cfg, {"curriculum": {"stages": [{"segments": 1, "steps": 6}]}})
+    scripted = iter([0.9, 0.1, 0.2])
+    monkeypatch.setattr(Trainer, "validate", lambda self, samples, data: next(scripted))
+    assert not [line for line in train_in_process(cfg, tmp_path / "run") if line["kind"] == "revert"]
+
+
 def test_a_stage_that_carries_memory_starts_its_samples_from_the_memory_the_step_before_ended_with(
         smoke_cfg, tmp_path, monkeypatch):
     import torch

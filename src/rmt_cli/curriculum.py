@@ -25,6 +25,7 @@ class Stage:
     bptt_segments: int | None = None  # truncated BPTT window of this stage (None: all segments)
     checkpoint_segments: bool = False  # recompute each segment's activations in backward (memory flat in length)
     ema_decay: float | None = None  # validate and keep an average of the weights (weight_average.py); None: off
+    revert_drop: float | None = None  # a validation this far below the stage's best restores that best; None: never
     val_segments: int | None = None  # validation samples' length (None: the stage's longest training length)
     advance_at: float | None = None  # leave the stage once validation reaches this (None: run all its steps)
     mix: TrainingMix = TrainingMix()  # how training samples are drawn beyond their length (fact placement, shares)
@@ -66,6 +67,7 @@ def curriculum_stages(cfg) -> list[Stage]:
                             checkpoint_segments=setting(stage, "checkpoint_segments",
                                                         trainer.checkpoint_segments),
                             ema_decay=setting(stage, "ema_decay", trainer.ema_decay),
+                            revert_drop=setting(stage, "revert_drop", trainer.revert_drop),
                             val_segments=stage.val_segments,
                             val_samples=setting(stage, "val_samples", trainer.val_samples),
                             eval_every=setting(stage, "eval_every", trainer.eval_every),

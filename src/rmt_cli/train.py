@@ -395,8 +395,25 @@ class Trainer:
         done = (stage.advance_at is not None and val >= stage.advance_at) or step == stage.steps
         if done:
             self.state.end_stage(self.summary_row(run, step))
+        elif stage.revert_drop is not None and val < self.state.best_accuracy - stage.revert_drop:
+            self.revert_to_best(run, val, stage.revert_drop)
         self.save_resume_point(run)
         return done
+
+    def revert_to_best(self, run: StageRun, val: float, drop: float) -> None:
+        """stage.revert_drop: the weights back to the stage's best (the average, with one: that is what its best
+        checkpoint keeps), the average begun again from them and the optimizer's moments dropped, which had carried
+        the weights down; the schedule goes on. Every rank alike: the validation it follows is summed over ranks."""
+        stage = run.stage
+        self.checkpoints.load_best(stage.number, self.model)
+        if run.average is not None:
+            run.average.restart()
+        run.optimizer.state.clear()  # AdamW begins each weight's moments again at its next step
+        self.metrics.write(kind="revert", stage=stage.number, step=self.state.step, val_accuracy=val,
+                           best_val_accuracy=self.state.best_accuracy)
+        self.reporter.note(f"stage {stage.number} step {self.state.step}: validation {val:.2%} is more than "
+                           f"{100 * drop:g} points below the stage's best "
+                           f"({self.state.best_accuracy:.2%}); training goes on from those weights (revert_drop)")
 
     def fit_to_time_limit(self, run: StageRun) -> Stage:
         """With trainer.fit_time_limit, the last stage fitted to the steps the time left holds at its pace

@@ -28,6 +28,11 @@ class WeightAverage:
         """After an optimizer step: average ← decay · average + (1 − decay) · weights."""
         torch._foreach_lerp_(self.average, self.weights, 1.0 - self.decay)
 
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Begin the average again from the weights the model has now."""
+        torch._foreach_copy_(self.average, self.weights)
+
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The model holds the averaged weights inside the block (to validate and save them), its trained ones

@@ -41,6 +41,8 @@ class TrainerConfig:
     ema_decay: Optional[float] = setting(None, optional(number(0, 1)))  # validate an average of the weights
     skip_spikes: Optional[float] = setting(None, optional(positive))  # skip a step whose gradient norm is this many
                                                                       # times the stage's recent median (null: never)
+    revert_drop: Optional[float] = setting(None, optional(number(0, 1)))  # a validation this far below the stage's
+                                                                        # best sends the weights back to that best
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     prefix_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the segments before the BPTT window
     compute_dtype: str = setting("fp32", choice("fp32", "bf16"))  # the weights a training step runs on
@@ -73,6 +75,7 @@ class StageConfig:
     bptt_segments: Optional[int] = setting(None, optional(whole(1)))
     checkpoint_segments: Optional[bool] = setting(None, optional(flag))  # null: the trainer's
     ema_decay: Optional[float] = setting(None, optional(number(0, 1)))  # null: the trainer's
+    revert_drop: Optional[float] = setting(None, optional(number(0, 1)))  # null: the trainer's
     facts_in_last: Optional[int] = setting(None, optional(whole(1)))  # facts in the last k segments; null: anywhere
     facts_before_question: bool = setting(False, flag)  # no fact in the question's segment (inputs of 2+ segments)
     val_segments: Optional[int] = setting(None, optional(whole(1)))  # null: the stage's longest training length

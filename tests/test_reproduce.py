@@ -44,6 +44,17 @@ def test_summary_gives_mean_min_max_and_every_seed(tmp_path):
     assert (tmp_path / "results" / "accuracy_vs_length.png").stat().st_size > 10_000
     assert (tmp_path / "results" / "memorize" / "seed2" / "extrapolate_extrapolation.json").is_file()
     assert "| memorize | 98.3 (95.0–100.0) | 80.0 (50.0–100.0) | 2.0 min |" in table(summary)
+    assert "reverts" not in summary["tasks"]["memorize"]  # no seed's weights were sent back to a best
+
+
+def test_the_summary_says_where_revert_drop_sent_a_seed_back_to_its_stage_best(tmp_path):
+    out = fake_protocol(tmp_path / "run")
+    revert = {"kind": "revert", "stage": 2, "step": 4, "val_accuracy": 0.25, "best_val_accuracy": 0.5}
+    with (seed_folder(out, "memorize", 1) / "train" / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps(revert) + "\n")
+    summary = write_summary(out, tmp_path / "results")
+    assert summary["tasks"]["memorize"]["reverts"] == {
+        "0": [], "1": [{key: value for key, value in revert.items() if key != "kind"}], "2": []}
 
 
 def test_the_accuracy_on_questions_several_facts_name_is_summarised_when_every_seed_has_it(tmp_path):
@@ -638,6 +649,11 @@ def test_status_shows_where_each_run_stands_while_the_protocol_runs(tmp_path):
     with (running / "train" / "metrics.jsonl").open("a") as metrics:  # lengthened again to every planned step
         metrics.write(json.dumps({"kind": "fit", "stage": 2, "step": 8, "steps": 10, "planned": 10}) + "\n")
     assert training_cell(running).startswith("2.2 min · stage 2/2 step 7/10 (2 seg)")
+    with (running / "train" / "metrics.jsonl").open("a") as metrics:  # revert_drop sent the weights back
+        metrics.write(json.dumps({"kind": "revert", "stage": 2, "step": 8, "val_accuracy": 0.2,
+                                  "best_val_accuracy": 0.5}) + "\n")
+    assert training_cell(running).endswith("val 50.0% (2 seg, stage 2 step 6) · reverted to the stage's best at "
+                                           "stage 2 step 8")
     assert extrapolation_cell(running) == "-"
     # seed 2 waits for a free slot (--parallel), then has only started
     (waiting / "train.status.json").unlink()

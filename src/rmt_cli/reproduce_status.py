@@ -13,14 +13,12 @@ from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
 
 
-def last_lines(metrics: Path) -> tuple[dict | None, dict | None, dict | None]:
-    """The last training, validation and `fit` (trainer.fit_time_limit's cut) lines of a run's metrics.jsonl
-    (None: none yet)."""
+def metric_rows(metrics: Path) -> list[dict]:
+    """A run's metrics.jsonl lines so far."""
     try:
-        rows = read_lines(metrics)
+        return read_lines(metrics)
     except ValueError:  # a damaged line: say nothing rather than something wrong
-        rows = []
-    return last_line(rows, "train"), last_line(rows, "val"), last_line(rows, "fit")
+        return []
 
 
 def job_state(status: Path) -> str | None:
@@ -31,7 +29,9 @@ def job_state(status: Path) -> str | None:
 
 def training_cell(folder: Path) -> str:
     ended = job_state(folder / "train.status.json")
-    train, val, fit = last_lines(folder / "train" / "metrics.jsonl")
+    rows = metric_rows(folder / "train" / "metrics.jsonl")
+    # the last training, validation and `fit` (trainer.fit_time_limit's cut) lines (None: none yet)
+    train, val, fit = last_line(rows, "train"), last_line(rows, "val"), last_line(rows, "fit")
     if train is None:  # a job writes its train.out from its start; without one it waits for a slot (--parallel)
         return ended or ("starting" if (folder / "train.out").exists() else "waiting for a free slot")
     curriculum = saved_curriculum(folder / "train")
@@ -44,6 +44,10 @@ def training_cell(folder: Path) -> str:
     if val is not None:
         parts.append(f"val {100 * val['val_accuracy']:.1f}% ({val['segments']} seg, stage {val['stage']} step "
                      f"{val['step']})")
+    reverts = [row for row in rows if row["kind"] == "revert"]  # revert_drop sent the weights back to a best
+    if reverts:
+        where = ", ".join(f"stage {row['stage']} step {row['step']}" for row in reverts)
+        parts.append(f"reverted to the stage's best at {where}")
     return " · ".join(parts)
 
 

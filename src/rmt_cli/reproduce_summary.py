@@ -49,7 +49,21 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
                                 if row.get(column) is not None} for key, column in parts.items()},
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
-            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train")}
+            "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train"),
+            "reverts": reverts(folder / "train")}
+
+
+def reverts(train: Path) -> list[dict]:
+    """Where trainer.revert_drop sent a run's weights back to its stage's best: stage, step, the validation that
+    fell and that best."""
+    from rmt_cli.metrics import read_lines
+
+    try:
+        lines = read_lines(train / "metrics.jsonl")
+    except ValueError:
+        return []
+    return [{key: line[key] for key in ("stage", "step", "val_accuracy", "best_val_accuracy")}
+            for line in lines if line.get("kind") == "revert"]
 
 
 def breakdown(results: dict, n: int) -> dict:
@@ -254,6 +268,8 @@ def summarize(runs: list[tuple[Path, dict]], tasks: list[str] | None = None) -> 
             "curriculum_completed": {str(s): r["completed"] for s, r in results.items()},
             "run": run_record(contributing[0][1]),
         }
+        if any(r["reverts"] for r in results.values()):  # trainer.revert_drop acted in some seed
+            summary["tasks"][task]["reverts"] = {str(s): r["reverts"] for s, r in results.items()}
         if len(contributing) > 1:  # which run trained which seeds
             summary["tasks"][task]["runs"] = [{**run_record(plan), "seeds": seeds} for _, plan, seeds in contributing]
     return summary

@@ -14,7 +14,7 @@ from rmt_cli.train import Trainer
 PAPER_PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("paper_minilm_*.yaml"))
 # Every user-facing preset but smoke (tiny already), each shrunk onto a tiny backbone of its own layout.
 PRESETS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml") if p.stem != "smoke")
-TINY_BACKBONE = {"smollm2_memorize": "tiny-llama"}  # a decoder preset keeps a decoder
+TINY_BACKBONE = {"smollm2_memorize": "tiny-llama", "smollm2_qa1": "tiny-llama"}  # a decoder preset keeps a decoder
 SHRINK = ["noise=synthetic", "segment.length=64", "trainer.batch_size=2",
           "trainer.eval_batch_size=4", "trainer.val_samples=4", "trainer.eval_every=1", "trainer.device=cpu"]
 

@@ -718,3 +718,25 @@ def test_compare_names_what_is_wrong_with_an_input(tmp_path, make, task, message
     make(tmp_path)
     with pytest.raises(RmtError, match=message):
         compare([tmp_path], task)
+
+
+@pytest.mark.slow  # four CPU trainings and their extrapolations, as subprocesses
+def test_the_decoder_presets_run_the_protocol_end_to_end_at_tiny_scale(tmp_path):
+    from helpers.cli import rmt
+
+    out = tmp_path / "out"
+    tiny = ["backbone=tiny-llama", "noise=synthetic", "segment.length=64", "trainer.batch_size=2",
+            "trainer.val_samples=4", "trainer.eval_every=2",
+            "curriculum.stages=[{segments:1,steps:2},{segments:2,steps:2}]"]
+    result = rmt("reproduce", "run", str(out), "--preset", "smollm2", "--tasks", "memorize,qa1", "--seeds", "0",
+                 "--segments", "1,2", "--samples", "8", "--batch-size", "8", "--allow-cpu",
+                 *[arg for override in tiny for arg in ("--override", override)])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary" / "summary.json").read_text())
+    assert summary["preset"] == "smollm2"
+    assert {task: result["preset"] for task, result in summary["tasks"].items()} == {
+        "memorize": "smollm2_memorize", "qa1": "smollm2_qa1"}
+    assert all(set(result["lengths"]) == {"1", "2"} and result["lengths"]["2"]["samples"] == 8
+               for result in summary["tasks"].values())
+    config = (seed_folder(out, "qa1", 0) / "train" / "config.yaml").read_text()
+    assert "head: generate" in config and "name: qa1" in config  # the answer generated as text

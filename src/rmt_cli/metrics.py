@@ -31,6 +31,15 @@ def read_lines(path: Path) -> list[dict]:
     return rows
 
 
+def readable_lines(path: Path) -> list[dict]:
+    """read_lines, or none at all when a line before the last is damaged: what reads a run's progress says nothing
+    rather than something wrong."""
+    try:
+        return read_lines(path)
+    except ValueError:
+        return []
+
+
 def last_line(lines: list[dict], kind: str) -> dict | None:
     """The last of `lines` (a metrics.jsonl's) of that kind, None if there is none."""
     return next((line for line in reversed(lines) if line.get("kind") == kind), None)

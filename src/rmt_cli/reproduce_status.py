@@ -8,17 +8,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from rmt_cli.metrics import last_line, read_lines
+from rmt_cli.metrics import last_line, readable_lines
 from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
 from rmt_cli.reproduce_summary import saved_curriculum
-
-
-def metric_rows(metrics: Path) -> list[dict]:
-    """A run's metrics.jsonl lines so far."""
-    try:
-        return read_lines(metrics)
-    except ValueError:  # a damaged line: say nothing rather than something wrong
-        return []
 
 
 def job_state(status: Path) -> str | None:
@@ -29,7 +21,7 @@ def job_state(status: Path) -> str | None:
 
 def training_cell(folder: Path) -> str:
     ended = job_state(folder / "train.status.json")
-    rows = metric_rows(folder / "train" / "metrics.jsonl")
+    rows = readable_lines(folder / "train" / "metrics.jsonl")
     # the last training, validation and `fit` (trainer.fit_time_limit's cut) lines (None: none yet)
     train, val, fit = last_line(rows, "train"), last_line(rows, "val"), last_line(rows, "fit")
     if train is None:  # a job writes its train.out from its start; without one it waits for a slot (--parallel)

@@ -56,14 +56,10 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
 def reverts(train: Path) -> list[dict]:
     """Where trainer.revert_drop sent a run's weights back to its stage's best: stage, step, the validation that
     fell and that best."""
-    from rmt_cli.metrics import read_lines
+    from rmt_cli.metrics import readable_lines
 
-    try:
-        lines = read_lines(train / "metrics.jsonl")
-    except ValueError:
-        return []
     return [{key: line[key] for key in ("stage", "step", "val_accuracy", "best_val_accuracy")}
-            for line in lines if line.get("kind") == "revert"]
+            for line in readable_lines(train / "metrics.jsonl") if line.get("kind") == "revert"]
 
 
 def breakdown(results: dict, n: int) -> dict:
@@ -100,13 +96,10 @@ def curriculum_completed(train: Path) -> bool:
     ends at the step its latest `fit` line names: its schedule came down to zero there.
     """
     from rmt_cli.curriculum import setting
-    from rmt_cli.metrics import last_line, read_lines
+    from rmt_cli.metrics import last_line, readable_lines
 
     curriculum = saved_curriculum(train)
-    try:
-        lines = read_lines(train / "metrics.jsonl")
-    except ValueError:
-        return False
+    lines = readable_lines(train / "metrics.jsonl")  # damaged: no validation line, so not completed
     if curriculum is None:
         return False
     last = len(curriculum.stages)

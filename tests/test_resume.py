@@ -397,6 +397,24 @@ def test_revert_drop_sends_the_weights_back_to_the_stage_best_when_validation_fa
     assert lines[-1]["best_val_accuracy"] == {"1": 0.95}
 
 
+def test_a_run_stopped_right_after_a_revert_resumes_to_the_whole_run(smoke_cfg, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rmt_cli.stopping import Deadline
+    from rmt_cli.train import Trainer
+
+    cfg = OmegaConf.merge(smoke_cfg, {"trainer": {"revert_drop": 0.1}, "curriculum": {
+        "stages": [{"segments": 1, "steps": 10, "ema_decay": 0.5}]}})
+    by_step = {2: 0.5, 4: 0.9, 6: 0.85, 8: 0.7, 10: 0.95}  # step 8 falls 20 points below step 4's best
+    monkeypatch.setattr(Trainer, "validate", lambda self, samples, data: by_step[self.state.step])
+    whole = train_in_process(cfg, tmp_path / "whole")
+    assert [line["step"] for line in whole if line["kind"] == "revert"] == [8]
+    stop_after_step(monkeypatch, 8)  # the resume point written after the revert
+    train_in_process(cfg, tmp_path / "stopped")
+    monkeypatch.setattr(Deadline, "passed", lambda self: False)
+    assert train_in_process(cfg, tmp_path / "stopped") == whole  # the reverted weights, average and moments resume
+
+
 def test_without_revert_drop_a_fall_in_validation_keeps_training_the_weights_it_has(smoke_cfg, tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 

@@ -81,6 +81,10 @@
 #     STAGE=,checkpoint_segments:true OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh \
 #     first_1to4_bf16_4to16_100_fbq_true 10 trainer.compute_dtype=bf16 trainer.reentrant_checkpoints=true &
 #   (the same with FBQ=false: first_1to4_bf16_4to16_100_fbq_false)
+# The 2-8 stage's rate, 300 steps at the preset's 5e-5 and at 1e-4, from the 1-4 stage rebuilt (first_1to4_bf16):
+#   FIRST=outputs/memory_map/first_1to4_bf16 STEPS=300 TARGET=ends SEGMENTS=[2,8] LENGTHS=2,4,8,16 FBQ=false \
+#     OMP_NUM_THREADS=1 bash results/cpu_checks/memory_map/run.sh first_1to4_bf16_2to8_300_lr5.0e-5 9 \
+#     trainer.compute_dtype=bf16 trainer.lr=5.0e-5 &   # and the same with 1.0e-4
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-outputs/memory_map}

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from rmt_cli.metrics import last_line, readable_lines
 from rmt_cli.reproduce import job_status, plan_followers, read_plan, seed_folder
-from rmt_cli.reproduce_summary import saved_curriculum
+from rmt_cli.reproduce_summary import reverts, saved_curriculum
 
 
 def job_state(status: Path) -> str | None:
@@ -36,9 +36,9 @@ def training_cell(folder: Path) -> str:
     if val is not None:
         parts.append(f"val {100 * val['val_accuracy']:.1f}% ({val['segments']} seg, stage {val['stage']} step "
                      f"{val['step']})")
-    reverts = [row for row in rows if row["kind"] == "revert"]  # revert_drop sent the weights back to a best
-    if reverts:
-        where = ", ".join(f"stage {row['stage']} step {row['step']}" for row in reverts)
+    sent_back = reverts(rows)  # trainer.revert_drop sent the weights back to a stage's best
+    if sent_back:
+        where = ", ".join(f"stage {row['stage']} step {row['step']}" for row in sent_back)
         parts.append(f"reverted to the stage's best at {where}")
     return " · ".join(parts)
 

@@ -37,6 +37,8 @@ def read_json(path: Path, what: str):
 
 def seed_result(folder: Path, task: str, seed: int) -> dict:
     """One seed's accuracy per length, training wall time and whether its curriculum ran to the end."""
+    from rmt_cli.metrics import readable_lines
+
     what = f"{task} seed {seed}"
     train = read_json(folder / "train.status.json", f"{what} has no finished training")
     if train["exit_code"] != 0:
@@ -50,16 +52,14 @@ def seed_result(folder: Path, task: str, seed: int) -> dict:
             "tokens": {int(row["segments"]): int(row["tokens"]) for row in rows},
             "samples": {int(row["segments"]): int(row["samples"]) for row in rows},
             "train_seconds": train["seconds"], "completed": curriculum_completed(folder / "train"),
-            "reverts": reverts(folder / "train")}
+            "reverts": reverts(readable_lines(folder / "train" / "metrics.jsonl"))}
 
 
-def reverts(train: Path) -> list[dict]:
-    """Where trainer.revert_drop sent a run's weights back to its stage's best: stage, step, the validation that
-    fell and that best."""
-    from rmt_cli.metrics import readable_lines
-
+def reverts(lines: list[dict]) -> list[dict]:
+    """Where trainer.revert_drop sent a run's weights back to its stage's best, from its metrics.jsonl lines: stage,
+    step, the validation that fell and that best."""
     return [{key: line[key] for key in ("stage", "step", "val_accuracy", "best_val_accuracy")}
-            for line in readable_lines(train / "metrics.jsonl") if line.get("kind") == "revert"]
+            for line in lines if line.get("kind") == "revert"]
 
 
 def breakdown(results: dict, n: int) -> dict:

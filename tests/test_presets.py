@@ -1,6 +1,7 @@
 """The presets are what users run: each composes, and its curriculum trains at a tiny scale in-process."""
 
 import json
+import math
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -19,10 +20,10 @@ SHRINK = ["noise=synthetic", "segment.length=64", "trainer.batch_size=2",
           "trainer.eval_batch_size=4", "trainer.val_samples=4", "trainer.eval_every=1", "trainer.device=cpu"]
 
 
-def shrunk(preset: str):
+def shrunk(preset: str, *overrides: str):
     backbone = f"backbone={TINY_BACKBONE.get(preset, 'tiny')}"
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={preset}", backbone, *SHRINK])
+        cfg = compose("train", overrides=[f"experiment={preset}", backbone, *SHRINK, *overrides])
     stages = OmegaConf.to_container(cfg.curriculum.stages)
     # The first and the last stage, one step each: the last stage carries each preset's special settings.
     OmegaConf.update(cfg, "curriculum.stages", [{**stages[0], "steps": 1}, {**stages[-1], "steps": 1}], merge=True)
@@ -43,3 +44,19 @@ def test_preset_trains_two_steps_at_tiny_scale(preset, tmp_path):
     assert [line["stage"] for line in lines if line["kind"] == "train"] == [1, 2]
     assert lines[-1]["kind"] == "summary" and lines[-1]["completed"] is True
     assert (tmp_path / "checkpoints" / "stage2-best" / "model.safetensors").is_file()
+
+
+def test_detect_last_stage_trains_on_the_bf16_working_copy_past_its_bptt_window(tmp_path):
+    """The variant of the detect preset that fits a shorter run: every step on the bf16 working copy, the segments
+    before the 16-segment window on the bf16 prefix copy, revert_drop in the last stage."""
+    cfg, _ = shrunk("paper_minilm_detect", "trainer.compute_dtype=bf16", "curriculum.stages.8.revert_drop=0.05")
+    last = OmegaConf.to_container(cfg.curriculum.stages)[-1]
+    assert last["bptt_segments"] == 16 and last["revert_drop"] == 0.05 and cfg.trainer.prefix_dtype == "bf16"
+    OmegaConf.update(cfg, "curriculum.stages.1.segments", [18, 22])  # 2-6 segments before the window
+    OmegaConf.update(cfg, "curriculum.stages.1.steps", 2)
+    experiment = build_experiment(cfg, "cpu", with_training_data=True)
+    Trainer(cfg, experiment, curriculum_stages(cfg), tmp_path).run()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trained = [line for line in lines if line["kind"] == "train" and line["stage"] == 2]
+    assert trained and all(math.isfinite(line["loss"]) and line["grad_norm"] > 0 for line in trained)
+    assert lines[-1]["kind"] == "summary" and lines[-1]["completed"] is True

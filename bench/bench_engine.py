@@ -449,17 +449,34 @@ def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list
              "self_cpu_ms": e.self_cpu_time_total / 1000} for e in events[:top]]
 
 
+def timed_compiled(step, device, compile_mode: str | None) -> tuple[float | None, str | None]:
+    """timed(step), and None for an error; a step on compiled blocks (compile_mode set) that fails gives (None, the
+    error's first line) so that the rows after it still run: inductor's CUDA graphs (mode reduce-overhead) can refuse
+    a recurrent step, whose blocks run once per segment before one backward (on an H100 the SmolLM2-geometry step:
+    "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run")."""
+    try:
+        return timed(step, device), None
+    except RuntimeError as error:
+        if compile_mode is None or isinstance(error, torch.cuda.OutOfMemoryError):
+            raise
+        return None, str(error).strip().splitlines()[0][:300]
+
+
 def timed_train_row(step, optimizer, row: dict, device, flops_per_segment: float, peak_tflops: float | None) -> dict:
-    """`row` (with its "segments" and "batch") completed with the step's tokens/s, MFU and peak memory; on running out
-    of memory, the row says so and the rows after it still run."""
+    """`row` (with its "segments", "batch" and, on compiled blocks, "compile_mode") completed with the step's
+    tokens/s, MFU and peak memory; on running out of memory, or a compiled step failing, the row says so
+    ("out_of_memory", "failed") and the rows after it still run."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     try:
-        seconds = timed(step, device)
+        seconds, failure = timed_compiled(step, device, row.get("compile_mode"))
     except torch.cuda.OutOfMemoryError:
         optimizer.zero_grad(set_to_none=True)
         free(device)
         return {**row, "tok_s": None, "mfu": None, "peak_mb": None, "out_of_memory": True}
+    if seconds is None:
+        optimizer.zero_grad(set_to_none=True)
+        return {**row, "tok_s": None, "mfu": None, "peak_mb": None, "failed": failure}
     flops = flops_per_segment * row["batch"] * row["segments"]  # model FLOPs: recomputation is not counted in MFU
     return {**row, "tok_s": row["batch"] * row["segments"] * SEGMENT / seconds,
             "mfu": None if not peak_tflops else flops / seconds / (peak_tflops * 1e12),
@@ -617,11 +634,18 @@ def part_w(model, make_loss, per_segment: float, device, batch: int, segment_lis
             trained.train()
             optimizer = build_optimizer(trained, 1e-5, 0.0, device, fused=True)
             for name, runs_on in (("fp32", None), ("bf16", WorkingCopy(trained))):
-                seconds = timed(training_step(trained, optimizer, loss, device, runs_on), device)
-                baseline = baseline or seconds
-                rows.append({"segments": segments, "compute_dtype": name, "fused_blocks": fused_blocks,
-                             "compiled": compiled_blocks, "compile_mode": compiled if compiled_blocks else None,
-                             "batch": batch, "step_s": seconds, "tok_s": batch * segments * SEGMENT / seconds,
+                row = {"segments": segments, "compute_dtype": name, "fused_blocks": fused_blocks,
+                       "compiled": compiled_blocks, "compile_mode": compiled if compiled_blocks else None,
+                       "batch": batch}
+                seconds, failure = timed_compiled(training_step(trained, optimizer, loss, device, runs_on), device,
+                                                  row["compile_mode"])
+                if seconds is None:
+                    optimizer.zero_grad(set_to_none=True)
+                    rows.append({**row, "step_s": None, "tok_s": None, "mfu": None, "speedup": None,
+                                 "failed": failure})
+                    continue
+                baseline = baseline or seconds  # the first row: transformers' blocks in fp32, never compiled
+                rows.append({**row, "step_s": seconds, "tok_s": batch * segments * SEGMENT / seconds,
                              "mfu": None if not peak_tflops else
                              per_segment * batch * segments / seconds / (peak_tflops * 1e12),
                              "speedup": baseline / seconds})

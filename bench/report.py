@@ -58,6 +58,17 @@ def checkpointing(row: dict) -> str:
     return "no" if not row["checkpointing"] else "yes, reentrant" if row.get("reentrant") else "yes"
 
 
+def compile_mode(row: dict) -> str:
+    """" (MODE)" for a row on blocks compiled in a torch.compile mode other than the default, else ""."""
+    mode = row.get("compile_mode")
+    return f" ({mode})" if row.get("compiled") and mode not in (None, "default") else ""
+
+
+def speed(row: dict) -> str:
+    """A training row's tokens/s, or why it has none."""
+    return "failed" if row.get("failed") else "out of memory" if row.get("out_of_memory") else fmt(row["tok_s"])
+
+
 def training_table(rows: list, label: str) -> None:
     """Training rows; a column per switch that some row records (`fused_adamw`, `compiled`)."""
     switches = [(key, name) for key, name in (("fused_adamw", "fused AdamW"), ("compiled", "compiled blocks"),
@@ -66,7 +77,9 @@ def training_table(rows: list, label: str) -> None:
            f"{label} tok/s", "MFU", "peak GPU memory, MB"], ["---", "--:", "---", *(["---"] * len(switches)),
                                                             "--:", "--:", "--:"],
           [[f"{g} (batch {row['batch']})", str(row["segments"]), checkpointing(row),
-            *("yes" if row.get(key) else "no" for key, _ in switches), fmt(row["tok_s"]),
+            *(("yes" + (compile_mode(row) if key == "compiled" else "")) if row.get(key) else "no"
+              for key, _ in switches),
+            speed(row),
             "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["peak_mb"])] for g, row in rows])
 
 
@@ -136,8 +149,8 @@ def main(path: str) -> None:
               [[f"{g} (batch {row['batch']})", str(row["segments"]),
                 ("bf16 working copy" if row["compute_dtype"] == "bf16" else "fp32 weights, autocast")
                 + (", fused blocks" if row.get("fused_blocks") else "")
-                + (", compiled blocks" if row.get("compiled") else ""),
-                fmt(row["tok_s"]), "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", f"{row['step_s']:.3f}",
+                + (", compiled blocks" + compile_mode(row) if row.get("compiled") else ""),
+                speed(row), "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%", fmt(row["step_s"], 3),
                 ratio(row.get("speedup"))] for g, rows in parts["w"] for row in rows])
     if parts["p"]:
         table(["geometry", "(p) segments, BPTT window", "segments before the window", "train tok/s", "step, s",

@@ -202,3 +202,52 @@ def test_the_card_busy_time_of_part_m_counts_the_devices_events_only():
     events = [event(DeviceType.CPU, 9_000), event(DeviceType.CUDA, 1_500), event(DeviceType.CUDA, 500)]
     assert device_event_seconds(events) == 0.002  # the host's ops are not the card's time
     assert device_event_seconds([]) == 0
+
+
+def bench_module(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_failing_compiled_step_becomes_a_failed_row_and_an_eager_one_still_raises():
+    import torch
+
+    timed_compiled = bench_module("bench_engine").timed_compiled
+
+    def overwritten():
+        raise RuntimeError("Error: accessing tensor output of CUDAGraphs that has been overwritten by a subsequent "
+                           "run. Stack trace: ...\nmore lines")
+
+    assert timed_compiled(overwritten, torch.device("cpu"), "reduce-overhead") == (
+        None, "Error: accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run. "
+              "Stack trace: ...")
+    with pytest.raises(RuntimeError, match="overwritten"):  # an eager step's error is a bug, not a row
+        timed_compiled(overwritten, torch.device("cpu"), None)
+    seconds, failure = timed_compiled(lambda: None, torch.device("cpu"), "reduce-overhead")
+    assert seconds >= 0 and failure is None
+
+
+def test_report_names_the_compile_mode_and_the_rows_that_failed(tmp_path, capsys):
+    report = bench_module("report")
+    row = {"segments": 8, "batch": 16, "fused_blocks": False, "mfu": None}
+    bench = {"card": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130", "segment": 512, "memory": 10,
+             "minilm": {"w": [{**row, "compute_dtype": "fp32", "compiled": False, "compile_mode": None, "step_s": 0.1,
+                               "tok_s": 1_000_000.0, "speedup": 1.0},
+                              {**row, "compute_dtype": "fp32", "compiled": True, "compile_mode": "reduce-overhead",
+                               "step_s": 0.08, "tok_s": 1_250_000.0, "speedup": 1.25},
+                              {**row, "compute_dtype": "bf16", "compiled": True, "compile_mode": "reduce-overhead",
+                               "step_s": None, "tok_s": None, "speedup": None, "failed": "Error: accessing ..."}]},
+             "tiny-llama": {"s": [{"segments": 8, "batch": 16, "checkpointing": False, "fused_adamw": True,
+                                   "compiled": True, "compile_mode": "reduce-overhead", "tok_s": None, "mfu": None,
+                                   "peak_mb": None, "failed": "Error: accessing ..."}]}}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench))
+    report.main(str(path))
+    out = capsys.readouterr().out
+    assert "| minilm (batch 16) | 8 | fp32 weights, autocast, compiled blocks (reduce-overhead) | 1,250,000 |" in out
+    failed = "| minilm (batch 16) | 8 | bf16 working copy, compiled blocks (reduce-overhead) | failed | - | - | - |"
+    assert failed in out
+    assert "| tiny-llama (batch 16) | 8 | no | yes | yes (reduce-overhead) | failed | - | - |" in out

@@ -450,8 +450,8 @@ def profile_step(model, make_loss, segments: int, device, top: int = 20) -> list
 
 
 def timed_compiled(step, device, compile_mode: str | None) -> tuple[float | None, str | None]:
-    """timed(step), and None for an error; a step on compiled blocks (compile_mode set) that fails gives (None, the
-    error's first line) so that the rows after it still run: inductor's CUDA graphs (mode reduce-overhead) can refuse
+    """(timed(step), None); a step on compiled blocks (compile_mode set) that fails gives (None, the error's first
+    line) instead, so that the rows after it still run: inductor's CUDA graphs (mode reduce-overhead) can refuse
     a recurrent step, whose blocks run once per segment before one backward (on an H100 the SmolLM2-geometry step:
     "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run")."""
     try:

@@ -1,6 +1,7 @@
 """bench/bench_engine.py at toy sizes on CPU (every part runs, the JSON keeps its keys) and bench/agreement.py on a
 smoke run (the fast inference path predicts what `rmt eval` with the same switches predicts)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,6 +13,15 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 # One thread: on a shared CPU, torch's two-thread kernels can wait on each other for most of a toy forward.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def bench_module(name: str):
+    """A module of bench/ (a folder of scripts, not a package), imported by name."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def run(*args, timeout=300):
@@ -190,11 +200,7 @@ def test_the_card_busy_time_of_part_m_counts_the_devices_events_only():
 
     from torch.autograd import DeviceType
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        from bench_engine import device_event_seconds
-    finally:
-        sys.path.remove(str(BENCH))
+    device_event_seconds = bench_module("bench_engine").device_event_seconds
 
     def event(device_type, us):
         return SimpleNamespace(device_type=device_type, time_range=SimpleNamespace(elapsed_us=lambda: us))
@@ -202,14 +208,6 @@ def test_the_card_busy_time_of_part_m_counts_the_devices_events_only():
     events = [event(DeviceType.CPU, 9_000), event(DeviceType.CUDA, 1_500), event(DeviceType.CUDA, 500)]
     assert device_event_seconds(events) == 0.002  # the host's ops are not the card's time
     assert device_event_seconds([]) == 0
-
-
-def bench_module(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_a_failing_compiled_step_becomes_a_failed_row_and_an_eager_one_still_raises():

@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import mean
 
 from rmt_cli.errors import RuntimeFailure, UsageError
+from rmt_cli.metrics import last_line, readable_lines
 from rmt_cli.reproduce import PLAN, seed_folder
 
 RUN_KEYS = ("preset", "card", "command", "samples", "started")  # what identifies one run of the protocol
@@ -37,8 +38,6 @@ def read_json(path: Path, what: str):
 
 def seed_result(folder: Path, task: str, seed: int) -> dict:
     """One seed's accuracy per length, training wall time and whether its curriculum ran to the end."""
-    from rmt_cli.metrics import readable_lines
-
     what = f"{task} seed {seed}"
     train = read_json(folder / "train.status.json", f"{what} has no finished training")
     if train["exit_code"] != 0:
@@ -96,12 +95,11 @@ def curriculum_completed(train: Path) -> bool:
     ends at the step its latest `fit` line names: its schedule came down to zero there.
     """
     from rmt_cli.curriculum import setting
-    from rmt_cli.metrics import last_line, readable_lines
 
     curriculum = saved_curriculum(train)
-    lines = readable_lines(train / "metrics.jsonl")  # damaged: no validation line, so not completed
     if curriculum is None:
         return False
+    lines = readable_lines(train / "metrics.jsonl")  # damaged: no validation line, so not completed
     last = len(curriculum.stages)
     stage = curriculum.stages[-1]
     steps, advance_at = stage.steps, setting(stage, "advance_at", curriculum.advance_at)

@@ -1,6 +1,7 @@
 """Data-parallel training (gloo processes on the CPU) and requeue through submitit."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,92 @@ def test_workers_leave_their_errors_for_the_launcher_first_one_first(tmp_path, m
     assert distributed.first_failure(failures).rank == 1
     assert distributed.first_failure(failures[1:2]).exit_code == 130  # Ctrl-C without an error of its own
     assert distributed.first_failure([]) is None
+
+
+# torchrun's stderr when rank 1 died in native code (gloo) after its own last words; shortened from a real one.
+CRASH_STDERR = """
+*****************************************
+Setting OMP_NUM_THREADS environment variable for each process to be 1 in default, to avoid your system being ...
+*****************************************
+terminate called after throwing an instance of 'gloo::IoException'
+  what():  [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer
+W1207 15:29:20.239000 18303 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 18308 closing \
+signal SIGTERM
+E1207 15:29:20.272000 18303 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -6) \
+local_rank: 1 (pid: 18309) of binary: /usr/bin/python
+Traceback (most recent call last):
+  File "/usr/lib/python3/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+=======================================================
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 18308)  (SIGTERM)
+-------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : -6 (pid: 18309)  (SIGABRT)
+  error_file: <N/A>
+  traceback : Signal 6 (SIGABRT) received by PID 18309
+=======================================================
+"""
+
+
+def test_a_worker_that_crashed_is_named_with_its_signal_and_its_last_words_without_torchruns_report():
+    from rmt_cli.distributed import crash_account
+
+    assert crash_account(CRASH_STDERR, 1) == (
+        "rank 1 ended with exit code -6 (SIGABRT) | terminate called after throwing an instance of "
+        "'gloo::IoException' | what():  [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+    unknown = crash_account("something else went wrong\nexit", 3)  # no report of torchrun's: its exit code
+    assert unknown == "torchrun exit code 3 | something else went wrong | exit"
+
+
+class FakeTorchrun:
+    """Stands in for torchrun's process: its workers leave `finished` markers, then it ends with `returncode`."""
+
+    def __init__(self, finished: list[int], returncode: int):
+        self.finished, self.returncode = finished, returncode
+
+    def __call__(self, command, env, **options):
+        from unittest import mock
+
+        from rmt_cli import worker_errors
+
+        for rank in self.finished:  # what a worker does once its training has returned
+            with mock.patch.dict(os.environ, {**env, "RANK": str(rank)}):
+                worker_errors.record_finished()
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def communicate(self):
+        return None, CRASH_STDERR
+
+    def send_signal(self, signum):
+        pass
+
+
+def test_a_crash_after_every_rank_finished_is_a_warning_and_one_before_is_the_runs_error(monkeypatch, capsys):
+    from rmt_cli import distributed
+    from rmt_cli.errors import RuntimeFailure
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakeTorchrun(finished=[0, 1], returncode=1))
+    distributed.launch_workers(2, ["experiment=smoke"])
+    assert capsys.readouterr().err.startswith("warning: the run finished, but a worker crashed as the workers closed "
+                                              "their connections (rank 1 ended with exit code -6 (SIGABRT) | ")
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakeTorchrun(finished=[0], returncode=1))
+    with pytest.raises(RuntimeFailure, match=r"^data-parallel workers failed \(rank 1 ended with exit code -6 "):
+        distributed.launch_workers(2, ["experiment=smoke"])
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakeTorchrun(finished=[0, 1], returncode=0))
+    distributed.launch_workers(2, ["experiment=smoke"])
+    assert capsys.readouterr().err == ""
 
 
 LONGER_SMOKE = ["experiment=smoke", "curriculum.stages=[{segments:1,steps:150},{segments:2,steps:150}]",

@@ -10,6 +10,7 @@ writes the run folder. With one process every helper here is a no-op, so the tra
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+import typer
 
 from rmt_cli import worker_errors
 from rmt_cli.errors import Interrupted, RuntimeFailure, UsageError
@@ -158,6 +160,7 @@ def launch_workers(devices: int, arguments: list[str]) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         failures = worker_errors.read(errors_folder)
+        finished = worker_errors.finished_ranks(errors_folder)
     if torchrun.returncode == 0:
         return
     first = first_failure(failures)
@@ -167,8 +170,34 @@ def launch_workers(devices: int, arguments: list[str]) -> None:
         raise Interrupted(message)
     if first is not None:
         raise ERROR_KINDS.get(first.exit_code, RuntimeFailure)(message)
-    tail = " | ".join(stderr.strip().splitlines()[-5:])
-    raise RuntimeFailure(f"data-parallel workers failed (torchrun exit code {torchrun.returncode}): {tail}")
+    account = crash_account(stderr, torchrun.returncode)
+    if finished >= set(range(devices)):  # every rank's training had returned, rank 0's with all saved
+        typer.secho(f"warning: the run finished, but a worker crashed as the workers closed their connections "
+                    f"({account})", fg=typer.colors.YELLOW, err=True)
+        return
+    raise RuntimeFailure(f"data-parallel workers failed ({account})")
+
+
+TORCHRUN_LOG_LINE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ torch/distributed/")
+
+
+def crash_account(stderr: str, exit_code: int) -> str:
+    """One line on workers that died without an error of their own (a signal, a crash in native code): the rank
+    and signal torchrun names as the root cause, then the workers' last lines of stderr, which say why; torchrun's
+    own report (its log lines, its traceback, its banner) is left out."""
+    lines = stderr.strip().splitlines()
+    ends = [i for i, line in enumerate(lines) if TORCHRUN_LOG_LINE.match(line) and "failed (exitcode" in line]
+    workers = [line.strip() for line in lines[:ends[0] if ends else len(lines)]
+               if line.strip() and not TORCHRUN_LOG_LINE.match(line) and not line.startswith("*****")
+               and "OMP_NUM_THREADS" not in line]
+    root = stderr.rpartition("Root Cause")[2]  # torchrun's report: "rank : 1 (...)", "exitcode : -6 (pid: N) (SIGABRT)"
+    rank, code = re.search(r"rank\s*:\s*(\d+)", root), re.search(r"exitcode\s*:\s*(-?\d+)", root)
+    signal_name = re.search(r"\((SIG[A-Z0-9]+)\)", root)
+    cause = f"torchrun exit code {exit_code}"
+    if rank and code:
+        cause = f"rank {rank[1]} ended with exit code {code[1]}" + (f" ({signal_name[1]})" if signal_name else "")
+    said = workers[-3:] if workers else lines[-5:]
+    return " | ".join([cause, *said])
 
 
 def first_failure(failures: list[worker_errors.WorkerError]) -> worker_errors.WorkerError | None:

@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LRScheduler
 
-from rmt_cli import distributed, loggers, run_info
+from rmt_cli import distributed, loggers, run_info, worker_errors
 from rmt_cli.batches import BatchPlan, step_tokens
 from rmt_cli.chains import ChainedRows, ChainPlan
 from rmt_cli.checkpoint import CheckpointDoesNotFit, CheckpointNotFound, find_checkpoint, load_weights, read_meta
@@ -130,6 +130,8 @@ def train_from_config(cfg) -> None:
         if ranks.rank:  # same initial weights everywhere, but each rank its own dropout masks
             torch.manual_seed(cfg.seed + ranks.rank)
         Trainer(cfg, experiment, stages, run_dir, ranks).run()
+        worker_errors.record_finished()
+        distributed.barrier()  # no rank closes its connections while a peer may still be reading from them
     finally:
         distributed.leave()
 

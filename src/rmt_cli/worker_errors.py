@@ -1,9 +1,10 @@
-"""How the data-parallel workers that `trainer.devices=N` starts tell the launching process why they failed.
+"""How the data-parallel workers that `trainer.devices=N` starts tell the launching process how they ended.
 
 The launcher creates an empty folder and names it in the environment variable FOLDER_VARIABLE; torchrun passes
 it on to every worker. A worker that ends on an error writes rank-RANK.json there (its one-line message and exit
-code) at the moment it prints that line; once torchrun has exited, the launcher reads the files and reports the
-first failure as its own. Processes not started that way have no such variable and write nothing.
+code) at the moment it prints that line; one whose training returned writes finished-RANK. Once torchrun has
+exited, the launcher reads the files and reports the first failure as its own. Processes not started that way
+have no such variable and write nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +40,23 @@ def record(message: str | None, exit_code: int) -> None:
             file.write(json.dumps(entry))
     except OSError:
         pass  # the launcher then reports torchrun's own account of the failure; the error line is printed anyway
+
+
+def record_finished() -> None:
+    """In a launched worker, tell the launcher that this rank's training returned (rank 0: with everything saved);
+    elsewhere, do nothing."""
+    folder = os.environ.get(FOLDER_VARIABLE)
+    if folder:
+        try:
+            (Path(folder) / f"finished-{os.environ.get('RANK', '0')}").touch()
+        except OSError:
+            pass  # the launcher then takes a crash after this point for a failed run, as it would without the file
+
+
+def finished_ranks(folder: str | Path) -> set[int]:
+    """The ranks whose training returned."""
+    return {int(path.name.removeprefix("finished-")) for path in Path(folder).glob("finished-*")
+            if path.name.removeprefix("finished-").isdigit()}
 
 
 def read(folder: str | Path) -> list[WorkerError]:

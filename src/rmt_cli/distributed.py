@@ -186,10 +186,13 @@ def crash_account(stderr: str, exit_code: int) -> str:
     and signal torchrun names as the root cause, then the workers' last lines of stderr, which say why; torchrun's
     own report (its log lines, its traceback, its banner) is left out."""
     lines = stderr.strip().splitlines()
-    ends = [i for i, line in enumerate(lines) if TORCHRUN_LOG_LINE.match(line) and "failed (exitcode" in line]
-    workers = [line.strip() for line in lines[:ends[0] if ends else len(lines)]
-               if line.strip() and not TORCHRUN_LOG_LINE.match(line) and not line.startswith("*****")
-               and "OMP_NUM_THREADS" not in line]
+    workers = []  # the lines before torchrun's report of the failure, less its log lines and its banner
+    for line in lines:
+        if TORCHRUN_LOG_LINE.match(line):
+            if "failed (exitcode" in line:
+                break
+        elif line.strip() and not line.startswith("*****") and "OMP_NUM_THREADS" not in line:
+            workers.append(line.strip())
     root = stderr.rpartition("Root Cause")[2]  # torchrun's report: "rank : 1 (...)", "exitcode : -6 (pid: N) (SIGABRT)"
     rank, code = re.search(r"rank\s*:\s*(\d+)", root), re.search(r"exitcode\s*:\s*(-?\d+)", root)
     signal_name = re.search(r"\((SIG[A-Z0-9]+)\)", root)

@@ -55,8 +55,7 @@ def record_finished() -> None:
 
 def finished_ranks(folder: str | Path) -> set[int]:
     """The ranks whose training returned."""
-    return {int(path.name.removeprefix("finished-")) for path in Path(folder).glob("finished-*")
-            if path.name.removeprefix("finished-").isdigit()}
+    return {int(path.name.removeprefix("finished-")) for path in Path(folder).glob("finished-*")}
 
 
 def read(folder: str | Path) -> list[WorkerError]:
